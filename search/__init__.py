@@ -1,0 +1,1 @@
+"""The paper's architecture search (section III) and training of the derived network."""

@@ -1,0 +1,63 @@
+"""Shared fixtures: real CamVid frames from ../shared, a small genotype net, markers."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from lgcnet_deploy.classes import CAMVID
+from lgcnet_deploy.data import CamVid
+from lgcnet_deploy.genotype import load_genotype
+from lgcnet_deploy.network import LGCNet
+
+torch.set_num_threads(2)
+
+
+def _has_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    no_gpu = pytest.mark.skip(reason="no CUDA GPU on this machine")
+    no_trt = pytest.mark.skip(reason="TensorRT (python package `tensorrt`) or CUDA GPU missing")
+    has_trt = importlib.util.find_spec("tensorrt") is not None and _has_cuda()
+    for item in items:
+        if "gpu" in item.keywords and not _has_cuda():
+            item.add_marker(no_gpu)
+        if "trt" in item.keywords and not has_trt:
+            item.add_marker(no_trt)
+
+
+@pytest.fixture(scope="session")
+def camvid_val() -> CamVid:
+    if not CamVid.available():
+        pytest.skip("CamVid not found at ../shared/data/camvid (set LGCNET_CAMVID)")
+    return CamVid("val")
+
+
+@pytest.fixture(scope="session")
+def real_frames(camvid_val: CamVid) -> list[np.ndarray]:
+    """Three real CamVid val frames (BGR uint8 360x480x3)."""
+    return [camvid_val[i][0] for i in (0, 40, 90)]
+
+
+@pytest.fixture(scope="session")
+def genotype():
+    return load_genotype()
+
+
+@pytest.fixture(scope="session")
+def trained_like_net(genotype) -> LGCNet:
+    """The default-genotype net with non-trivial BN statistics (as after training)."""
+    torch.manual_seed(0)
+    net = LGCNet(genotype, CAMVID.num_classes)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()
