@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .genotype import Genotype, GenotypeError
+from .classes import CAMVID, Dataset
+from .genotype import Genotype, GenotypeError, load_genotype
 from .metadata import ModelMeta
 from .network import LGCNet
 
@@ -81,3 +82,24 @@ def load_checkpoint(path: str | Path, genotype: Genotype | None = None,
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit genotype {stored.hash}: {e}") from e
     return model.eval(), meta, payload
+
+
+def load_net(source: str | Path, dataset: Dataset = CAMVID,
+             input_size: tuple[int, int] | None = None) -> tuple[LGCNet, ModelMeta, bool]:
+    """A net from a checkpoint (.pt/.pth) or, for speed work, a genotype with random weights.
+
+    Returns (net, meta, trained). `input_size` overrides the metadata's (H, W).
+    """
+    if Path(source).suffix.lower() in (".pt", ".pth"):
+        net, meta, _ = load_checkpoint(source)
+        trained = True
+    else:
+        genotype = load_genotype(source)
+        net = LGCNet(genotype, dataset.num_classes).eval()
+        meta = ModelMeta.for_dataset(dataset, genotype_hash=genotype.hash,
+                                     genotype=genotype.to_dict(),
+                                     extra={"weights": "untrained (genotype only)"})
+        trained = False
+    if input_size is not None:
+        meta = meta.replace(input_size=tuple(input_size))
+    return net, meta, trained

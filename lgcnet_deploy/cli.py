@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Each module in commands/ defines register(subparsers) which adds its parser and sets
     # `func`; adding a command is adding a module.
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
         importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
     return parser
 

@@ -86,7 +86,8 @@ class Genotype:
             w = Widths(stem=tuple(widths["stem"]), cells=tuple(widths["cells"]),
                        fusion=int(widths["fusion"]))
         except (KeyError, TypeError, ValueError) as e:
-            raise GenotypeError(f"field 'widths': needs stem[3], cells[3], fusion ints ({e})") from e
+            raise GenotypeError(
+                f"field 'widths': needs stem[3], cells[3], fusion ints ({e})") from e
         return cls(
             cells=tuple(tuple(c["ops"]) for c in cells),
             fusion_ops=tuple(_get(fusion, "ops", list, "fusion.ops")),
@@ -137,7 +138,8 @@ def _validate(g: Genotype) -> None:
             if op not in CELL_OPS:
                 raise GenotypeError(f"field 'cells[{k}].ops[{e}]': unknown op {op!r}; "
                                     f"choose one of {', '.join(CELL_OPS)}")
-    if sorted(set(g.reductions)) != list(g.reductions) or len(g.reductions) != 2 or 0 in g.reductions:
+    red = list(g.reductions)
+    if sorted(set(red)) != red or len(red) != 2 or 0 in red:
         raise GenotypeError(f"field 'cells[*].reduction': expected exactly two reduction cells "
                             f"after cell 0 (stride 4 -> 8 -> 16), got {list(g.reductions)}")
     if len(g.fusion_ops) != len(FUSION_EDGES):
@@ -145,8 +147,9 @@ def _validate(g: Genotype) -> None:
                             f"got {len(g.fusion_ops)}")
     for e, (edge, op) in enumerate(zip(FUSION_EDGES, g.fusion_ops)):
         if op not in edge_choices(edge.kind):
-            raise GenotypeError(f"field 'fusion.ops[{e}]' ({'->'.join(edge.sources)}->{edge.target},"
-                                f" {edge.kind} edge): unknown op {op!r}; choose one of "
+            where = f"{'+'.join(edge.sources)}->{edge.target}, {edge.kind} edge"
+            raise GenotypeError(f"field 'fusion.ops[{e}]' ({where}): unknown op {op!r}; "
+                                f"choose one of "
                                 f"{', '.join(edge_choices(edge.kind))}")
     strides = cell_strides(g.reductions, NUM_CELLS)
     picked = [strides[k] if 0 <= k < NUM_CELLS else None for k in g.fusion_inputs]

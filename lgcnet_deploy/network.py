@@ -56,7 +56,8 @@ class Cell(nn.Module):
             for e, (src, _) in enumerate(CELL_EDGES))
         self.out_channels = 2 * c
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: EdgeWeights = None) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor,
+                weights: EdgeWeights = None) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
         nodes: list[torch.Tensor | None] = [None, None]
         for e, ((src, dst), edge) in enumerate(zip(CELL_EDGES, self.edges)):

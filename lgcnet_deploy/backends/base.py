@@ -50,7 +50,9 @@ class Backend(ABC):
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
         h, w = self.meta.input_size
-        return (batch, h, w, 3) if self.meta.input_format == INPUT_UINT8_NHWC_BGR else (batch, 3, h, w)
+        if self.meta.input_format == INPUT_UINT8_NHWC_BGR:
+            return (batch, h, w, 3)
+        return (batch, 3, h, w)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._closed:
