@@ -62,12 +62,15 @@ def onnx_from_module(module: nn.Module, dummy: torch.Tensor, path: str | Path, *
                      simplify: bool = True) -> onnx.ModelProto:
     """Trace `module` on `dummy` to ONNX at `path`, simplify and check; return the proto.
 
-    The one torch -> ONNX step, also used by the latency table to export single ops.
+    The one torch -> ONNX step, also used by the latency table to export single ops. It uses
+    the TorchScript exporter (`dynamo=False`): in torch 2.13 the dynamo exporter cannot keep
+    the batch axis symbolic for this network, which TensorRT optimisation profiles need.
     """
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", category=DeprecationWarning)
             torch.onnx.export(module.eval(), (dummy,), str(path), input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], opset_version=opset,
                               dynamic_axes=axes, dynamo=False)

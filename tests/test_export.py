@@ -1,0 +1,105 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from lgcnet_deploy.classes import CAMVID
+from lgcnet_deploy.export import ExportError, export_onnx
+from lgcnet_deploy.metadata import (
+    INPUT_FLOAT_NCHW_RGB,
+    INPUT_UINT8_NHWC_BGR,
+    OUTPUT_ARGMAX,
+    OUTPUT_LOGITS,
+    ModelMeta,
+)
+from search.dataset import normalize
+
+COMBOS = [(i, o) for i in (INPUT_UINT8_NHWC_BGR, INPUT_FLOAT_NCHW_RGB)
+          for o in (OUTPUT_LOGITS, OUTPUT_ARGMAX)]
+
+
+def _meta(genotype, input_format, output_kind, size=(360, 480)):
+    return ModelMeta.for_dataset(CAMVID, input_size=size, genotype_hash=genotype.hash,
+                                 input_format=input_format, output_kind=output_kind)
+
+
+@pytest.fixture(scope="module", params=COMBOS, ids=lambda c: f"{c[0]}-{c[1]}")
+def exported(request, tmp_path_factory, trained_like_net, genotype):
+    fmt, kind = request.param
+    path = tmp_path_factory.mktemp("onnx") / f"{fmt}-{kind}.onnx"
+    export_onnx(trained_like_net, _meta(genotype, fmt, kind), path, batch=3)
+    return path, fmt, kind
+
+
+def _torch_logits(net, frames):
+    with torch.no_grad():
+        return net(torch.stack([normalize(f) for f in frames])).numpy()
+
+
+def _ort_input(frames, fmt):
+    x = np.stack(frames)
+    return x if fmt == INPUT_UINT8_NHWC_BGR else torch.stack(
+        [normalize(f) for f in frames]).numpy()
+
+
+def test_onnx_is_checked_simplified_and_tagged(exported, genotype):
+    path, fmt, kind = exported
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version >= 17
+    ops = {n.op_type for n in proto.graph.node}
+    assert "BatchNormalization" not in ops  # folded before export
+    assert "Identity" not in ops  # onnxsim cleaned up
+    assert ("ArgMax" in ops) == (kind == OUTPUT_ARGMAX)
+    meta = ModelMeta.from_props({p.key: p.value for p in proto.metadata_props})
+    assert meta.genotype_hash == genotype.hash and meta.classes == CAMVID.classes
+    assert (meta.input_format, meta.output_kind, meta.input_size) == (fmt, kind, (360, 480))
+
+
+def test_ort_parity_with_pytorch_on_real_frames(exported, trained_like_net, real_frames):
+    path, fmt, kind = exported
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": _ort_input(real_frames, fmt)})[0]
+    ref = _torch_logits(trained_like_net, real_frames)
+    if kind == OUTPUT_LOGITS:
+        assert out.shape == ref.shape
+        # uint8 input is normalised in-graph: same math, different rounding order
+        assert np.abs(out - ref).max() <= 1e-4
+    else:
+        assert out.dtype == np.int32 and out.shape == (3, 360, 480)
+        assert (out == ref.argmax(1)).mean() >= 0.999
+
+
+def test_dynamic_batch(tmp_path, trained_like_net, genotype, real_frames):
+    path = export_onnx(trained_like_net, _meta(genotype, INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX),
+                       tmp_path / "dyn.onnx", dynamic_batch=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert isinstance(sess.get_inputs()[0].shape[0], str)
+    for n in (1, 3):
+        assert sess.run(None, {"input": np.stack(real_frames[:n])})[0].shape == (n, 360, 480)
+
+
+def test_odd_paper_size_exports(tmp_path, genotype):
+    from lgcnet_deploy.network import LGCNet
+
+    net = LGCNet(genotype, 19).eval()
+    meta = _meta(genotype, INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, (769, 1537))
+    path = export_onnx(net, meta.replace(classes=tuple(map(str, range(19))),
+                                         palette_rgb=((0, 0, 0),) * 19), tmp_path / "p.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"input": np.zeros((1, 769, 1537, 3), np.uint8)})[0]
+    assert y.shape == (1, 769, 1537)
+
+
+def test_failed_export_keeps_existing_file(tmp_path, trained_like_net, genotype):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"previous model")
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(trained_like_net, _meta(genotype, INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX),
+                    path, opset=11)
+    broken = torch.nn.Sequential(torch.nn.Conv2d(5, 5, 1))  # wrong channel count
+    with pytest.raises(ExportError):
+        export_onnx(broken, _meta(genotype, INPUT_FLOAT_NCHW_RGB, OUTPUT_LOGITS), path)
+    assert path.read_bytes() == b"previous model"
+    assert not list(tmp_path.glob("*.partial"))
