@@ -215,7 +215,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
         raise RuntimeError(f"TensorRT built {engine_path} but cannot deserialize it")
     io = [{"name": n, "mode": engine.get_tensor_mode(n).name,
            "dtype": engine.get_tensor_dtype(n).name, "shape": list(engine.get_tensor_shape(n)),
-           "format": engine.get_tensor_format_desc(n)}
+           "format": engine.get_tensor_format_desc(n)
+           if hasattr(engine, "get_tensor_format_desc") else None}
           for n in (engine.get_tensor_name(i) for i in range(engine.num_io_tensors))]
     write_sidecar(engine_path, {
         "tensorrt": trt.__version__, "gpu": gpu, "precision": precision,
