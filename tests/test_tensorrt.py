@@ -395,3 +395,260 @@ def test_torch_cuda_path_matches_cpu(net, meta, frames):
     assert np.array_equal(out1, out2)
     overall, confident = _agreement(ref, out1)
     assert overall >= 0.98 and confident >= 0.995
+
+
+# --- the TensorRT code paths against a recording fake of tensorrt + cuda-python -------------
+# No TensorRT can run here; these fakes implement only the documented calls our code makes,
+# so the version logic (10.x vs 11.x flags), the sidecar contents and the runtime's shape/
+# batch/CUDA-graph handling are exercised. Real behaviour is covered by the trt tests.
+
+class _Enum:
+    def __init__(self, name: str, np_dtype=None) -> None:
+        self.name, self.np_dtype = name, np_dtype
+
+    def __int__(self) -> int:
+        return 3
+
+
+def _fake_trt(version: str, batch: int = 1) -> types.SimpleNamespace:
+    """tensorrt `version`; its engines have uint8 (batch, 360, 480, 3) in, int32 out; the
+    test may edit `trt.io` {name: (mode, dtype, shape)}."""
+    calls: list = []
+    trt = types.SimpleNamespace(__version__=version, calls=calls)
+    engine_io = trt.io = {}
+    trt.uint8, trt.int32, trt.float32 = (_Enum(n, d) for n, d in (
+        ("UINT8", np.uint8), ("INT32", np.int32), ("FLOAT", np.float32)))
+    trt.nptype = lambda dt: dt.np_dtype
+    trt.TensorIOMode = types.SimpleNamespace(INPUT=_Enum("INPUT"), OUTPUT=_Enum("OUTPUT"))
+    trt.Logger = type("Logger", (), {"VERBOSE": 0, "WARNING": 2, "__init__": lambda s, lvl: None})
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=_Enum("ST"))
+    trt.BuilderFlag = (types.SimpleNamespace(FP16="FP16", INT8="INT8")
+                       if version.startswith("10.") else types.SimpleNamespace())
+
+    class Config:
+        def __getattr__(self, name):
+            return lambda *a, **k: calls.append((name, a, k)) or name
+
+        def get_timing_cache(self):
+            return types.SimpleNamespace(serialize=lambda: b"CACHE")
+
+    class Builder:
+        def __init__(self, logger) -> None: ...
+
+        def create_network(self, flags):
+            calls.append(("create_network", flags))
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Config()
+
+        def build_serialized_network(self, network, config):
+            return b"ENGINE"
+
+    class Engine:
+        @property
+        def num_io_tensors(self):
+            return len(engine_io)
+
+        def get_tensor_name(self, i):
+            return list(engine_io)[i]
+
+        def get_tensor_mode(self, n):
+            return getattr(trt.TensorIOMode, engine_io[n][0])
+
+        def get_tensor_dtype(self, n):
+            return engine_io[n][1]
+
+        def get_tensor_shape(self, n):
+            return engine_io[n][2]
+
+        def get_tensor_format_desc(self, n):
+            return "Row major linear format"
+
+        def get_tensor_profile_shape(self, n, profile):
+            return [(1, *engine_io[n][2][1:]), (2, *engine_io[n][2][1:]),
+                    (4, *engine_io[n][2][1:])]
+
+        def create_execution_context(self):
+            return _FakeContext(engine_io)
+
+    trt.Builder = Builder
+    trt.OnnxParser = lambda network, logger: types.SimpleNamespace(
+        parse_from_file=lambda path: True, num_errors=0)
+    trt.Runtime = lambda logger: types.SimpleNamespace(
+        deserialize_cuda_engine=lambda blob: Engine() if blob == b"ENGINE" else None)
+    engine_io.update({"input": ("INPUT", trt.uint8, (batch, 360, 480, 3)),
+                      "output": ("OUTPUT", trt.int32, (batch, 360, 480))})
+    return trt
+
+
+class _FakeContext:
+    """Executes 'argmax' as (B channel of the uint8 frame) % 11 on fake device memory."""
+
+    def __init__(self, engine_io: dict) -> None:
+        self.io, self.shapes, self.addr = engine_io, {}, {}
+        self.runs = 0
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+
+    def get_tensor_shape(self, name):
+        return self.shapes.get(name) or (self.shapes["input"][0], *self.io[name][2][1:])
+
+    def set_tensor_address(self, name, ptr):
+        self.addr[name] = ptr
+
+    def execute_async_v3(self, stream):
+        b = self.shapes["input"][0]
+        x, y = _DEVICE[self.addr["input"]], _DEVICE[self.addr["output"]]
+        y[:b] = x[:b, :, :, 0].astype(np.int32) % 11
+        self.runs += 1
+        return True
+
+
+_DEVICE: dict[int, np.ndarray] = {}  # fake device memory: pointer -> array
+
+
+class _FakeBuffer:
+    def __init__(self, shape, dtype) -> None:
+        self.shape, self.host = tuple(shape), np.zeros(shape, dtype)
+        self.nbytes = self.host.nbytes
+        self.device_ptr = id(self)
+        _DEVICE[self.device_ptr] = np.zeros_like(self.host)
+
+    def to_device(self, stream, nbytes=None):
+        _DEVICE[self.device_ptr].reshape(-1).view(np.uint8)[:nbytes or self.nbytes] = \
+            self.host.reshape(-1).view(np.uint8)[:nbytes or self.nbytes]
+
+    def to_host(self, stream, nbytes=None):
+        self.host.reshape(-1).view(np.uint8)[:nbytes or self.nbytes] = \
+            _DEVICE[self.device_ptr].reshape(-1).view(np.uint8)[:nbytes or self.nbytes]
+
+    def close(self) -> None:
+        _DEVICE.pop(self.device_ptr)
+
+
+class _FakeGraph:
+    captured = 0
+
+    def __init__(self, stream, enqueue) -> None:
+        self.enqueue = enqueue
+        _FakeGraph.captured += 1
+
+    def launch(self) -> None:
+        self.enqueue()
+
+    def close(self) -> None: ...
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Fake cuda-python layer: one GPU (GPU above), numpy 'device' buffers, replaying graphs."""
+    monkeypatch.setattr(cuda, "runtime", lambda: None)
+    monkeypatch.setattr(cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(cuda, "set_device", lambda i: None)
+    monkeypatch.setattr(cuda, "device_info", lambda i=0: dict(GPU))
+    monkeypatch.setattr(cuda, "HostDeviceBuffer", _FakeBuffer)
+    monkeypatch.setattr(cuda, "Graph", _FakeGraph)
+    monkeypatch.setattr(cuda, "Stream", lambda: types.SimpleNamespace(
+        ptr=1, synchronize=lambda: None, close=lambda: None))
+
+
+@pytest.mark.parametrize("version,precision,flags,builder_flags", [
+    ("10.3.0.30", "fp16", 1 << 3, []),               # strongly typed FP16 ONNX
+    ("10.3.0.30", "int8", 0, ["INT8", "FP16"]),     # 10.x: weak typing + builder flags
+    ("11.4.0.106", "fp16", 0, []),                   # 11.x: always strongly typed, no flags
+])
+def test_build_uses_the_right_flags_per_version(version, precision, flags, builder_flags,
+                                                onnx_path, tmp_path, monkeypatch, fake_gpu):
+    trt = _fake_trt(version)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    from lgcnet_deploy.engine.build import build_engine
+
+    src = onnx_path
+    if precision == "int8":  # any Q/DQ node marks a quantised ONNX for the planner
+        import onnx
+
+        model = onnx.load(str(onnx_path))
+        model.graph.node.append(onnx.helper.make_node("DequantizeLinear", ["q", "s"], ["dq"]))
+        src = tmp_path / "qdq.onnx"
+        onnx.save(model, str(src))
+    engine = build_engine(src, tmp_path / "x.engine", precision=precision, progress=False,
+                          workspace_mib=512)
+    assert ("create_network", flags) in trt.calls
+    assert [c[1][0] for c in trt.calls if c[0] == "set_flag"] == builder_flags
+    assert ("set_memory_pool_limit", ("WORKSPACE", 512 << 20), {}) in trt.calls
+    assert engine.read_bytes() == b"ENGINE"
+    assert (tmp_path / f"timing-trt{version}-sm87.cache").read_bytes() == b"CACHE"
+    side = read_sidecar(engine)
+    assert side["tensorrt"] == version and side["gpu"]["compute_capability"] == "8.7"
+    assert side["precision"] == precision and side["meta"]["precision"] == precision
+    assert side["io"][0] == {"name": "input", "mode": "INPUT", "dtype": "UINT8",
+                             "shape": [1, 360, 480, 3], "format": "Row major linear format"}
+    assert side["shapes"]["opt"] == [1, 360, 480, 3]
+    assert side["build"]["command"].endswith(f"--precision {precision} --batch 1 "
+                                             f"--workspace 512")
+    if precision == "fp16":
+        assert side["built_onnx"]["path"].endswith("x.fp16.onnx")
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_runtime_static_engine_graph_equals_plain(batch, meta, frames, tmp_path, monkeypatch,
+                                                  fake_gpu):
+    from lgcnet_deploy.backends.tensorrt import TensorRTBackend
+
+    trt = _fake_trt("10.3.0.30", batch)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    engine = tmp_path / "x.engine"
+    engine.write_bytes(b"ENGINE")
+    write_sidecar(engine, _side(meta=meta.to_dict(), engine_sha256=file_sha256(engine)))
+    want = frames[:, :, :, 0].astype(np.int32) % 11
+    _FakeGraph.captured = 0
+    with TensorRTBackend(engine, "cuda", cuda_graph=True) as g, \
+            TensorRTBackend(engine, "cuda", cuda_graph=False) as p:
+        for i in range(len(frames)):
+            x = frames[i:i + 1]
+            assert np.array_equal(g.infer(x), want[i:i + 1])
+            assert np.array_equal(p.infer(x), want[i:i + 1])
+        assert not g.dynamic_batch and g.max_batch == batch
+        with pytest.raises(ValueError, match=f"takes batches of {batch}..{batch} frames"):
+            g.infer(np.concatenate([frames] * 2)[:batch + 1])
+    assert _FakeGraph.captured == 1  # one capture, then replays
+
+
+def test_runtime_dynamic_engine_checks_profile(meta, frames, tmp_path, monkeypatch, fake_gpu):
+    from lgcnet_deploy.backends.tensorrt import TensorRTBackend
+
+    trt = _fake_trt("10.3.0.30", -1)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    engine = tmp_path / "x.engine"
+    engine.write_bytes(b"ENGINE")
+    write_sidecar(engine, _side(meta=meta.to_dict(), engine_sha256=file_sha256(engine)))
+    with TensorRTBackend(engine, "cuda:0") as b:
+        assert b.dynamic_batch and (b.min_batch, b.max_batch) == (1, 4)
+        assert b.inp.shape == (4, 360, 480, 3)
+        out = b.infer(frames)
+        assert np.array_equal(out, frames[:, :, :, 0].astype(np.int32) % 11)
+        assert b.context.shapes["input"] == (3, 360, 480, 3)
+
+
+def test_runtime_refuses_mismatched_io_and_null_engine(meta, tmp_path, monkeypatch, fake_gpu):
+    from lgcnet_deploy.backends.tensorrt import TensorRTBackend
+
+    trt = _fake_trt("10.3.0.30")
+    trt.io["output"] = ("OUTPUT", trt.float32, (1, 11, 360, 480))  # logits; meta says argmax
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    engine = tmp_path / "x.engine"
+    engine.write_bytes(b"ENGINE")
+    write_sidecar(engine, _side(meta=meta.to_dict(), engine_sha256=file_sha256(engine)))
+    with pytest.raises(EngineMismatchError, match="does not match its metadata"):
+        TensorRTBackend(engine, "cuda")
+    engine.write_bytes(b"GARBAGE")  # deserialize_cuda_engine returns None for it
+    write_sidecar(engine, _side(meta=meta.to_dict(), engine_sha256=file_sha256(engine)))
+    with pytest.raises(EngineMismatchError, match="could not deserialise"):
+        TensorRTBackend(engine, "cuda")
+    with pytest.raises(BackendError, match="unknown device 'gpu'"):
+        TensorRTBackend(engine, "gpu")

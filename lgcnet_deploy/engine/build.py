@@ -66,6 +66,8 @@ def resolve_shapes(model: onnx.ModelProto, meta: ModelMeta, batch: int | None,
             raise ValueError("the ONNX has dynamic axes: pass --batch N for a static engine or "
                              "--min/--opt/--max BxHxW for an optimisation profile")
         s = (batch or onnx_bhw[0], onnx_bhw[1], onnx_bhw[2])
+        if None in s:
+            raise ValueError("the ONNX has a dynamic height/width: give --min/--opt/--max BxHxW")
         profile = (s, s, s)
     for s in profile:
         for axis, want, got in zip(("batch", "height", "width"), onnx_bhw, s):
