@@ -236,6 +236,22 @@ def test_cuda_helpers_without_cuda_python(no_cuda_python):
         cuda.runtime()
 
 
+def test_cuda_check_turns_error_codes_into_exceptions(monkeypatch):
+    codes = types.SimpleNamespace(cudaSuccess=0, cudaErrorMemoryAllocation=2,
+                                  cudaErrorInsufficientDriver=35, cudaErrorNoDevice=100)
+    rt = types.SimpleNamespace(cudaError_t=codes,
+                               cudaGetErrorName=lambda e: (0, b"cudaErrorMemoryAllocation"),
+                               cudaGetErrorString=lambda e: (0, b"out of memory"),
+                               cudaGetDeviceCount=lambda: (100, 0))
+    monkeypatch.setattr(cuda, "runtime", lambda: rt)
+    assert cuda.check((0, 7)) == 7 and cuda.check((0,)) is None and cuda.check((0, 1, 2)) == (1, 2)
+    with pytest.raises(cuda.CudaError, match="cudaErrorMemoryAllocation: out of memory"):
+        cuda.check((2, None))
+    assert cuda.device_count() == 0  # no device is a count, not an exception
+    with pytest.raises(cuda.CudaError, match="CUDA device 1 requested but 0 device"):
+        cuda.set_device(1)
+
+
 # --- FP16 on ONNX Runtime / PyTorch CPU ------------------------------------------------------
 # A random-init net (even BN-calibrated) has near-ties everywhere: its logits spread ~0.7 and
 # fp16 moves them by up to ~0.08, so ~1 % of pixels flip. A trained net is confident, so the
