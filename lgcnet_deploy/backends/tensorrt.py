@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from .. import cuda
-from ..engine import import_tensorrt
+from ..engine import import_tensorrt, trt_logger
 from ..engine.sidecar import (
     EngineMismatchError,
     check_sidecar,
@@ -80,7 +80,7 @@ class TensorRTBackend(Backend):
         cuda.set_device(index)
         check_sidecar(side, trt.__version__, cuda.device_info(index))
 
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._runtime = trt.Runtime(trt_logger(trt))
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise EngineMismatchError(f"TensorRT could not deserialise {self.path} (see its log "

@@ -7,6 +7,7 @@ saying what to install.
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from .sidecar import EngineMismatchError, check_sidecar, read_sidecar, sidecar_path
 
@@ -33,5 +34,15 @@ def import_tensorrt() -> ModuleType:
     return trt
 
 
+_LOGGERS: dict[int, Any] = {}
+
+
+def trt_logger(trt: ModuleType, verbose: bool = False) -> Any:
+    """One trt.Logger per process: TensorRT expects every builder and runtime to share it."""
+    logger = _LOGGERS.setdefault(id(trt), trt.Logger(trt.Logger.WARNING))
+    logger.min_severity = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
+    return logger
+
+
 __all__ = ["INSTALL_TENSORRT", "EngineMismatchError", "check_sidecar", "import_tensorrt",
-           "read_sidecar", "sidecar_path"]
+           "read_sidecar", "sidecar_path", "trt_logger"]

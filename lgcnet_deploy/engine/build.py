@@ -35,7 +35,7 @@ import onnx
 
 from .. import cuda
 from ..metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
-from . import import_tensorrt
+from . import import_tensorrt, trt_logger
 from .sidecar import file_sha256, write_sidecar
 
 PRECISIONS = ("fp16", "int8", "fp32")
@@ -171,7 +171,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
     shapes = resolve_shapes(model, meta, batch, profile)
     input_name = model.graph.input[0].name
 
-    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    logger = trt_logger(trt, verbose)
     builder = trt.Builder(logger)
     weak_int8 = precision == "int8" and hasattr(trt.BuilderFlag, "INT8")  # 10.x only
     flags = 0
