@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -92,11 +91,3 @@ def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     if not ok:
         raise ExportError("onnxsim could not validate the simplified model")
     return simplified
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

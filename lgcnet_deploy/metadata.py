@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from .classes import DATASETS, DEFAULT_INPUT_SIZE, MEAN_RGB, STD_RGB, Dataset
@@ -16,6 +18,15 @@ INPUT_FORMATS = (INPUT_UINT8_NHWC_BGR, INPUT_FLOAT_NCHW_RGB)
 OUTPUT_LOGITS = "logits"
 OUTPUT_ARGMAX = "argmax"
 OUTPUT_KINDS = (OUTPUT_LOGITS, OUTPUT_ARGMAX)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file (artifact provenance: ONNX and engine hashes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class MetadataError(ValueError):

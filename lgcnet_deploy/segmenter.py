@@ -101,7 +101,7 @@ class Segmenter:
             raise ValueError("no frames given")
         batch = [check_frame(f, None if single else i) for i, f in enumerate(batch)]
         results = []
-        step = len(batch) if self.backend.dynamic_batch else 1
+        step = self.backend.max_batch or len(batch)
         for i in range(0, len(batch), step):
             results += self._run(batch[i:i + step])
         return results[0] if single else results

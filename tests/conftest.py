@@ -50,14 +50,26 @@ def genotype():
 
 
 @pytest.fixture(scope="session")
-def trained_like_net(genotype) -> LGCNet:
-    """The default-genotype net with non-trivial BN statistics (as after training)."""
+def trained_like_net(genotype, real_frames) -> LGCNet:
+    """The default-genotype net with BN statistics from real frames and random BN affines.
+
+    Its predictions vary across the frame (a plain random init predicts one class everywhere,
+    which would make argmax-agreement checks trivially true).
+    """
+    from search.dataset import normalize
+
     torch.manual_seed(0)
     net = LGCNet(genotype, CAMVID.num_classes)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+            m.momentum = None  # cumulative average over the calibration pass
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.2, 0.2)
-    return net.eval()
+    net.train()
+    with torch.no_grad():
+        net(torch.stack([normalize(f) for f in real_frames]))
+    net.eval()
+    with torch.no_grad():
+        classes = net(normalize(real_frames[0])[None]).argmax(1).unique()
+    assert len(classes) > 1, "calibrated test net should not predict a single class"
+    return net

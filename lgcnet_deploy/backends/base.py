@@ -28,6 +28,7 @@ class Backend(ABC):
     name: ClassVar[str]
     meta: ModelMeta
     dynamic_batch: bool = True
+    max_batch: int | None = None  # most frames one infer() takes; None: any number
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         self.path = Path(path)

@@ -52,14 +52,17 @@ class OnnxRuntimeBackend(Backend):
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.dynamic_batch = not isinstance(inp.shape[0], int)
-        self.static_batch = None if self.dynamic_batch else inp.shape[0]
+        self.max_batch = None if self.dynamic_batch else inp.shape[0]
         return meta
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        if self.static_batch is not None and batch.shape[0] != self.static_batch:
-            raise ValueError(f"{self.path.name} was exported with static batch "
-                             f"{self.static_batch}, got {batch.shape[0]}; re-export with "
-                             f"--dynamic-batch")
+        n = batch.shape[0]
+        if self.max_batch is not None and n != self.max_batch:
+            if n > self.max_batch:
+                raise ValueError(f"{self.path.name} was exported with static batch "
+                                 f"{self.max_batch}, got {n}; re-export with --dynamic-batch")
+            pad = np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)
+            return self.session.run(None, {self.input_name: np.concatenate([batch, pad])})[0][:n]
         return self.session.run(None, {self.input_name: batch})[0]
 
     @property

@@ -28,12 +28,11 @@ from ..engine import import_tensorrt, trt_logger
 from ..engine.sidecar import (
     EngineMismatchError,
     check_sidecar,
-    file_sha256,
     read_sidecar,
     rebuild_command,
     sidecar_meta,
 )
-from ..metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from ..metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta, file_sha256
 from .base import Backend, BackendError
 
 

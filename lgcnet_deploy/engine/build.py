@@ -34,9 +34,9 @@ from typing import Any
 import onnx
 
 from .. import cuda
-from ..metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
+from ..metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
 from . import import_tensorrt, trt_logger
-from .sidecar import file_sha256, write_sidecar
+from .sidecar import write_sidecar
 
 PRECISIONS = ("fp16", "int8", "fp32")
 Shape = tuple[int, int, int]  # (batch, height, width)

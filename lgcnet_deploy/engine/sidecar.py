@@ -9,7 +9,6 @@ Pure Python: testable without TensorRT or a GPU.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -25,16 +24,6 @@ REQUIRED = ("format", "tensorrt", "gpu", "precision", "io", "meta", "engine_sha2
 
 class EngineMismatchError(BackendError):
     """An engine does not fit this machine (TensorRT version, GPU) or its sidecar is bad."""
-
-
-def file_sha256(path: str | Path) -> str:
-    # Same as export.file_sha256, which we cannot import here: export pulls in torch, and an
-    # engine must load on a Jetson without it.
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sidecar_path(engine: str | Path) -> Path:
