@@ -30,10 +30,9 @@ def _checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _engine(path: Path) -> dict[str, Any]:
-    sidecar = path.with_name(path.name + ".json")
-    if not sidecar.is_file():
-        raise FileNotFoundError(f"{path}: no sidecar {sidecar.name}; rebuild with `lgcnet build`")
-    return {"backend": "tensorrt", **json.loads(sidecar.read_text())}
+    from ..engine.sidecar import read_sidecar  # the sidecar describes the engine, no GPU needed
+
+    return {"backend": "tensorrt", **read_sidecar(path)}
 
 
 READERS = {".onnx": _onnx, ".pt": _checkpoint, ".pth": _checkpoint, ".engine": _engine}
