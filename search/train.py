@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from lgcnet_deploy.checkpoint import load_checkpoint, save_checkpoint
@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="CamVid root")
+    p.add_argument("--limit", type=int, nargs=2, default=None, metavar=("TRAIN", "VAL"),
+                   help="use only the first TRAIN/VAL frames (smoke tests)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--ship", type=Path, default=None,
                    help="copy every new best checkpoint here (e.g. the shipped model)")
@@ -113,6 +115,9 @@ def train(args: argparse.Namespace) -> dict:
 
     train_set = CamVidTorch("train", crop=tuple(args.crop), root=args.data, seed=args.seed)
     val_set = CamVidTorch("val", crop=None, train=False, root=args.data)
+    if args.limit:
+        train_set = Subset(train_set, range(args.limit[0]))
+        val_set = Subset(val_set, range(args.limit[1]))
     sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed) if info.enabled else None
     loader = DataLoader(train_set, args.batch, shuffle=sampler is None, sampler=sampler,
                         num_workers=args.workers, drop_last=True)
@@ -124,7 +129,7 @@ def train(args: argparse.Namespace) -> dict:
         args.epochs, start_epoch + args.stop_after)
     recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     provenance = {"recipe": recipe, "genotype_hash": genotype.hash, "git": git_commit(),
-                  "world_size": info.world_size, "data": "CamVid train (367 frames)",
+                  "world_size": info.world_size, "data": f"CamVid train ({len(train_set)} frames)",
                   "pretraining": "none (no ImageNet weights available)"}
     args.out.mkdir(parents=True, exist_ok=True)
 
