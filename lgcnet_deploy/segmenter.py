@@ -7,8 +7,10 @@ logits or a class map.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +109,53 @@ class Segmenter:
         return results[0] if single else results
 
     __call__ = predict
+
+    def stream(self, frames: Iterable[np.ndarray], prefetch: int = 2) -> Iterator[Result]:
+        """Segment a frame iterable (e.g. a video) in order, pipelined: a worker thread
+        decodes and pre-processes frame t+1 while the backend infers frame t (OpenCV and the
+        runtimes release the GIL, so the two overlap on separate cores).
+        """
+        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        done = object()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for i, frame in enumerate(frames):
+                    t0 = time.perf_counter()
+                    x = self.preprocess([check_frame(frame, i)])
+                    item = (frame, x, (time.perf_counter() - t0) * 1e3)
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(done)
+            except BaseException as e:  # re-raised in the consumer, never lost
+                q.put(e)
+
+        worker = threading.Thread(target=produce, name="lgcnet-prefetch", daemon=True)
+        worker.start()
+        try:
+            while (item := q.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                frame, x, pre_ms = item
+                t1 = time.perf_counter()
+                y = self.backend.infer(x)
+                t2 = time.perf_counter()
+                mask = self.postprocess(y, [frame.shape[:2]])[0]
+                t3 = time.perf_counter()
+                # preprocess ran on the worker, overlapped with the previous inference
+                self.speed = {"preprocess": pre_ms, "inference": (t2 - t1) * 1e3,
+                              "postprocess": (t3 - t2) * 1e3}
+                yield Result(frame, mask, self.meta, dict(self.speed))
+        finally:
+            stop.set()
+            worker.join(timeout=5)
 
     def _run(self, frames: list[np.ndarray]) -> list[Result]:
         t0 = time.perf_counter()
