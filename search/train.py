@@ -33,6 +33,7 @@ from . import distributed as dist
 from .dataset import CamVidTorch
 from .losses import OhemCrossEntropy
 from .plots import plot_curves
+from .train_config import add_arguments
 
 
 def git_commit() -> str:
@@ -67,30 +68,14 @@ def validate(net: torch.nn.Module, loader: DataLoader, device: torch.device) -> 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m search.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--genotype", default="default", help="genotype name or JSON path")
-    p.add_argument("--out", type=Path, default=Path("runs/train_default"))
-    p.add_argument("--epochs", type=int, default=400, help="length of the poly schedule")
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="stop this run after N more epochs (resume later with --resume)")
-    p.add_argument("--batch", type=int, default=8, help="per process")
-    p.add_argument("--crop", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
-    p.add_argument("--lr", type=float, default=0.02,
-                   help="poly base LR (paper: 0.01 after ImageNet pretraining; from scratch 0.02)")
-    p.add_argument("--wd", type=float, default=5e-4)
-    p.add_argument("--ohem-thresh", type=float, default=0.7)
-    p.add_argument("--ohem-min-kept", type=int, default=50_000)
-    p.add_argument("--eval-every", type=int, default=5)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default=None, help="CamVid root")
-    p.add_argument("--limit", type=int, nargs=2, default=None, metavar=("TRAIN", "VAL"),
-                   help="use only the first TRAIN/VAL frames (smoke tests)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--ship", type=Path, default=None,
-                   help="copy every new best checkpoint here (e.g. the shipped model)")
-    return p.parse_args(argv)
+    return add_arguments(p).parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train with parsed options and print the outcome (the CLI entry point)."""
+    result = train(args)
+    print(f"done: best val mIoU {result['best_miou']:.4f} after {result['epochs']} epochs")
+    return 0
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -178,9 +163,7 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    result = train(parse_args(argv))
-    print(f"done: best val mIoU {result['best_miou']:.4f} after {result['epochs']} epochs")
-    return 0
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
