@@ -28,11 +28,11 @@ from lgcnet_deploy.genotype import load_genotype
 from lgcnet_deploy.metadata import ModelMeta
 from lgcnet_deploy.metrics import ConfusionMatrix
 from lgcnet_deploy.network import LGCNet
+from lgcnet_deploy.plots import plot_curves
 
 from . import distributed as dist
 from .dataset import CamVidTorch
 from .losses import OhemCrossEntropy
-from .plots import plot_curves
 from .train_config import add_arguments
 
 

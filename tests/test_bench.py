@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from lgcnet_deploy.bench import PAPER, Stats, benchmark, paper_preset, peer_lraspp, save_json
+from lgcnet_deploy.cli import main
+
+
+def test_stats():
+    s = Stats.of([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s.p50 == 3.0 and s.p50 <= s.p90 <= s.p99 <= 100.0
+    assert s.mean == pytest.approx(22.0) and s.fps == pytest.approx(1000 / 22.0)
+
+
+def test_benchmark_genotype_tiny(tmp_path, camvid_val):
+    r = benchmark("default", input_size=(64, 96), warmup=1, iters=4, throughput_batches=(2,),
+                  frame_size=(120, 160))
+    assert r.input_size == (64, 96) and r.frame_size == (120, 160) and r.backend == "onnxruntime"
+    for s in (r.network, r.end_to_end):
+        assert len(s.samples) == 4 and 0 < s.p50 <= s.p90 <= s.p99
+        assert s.fps == pytest.approx(1000 / s.mean)
+    assert set(r.throughput_fps) == {2} and r.throughput_fps[2] > 0
+    assert "cpu" in r.machine and "onnxruntime" in r.machine
+    data = json.loads(save_json([r], tmp_path / "b.json").read_text())
+    assert data["results"][0]["network"]["fps"] == pytest.approx(r.network.fps)
+
+
+def test_paper_preset_falls_back_loudly_without_tensorrt():
+    kw = paper_preset("default")
+    assert kw["input_size"] == (769, 1537) and kw["batch"] == 1 and kw["dataset"] == "cityscapes"
+    assert PAPER["precision"] == "fp16" and PAPER["fps_tensorrt"] == 205.6
+    assert kw["engine"] is False and "NOT the paper's setting" in kw["warning"]
+
+
+def test_cli_bench_prints_table_and_json(tmp_path, capsys, camvid_val):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "default", "--imgsz", "64x96", "--iters", "3", "--warmup", "1",
+                 "--json", str(out), "--plot", str(tmp_path / "plots"), "--sizes", "48x64",
+                 "64x96"]) == 0
+    text = capsys.readouterr().out
+    assert "p99" in text and "LGCNet default" in text
+    assert json.loads(out.read_text())["latency_vs_resolution_ms"]
+    assert (tmp_path / "plots" / "latency_hist.png").is_file()
+    assert (tmp_path / "plots" / "latency_vs_resolution.png").is_file()
+
+
+def test_compare_needs_torchvision(tmp_path):
+    try:
+        from torchvision.models.segmentation import lraspp_mobilenet_v3_large  # noqa: F401
+    except (ImportError, RuntimeError):
+        with pytest.raises(ImportError, match="torchvision"):
+            peer_lraspp((64, 96), 11, tmp_path)
+    else:
+        assert peer_lraspp((64, 96), 11, tmp_path).is_file()
