@@ -112,7 +112,8 @@ def train(args: argparse.Namespace) -> dict:
     total_steps = args.epochs * len(loader)
     end_epoch = args.epochs if args.stop_after is None else min(
         args.epochs, start_epoch + args.stop_after)
-    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+              if not callable(v)}  # the CLI adds its handler `func`: not weights_only-safe
     provenance = {"recipe": recipe, "genotype_hash": genotype.hash, "git": git_commit(),
                   "world_size": info.world_size, "data": f"CamVid train ({len(train_set)} frames)",
                   "pretraining": "none (no ImageNet weights available)"}

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lgcnet_deploy.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.genotype import Genotype
 from search.losses import OhemCrossEntropy
 from search.train import main, poly_lr
@@ -57,7 +58,7 @@ def test_training_lowers_loss_then_resumes(tmp_path, camvid_val):
 
 def test_checkpoint_for_another_genotype_or_class_count_fails(tmp_path, genotype, camvid_val):
     out = tmp_path / "run"
-    main(["--out", str(out), "--epochs", "1", *TINY])
+    assert cli_main(["train", "--out", str(out), "--epochs", "1", *TINY]) == 0  # `lgcnet train`
     d = genotype.to_dict()
     d["cells"][2]["ops"][0] = "conv_3x3" if d["cells"][2]["ops"][0] != "conv_3x3" else "none"
     with pytest.raises(CheckpointError, match="checkpoint is for genotype"):
