@@ -60,4 +60,11 @@ def test_bn_folding_parity_shipped_model(real_frames):
     net, _, _ = load_checkpoint(DEFAULT_MODEL)
     x = torch.stack([normalize(f) for f in real_frames])
     with torch.no_grad():
-        assert (net(x) - fold_batchnorm(net)(x)).abs().max().item() <= 1e-5
+        ref, folded = net(x), fold_batchnorm(net)(x)
+        exact = copy.deepcopy(net).double()(x.double())
+    # The folded fp32 net is within 1e-5 of the exact (float64) unfolded result. Against the
+    # unfolded fp32 net the gap also holds fp32's own rounding of that net (~1.8e-5 on
+    # logits up to ~15 here), so that comparison allows twice the measured fp32 noise.
+    assert (folded.double() - exact).abs().max().item() <= 1e-5
+    noise = (ref.double() - exact).abs().max().item()
+    assert (ref - folded).abs().max().item() <= max(1e-5, 2 * noise)
