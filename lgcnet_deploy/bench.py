@@ -174,14 +174,41 @@ def _measure(backend: Backend, name: str, batch: int, frame_size: tuple[int, int
                        machine_info(backend))
 
 
+def _import_lraspp():
+    """torchvision's LR-ASPP factory, also beside a CPU torch with a CUDA torchvision wheel.
+
+    PyPI's torchvision wheels are CUDA builds: beside the CPU torch their C++ ops do not load,
+    and torchvision 0.28 then fails registering fake kernels for nms/qnms at import. The
+    segmentation models use none of those ops, so declaring the two schemas lets it import.
+    """
+    import sys
+
+    try:
+        from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+    except RuntimeError as e:
+        if "torchvision::nms" not in str(e):
+            raise ImportError(f"--compare: torchvision does not import: {e}") from e
+    except ImportError as e:
+        raise ImportError(f"--compare needs torchvision matching your torch "
+                          f"(pip install 'lgcnet-deploy[compare]'): {e}") from e
+    else:
+        return lraspp_mobilenet_v3_large
+    import torch
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+        del sys.modules[name]
+    for op in ("nms", "qnms"):
+        torch.library.define(f"torchvision::{op}",
+                             "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    return lraspp_mobilenet_v3_large
+
+
 def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path) -> Path:
     """torchvision's LR-ASPP MobileNetV3-Large (random init: latency only) exported with the
     same I/O as LGCNet: uint8 frame in, class map out."""
-    try:
-        from torchvision.models.segmentation import lraspp_mobilenet_v3_large
-    except (ImportError, RuntimeError) as e:
-        raise ImportError(f"--compare needs torchvision matching your torch "
-                          f"(pip install 'lgcnet-deploy[compare]'): {e}") from e
+    lraspp_mobilenet_v3_large = _import_lraspp()
     from torch import nn
 
     from .export import export_onnx

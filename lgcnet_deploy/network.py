@@ -16,8 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .genotype import Genotype
-from .ops import build_op, conv_bn_relu
-from .space import CELL_EDGES, FUSION_EDGES, FUSION_OUTPUTS, cell_strides
+from .ops import Zero, build_op, conv_bn_relu
+from .space import (
+    CELL_EDGES,
+    FUSION_EDGES,
+    FUSION_OUTPUTS,
+    NUM_INTERMEDIATE_NODES,
+    cell_strides,
+)
 
 # (cell k, edge e, channels, stride) -> module; (fusion edge e, c_in, c_out) -> module
 CellEdgeFactory = Callable[[int, int, int, int], nn.Module]
@@ -59,13 +65,19 @@ class Cell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor,
                 weights: EdgeWeights = None) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
-        nodes: list[torch.Tensor | None] = [None, None]
-        for e, ((src, dst), edge) in enumerate(zip(CELL_EDGES, self.edges)):
-            if dst == 1 and len(states) == 2:
-                states.append(nodes[0])
-            y = _call(edge, states[src], None if weights is None else weights[e])
-            nodes[dst] = y if nodes[dst] is None else nodes[dst] + y
-        return torch.cat(nodes, dim=1)
+        for dst in range(NUM_INTERMEDIATE_NODES):
+            edges = [e for e, (_, d) in enumerate(CELL_EDGES) if d == dst]
+            # A derived net drops zero-op edges (they add nothing); a node whose every edge
+            # is the zero op still needs its zeros.
+            live = [e for e in edges if weights is not None
+                    or not isinstance(self.edges[e], Zero)] or edges[:1]
+            node = None
+            for e in live:
+                y = _call(self.edges[e], states[CELL_EDGES[e][0]],
+                          None if weights is None else weights[e])
+                node = y if node is None else node + y
+            states.append(node)
+        return torch.cat(states[2:], dim=1)
 
 
 class FusionCell(nn.Module):

@@ -56,3 +56,38 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_search(history: list[dict], path: Path) -> Path:
+    """Search curves: CE (and val mIoU), expected LAT, temperature, α entropy per cell."""
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    axes[0].plot(steps, [h["ce"] for h in history], label="train CE")
+    axes[0].set(xlabel="step", ylabel="cross-entropy", title="CE (and val mIoU of argmax α)")
+    evals = [h for h in history if h.get("val_miou") is not None]
+    if evals:
+        twin = axes[0].twinx()
+        twin.plot([h["step"] for h in evals], [100 * h["val_miou"] for h in evals], "o-",
+                  color="tab:green", label="val mIoU %")
+        twin.set_ylabel("val mIoU %")
+    if history[0].get("lat_ms") is not None:
+        axes[1].plot(steps, [h["lat_ms"] for h in history], label="E[LAT] of sampled Z (ops)")
+        axes[1].plot(steps, [h["derived_ms"] for h in history], label="argmax net (predicted)")
+        axes[1].legend(fontsize=7)
+    axes[1].set(xlabel="step", ylabel="ms", title="latency (LUT)")
+    axes[2].plot(steps, [h["tau"] for h in history])
+    axes[2].set(xlabel="step", ylabel="λ", yscale="log", title="Gumbel temperature")
+    names = list(history[0]["entropy"])
+    cmap = plt.get_cmap("viridis")
+    for i, name in enumerate(names):
+        axes[3].plot(steps, [h["entropy"][name] for h in history], lw=1,
+                     color="black" if name == "fusion" else cmap(i / max(len(names) - 1, 1)),
+                     label=name if name in ("cell0", f"cell{len(names) - 2}", "fusion") else None)
+    axes[3].set(xlabel="step", ylabel="nats", title="α entropy per cell")
+    axes[3].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,41 @@
+"""Gumbel-softmax relaxation of the one-hot op choice (Eq. 3-4) and its temperature schedule.
+
+α is stored as logits (log α of Eq. 4): Z = softmax((α + G) / λ), G ~ Gumbel(0, 1), as in
+SNAS/GDAS code (shared/paper/NOTES.md). `hard=True` is the straight-through variant: the
+forward pass uses the one-hot argmax of Z (one op per edge is computed) while gradients flow
+through the soft Z; it makes a supernet step about as cheap as a derived-network step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample relaxed one-hot vectors along the last dim of `logits` at temperature `tau`."""
+    if tau <= 0:
+        raise ValueError(f"temperature must be > 0, got {tau}")
+    u = torch.rand(logits.shape, generator=generator, device=logits.device,
+                   dtype=logits.dtype).clamp_(1e-10, 1.0 - 1e-7)
+    z = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
+    if not hard:
+        return z
+    one_hot = torch.zeros_like(z).scatter_(-1, z.argmax(-1, keepdim=True), 1.0)
+    return one_hot - z.detach() + z
+
+
+def temperature(step: int, total: int, tau_max: float = 1.0, tau_min: float = 0.03) -> float:
+    """Exponential annealing from tau_max (step 0) to tau_min (last step), the paper's 1 → 0.03."""
+    if total <= 1:
+        return tau_min
+    frac = min(max(step, 0), total - 1) / (total - 1)
+    return tau_max * math.exp(frac * math.log(tau_min / tau_max))
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of softmax(logits) over leading dims: 0 decided, log q uniform."""
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1).mean()
