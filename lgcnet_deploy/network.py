@@ -54,25 +54,30 @@ class Cell(nn.Module):
     def __init__(self, k: int, c_pp: int, c_p: int, c: int, reduction: bool,
                  reduction_prev: bool, edge_factory: CellEdgeFactory) -> None:
         super().__init__()
-        # i1 comes from two cells back: it is one stride finer when the previous cell reduced.
-        self.pre0 = conv_bn_relu(c_pp, c, 1, 2 if reduction_prev else 1)
-        self.pre1 = conv_bn_relu(c_p, c, 1)
         self.edges = nn.ModuleList(
             edge_factory(k, e, c, 2 if reduction and src < 2 else 1)
             for e, (src, _) in enumerate(CELL_EDGES))
+        # A derived net drops zero-op edges (they add nothing); a node whose every edge is the
+        # zero op still needs its zeros. An input node no remaining edge reads gets no
+        # pre-processing conv (it would be dead weight).
+        self.node_edges = []
+        for dst in range(NUM_INTERMEDIATE_NODES):
+            edges = [e for e, (_, d) in enumerate(CELL_EDGES) if d == dst]
+            self.node_edges.append([e for e in edges if not isinstance(self.edges[e], Zero)]
+                                   or edges[:1])
+        used = {CELL_EDGES[e][0] for edges in self.node_edges for e in edges}
+        # i1 comes from two cells back: it is one stride finer when the previous cell reduced.
+        self.pre0 = conv_bn_relu(c_pp, c, 1, 2 if reduction_prev else 1) if 0 in used else None
+        self.pre1 = conv_bn_relu(c_p, c, 1) if 1 in used else None
         self.out_channels = 2 * c
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor,
                 weights: EdgeWeights = None) -> torch.Tensor:
-        states = [self.pre0(s0), self.pre1(s1)]
-        for dst in range(NUM_INTERMEDIATE_NODES):
-            edges = [e for e, (_, d) in enumerate(CELL_EDGES) if d == dst]
-            # A derived net drops zero-op edges (they add nothing); a node whose every edge
-            # is the zero op still needs its zeros.
-            live = [e for e in edges if weights is not None
-                    or not isinstance(self.edges[e], Zero)] or edges[:1]
+        states = [None if self.pre0 is None else self.pre0(s0),
+                  None if self.pre1 is None else self.pre1(s1)]
+        for edges in self.node_edges:
             node = None
-            for e in live:
+            for e in edges:
                 y = _call(self.edges[e], states[CELL_EDGES[e][0]],
                           None if weights is None else weights[e])
                 node = y if node is None else node + y

@@ -64,8 +64,9 @@ def test_ort_parity_with_pytorch_on_real_frames(exported, trained_like_net, real
     ref = _torch_logits(trained_like_net, real_frames)
     if kind == OUTPUT_LOGITS:
         assert out.shape == ref.shape
-        # uint8 input is normalised in-graph: same math, different rounding order
-        assert np.abs(out - ref).max() <= 1e-4
+        # uint8 input is normalised in-graph: same math, different rounding order, so the
+        # bound scales with the logits (fp32 rounding through 14 cells: ~1e-5 relative)
+        assert np.abs(out - ref).max() <= 3e-5 * max(1.0, float(np.abs(ref).max()))
     else:
         assert out.dtype == np.int32 and out.shape == (3, 360, 480)
         assert (out == ref.argmax(1)).mean() >= 0.999

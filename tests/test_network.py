@@ -6,6 +6,7 @@ import torch
 from lgcnet_deploy.checkpoint import load_checkpoint
 from lgcnet_deploy.classes import CAMVID, PAPER_INPUT_SIZE
 from lgcnet_deploy.fuse import fold_batchnorm
+from lgcnet_deploy.genotype import load_genotype
 from lgcnet_deploy.network import LGCNet, count_parameters
 from lgcnet_deploy.segmenter import DEFAULT_MODEL
 from search.dataset import normalize
@@ -20,9 +21,12 @@ def test_derived_network_output_at_input_size(genotype, hw):
     assert torch.isfinite(y).all()
 
 
-def test_parameter_count_near_paper(genotype):
-    # The paper's searched net has 2.09 M parameters; widths are chosen to land near it.
-    assert 1.0e6 < count_parameters(LGCNet(genotype, CAMVID.num_classes)) < 3.0e6
+def test_parameter_counts(genotype):
+    # The hand-written reference keeps widths near the paper's 2.09 M parameters; the default
+    # (searched against this CPU's latency table) uses the narrower CPU widths of its search.
+    paper_like = count_parameters(LGCNet(load_genotype("handwritten"), CAMVID.num_classes))
+    assert 1.0e6 < paper_like < 3.0e6
+    assert 0.1e6 < count_parameters(LGCNet(genotype, CAMVID.num_classes)) < paper_like
 
 
 def test_backward_reaches_every_weight(genotype):
