@@ -2,10 +2,12 @@
 
     python -m search.lut_check --lut search/luts/onnxruntime-cpu_769x1537.json --n 12
 
-Samples N random genotypes over the table's search space (each from its own Dirichlet mix of
-the candidate ops, so they span light to heavy networks), predicts each one's latency from the
-table (frame + Σ ops) and measures the deployed network (BN folded, uint8 in, argmax out) on
-the same backend, then prints both and Spearman's ρ. Exit status 1 if ρ < --min-rho.
+`--genotype a.json --genotype b.json` measures given genotypes instead (e.g. the β runs).
+Otherwise it samples N random genotypes over the table's search space (each from its own
+Dirichlet mix of the candidate ops, so they span light to heavy networks), predicts each
+one's latency from the table (frame + Σ ops) and measures the deployed network (BN folded,
+uint8 in, argmax out) on the same backend, then prints both and Spearman's ρ.
+Exit status 1 if ρ < --min-rho.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lgcnet_deploy.genotype import Genotype
+from lgcnet_deploy.genotype import Genotype, load_genotype
 from lgcnet_deploy.space import CELL_EDGES, CELL_OPS, FUSION_EDGES, FUSION_OPS, NUM_CELLS, UP_OPS
 
 from .lut import LatencyTable, median_us, network_call
@@ -42,26 +44,25 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def check(table: LatencyTable, n: int, seed: int = 0, threads: int | None = None,
+def check(table: LatencyTable, genotypes: list[Genotype], threads: int | None = None,
           iters: int = 8, rounds: int = 5) -> dict:
-    """Predict and measure N random genotypes; rounds interleave the genotypes so a load
-    spike on a shared machine hits all of them alike (each keeps its best round's median)."""
+    """Predict and measure genotypes; rounds interleave them so a load spike on a shared
+    machine hits all of them alike (each keeps its best round's median)."""
     from tqdm import tqdm
 
-    rng = np.random.default_rng(seed)
-    genotypes = [random_genotype(rng, table, f"random-{i}") for i in range(n)]
-    best = [float("inf")] * n
+    best = [float("inf")] * len(genotypes)
     with tempfile.TemporaryDirectory() as tmp:
         calls = [network_call(g, table.input_size, table.backend, Path(tmp), threads)
                  for g in tqdm(genotypes, desc="export")]
         for _ in tqdm(range(rounds), desc="rounds"):
             for i, call in enumerate(calls):
                 best[i] = min(best[i], median_us(call, 2, iters) / 1000.0)
-    rows = [{"genotype": g.hash, "predicted_ms": table.predict_ms(g), "measured_ms": m,
-             "ops_ms": table.ops_us(g) / 1000.0} for g, m in zip(genotypes, best)]
+    rows = [{"genotype": g.hash, "name": g.name, "predicted_ms": table.predict_ms(g),
+             "measured_ms": m, "ops_ms": table.ops_us(g) / 1000.0}
+            for g, m in zip(genotypes, best)]
     rho = spearman([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
     return {"rows": rows, "spearman_rho": rho, "backend": table.backend, "device": table.device,
-            "input_size": list(table.input_size), "seed": seed, "rounds": rounds,
+            "input_size": list(table.input_size), "rounds": rounds,
             "iters": iters}
 
 
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lut", type=Path, required=True)
     p.add_argument("--n", type=int, default=12, help="random genotypes (>= 10)")
+    p.add_argument("--genotype", action="append", default=[], metavar="JSON",
+                   help="measure these genotypes instead of random ones (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--iters", type=int, default=8, help="timed calls per round")
@@ -77,15 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-rho", type=float, default=0.9)
     p.add_argument("--json", type=Path, default=None, help="write the rows and ρ here")
     args = p.parse_args(argv)
-    result = check(LatencyTable.load(args.lut), args.n, args.seed, args.threads, args.iters,
-                   args.rounds)
+    table = LatencyTable.load(args.lut)
+    rng = np.random.default_rng(args.seed)
+    genotypes = [load_genotype(g) for g in args.genotype] or [
+        random_genotype(rng, table, f"random-{i}") for i in range(args.n)]
+    result = check(table, genotypes, args.threads, args.iters, args.rounds)
+    result["seed"] = None if args.genotype else args.seed
     print(f"{result['backend']} on {result['device']}, input "
           f"{result['input_size'][0]}x{result['input_size'][1]}")
-    print("| genotype | LUT predicted ms | measured ms | ratio |\n|---|---:|---:|---:|")
+    print("| genotype | name | LUT predicted ms | measured ms | ratio |\n|---|---|---:|---:|---:|")
     for r in sorted(result["rows"], key=lambda r: r["predicted_ms"]):
-        print(f"| {r['genotype']} | {r['predicted_ms']:.1f} | {r['measured_ms']:.1f} | "
-              f"{r['measured_ms'] / r['predicted_ms']:.2f} |")
-    print(f"Spearman rho = {result['spearman_rho']:.3f} over {args.n} genotypes "
+        print(f"| {r['genotype']} | {r['name']} | {r['predicted_ms']:.1f} | "
+              f"{r['measured_ms']:.1f} | {r['measured_ms'] / r['predicted_ms']:.2f} |")
+    print(f"Spearman rho = {result['spearman_rho']:.3f} over {len(genotypes)} genotypes "
           f"(bar: {args.min_rho})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
