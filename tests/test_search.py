@@ -325,3 +325,21 @@ def test_every_fusion_edge_has_a_latency(small_lut):
     assert len(lat) == 14 * 5 + len(FUSION_EDGES)
     assert [len(row) for row in lat[-len(FUSION_EDGES):]] == [
         len(FUSION_OPS) if e.kind == "op" else len(UP_OPS) for e in FUSION_EDGES]
+
+
+def test_lut_backends_say_what_is_missing(tmp_path):
+    with pytest.raises(LutError, match="onnxruntime-cpu, torch-cpu, torch-cuda"):
+        measure_table(SMALL, (1, 8), LUT_HW, "tensorrt", tmp_path, load_genotype())
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+            measure_table(SMALL, (1, 8), LUT_HW, "torch-cuda", tmp_path, load_genotype())
+
+
+@pytest.mark.gpu
+def test_lut_on_cuda_matches_the_cpu_table_keys(small_lut, tmp_path):
+    ref = Genotype.from_dict({**load_genotype().to_dict(), "widths": {
+        "stem": list(SMALL.stem), "cells": list(SMALL.cells), "fusion": SMALL.fusion}})
+    table = measure_table(SMALL, ref.reductions, LUT_HW, "torch-cuda", tmp_path, ref,
+                          warmup=2, iters=5, passes=1, progress=False)
+    assert table.entries.keys() == LatencyTable.load(small_lut).entries.keys()
+    assert table.device == torch.cuda.get_device_name()
