@@ -91,3 +91,40 @@ def plot_search(history: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_genotype(genotype, path: Path, alpha_probs=None) -> Path:
+    """The genotype as a grid: one row per cell (5 edges) plus the fusion cell's 13 edges,
+    coloured by op; with `alpha_probs` (14 x 5 x q), each cell shows the chosen op's share."""
+    from .space import CELL_EDGES, CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
+
+    names = list(dict.fromkeys((*CELL_OPS, *FUSION_OPS, *UP_OPS)))
+    cmap = plt.get_cmap("tab20", len(names))
+    fig, (ax, axf) = plt.subplots(2, 1, figsize=(9, 8.5), gridspec_kw={"height_ratios": [14, 2.2]})
+    grid = [[names.index(op) for op in ops] for ops in genotype.cells]
+    ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, aspect="auto")
+    for k, ops in enumerate(genotype.cells):
+        for e, op in enumerate(ops):
+            text = op.replace("dil_sep_conv_3x3_", "dil ").replace("_3x3", "")
+            if alpha_probs is not None:
+                text += f"\n{100 * float(alpha_probs[k][e][CELL_OPS.index(op)]):.1f}%"
+            ax.text(e, k, text, ha="center", va="center", fontsize=7)
+    src = ["i1", "i2", "x1"]
+    ax.set_xticks(range(len(CELL_EDGES)),
+                  [f"{src[s]}→x{d + 1}" for s, d in CELL_EDGES])
+    ax.set_yticks(range(len(genotype.cells)),
+                  [f"cell {k}{' (red.)' if k in genotype.reductions else ''}"
+                   for k in range(len(genotype.cells))])
+    ax.set_title(f"{genotype.name} ({genotype.hash})")
+    axf.imshow([[names.index(op) for op in genotype.fusion_ops]], cmap=cmap, vmin=-0.5,
+               vmax=len(names) - 0.5, aspect="auto")
+    for e, op in enumerate(genotype.fusion_ops):
+        axf.text(e, 0, op.replace("dil_sep_conv_3x3_", "dil\n").replace("global_pool_", "gp\n"),
+                 ha="center", va="center", fontsize=6)
+    axf.set_xticks(range(len(FUSION_EDGES)), ["+".join(fe.sources) + "\n→" + fe.target
+                                              for fe in FUSION_EDGES], fontsize=6)
+    axf.set_yticks([0], ["fusion"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

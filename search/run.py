@@ -27,7 +27,7 @@ from tqdm import tqdm
 from lgcnet_deploy.classes import CAMVID
 from lgcnet_deploy.metadata import file_sha256
 from lgcnet_deploy.metrics import ConfusionMatrix
-from lgcnet_deploy.plots import plot_search
+from lgcnet_deploy.plots import plot_genotype, plot_search
 
 from . import distributed as dist
 from .config import SearchConfig, add_arguments, config_from_args
@@ -200,6 +200,8 @@ def _write_outputs(out: Path, net: Supernet, history: list, cfg: SearchConfig,
     (out / "search_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     if history:
         plot_search(history, out / "search_curves.png")
+    with torch.no_grad():
+        plot_genotype(genotype, out / "genotype.png", torch.softmax(net.cell_logits(), -1))
     return genotype
 
 
