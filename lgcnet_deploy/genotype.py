@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,14 @@ class Widths:
     def cell(self, stride: int) -> int:
         return self.cells[{4: 0, 8: 1, 16: 2}[stride]]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"stem": list(self.stem), "cells": list(self.cells), "fusion": self.fusion}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Widths:
+        """From {"stem": [3 ints], "cells": [3 ints], "fusion": int}; KeyError/TypeError if not."""
+        return cls(stem=tuple(d["stem"]), cells=tuple(d["cells"]), fusion=int(d["fusion"]))
+
 
 @dataclass(frozen=True)
 class Genotype:
@@ -58,15 +66,13 @@ class Genotype:
 
     # -- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
         return {
             "schema": SCHEMA,
             "name": self.name,
             "cells": [{"ops": list(ops), "reduction": k in self.reductions}
                       for k, ops in enumerate(self.cells)],
             "fusion": {"inputs": list(self.fusion_inputs), "ops": list(self.fusion_ops)},
-            "widths": {"stem": list(d["widths"]["stem"]), "cells": list(d["widths"]["cells"]),
-                       "fusion": self.widths.fusion},
+            "widths": self.widths.to_dict(),
             "provenance": self.provenance,
         }
 
@@ -83,8 +89,7 @@ class Genotype:
         fusion = _get(d, "fusion", dict)
         widths = _get(d, "widths", dict)
         try:
-            w = Widths(stem=tuple(widths["stem"]), cells=tuple(widths["cells"]),
-                       fusion=int(widths["fusion"]))
+            w = Widths.from_dict(widths)
         except (KeyError, TypeError, ValueError) as e:
             raise GenotypeError(
                 f"field 'widths': needs stem[3], cells[3], fusion ints ({e})") from e

@@ -59,8 +59,7 @@ class SearchConfig:
     limit: int | None = None  # use only the first N train frames (smoke tests)
 
     def widths_obj(self) -> Widths:
-        w = self.widths
-        return Widths(tuple(w["stem"]), tuple(w["cells"]), int(w["fusion"]))
+        return Widths.from_dict(self.widths)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -129,8 +129,7 @@ class LatencyTable:
         return {
             "schema": LUT_SCHEMA, "backend": self.backend, "device": self.device,
             "versions": self.versions, "input_size": list(self.input_size),
-            "widths": {"stem": list(self.widths.stem), "cells": list(self.widths.cells),
-                       "fusion": self.widths.fusion},
+            "widths": self.widths.to_dict(),
             "reductions": list(self.reductions), "frame_us": self.frame_us,
             "extra": self.extra, "unit": "microseconds",
             "entries": {k.encode(): round(v, 2) for k, v in sorted(self.entries.items())},
@@ -160,10 +159,9 @@ class LatencyTable:
             raise LutError(f"{path}: schema {got!r}, expected {LUT_SCHEMA!r}; re-measure "
                            f"with `lgcnet lut -o {path}`")
         try:
-            w = d["widths"]
             table = cls(d["backend"], d["device"], dict(d["versions"]),
                         tuple(d["input_size"]),
-                        Widths(tuple(w["stem"]), tuple(w["cells"]), int(w["fusion"])),
+                        Widths.from_dict(d["widths"]),
                         tuple(d["reductions"]),
                         {LutKey.decode(k): float(v) for k, v in d["entries"].items()},
                         float(d["frame_us"]), dict(d.get("extra", {})))

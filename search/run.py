@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from lgcnet_deploy.classes import CAMVID
 from lgcnet_deploy.metadata import file_sha256
-from lgcnet_deploy.metrics import ConfusionMatrix
 from lgcnet_deploy.plots import plot_genotype, plot_search
 
 from . import distributed as dist
@@ -35,7 +34,7 @@ from .dataset import CamVidTorch
 from .lut import LatencyTable
 from .relax import temperature
 from .supernet import SpaceConfig, Supernet
-from .train import git_commit
+from .train import git_commit, validate
 
 STATE = "search_state.pt"
 
@@ -60,22 +59,11 @@ def _batches(loader: DataLoader, sampler: DistributedSampler | None, epoch: int
         epoch += 1
 
 
-@torch.no_grad()
-def validate(net: Supernet, loader: DataLoader, device: torch.device) -> float:
+def validate_derived(net: Supernet, loader: DataLoader, device: torch.device) -> float:
     """mIoU of the currently derived architecture (argmax α, no noise) on the val frames."""
-    net.eval()
     z_cells, z_fusion = net.argmax_weights()
-    cm = torch.zeros(CAMVID.num_classes ** 2, dtype=torch.int64)
-    for x, y in loader:
-        pred = net.frame(x.to(device), list(z_cells), z_fusion).argmax(1).cpu()
-        keep = y != CAMVID.ignore_index
-        cm += torch.bincount(y[keep] * CAMVID.num_classes + pred[keep],
-                             minlength=CAMVID.num_classes ** 2)
-    dist.all_reduce_sum_(cm)
-    out = ConfusionMatrix(CAMVID.num_classes, CAMVID.ignore_index)
-    out.matrix = cm.view(CAMVID.num_classes, CAMVID.num_classes).numpy()
-    net.train()
-    return out.miou()
+    return validate(net, loader, device,
+                    lambda x: net.frame(x, list(z_cells), z_fusion)).miou()
 
 
 def search(cfg: SearchConfig, resume: bool = False) -> dict:
@@ -154,7 +142,7 @@ def search(cfg: SearchConfig, resume: bool = False) -> dict:
             if table is not None:
                 rec["derived_ms"] = table.predict_ms(net.derive())
             if step % cfg.val_every == 0 or step == cfg.steps:
-                rec["val_miou"] = validate(net, val_loader, info.device)
+                rec["val_miou"] = validate_derived(net, val_loader, info.device)
             history.append(rec)
             bar.set_postfix(ce=f"{rec['ce']:.3f}", tau=f"{tau:.3f}",
                             lat=f"{rec['lat_ms'] or 0:.1f}ms")

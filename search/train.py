@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -49,12 +50,15 @@ def poly_lr(base: float, step: int, total: int, power: float = 0.9) -> float:
 
 
 @torch.no_grad()
-def validate(net: torch.nn.Module, loader: DataLoader, device: torch.device) -> ConfusionMatrix:
-    """Confusion matrix over the whole split (summed across DDP processes)."""
+def validate(net: torch.nn.Module, loader: DataLoader, device: torch.device,
+             forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ConfusionMatrix:
+    """Confusion matrix over the whole split (summed across DDP processes); `forward`
+    replaces net(x) (the search evaluates its supernet as the derived architecture)."""
     net.eval()
+    forward = forward or net
     cm = torch.zeros(CAMVID.num_classes ** 2, dtype=torch.int64)
     for x, y in loader:
-        pred = net(x.to(device)).argmax(1).cpu()
+        pred = forward(x.to(device)).argmax(1).cpu()
         keep = y != CAMVID.ignore_index
         cm += torch.bincount(y[keep] * CAMVID.num_classes + pred[keep],
                              minlength=CAMVID.num_classes ** 2)

@@ -34,8 +34,7 @@ LUT_HW = (48, 64)
 @pytest.fixture(scope="module")
 def small_lut(tmp_path_factory) -> Path:
     """A real (torch-cpu) latency table of the tiny frame, measured once for this module."""
-    ref = Genotype.from_dict({**load_genotype().to_dict(), "widths": {
-        "stem": list(SMALL.stem), "cells": list(SMALL.cells), "fusion": SMALL.fusion}})
+    ref = Genotype.from_dict({**load_genotype().to_dict(), "widths": SMALL.to_dict()})
     work = tmp_path_factory.mktemp("lut")
     table = measure_table(SMALL, ref.reductions, LUT_HW, "torch-cpu", work, ref, warmup=1,
                           iters=3, progress=False)
@@ -258,8 +257,7 @@ def test_lut_check_helpers(small_lut):
 # -- the search loop -----------------------------------------------------------------------------
 def _config(tmp_path: Path, lut: Path, **kw) -> SearchConfig:
     base = dict(out=str(tmp_path / "search"), lut=str(lut), steps=24, batch=4, crop=(64, 96),
-                widths={"stem": list(SMALL.stem), "cells": list(SMALL.cells),
-                        "fusion": SMALL.fusion},
+                widths=SMALL.to_dict(),
                 val_every=12, val_frames=2, log_every=4, checkpoint_every=12, limit=16,
                 threads=2, device="cpu")
     return SearchConfig.from_dict({**base, **kw})
@@ -337,8 +335,7 @@ def test_lut_backends_say_what_is_missing(tmp_path):
 
 @pytest.mark.gpu
 def test_lut_on_cuda_matches_the_cpu_table_keys(small_lut, tmp_path):
-    ref = Genotype.from_dict({**load_genotype().to_dict(), "widths": {
-        "stem": list(SMALL.stem), "cells": list(SMALL.cells), "fusion": SMALL.fusion}})
+    ref = Genotype.from_dict({**load_genotype().to_dict(), "widths": SMALL.to_dict()})
     table = measure_table(SMALL, ref.reductions, LUT_HW, "torch-cuda", tmp_path, ref,
                           warmup=2, iters=5, passes=1, progress=False)
     assert table.entries.keys() == LatencyTable.load(small_lut).entries.keys()
