@@ -17,8 +17,10 @@ SIZE = (120, 160)
 
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory):
-    # the shipped, trained model: a random net's near-tied logits make argmax agreement noise
-    net, _, _ = load_checkpoint(DEFAULT_MODEL)
+    # A trained model (a random net's near-tied logits make argmax agreement noise): the
+    # hand-written one, for which INT8 is recommended. The narrow searched default loses
+    # 6-7 mIoU points to min-max INT8 (README, Shipped models): measured, not tested here.
+    net, _, _ = load_checkpoint(DEFAULT_MODEL.with_name("lgcnet_camvid_handwritten.pt"))
     meta = ModelMeta.for_dataset(CAMVID, input_size=SIZE, input_format=INPUT_UINT8_NHWC_BGR,
                                  output_kind=OUTPUT_ARGMAX)
     return export_onnx(net, meta, tmp_path_factory.mktemp("q") / "fp32.onnx")
