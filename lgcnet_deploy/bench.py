@@ -93,11 +93,13 @@ def machine_info(backend: Backend) -> dict[str, Any]:
     return info
 
 
-def time_calls(fn: Callable[[], object], warmup: int, iters: int, desc: str) -> Stats:
+def time_calls(fn: Callable[[], object], warmup: int, iters: int,
+               desc: str | None = None) -> Stats:
+    """Time `iters` calls after `warmup` untimed ones; a progress bar when `desc` is given."""
     for _ in range(warmup):
         fn()
     samples = []
-    for _ in tqdm(range(iters), desc=desc, leave=False, unit="it"):
+    for _ in tqdm(range(iters), desc=desc, leave=False, unit="it", disable=desc is None):
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .metadata import read_json
 from .space import (
     CELL_EDGES,
     CELL_OPS,
@@ -182,10 +183,7 @@ def load_genotype(source: str | Path | dict | Genotype = DEFAULT_GENOTYPE) -> Ge
         shipped = ", ".join(sorted(p.stem for p in GENOTYPE_DIR.glob("*.json")))
         raise FileNotFoundError(f"genotype {str(source)!r} not found: give a JSON path or one of "
                                 f"the shipped names ({shipped})")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise GenotypeError(f"{path}: not valid JSON ({e})") from e
+    data = read_json(path, GenotypeError)
     try:
         return Genotype.from_dict(data)
     except GenotypeError as e:

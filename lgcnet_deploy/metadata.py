@@ -20,6 +20,14 @@ OUTPUT_ARGMAX = "argmax"
 OUTPUT_KINDS = (OUTPUT_LOGITS, OUTPUT_ARGMAX)
 
 
+def read_json(path: Path, error: type[Exception]) -> Any:
+    """Parse a JSON file, raising `error` naming the file when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON ({e})") from e
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file (artifact provenance: ONNX and engine hashes)."""
     h = hashlib.sha256()

@@ -8,12 +8,12 @@ Torch-free, so `lgcnet search -h` stays fast. Defaults are the paper's (§IV-A):
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from lgcnet_deploy.genotype import Widths
+from lgcnet_deploy.metadata import read_json
 from lgcnet_deploy.space import DEFAULT_FUSION_INPUTS, DEFAULT_REDUCTIONS
 
 
@@ -81,11 +81,7 @@ class SearchConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"search config not found: {path}")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
-        return cls.from_dict({**d, **overrides})
+        return cls.from_dict({**read_json(path, ValueError), **overrides})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ reference genotype minus its LUT sum. `predict(genotype)` = frame_us + Σ edge l
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lgcnet_deploy.bench import time_calls
 from lgcnet_deploy.genotype import Genotype, Widths
+from lgcnet_deploy.metadata import read_json
 
 from .edges import EdgeSpec, edge_specs, genotype_choices
 
@@ -62,11 +65,12 @@ class LutKey(NamedTuple):
 
 
 def library_versions(backend: str) -> dict[str, str]:
-    import onnxruntime
     import torch
 
     versions = {"torch": torch.__version__}
     if backend.startswith("onnxruntime"):
+        import onnxruntime
+
         versions["onnxruntime"] = onnxruntime.__version__
     return versions
 
@@ -79,8 +83,6 @@ def device_name(backend: str) -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                import os
-
                 return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
     except OSError:
         pass
@@ -150,10 +152,7 @@ class LatencyTable:
         if not path.is_file():
             raise FileNotFoundError(f"latency table not found: {path}; measure one with "
                                     f"`lgcnet lut -o {path}`")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise LutError(f"{path}: not valid JSON ({e})") from e
+        d = read_json(path, LutError)
         if not isinstance(d, dict) or d.get("schema") != LUT_SCHEMA:
             got = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise LutError(f"{path}: schema {got!r}, expected {LUT_SCHEMA!r}; re-measure "
@@ -205,7 +204,7 @@ def _ort_timer(threads: int | None, warmup: int, iters: int, workdir: Path) -> T
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-        return median_us(lambda: sess.run(None, feed), warmup, iters)
+        return time_calls(lambda: sess.run(None, feed), warmup, iters).p50 * 1000.0
 
     return measure
 
@@ -230,20 +229,9 @@ def _torch_timer(device: str, warmup: int, iters: int) -> Timer:
                     torch.cuda.synchronize()
                     times.append(a.elapsed_time(b) * 1000.0)
                 return sorted(times)[len(times) // 2]
-            return median_us(lambda: module(x), warmup, iters)
+            return time_calls(lambda: module(x), warmup, iters).p50 * 1000.0
 
     return measure
-
-
-def median_us(fn: Callable[[], object], warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e6)
-    return sorted(times)[len(times) // 2]
 
 
 BACKENDS = ("onnxruntime-cpu", "torch-cpu", "torch-cuda")
@@ -318,8 +306,8 @@ def measure_table(widths: Widths, reductions: tuple[int, ...], input_size: tuple
                                 "edges": len(specs)})
     t0 = time.time()
     timed: dict[LutKey, float] = {}
-    todo = sorted(set(keys) | {k._replace(op="adapter") for k in keys if k.op != "none"})
-    todo = [k for k in todo if k.op != "none"]
+    live = [k for k in keys if k.op != "none"]
+    todo = sorted(set(live) | {k._replace(op="adapter") for k in live})
     for p in range(passes):  # each key's best pass: load spikes on a shared machine only add
         for key in tqdm(todo, desc=f"LUT {backend} pass {p + 1}/{passes}",
                         disable=not progress, mininterval=2):
@@ -329,7 +317,7 @@ def measure_table(widths: Widths, reductions: tuple[int, ...], input_size: tuple
         table.entries[key] = 0.0 if key.op == "none" else max(
             timed[key] - timed[key._replace(op="adapter")], 0.0)  # zero-op edges are dropped
     call = network_call(reference, input_size, backend, workdir, threads)
-    whole = min(median_us(call, warmup, iters) for _ in range(passes)) / 1000.0
+    whole = min(time_calls(call, warmup, iters).p50 for _ in range(passes))
     table.frame_us = max(whole * 1000.0 - table.ops_us(reference), 0.0)
     table.extra.update(seconds=round(time.time() - t0, 1), frame_reference=reference.hash,
                        frame_reference_ms=round(whole, 3))

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lgcnet_deploy.bench import time_calls
 from lgcnet_deploy.genotype import Genotype, load_genotype
 from lgcnet_deploy.space import CELL_EDGES, CELL_OPS, FUSION_EDGES, FUSION_OPS, NUM_CELLS, UP_OPS
 
-from .lut import LatencyTable, median_us, network_call
+from .lut import LatencyTable, network_call
 
 
 def random_genotype(rng: np.random.Generator, table: LatencyTable, name: str) -> Genotype:
@@ -56,7 +57,7 @@ def check(table: LatencyTable, genotypes: list[Genotype], threads: int | None = 
                  for g in tqdm(genotypes, desc="export")]
         for _ in tqdm(range(rounds), desc="rounds"):
             for i, call in enumerate(calls):
-                best[i] = min(best[i], median_us(call, 2, iters) / 1000.0)
+                best[i] = min(best[i], time_calls(call, 2, iters).p50)
     rows = [{"genotype": g.hash, "name": g.name, "predicted_ms": table.predict_ms(g),
              "measured_ms": m, "ops_ms": table.ops_us(g) / 1000.0}
             for g, m in zip(genotypes, best)]

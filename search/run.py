@@ -89,9 +89,8 @@ def search(cfg: SearchConfig, resume: bool = False) -> dict:
     step, history = 0, []
     if resume and (out / STATE).is_file():
         state = torch.load(out / STATE, map_location=info.device, weights_only=True)
-        if state["config"] != json.loads(json.dumps(cfg.to_dict())):
-            changed = sorted(k for k, v in cfg.to_dict().items()
-                             if json.loads(json.dumps(v)) != state["config"].get(k))
+        if state["config"] != _plain(cfg):
+            changed = sorted(k for k, v in _plain(cfg).items() if v != state["config"].get(k))
             raise ValueError(f"{out / STATE} was written with other settings ({', '.join(changed)}"
                              f"); resume with the same config or use a new --out")
         net.load_state_dict(state["model"])
@@ -146,15 +145,22 @@ def search(cfg: SearchConfig, resume: bool = False) -> dict:
             history.append(rec)
             bar.set_postfix(ce=f"{rec['ce']:.3f}", tau=f"{tau:.3f}",
                             lat=f"{rec['lat_ms'] or 0:.1f}ms")
-        if info.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+        if info.is_main and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             _save_state(out, net, opt_w, opt_a, step, history, cfg)
             _write_outputs(out, net, history, cfg, table, info.world_size)
         dist.barrier()
     bar.close()
-    genotype = _write_outputs(out, net, history, cfg, table, info.world_size) if info.is_main \
-        else net.derive()
+    genotype = net.derive()
+    if info.is_main:  # the final state and outputs, written once
+        _save_state(out, net, opt_w, opt_a, step, history, cfg)
+        genotype = _write_outputs(out, net, history, cfg, table, info.world_size)
     dist.cleanup()
     return {"genotype": genotype, "history": history}
+
+
+def _plain(cfg: SearchConfig) -> dict:
+    """The config as JSON would read it back (tuples as lists): what a state file stores."""
+    return json.loads(json.dumps(cfg.to_dict()))
 
 
 def _save_state(out: Path, net: Supernet, opt_w, opt_a, step: int, history: list,
@@ -162,7 +168,7 @@ def _save_state(out: Path, net: Supernet, opt_w, opt_a, step: int, history: list
     tmp = out / (STATE + ".tmp")
     torch.save({"model": net.state_dict(), "opt_w": opt_w.state_dict(),
                 "opt_a": opt_a.state_dict(), "step": step, "history": history,
-                "config": json.loads(json.dumps(cfg.to_dict()))}, tmp)
+                "config": _plain(cfg)}, tmp)
     tmp.replace(out / STATE)
 
 
@@ -201,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = search(config_from_args(args), resume=args.resume)
-    g = result["genotype"]
-    print(f"genotype {g.hash} ({g.name}) -> {Path(config_from_args(args).out) / 'genotype.json'}"
+    cfg = config_from_args(args)
+    g = search(cfg, resume=args.resume)["genotype"]
+    print(f"genotype {g.hash} ({g.name}) -> {Path(cfg.out) / 'genotype.json'}"
           + (f"; predicted latency {g.provenance['predicted_ms']:.1f} ms"
              if "predicted_ms" in g.provenance else ""))
     return 0
