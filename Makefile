@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # The CPU wheel of this release lies on the dev/CI machines' disk; a newer torch would pull a
 # multi-GB CUDA build.
 TORCH ?= torch==2.13.0
-MODEL ?= lgcnet_deploy/models/lgcnet_camvid.pt
+MODEL ?= lgcnet_deploy/model/weights/lgcnet_camvid.pt
 
 .PHONY: venv demo test lint clean
 

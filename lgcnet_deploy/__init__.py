@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .genotype import Genotype, load_genotype
-from .segmenter import Result, Segmenter
+from lgcnet_deploy.model.genotype import Genotype, load_genotype
+from lgcnet_deploy.runtime.segmenter import Result, Segmenter
 
 __all__ = ["Genotype", "Result", "Segmenter", "__version__", "load_genotype"]

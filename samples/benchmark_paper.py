@@ -6,7 +6,7 @@ has, beside the paper's 205.6 FPS; the CLI equivalent is `lgcnet bench --preset 
 
 import sys
 
-from lgcnet_deploy.bench import PAPER, benchmark, paper_preset
+from lgcnet_deploy.measure.bench import PAPER, benchmark, paper_preset
 
 source = sys.argv[1] if len(sys.argv) > 1 else "default"
 preset = paper_preset(source)

@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 
 from lgcnet_deploy import Segmenter
-from lgcnet_deploy.checkpoint import load_net
-from lgcnet_deploy.data import CamVid, camvid_root
-from lgcnet_deploy.export import export_onnx
-from lgcnet_deploy.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
-from lgcnet_deploy.video import segment_video
+from lgcnet_deploy.core.data import CamVid, camvid_root
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
+from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.model.checkpoint import load_net
+from lgcnet_deploy.runtime.video import segment_video
 
 
 def synthetic_frame(h: int = 360, w: int = 480) -> np.ndarray:

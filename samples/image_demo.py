@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 
 from lgcnet_deploy import Segmenter
-from lgcnet_deploy.data import read_image
-from lgcnet_deploy.segmenter import DEFAULT_MODEL
+from lgcnet_deploy.core.data import read_image
+from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
 ap.add_argument("image")

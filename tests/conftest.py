@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from lgcnet_deploy.classes import CAMVID
-from lgcnet_deploy.data import CamVid
-from lgcnet_deploy.genotype import load_genotype
-from lgcnet_deploy.network import LGCNet
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.data import CamVid
+from lgcnet_deploy.model.genotype import load_genotype
+from lgcnet_deploy.model.network import LGCNet
 
 torch.set_num_threads(2)
 
@@ -56,7 +56,7 @@ def trained_like_net(genotype, real_frames) -> LGCNet:
     Its predictions vary across the frame (a plain random init predicts one class everywhere,
     which would make argmax-agreement checks trivially true).
     """
-    from search.dataset import normalize
+    from lgcnet_research.data import normalize
 
     torch.manual_seed(0)
     net = LGCNet(genotype, CAMVID.num_classes)

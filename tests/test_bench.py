@@ -2,8 +2,15 @@ import json
 
 import pytest
 
-from lgcnet_deploy.bench import PAPER, Stats, benchmark, paper_preset, peer_lraspp, save_json
 from lgcnet_deploy.cli import main
+from lgcnet_deploy.measure.bench import (
+    PAPER,
+    Stats,
+    benchmark,
+    paper_preset,
+    peer_lraspp,
+    save_json,
+)
 
 
 def test_stats():

@@ -4,16 +4,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lgcnet_deploy.classes import CAMVID
-from lgcnet_deploy.export import ExportError, export_onnx
-from lgcnet_deploy.metadata import (
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.metadata import (
     INPUT_FLOAT_NCHW_RGB,
     INPUT_UINT8_NHWC_BGR,
     OUTPUT_ARGMAX,
     OUTPUT_LOGITS,
     ModelMeta,
 )
-from search.dataset import normalize
+from lgcnet_deploy.export.to_onnx import ExportError, export_onnx
+from lgcnet_research.data import normalize
 
 COMBOS = [(i, o) for i in (INPUT_UINT8_NHWC_BGR, INPUT_FLOAT_NCHW_RGB)
           for o in (OUTPUT_LOGITS, OUTPUT_ARGMAX)]
@@ -82,7 +82,7 @@ def test_dynamic_batch(tmp_path, trained_like_net, genotype, real_frames):
 
 
 def test_odd_paper_size_exports(tmp_path, genotype):
-    from lgcnet_deploy.network import LGCNet
+    from lgcnet_deploy.model.network import LGCNet
 
     net = LGCNet(genotype, 19).eval()
     meta = _meta(genotype, INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, (769, 1537))

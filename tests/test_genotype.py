@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from lgcnet_deploy.genotype import GENOTYPE_DIR, Genotype, GenotypeError, load_genotype
-from lgcnet_deploy.space import CELL_OPS, FUSION_EDGES, NUM_CELLS
+from lgcnet_deploy.model.genotype import GENOTYPE_DIR, Genotype, GenotypeError, load_genotype
+from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, NUM_CELLS
 
 SHIPPED = sorted(p.stem for p in GENOTYPE_DIR.glob("*.json"))
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lgcnet_deploy.metrics import ConfusionMatrix
+from lgcnet_deploy.core.metrics import ConfusionMatrix
 
 
 def test_miou_hand_computed():

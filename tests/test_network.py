@@ -3,13 +3,13 @@ import copy
 import pytest
 import torch
 
-from lgcnet_deploy.checkpoint import load_checkpoint
-from lgcnet_deploy.classes import CAMVID, PAPER_INPUT_SIZE
-from lgcnet_deploy.fuse import fold_batchnorm
-from lgcnet_deploy.genotype import load_genotype
-from lgcnet_deploy.network import LGCNet, count_parameters
-from lgcnet_deploy.segmenter import DEFAULT_MODEL
-from search.dataset import normalize
+from lgcnet_deploy.core.classes import CAMVID, PAPER_INPUT_SIZE
+from lgcnet_deploy.export.fold_bn import fold_batchnorm
+from lgcnet_deploy.model.checkpoint import load_checkpoint
+from lgcnet_deploy.model.genotype import load_genotype
+from lgcnet_deploy.model.network import LGCNet, count_parameters
+from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL
+from lgcnet_research.data import normalize
 
 
 @pytest.mark.parametrize("hw", [(360, 480), PAPER_INPUT_SIZE, (97, 131)])

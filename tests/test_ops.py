@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lgcnet_deploy.ops import OPS, build_op
-from lgcnet_deploy.space import CELL_OPS, FUSION_OPS, UP_OPS
+from lgcnet_deploy.model.ops import OPS, build_op
+from lgcnet_deploy.model.space import CELL_OPS, FUSION_OPS, UP_OPS
 
 
 def _ceil_half(n: int) -> int:

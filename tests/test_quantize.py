@@ -5,12 +5,12 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from lgcnet_deploy.checkpoint import load_checkpoint
-from lgcnet_deploy.classes import CAMVID
-from lgcnet_deploy.export import export_onnx
-from lgcnet_deploy.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.quantize import calibration_frames, quantize_int8
-from lgcnet_deploy.segmenter import DEFAULT_MODEL
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
+from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.model.checkpoint import load_checkpoint
+from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL
 
 SIZE = (120, 160)
 

@@ -13,17 +13,17 @@ import pytest
 import torch
 
 from lgcnet_deploy.cli import main as cli_main
-from lgcnet_deploy.genotype import Genotype, Widths, load_genotype
-from lgcnet_deploy.network import LGCNet
-from lgcnet_deploy.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
-from search.config import SearchConfig
-from search.edges import edge_specs, genotype_choices
-from search.ggm import CellCommunication, FCModule, GCNGuidedModule
-from search.lut import LatencyTable, LutError, LutKey, measure_table
-from search.lut_check import check, random_genotype, spearman
-from search.relax import entropy, gumbel_softmax, temperature
-from search.run import search
-from search.supernet import MixedOp, SpaceConfig, Supernet
+from lgcnet_deploy.model.genotype import Genotype, Widths, load_genotype
+from lgcnet_deploy.model.network import LGCNet
+from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
+from lgcnet_research.latency.check import check, random_genotype, spearman
+from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_table
+from lgcnet_research.search.config import SearchConfig
+from lgcnet_research.search.edges import edge_specs, genotype_choices
+from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
+from lgcnet_research.search.relax import entropy, gumbel_softmax, temperature
+from lgcnet_research.search.run import search
+from lgcnet_research.search.supernet import MixedOp, SpaceConfig, Supernet
 
 ROOT = Path(__file__).resolve().parent.parent
 P, Q = 5, len(CELL_OPS)

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from lgcnet_deploy import Segmenter
-from lgcnet_deploy.backends.base import BackendError
-from lgcnet_deploy.checkpoint import CheckpointError, save_checkpoint
-from lgcnet_deploy.classes import CAMVID
-from lgcnet_deploy.export import export_onnx
-from lgcnet_deploy.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.model.checkpoint import CheckpointError, save_checkpoint
+from lgcnet_deploy.runtime.backends.base import BackendError
 
 
 @pytest.fixture(scope="module")

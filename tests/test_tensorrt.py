@@ -13,27 +13,27 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lgcnet_deploy import cuda
-from lgcnet_deploy.backends.base import BackendError, load_backend
 from lgcnet_deploy.cli import main
-from lgcnet_deploy.deploy import deploy_model
-from lgcnet_deploy.engine import import_tensorrt
-from lgcnet_deploy.engine.build import build_command, prepare_onnx, resolve_shapes
-from lgcnet_deploy.engine.sidecar import (
-    EngineMismatchError,
-    check_sidecar,
-    read_sidecar,
-    write_sidecar,
-)
-from lgcnet_deploy.export import export_onnx
-from lgcnet_deploy.fp16 import convert_fp16
-from lgcnet_deploy.metadata import (
+from lgcnet_deploy.core import cuda
+from lgcnet_deploy.core.metadata import (
     INPUT_UINT8_NHWC_BGR,
     OUTPUT_ARGMAX,
     OUTPUT_LOGITS,
     ModelMeta,
     file_sha256,
 )
+from lgcnet_deploy.export.engine import import_tensorrt
+from lgcnet_deploy.export.engine.build import build_command, prepare_onnx, resolve_shapes
+from lgcnet_deploy.export.engine.sidecar import (
+    EngineMismatchError,
+    check_sidecar,
+    read_sidecar,
+    write_sidecar,
+)
+from lgcnet_deploy.export.fp16 import convert_fp16
+from lgcnet_deploy.export.io_wrapper import deploy_model
+from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.runtime.backends.base import BackendError, load_backend
 
 GPU = {"name": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7", "total_memory_mib": 30000}
 
@@ -50,7 +50,7 @@ def net(trained_like_net):
 
 @pytest.fixture(scope="module")
 def meta() -> ModelMeta:
-    from lgcnet_deploy.classes import CAMVID
+    from lgcnet_deploy.core.classes import CAMVID
 
     return ModelMeta.for_dataset(CAMVID, input_format=INPUT_UINT8_NHWC_BGR,
                                  output_kind=OUTPUT_ARGMAX)
@@ -292,7 +292,7 @@ def test_fp16_onnx_keeps_io_and_agrees_with_fp32(onnx_path, logits_onnx, frames,
 
 
 def test_torch_fp16_runner_agrees_with_fp32(net, meta, frames):
-    from lgcnet_deploy.backends.torch_cuda import CudaRunner
+    from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
     module = deploy_model(net, meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
@@ -309,7 +309,7 @@ def test_torch_fp16_runner_agrees_with_fp32(net, meta, frames):
 
 @pytest.fixture(scope="module")
 def fp16_engine(onnx_path, tmp_path_factory):
-    from lgcnet_deploy.engine.build import build_engine
+    from lgcnet_deploy.export.engine.build import build_engine
 
     return build_engine(onnx_path, tmp_path_factory.mktemp("eng") / "lgcnet_fp16.engine",
                         precision="fp16", progress=False)
@@ -317,7 +317,7 @@ def fp16_engine(onnx_path, tmp_path_factory):
 
 @pytest.mark.trt
 def test_fp16_engine_matches_onnxruntime(fp16_engine, onnx_path, logits_onnx, frames, tmp_path):
-    from lgcnet_deploy.engine.build import build_engine
+    from lgcnet_deploy.export.engine.build import build_engine
 
     side = read_sidecar(fp16_engine)
     assert side["precision"] == "fp16" and side["io"][0]["dtype"] == "UINT8"
@@ -337,7 +337,7 @@ def test_fp16_engine_matches_onnxruntime(fp16_engine, onnx_path, logits_onnx, fr
 
 @pytest.mark.trt
 def test_cuda_graph_path_equals_plain_path(fp16_engine, frames):
-    from lgcnet_deploy.backends.tensorrt import TensorRTBackend
+    from lgcnet_deploy.runtime.backends.tensorrt_engine import TensorRTBackend
 
     with TensorRTBackend(fp16_engine, "cuda", cuda_graph=True) as g, \
             TensorRTBackend(fp16_engine, "cuda", cuda_graph=False) as p:
@@ -367,7 +367,7 @@ def test_int8_engine_builds_from_qdq_onnx(onnx_path, frames, tmp_path):
         quantize_static,
     )
 
-    from lgcnet_deploy.engine.build import build_engine
+    from lgcnet_deploy.export.engine.build import build_engine
 
     class Frames(CalibrationDataReader):
         def __init__(self) -> None:
@@ -396,7 +396,7 @@ def test_int8_engine_builds_from_qdq_onnx(onnx_path, frames, tmp_path):
 
 @pytest.mark.gpu
 def test_torch_cuda_path_matches_cpu(net, meta, frames):
-    from lgcnet_deploy.backends.torch_cuda import CudaRunner
+    from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
     module = deploy_model(net, meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
@@ -578,7 +578,7 @@ def test_build_uses_the_right_flags_per_version(version, precision, flags, build
                                                 onnx_path, tmp_path, monkeypatch, fake_gpu):
     trt = _fake_trt(version)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    from lgcnet_deploy.engine.build import build_engine
+    from lgcnet_deploy.export.engine.build import build_engine
 
     src = onnx_path
     if precision == "int8":  # any Q/DQ node marks a quantised ONNX for the planner
@@ -610,7 +610,7 @@ def test_build_uses_the_right_flags_per_version(version, precision, flags, build
 @pytest.mark.parametrize("batch", [1, 2])
 def test_runtime_static_engine_graph_equals_plain(batch, meta, frames, tmp_path, monkeypatch,
                                                   fake_gpu):
-    from lgcnet_deploy.backends.tensorrt import TensorRTBackend
+    from lgcnet_deploy.runtime.backends.tensorrt_engine import TensorRTBackend
 
     trt = _fake_trt("10.3.0.30", batch)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -632,7 +632,7 @@ def test_runtime_static_engine_graph_equals_plain(batch, meta, frames, tmp_path,
 
 
 def test_runtime_dynamic_engine_checks_profile(meta, frames, tmp_path, monkeypatch, fake_gpu):
-    from lgcnet_deploy.backends.tensorrt import TensorRTBackend
+    from lgcnet_deploy.runtime.backends.tensorrt_engine import TensorRTBackend
 
     trt = _fake_trt("10.3.0.30", -1)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -648,7 +648,7 @@ def test_runtime_dynamic_engine_checks_profile(meta, frames, tmp_path, monkeypat
 
 
 def test_runtime_refuses_mismatched_io_and_null_engine(meta, tmp_path, monkeypatch, fake_gpu):
-    from lgcnet_deploy.backends.tensorrt import TensorRTBackend
+    from lgcnet_deploy.runtime.backends.tensorrt_engine import TensorRTBackend
 
     trt = _fake_trt("10.3.0.30")
     trt.io["output"] = ("OUTPUT", trt.float32, (1, 11, 360, 480))  # logits; meta says argmax

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lgcnet_deploy.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from lgcnet_deploy.cli import main as cli_main
-from lgcnet_deploy.genotype import Genotype
-from search.losses import OhemCrossEntropy
-from search.train import main, poly_lr
+from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from lgcnet_deploy.model.genotype import Genotype
+from lgcnet_research.losses import OhemCrossEntropy
+from lgcnet_research.train import main, poly_lr
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--crop", "64", "64", "--batch", "2", "--threads", "1", "--eval-every", "1",
@@ -71,7 +71,7 @@ def test_checkpoint_for_another_genotype_or_class_count_fails(tmp_path, genotype
 def test_ddp_two_cpu_processes(tmp_path, camvid_val):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29517", "-m", "search.train", "--out", str(out), "--epochs", "1",
+           "--master_port=29517", "-m", "lgcnet_research.train", "--out", str(out), "--epochs", "1",
            "--device", "cpu", *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

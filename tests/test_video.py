@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from lgcnet_deploy import Segmenter
-from lgcnet_deploy.classes import CAMVID
-from lgcnet_deploy.export import export_onnx
-from lgcnet_deploy.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.video import FrameSource, SourceError, segment_video
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.runtime.video import FrameSource, SourceError, segment_video
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_bad_sources(tmp_path):
 
 
 def test_annotated_frames_keep_size(seg, real_frames):
-    from lgcnet_deploy.video import annotate
+    from lgcnet_deploy.runtime.video import annotate
 
     img = annotate(seg.predict(real_frames[0]).overlay(), seg.meta, fps=12.3)
     assert img.shape == real_frames[0].shape and img.dtype == np.uint8

@@ -1,0 +1,123 @@
+"""`lgcnet bench`: latency/FPS of a model file or genotype; the paper's preset; a peer model."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from lgcnet_deploy.cli.args import add_device, image_size
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="latency and FPS: network alone and end to end (trtexec-style)",
+        description="Time the network alone (backend inference on a prepared batch) and end "
+        "to end (BGR frame in -> class map out through the Segmenter): mean, p50, p90, p99 "
+        "and FPS; optionally throughput at larger batches, a peer model and plots.",
+        epilog="examples:\n  lgcnet bench --preset paper --compare\n"
+        "  lgcnet bench engines/lgcnet.onnx --iters 100 --batches 1 2 4\n"
+        "  lgcnet bench default --imgsz 360x480 --plot out/bench",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", default="default",
+                   help="model file (.onnx/.pt/.engine) or genotype (default: 'default')")
+    p.add_argument("--preset", choices=("paper",),
+                   help="paper: 769x1537, batch 1, FP16, TensorRT when present, 19 classes")
+    p.add_argument("--imgsz", type=image_size, default=None, help="input HxW (re-exports)")
+    p.add_argument("--frame", type=image_size, default=None,
+                   help="end-to-end frame HxW (default: the input size)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batches", type=int, nargs="*", default=[],
+                   help="also measure throughput at these batch sizes")
+    p.add_argument("--dataset", default="camvid", choices=("camvid", "cityscapes"),
+                   help="class count for genotypes (default camvid)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--compare", action="store_true",
+                   help="also time torchvision's LR-ASPP MobileNetV3-Large, same I/O and backend")
+    p.add_argument("--json", type=Path, default=Path("runs/bench/bench.json"))
+    p.add_argument("--plot", type=Path, default=None,
+                   help="folder for latency histogram and latency-vs-resolution PNGs")
+    p.add_argument("--sizes", type=image_size, nargs="+",
+                   default=[(360, 480), (512, 1024), (769, 1537), (1024, 2048)],
+                   help="input sizes of the latency-vs-resolution plot")
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def _table(results, paper: dict | None) -> str:
+    head = (f"{'model':<22}{'backend':<13}{'prec':<6}{'input':<11}{'mean':>8}{'p50':>8}"
+            f"{'p90':>8}{'p99':>8}{'FPS':>8}   end-to-end FPS (frame)")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        n = r.network
+        e2e = f"{r.end_to_end.fps:7.1f} ({r.frame_size[0]}x{r.frame_size[1]})" \
+            if r.end_to_end else "-"
+        lines.append(f"{r.name:<22}{r.backend:<13}{r.precision:<6}"
+                     f"{r.input_size[0]}x{r.input_size[1]:<6}{n.mean:8.1f}{n.p50:8.1f}"
+                     f"{n.p90:8.1f}{n.p99:8.1f}{n.fps:8.1f}   {e2e}")
+        for b, fps in r.throughput_fps.items():
+            lines.append(f"{'':<22}batch {b}: {fps:.1f} FPS")
+    if paper:
+        lines.append(f"paper: {paper['fps_tensorrt']} FPS ({paper['device']}); measured: "
+                     f"{results[0].network.fps:.1f} FPS on {results[0].machine.get('cpu')} "
+                     f"({results[0].backend}, {results[0].precision})")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lgcnet_deploy.measure.bench import (
+        PAPER,
+        benchmark,
+        latency_vs_resolution,
+        paper_preset,
+        peer_lraspp,
+        save_json,
+    )
+
+    kw = dict(device=args.device, batch=args.batch, input_size=args.imgsz, dataset=args.dataset,
+              frame_size=args.frame, warmup=args.warmup, iters=args.iters,
+              throughput_batches=tuple(args.batches))
+    source = args.model
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.preset == "paper":
+            preset = paper_preset(source)
+            if preset["warning"]:
+                print(f"\n!!! {preset['warning']}\n")
+            kw.update(input_size=preset["input_size"], batch=preset["batch"],
+                      frame_size=preset["frame_size"], dataset=preset["dataset"],
+                      device=preset["device"])
+            if preset["engine"]:
+                from lgcnet_deploy.core.classes import DATASETS
+                from lgcnet_deploy.export.engine.build import build_engine
+                from lgcnet_deploy.measure.bench import prepare
+
+                onnx = prepare(source, preset["input_size"], DATASETS[preset["dataset"]],
+                               Path(tmp), dynamic_batch=False)
+                source = build_engine(onnx, Path(tmp) / "paper_fp16.engine", precision="fp16")
+        name = Path(str(args.model)).stem
+        results = [benchmark(source, name=f"LGCNet {name}", **kw)]
+        if args.compare:
+            size = results[0].input_size
+            classes = 19 if kw["dataset"] == "cityscapes" else 11
+            peer = peer_lraspp(size, classes, Path(tmp))
+            results.append(benchmark(peer, name="LR-ASPP MBv3-Large", **kw))
+        print(_table(results, PAPER if args.preset == "paper" else None))
+        if args.compare:
+            ratio = results[0].network.mean / results[1].network.mean
+            print(f"LGCNet / LR-ASPP network latency: {ratio:.2f}x "
+                  f"({'faster' if ratio < 1 else 'slower'}), same backend, input and precision")
+        extra = {"preset": args.preset, "paper": PAPER if args.preset else None}
+        if args.plot:
+            from lgcnet_deploy.measure.plots import plot_bench
+
+            curve = None
+            if Path(str(args.model)).suffix.lower() not in (".onnx", ".engine"):
+                curve = latency_vs_resolution(args.model, args.sizes, device=kw["device"],
+                                              dataset=kw["dataset"], warmup=2,
+                                              iters=max(5, args.iters // 3))
+                extra["latency_vs_resolution_ms"] = curve
+            for png in plot_bench(results, curve, args.plot):
+                print(f"wrote {png}")
+        print(f"wrote {save_json(results, args.json, extra)}")
+    return 0

@@ -1,0 +1,105 @@
+"""The JSON sidecar `<engine>.json` written beside every engine, and the checks made on load.
+
+A serialized TensorRT engine only runs on the TensorRT version that built it (unless built
+version-compatible, which we do not) and is compiled for one GPU architecture; loading it
+elsewhere fails inside TensorRT, sometimes badly. The sidecar lets us refuse first, in
+plain words, with the exact `lgcnet build` command that makes a fitting engine.
+Pure Python: testable without TensorRT or a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from lgcnet_deploy.core.metadata import ModelMeta
+from lgcnet_deploy.runtime.backends.base import BackendError
+
+SIDECAR_FORMAT = "lgcnet-engine/1"
+REQUIRED = ("format", "tensorrt", "gpu", "precision", "io", "meta", "engine_sha256", "build")
+
+
+class EngineMismatchError(BackendError):
+    """An engine does not fit this machine (TensorRT version, GPU) or its sidecar is bad."""
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_sidecar(engine: str | Path, data: dict[str, Any]) -> Path:
+    missing = [k for k in REQUIRED if k not in data and k != "format"]
+    if missing:
+        raise ValueError(f"sidecar for {engine} lacks {missing}")
+    return write_json_atomic(sidecar_path(engine), {**data, "format": SIDECAR_FORMAT})
+
+
+def read_sidecar(engine: str | Path) -> dict[str, Any]:
+    """The sidecar's dict; EngineMismatchError if it is missing or not ours."""
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise EngineMismatchError(
+            f"{engine} has no sidecar {path.name}: only engines built by `lgcnet build` (which "
+            f"records the TensorRT version and GPU they need) are loaded. Rebuild it with "
+            f"`lgcnet build MODEL.onnx -o {engine}`")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise EngineMismatchError(f"{path} is not valid JSON ({e}); rebuild the engine with "
+                                  f"`lgcnet build MODEL.onnx -o {engine}`") from e
+    missing = [k for k in REQUIRED if k not in data]
+    if data.get("format") != SIDECAR_FORMAT or missing:
+        raise EngineMismatchError(
+            f"{path} is not an lgcnet engine sidecar (format {data.get('format')!r}, missing "
+            f"{missing}); rebuild with `lgcnet build MODEL.onnx -o {engine}`")
+    return data
+
+
+def rebuild_command(side: dict[str, Any]) -> str:
+    return side.get("build", {}).get("command") or "lgcnet build MODEL.onnx -o ENGINE"
+
+
+def _mmp(version: str) -> tuple[str, ...]:
+    """major.minor.patch: TensorRT's engine compatibility unit (build number ignored)."""
+    return tuple(version.split(".")[:3])
+
+
+def check_sidecar(side: dict[str, Any], tensorrt_version: str, gpu: dict[str, Any]) -> None:
+    """Refuse an engine built for another TensorRT version or GPU architecture.
+
+    `gpu` is lgcnet_deploy.cuda.device_info() of the device we are about to run on. Same
+    compute capability but another GPU model runs (TensorRT allows it) with a warning, as
+    its tactics were timed on different hardware.
+    """
+    built_gpu = side["gpu"]
+    problems = []
+    if _mmp(side["tensorrt"]) != _mmp(tensorrt_version):
+        problems.append(f"TensorRT {side['tensorrt']} (this machine has {tensorrt_version})")
+    if built_gpu.get("compute_capability") != gpu.get("compute_capability"):
+        problems.append(f"a {built_gpu.get('name')} (compute capability "
+                        f"{built_gpu.get('compute_capability')}; this machine has a "
+                        f"{gpu.get('name')}, {gpu.get('compute_capability')})")
+    if problems:
+        raise EngineMismatchError(
+            "TensorRT engines only run with the TensorRT version and GPU architecture that "
+            f"built them; this one was built for {' and for '.join(problems)}. Rebuild it on "
+            f"this machine with:\n  {rebuild_command(side)}")
+    if built_gpu.get("name") != gpu.get("name"):
+        warnings.warn(f"engine was built on a {built_gpu.get('name')}, running on a "
+                      f"{gpu.get('name')} (same architecture): it runs, but rebuilding here "
+                      f"picks kernels timed on this GPU: {rebuild_command(side)}", stacklevel=2)
+
+
+def sidecar_meta(side: dict[str, Any]) -> ModelMeta:
+    return ModelMeta.from_dict(side["meta"])

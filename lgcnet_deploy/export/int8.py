@@ -1,0 +1,121 @@
+"""INT8 post-training quantisation: fp32 ONNX -> QDQ ONNX for ONNX Runtime and TensorRT alike.
+
+ONNX Runtime's static quantiser is used (not NVIDIA ModelOpt) because it runs on this CPU-only
+machine and in CI, and its QDQ output is what TensorRT's explicit quantisation consumes. One
+calibration and one Q/DQ placement, two activation encodings (`target`):
+
+- "tensorrt": symmetric int8 activations and per-channel symmetric int8 weights, zero points 0
+  as TensorRT requires; TensorRT 10 and 11 build it strongly typed (no calibrator).
+- "cpu": uint8 activations with zero points (ONNX Runtime's fast x86 U8S8 kernels; its S8S8
+  path is slower than fp32 on this machine), the same int8 weights. TensorRT rejects it.
+
+The in-graph uint8 normalisation and the classifier with all after it (logit upsampling,
+ArgMax) stay unquantised: that would cost accuracy and gain nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from lgcnet_deploy.core.data import camvid_root, read_image
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
+
+CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "calibration"
+DEFAULT_LIST = CALIBRATION_DIR / "camvid_train.txt"
+
+
+def calibration_frames(list_file: str | Path = DEFAULT_LIST, root: str | Path | None = None,
+                       limit: int | None = None) -> list[Path]:
+    """Image paths named (relative to the CamVid root) one per line in `list_file`."""
+    list_file, root = Path(list_file), Path(root) if root is not None else camvid_root()
+    if not list_file.is_file():
+        raise FileNotFoundError(f"calibration list not found: {list_file}")
+    names = [ln.strip() for ln in list_file.read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    paths = [root / n for n in names[:limit]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} calibration frame(s) missing, e.g. "
+                                f"{missing[0]}; set LGCNET_CAMVID or pass --data")
+    return paths
+
+
+def _node_names_outside_network(model: onnx.ModelProto) -> list[str]:
+    """Nodes before the first Conv (input normalisation) and from the classifier (the last
+    Conv) on: logits, their upsampling and ArgMax decide labels on small margins."""
+    nodes = list(model.graph.node)
+    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
+    return [n.name for n in nodes[:convs[0]] + nodes[convs[-1]:]]
+
+
+class _FrameReader:
+    """ONNX Runtime CalibrationDataReader over frames, resized to the model's input."""
+
+    def __init__(self, paths: Sequence[Path], meta: ModelMeta, input_name: str) -> None:
+        import cv2
+
+        h, w = meta.input_size
+        frames = [cv2.resize(read_image(p), (w, h)) for p in paths]
+        if meta.input_format == INPUT_UINT8_NHWC_BGR:
+            batches = [f[None] for f in frames]
+        else:
+            mean, std = np.asarray(meta.mean_rgb, np.float32), np.asarray(meta.std_rgb, np.float32)
+            batches = [(((f[..., ::-1] / 255.0) - mean) / std).astype(np.float32)
+                       .transpose(2, 0, 1)[None] for f in frames]
+        self._it: Iterator = iter([{input_name: b} for b in batches])
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+
+TARGETS = ("tensorrt", "cpu")
+
+
+def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path],
+                  target: str = "tensorrt", method: str = "minmax",
+                  cache_dir: Path | None = None) -> Path:
+    """Write a QDQ int8 copy of `fp32_onnx` calibrated on `frames`; keeps its metadata."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise ValueError(f"unknown calibration method {method!r}; use {', '.join(methods)}")
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; use {' or '.join(TARGETS)}")
+    if not frames:
+        raise ValueError("no calibration frames")
+    fp32_onnx, out = Path(fp32_onnx), Path(out)
+    model = onnx.load(str(fp32_onnx))  # quantize_static gets the path: it mutates protos
+    meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
+    if meta.precision != "fp32":
+        raise ValueError(f"{fp32_onnx} is {meta.precision}; quantise the fp32 export")
+    cache_dir = cache_dir or CALIBRATION_DIR / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = f"{file_sha256(fp32_onnx)[:12]}-{method}-{len(frames)}"  # ranges: target-independent
+    symmetric = target == "tensorrt"
+    tmp = out.with_name(out.name + ".partial")
+    quantize_static(
+        str(fp32_onnx), str(tmp), _FrameReader(frames, meta, model.graph.input[0].name),
+        quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+        weight_type=QuantType.QInt8, calibrate_method=methods[method],
+        nodes_to_exclude=_node_names_outside_network(model),
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        calibration_cache_path=str(cache_dir / f"{key}.json"))
+    q = onnx.load(str(tmp))
+    calib = {"frames": len(frames), "method": method, "target": target,
+             "cache": f"calibration/cache/{key}.json", "fp32_sha256": file_sha256(fp32_onnx)}
+    props = meta.replace(precision="int8", extra={**meta.extra, "calibration": calib}).to_props()
+    del q.metadata_props[:]
+    onnx.helper.set_model_props(q, props)
+    onnx.save(q, str(tmp))
+    tmp.replace(out)
+    (cache_dir / f"{key}.meta.json").write_text(json.dumps(
+        {**calib, "frame_list": [str(p.name) for p in frames]}, indent=2))
+    return out

@@ -1,0 +1,43 @@
+"""The deployable module: optional in-graph normalisation of uint8 BGR frames and argmax."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lgcnet_deploy.core.classes import MEAN_RGB, STD_RGB
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from lgcnet_deploy.export.fold_bn import fold_batchnorm
+
+
+class DeployModel(nn.Module):
+    """Wraps a segmentation net so that the graph takes/returns what deployment moves.
+
+    uint8 input: (N, H, W, 3) BGR as OpenCV gives it, normalised inside the graph (4x fewer
+    bytes in than float32). argmax output: (N, H, W) int32 class map (about C x fewer bytes
+    out than logits; int32 because TensorRT has no int64 ArgMax output on every version).
+    """
+
+    def __init__(self, net: nn.Module, uint8_input: bool, argmax_output: bool) -> None:
+        super().__init__()
+        self.net = net
+        self.uint8_input = uint8_input
+        self.argmax_output = argmax_output
+        # Fold BGR->RGB, /255 and mean/std into one per-channel affine on BGR channels.
+        mean_bgr, std_bgr = torch.tensor(MEAN_RGB[::-1]), torch.tensor(STD_RGB[::-1])
+        self.register_buffer("scale", (1.0 / (255.0 * std_bgr)).view(1, 3, 1, 1))
+        self.register_buffer("shift", (-mean_bgr / std_bgr).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.uint8_input:
+            x = x.permute(0, 3, 1, 2).float() * self.scale + self.shift
+            x = x.flip(1)  # BGR -> RGB channel order expected by the net
+        y = self.net(x)
+        return y.argmax(1).to(torch.int32) if self.argmax_output else y
+
+
+def deploy_model(net: nn.Module, meta: ModelMeta, fold: bool = True) -> DeployModel:
+    """Fold BN (if asked) and wrap `net` according to meta.input_format/output_kind."""
+    net = fold_batchnorm(net) if fold else net.eval()
+    return DeployModel(net, meta.input_format == INPUT_UINT8_NHWC_BGR,
+                       meta.output_kind == OUTPUT_ARGMAX).eval()

@@ -1,0 +1,268 @@
+"""Latency and FPS: the network alone and end to end, the paper's preset, and a peer model.
+
+Timing: `time.perf_counter` around each call. Every backend returns host arrays, so a call
+ends only after the device finished and copied back; on CUDA, torch's CUDA events would time
+the same span and add nothing for these synchronous calls.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
+from lgcnet_deploy.core.data import CamVid
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
+from lgcnet_deploy.runtime.backends.base import Backend, load_backend
+from lgcnet_deploy.runtime.segmenter import Segmenter
+
+# The paper's speed setting (section IV-B, Table IV): Cityscapes frames of 1024x2048 resized to
+# 769x1537, batch 1, FP16, forward time only, on a Titan Xp.
+PAPER = {"input_size": PAPER_INPUT_SIZE, "frame_size": (1024, 2048), "batch": 1,
+         "precision": "fp16", "dataset": "cityscapes", "fps_tensorrt": 205.6,
+         "fps_pytorch": 115.2, "device": "NVIDIA Titan Xp, TensorRT 5.1.5"}
+
+
+@dataclass
+class Stats:
+    """Latency statistics in milliseconds per call."""
+
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+    samples: list[float] = field(repr=False)
+
+    @classmethod
+    def of(cls, samples_ms: list[float]) -> Stats:
+        a = np.asarray(samples_ms)
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return cls(float(a.mean()), float(p50), float(p90), float(p99), list(map(float, a)))
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / self.mean
+
+
+@dataclass
+class BenchResult:
+    name: str
+    backend: str
+    device: str
+    precision: str
+    batch: int
+    input_size: tuple[int, int]
+    network: Stats
+    end_to_end: Stats | None = None
+    frame_size: tuple[int, int] | None = None
+    throughput_fps: dict[int, float] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("network", "end_to_end"):
+            if d[k] is not None:
+                d[k]["fps"] = getattr(self, k).fps
+                d[k].pop("samples")
+        return d
+
+
+def machine_info(backend: Backend) -> dict[str, Any]:
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = f"{names[0]} x{len(names)}" if names else cpu
+    info = {"cpu": cpu, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+    providers = getattr(backend, "providers", None)
+    if providers:
+        info["providers"] = providers
+    return info
+
+
+def time_calls(fn: Callable[[], object], warmup: int, iters: int,
+               desc: str | None = None) -> Stats:
+    """Time `iters` calls after `warmup` untimed ones; a progress bar when `desc` is given."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in tqdm(range(iters), desc=desc, leave=False, unit="it", disable=desc is None):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return Stats.of(samples)
+
+
+def test_frame(size: tuple[int, int]) -> np.ndarray:
+    """A real CamVid frame resized to `size` (H, W) when CamVid is present, else noise."""
+    frame = CamVid("val")[0][0] if CamVid.available() else np.random.default_rng(0).integers(
+        0, 256, (360, 480, 3), dtype=np.uint8)
+    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def prepare(source: str | Path, input_size: tuple[int, int] | None, dataset: Dataset,
+            workdir: Path, dynamic_batch: bool = True) -> Path:
+    """A model file to load: model files as they are; a checkpoint or genotype is exported
+    to ONNX (uint8 in, class map out) at `input_size`."""
+    path = Path(source)
+    if path.suffix.lower() in (".onnx", ".engine") and path.is_file():
+        return path
+    from lgcnet_deploy.export.to_onnx import export_onnx
+    from lgcnet_deploy.model.checkpoint import load_net
+
+    net, meta, _ = load_net(source, dataset, input_size)
+    if net.num_classes != dataset.num_classes and path.suffix.lower() not in (".pt", ".pth"):
+        raise ValueError(f"{source}: {net.num_classes} classes, {dataset.name} has "
+                         f"{dataset.num_classes}")
+    meta = meta.replace(input_format=INPUT_UINT8_NHWC_BGR, output_kind=OUTPUT_ARGMAX)
+    h, w = meta.input_size
+    return export_onnx(net, meta, workdir / f"{path.stem}_{h}x{w}.onnx",
+                       dynamic_batch=dynamic_batch)
+
+
+def benchmark(source: str | Path, *, device: str = "cpu", batch: int = 1,
+              input_size: tuple[int, int] | None = None, dataset: str = "camvid",
+              frame_size: tuple[int, int] | None = None, warmup: int = 5, iters: int = 30,
+              end_to_end: bool = True, throughput_batches: tuple[int, ...] = (),
+              name: str | None = None) -> BenchResult:
+    """Benchmark any model file or genotype. Network = backend.infer on a prepared batch;
+    end to end = Segmenter.predict on a `frame_size` BGR frame (default: the input size)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = prepare(source, input_size, DATASETS[dataset], Path(tmp))
+        backend = load_backend(path, device)
+        try:
+            return _measure(backend, name or Path(str(source)).stem, batch, frame_size, warmup,
+                            iters, end_to_end, throughput_batches)
+        finally:
+            backend.close()
+
+
+def _measure(backend: Backend, name: str, batch: int, frame_size: tuple[int, int] | None,
+             warmup: int, iters: int, end_to_end: bool,
+             throughput_batches: tuple[int, ...]) -> BenchResult:
+    seg = Segmenter(backend)
+    size = tuple(backend.meta.input_size)
+    frame = test_frame(frame_size or size)
+
+    def batch_of(n: int) -> np.ndarray:
+        return seg.preprocess([test_frame(size)] * n)
+
+    x = batch_of(batch)
+    network = time_calls(lambda: backend.infer(x), warmup, iters, f"{name} network")
+    e2e = time_calls(lambda: seg.predict(frame), warmup, iters,
+                     f"{name} end-to-end") if end_to_end else None
+    throughput = {}
+    for n in throughput_batches:
+        if backend.max_batch is not None and n > backend.max_batch:
+            continue
+        xb = batch_of(n)
+        throughput[n] = n * time_calls(lambda xb=xb: backend.infer(xb), 2,
+                                       max(3, iters // n), f"{name} batch {n}").fps
+    return BenchResult(name, backend.name, backend.device, backend.meta.precision, batch, size,
+                       network, e2e, frame.shape[:2] if end_to_end else None, throughput,
+                       machine_info(backend))
+
+
+def _import_lraspp():
+    """torchvision's LR-ASPP factory, also beside a CPU torch with a CUDA torchvision wheel.
+
+    PyPI's torchvision wheels are CUDA builds: beside the CPU torch their C++ ops do not load,
+    and torchvision 0.28 then fails registering fake kernels for nms/qnms at import. The
+    segmentation models use none of those ops, so declaring the two schemas lets it import.
+    """
+    import sys
+
+    try:
+        from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+    except RuntimeError as e:
+        if "torchvision::nms" not in str(e):
+            raise ImportError(f"--compare: torchvision does not import: {e}") from e
+    except ImportError as e:
+        raise ImportError(f"--compare needs torchvision matching your torch "
+                          f"(pip install 'lgcnet-deploy[compare]'): {e}") from e
+    else:
+        return lraspp_mobilenet_v3_large
+    import torch
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+        del sys.modules[name]
+    for op in ("nms", "qnms"):
+        torch.library.define(f"torchvision::{op}",
+                             "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    return lraspp_mobilenet_v3_large
+
+
+def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path) -> Path:
+    """torchvision's LR-ASPP MobileNetV3-Large (random init: latency only) exported with the
+    same I/O as LGCNet: uint8 frame in, class map out."""
+    lraspp_mobilenet_v3_large = _import_lraspp()
+    from torch import nn
+
+    from lgcnet_deploy.core.metadata import ModelMeta
+    from lgcnet_deploy.export.to_onnx import export_onnx
+
+    class Out(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
+                                               num_classes=num_classes)
+
+        def forward(self, x):
+            return self.m(x)["out"]
+
+    ds = next(d for d in DATASETS.values() if d.num_classes == num_classes)
+    meta = ModelMeta.for_dataset(ds, input_size=input_size, input_format=INPUT_UINT8_NHWC_BGR,
+                                 output_kind=OUTPUT_ARGMAX, genotype_hash="lraspp_mbv3_large")
+    h, w = input_size
+    return export_onnx(Out().eval(), meta, workdir / f"lraspp_mbv3_large_{h}x{w}.onnx",
+                       dynamic_batch=True, fold=False)
+
+
+def latency_vs_resolution(source: str | Path, sizes: list[tuple[int, int]], **kw) -> dict:
+    """Network latency (ms, mean) at each input size, for sources that can be re-exported."""
+    return {f"{h}x{w}": benchmark(source, input_size=(h, w), end_to_end=False, **kw).network.mean
+            for h, w in sizes}
+
+
+def save_json(results: list[BenchResult], path: Path, extra: dict | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"results": [r.to_json() for r in results], **(extra or {})},
+                               indent=2))
+    return path
+
+
+def paper_preset(source: str | Path) -> dict[str, Any]:
+    """Arguments reproducing the paper's setting on the best backend present, and a warning
+    when that is not TensorRT."""
+    from importlib.util import find_spec
+
+    kw = {"input_size": PAPER["input_size"], "batch": PAPER["batch"],
+          "frame_size": PAPER["frame_size"], "dataset": PAPER["dataset"]}
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    if find_spec("tensorrt") is not None and cuda:
+        return {**kw, "engine": True, "device": "cuda", "warning": None}
+    return {**kw, "engine": False, "device": "cpu", "warning": (
+        "TensorRT/CUDA not available here: measuring ONNX Runtime on the CPU in fp32 "
+        "instead. This is NOT the paper's setting (TensorRT FP16 on a Titan Xp); compare "
+        "ratios, not FPS.")}
+

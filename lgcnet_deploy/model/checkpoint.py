@@ -1,0 +1,105 @@
+"""Checkpoint format: genotype + weights + metadata + provenance, loadable with weights_only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lgcnet_deploy.core.classes import CAMVID, Dataset
+from lgcnet_deploy.core.metadata import ModelMeta
+from lgcnet_deploy.model.genotype import Genotype, GenotypeError, load_genotype
+from lgcnet_deploy.model.network import LGCNet
+
+CHECKPOINT_FORMAT = "lgcnet-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is not an LGCNet checkpoint or does not match what the caller expects."""
+
+
+def save_checkpoint(path: str | Path, model: LGCNet, meta: ModelMeta,
+                    provenance: dict[str, Any] | None = None,
+                    metrics: dict[str, Any] | None = None,
+                    train_state: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically (a crash mid-write never corrupts the previous file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "genotype": model.genotype.to_dict(),
+        "meta": meta.replace(genotype_hash=model.genotype.hash,
+                             genotype=model.genotype.to_dict()).to_dict(),
+        "state_dict": model.state_dict(),
+        "provenance": provenance or {},
+        "metrics": metrics or {},
+        "train_state": train_state or {},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict safely (`weights_only=True`) and check its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt or foreign files
+        raise CheckpointError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: "
+                              f"{e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an LGCNet checkpoint (expected format "
+                              f"{CHECKPOINT_FORMAT!r}); produce one with `lgcnet train`")
+    return payload
+
+
+def load_checkpoint(path: str | Path, genotype: Genotype | None = None,
+                    num_classes: int | None = None) -> tuple[LGCNet, ModelMeta, dict[str, Any]]:
+    """Rebuild the model of a checkpoint. Returns (model in eval mode, metadata, payload).
+
+    `genotype`/`num_classes`, when given, must match the checkpoint's, else CheckpointError.
+    """
+    payload = read_checkpoint(path)
+    try:
+        stored = Genotype.from_dict(payload["genotype"])
+    except GenotypeError as e:
+        raise CheckpointError(f"{path}: stored genotype is invalid: {e}") from e
+    meta = ModelMeta.from_dict(payload["meta"])
+    if genotype is not None and genotype.hash != stored.hash:
+        raise CheckpointError(f"{path}: checkpoint is for genotype {stored.hash} "
+                              f"({stored.name}), not {genotype.hash} ({genotype.name})")
+    if num_classes is not None and num_classes != meta.num_classes:
+        raise CheckpointError(f"{path}: checkpoint has {meta.num_classes} classes, "
+                              f"expected {num_classes}")
+    model = LGCNet(stored, meta.num_classes)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit genotype {stored.hash}: {e}") from e
+    return model.eval(), meta, payload
+
+
+def load_net(source: str | Path, dataset: Dataset = CAMVID,
+             input_size: tuple[int, int] | None = None) -> tuple[LGCNet, ModelMeta, bool]:
+    """A net from a checkpoint (.pt/.pth) or, for speed work, a genotype with random weights.
+
+    Returns (net, meta, trained). `input_size` overrides the metadata's (H, W).
+    """
+    if Path(source).suffix.lower() in (".pt", ".pth"):
+        net, meta, _ = load_checkpoint(source)
+        trained = True
+    else:
+        genotype = load_genotype(source)
+        net = LGCNet(genotype, dataset.num_classes).eval()
+        meta = ModelMeta.for_dataset(dataset, genotype_hash=genotype.hash,
+                                     genotype=genotype.to_dict(),
+                                     extra={"weights": "untrained (genotype only)"})
+        trained = False
+    if input_size is not None:
+        meta = meta.replace(input_size=tuple(input_size))
+    return net, meta, trained

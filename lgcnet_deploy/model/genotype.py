@@ -1,0 +1,190 @@
+"""The genotype: an immutable, validated, JSON-serialisable description of a derived LGCNet."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lgcnet_deploy.core.metadata import read_json
+from lgcnet_deploy.model.space import (
+    CELL_EDGES,
+    CELL_OPS,
+    DEFAULT_FUSION_INPUTS,
+    DEFAULT_REDUCTIONS,
+    FUSION_CHANNELS,
+    FUSION_EDGES,
+    NUM_CELLS,
+    cell_strides,
+    edge_choices,
+)
+
+SCHEMA = "lgcnet-genotype/1"
+GENOTYPE_DIR = Path(__file__).parent / "genotypes"
+DEFAULT_GENOTYPE = "default"
+
+
+class GenotypeError(ValueError):
+    """A genotype file or dict is malformed; the message names the bad field."""
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Channel widths: the three stem convs, cell width C per stride (4, 8, 16), fusion width."""
+
+    stem: tuple[int, int, int] = (8, 16, 16)
+    cells: tuple[int, int, int] = (16, 64, 192)
+    fusion: int = FUSION_CHANNELS
+
+    def cell(self, stride: int) -> int:
+        return self.cells[{4: 0, 8: 1, 16: 2}[stride]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stem": list(self.stem), "cells": list(self.cells), "fusion": self.fusion}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Widths:
+        """From {"stem": [3 ints], "cells": [3 ints], "fusion": int}; KeyError/TypeError if not."""
+        return cls(stem=tuple(d["stem"]), cells=tuple(d["cells"]), fusion=int(d["fusion"]))
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """14 independent cells (5 edge ops each), the reduction cells and the fusion cell's choices."""
+
+    cells: tuple[tuple[str, ...], ...]
+    fusion_ops: tuple[str, ...]
+    reductions: tuple[int, ...] = DEFAULT_REDUCTIONS
+    fusion_inputs: tuple[int, ...] = DEFAULT_FUSION_INPUTS
+    widths: Widths = Widths()
+    name: str = "unnamed"
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "cells": [{"ops": list(ops), "reduction": k in self.reductions}
+                      for k, ops in enumerate(self.cells)],
+            "fusion": {"inputs": list(self.fusion_inputs), "ops": list(self.fusion_ops)},
+            "widths": self.widths.to_dict(),
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Genotype:
+        if not isinstance(d, dict):
+            raise GenotypeError(f"genotype must be a JSON object, got {type(d).__name__}")
+        if d.get("schema") != SCHEMA:
+            raise GenotypeError(f"field 'schema': expected {SCHEMA!r}, got {d.get('schema')!r}")
+        cells = _get(d, "cells", list)
+        for k, c in enumerate(cells):
+            if not isinstance(c, dict) or not isinstance(c.get("ops"), list):
+                raise GenotypeError(f"field 'cells[{k}].ops': expected a list of op names")
+        fusion = _get(d, "fusion", dict)
+        widths = _get(d, "widths", dict)
+        try:
+            w = Widths.from_dict(widths)
+        except (KeyError, TypeError, ValueError) as e:
+            raise GenotypeError(
+                f"field 'widths': needs stem[3], cells[3], fusion ints ({e})") from e
+        return cls(
+            cells=tuple(tuple(c["ops"]) for c in cells),
+            fusion_ops=tuple(_get(fusion, "ops", list, "fusion.ops")),
+            reductions=tuple(k for k, c in enumerate(cells) if c.get("reduction") is True),
+            fusion_inputs=tuple(_get(fusion, "inputs", list, "fusion.inputs")),
+            widths=w,
+            name=str(d.get("name", "unnamed")),
+            provenance=dict(d.get("provenance") or {}),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json())
+        return path
+
+    @property
+    def hash(self) -> str:
+        """Short content hash of the architecture (provenance and name excluded)."""
+        d = self.to_dict()
+        arch = {k: d[k] for k in ("cells", "fusion", "widths")}
+        return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def strides(self) -> list[int]:
+        return cell_strides(self.reductions, len(self.cells))
+
+
+def _get(d: dict, key: str, typ: type, label: str | None = None) -> Any:
+    if key not in d:
+        raise GenotypeError(f"field '{label or key}' is missing")
+    if not isinstance(d[key], typ):
+        raise GenotypeError(f"field '{label or key}': expected {typ.__name__}, "
+                            f"got {type(d[key]).__name__}")
+    return d[key]
+
+
+def _validate(g: Genotype) -> None:
+    if len(g.cells) != NUM_CELLS:
+        raise GenotypeError(f"field 'cells': expected {NUM_CELLS} cells, got {len(g.cells)}")
+    for k, ops in enumerate(g.cells):
+        if len(ops) != len(CELL_EDGES):
+            raise GenotypeError(f"field 'cells[{k}].ops': expected {len(CELL_EDGES)} edges, "
+                                f"got {len(ops)}")
+        for e, op in enumerate(ops):
+            if op not in CELL_OPS:
+                raise GenotypeError(f"field 'cells[{k}].ops[{e}]': unknown op {op!r}; "
+                                    f"choose one of {', '.join(CELL_OPS)}")
+    red = list(g.reductions)
+    if sorted(set(red)) != red or len(red) != 2 or 0 in red:
+        raise GenotypeError(f"field 'cells[*].reduction': expected exactly two reduction cells "
+                            f"after cell 0 (stride 4 -> 8 -> 16), got {list(g.reductions)}")
+    if len(g.fusion_ops) != len(FUSION_EDGES):
+        raise GenotypeError(f"field 'fusion.ops': expected {len(FUSION_EDGES)} edges, "
+                            f"got {len(g.fusion_ops)}")
+    for e, (edge, op) in enumerate(zip(FUSION_EDGES, g.fusion_ops)):
+        if op not in edge_choices(edge.kind):
+            where = f"{'+'.join(edge.sources)}->{edge.target}, {edge.kind} edge"
+            raise GenotypeError(f"field 'fusion.ops[{e}]' ({where}): unknown op {op!r}; "
+                                f"choose one of "
+                                f"{', '.join(edge_choices(edge.kind))}")
+    strides = cell_strides(g.reductions, NUM_CELLS)
+    picked = [strides[k] if 0 <= k < NUM_CELLS else None for k in g.fusion_inputs]
+    if picked != [4, 8, 16]:
+        raise GenotypeError(f"field 'fusion.inputs': expected one cell at each stride 4, 8, 16 "
+                            f"(e.g. {list(DEFAULT_FUSION_INPUTS)}), got {list(g.fusion_inputs)} "
+                            f"at strides {picked}")
+    w = g.widths
+    if len(w.stem) != 3 or len(w.cells) != 3 or not all(
+            isinstance(c, int) and c > 0 for c in (*w.stem, *w.cells, w.fusion)):
+        raise GenotypeError(f"field 'widths': expected positive ints stem[3], cells[3], fusion; "
+                            f"got {w}")
+
+
+def load_genotype(source: str | Path | dict | Genotype = DEFAULT_GENOTYPE) -> Genotype:
+    """Load a genotype from a Genotype, a dict, a JSON path, or a name shipped in genotypes/."""
+    if isinstance(source, Genotype):
+        return source
+    if isinstance(source, dict):
+        return Genotype.from_dict(source)
+    path = Path(source)
+    if not path.suffix and not path.exists():
+        path = GENOTYPE_DIR / f"{source}.json"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in GENOTYPE_DIR.glob("*.json")))
+        raise FileNotFoundError(f"genotype {str(source)!r} not found: give a JSON path or one of "
+                                f"the shipped names ({shipped})")
+    data = read_json(path, GenotypeError)
+    try:
+        return Genotype.from_dict(data)
+    except GenotypeError as e:
+        raise GenotypeError(f"{path}: {e}") from e

@@ -1,0 +1,197 @@
+"""The search supernet: the derived network's frame with a mixed op on every edge (Eq. 3).
+
+Same stem / 14 cells / fusion cell as `lgcnet_deploy.network.LGCNet` (the shared
+`LGCNetFrame`), every candidate built from the one op table. Architecture logits:
+
+- cells: (14, p=5, q=8) cell-independent, or (2, 5, 8) cell-shared (one normal, one reduction
+  α; Table VI a), updated by the cell communication (GGM, FC or none) before sampling;
+- fusion: (7, 9) for the Table III op edges and (6, 2) for the Up x2 edges.
+
+`forward(x, tau)` samples Z by Gumbel-softmax and returns (logits, Z); `latency(Z)` is the
+expected LAT of Eq. 8-9 from the latency table; `derive()` takes the argmax of the
+communication-updated α per edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from lgcnet_deploy.model.genotype import Genotype, Widths
+from lgcnet_deploy.model.network import LGCNetFrame
+from lgcnet_deploy.model.ops import build_op
+from lgcnet_deploy.model.space import (
+    CELL_EDGES,
+    CELL_OPS,
+    DEFAULT_FUSION_INPUTS,
+    DEFAULT_REDUCTIONS,
+    FUSION_EDGES,
+    FUSION_OPS,
+    NUM_CELLS,
+    UP_OPS,
+    edge_choices,
+)
+from lgcnet_research.latency.lut import LatencyTable
+from lgcnet_research.search.edges import edge_specs
+from lgcnet_research.search.ggm import CellCommunication
+from lgcnet_research.search.relax import entropy, gumbel_softmax
+
+OP_EDGES = tuple(e for e, fe in enumerate(FUSION_EDGES) if fe.kind == "op")
+UP_EDGES = tuple(e for e, fe in enumerate(FUSION_EDGES) if fe.kind == "up")
+CELL_SHARINGS = ("independent", "shared")
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """What the supernet looks like (the ablation switches of Tables VI, VIII, IX, XI)."""
+
+    widths: Widths = field(default_factory=Widths)
+    reductions: tuple[int, ...] = DEFAULT_REDUCTIONS
+    fusion_inputs: tuple[int, ...] = DEFAULT_FUSION_INPUTS
+    cell_sharing: str = "independent"
+    communication: str = "gcn"  # "gcn" (GGM), "fc" or "none"
+    graph: str = "edge"  # GGM reasoning graph: "edge" (similarity) or "op" (identity)
+    gcn_dim: int = 64
+    gamma: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.cell_sharing not in CELL_SHARINGS:
+            raise ValueError(f"cell_sharing {self.cell_sharing!r}: choose one of "
+                             f"{CELL_SHARINGS}")
+        if self.cell_sharing == "shared" and self.communication != "none":
+            raise ValueError("cell-shared search has one normal and one reduction α: there are "
+                             "no per-cell α to communicate; use communication='none'")
+
+
+class MixedOp(nn.Module):
+    """Σ_m z_m o_m(x) over the candidates (Eq. 3). Ops with z_m == 0 are skipped (their
+    softmax gradient is 0 too), and so is the zero op, so hard (one-hot) Z runs one op."""
+
+    def __init__(self, names: tuple[str, ...], c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.names = names
+        self.ops = nn.ModuleList(build_op(n, c_in, c_out, stride) for n in names)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, *args) -> torch.Tensor:
+        out = None
+        for m, (keep, name) in enumerate(zip((z != 0).tolist(), self.names)):
+            if keep and name != "none":
+                y = z[m] * self.ops[m](x, *args)
+                out = y if out is None else out + y
+        if out is None:  # only the zero op: zeros of the strided shape
+            zero = self.names.index("none")
+            out = z[zero] * self.ops[zero](x)
+        return out
+
+
+class Supernet(nn.Module):
+    def __init__(self, space: SpaceConfig, num_classes: int) -> None:
+        super().__init__()
+        self.space = space
+        self.frame = LGCNetFrame(
+            space.widths, space.reductions, space.fusion_inputs, num_classes,
+            cell_edge=lambda k, e, c, s: MixedOp(CELL_OPS, c, c, s),
+            fusion_edge=lambda e, ci, co: MixedOp(edge_choices(FUSION_EDGES[e].kind), ci, co, 1),
+            num_cells=NUM_CELLS)
+        n = NUM_CELLS if space.cell_sharing == "independent" else 2
+        p, q = len(CELL_EDGES), len(CELL_OPS)
+        self.alpha_cells = nn.Parameter(1e-3 * torch.randn(n, p, q))
+        self.alpha_fusion_op = nn.Parameter(1e-3 * torch.randn(len(OP_EDGES), len(FUSION_OPS)))
+        self.alpha_fusion_up = nn.Parameter(1e-3 * torch.randn(len(UP_EDGES), len(UP_OPS)))
+        self.communication = CellCommunication(NUM_CELLS, q, space.communication,
+                                               space.gcn_dim, space.gamma, space.graph)
+        self.register_buffer("lat_cells", torch.zeros(NUM_CELLS, p, q), persistent=False)
+        self.register_buffer("lat_fusion_op", torch.zeros(len(OP_EDGES), len(FUSION_OPS)),
+                             persistent=False)
+        self.register_buffer("lat_fusion_up", torch.zeros(len(UP_EDGES), len(UP_OPS)),
+                             persistent=False)
+
+    # -- parameters ----------------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """α and the communication module's weights (optimised by Adam)."""
+        return [self.alpha_cells, self.alpha_fusion_op, self.alpha_fusion_up,
+                *self.communication.parameters()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """The network's weights (optimised by SGD)."""
+        return list(self.frame.parameters())
+
+    # -- α ---------------------------------------------------------------------------------
+    def cell_logits(self) -> torch.Tensor:
+        """(14, p, q) logits per cell after the cell communication (α' of Eq. 5)."""
+        if self.space.cell_sharing == "shared":
+            idx = torch.tensor([int(k in self.space.reductions) for k in range(NUM_CELLS)],
+                               device=self.alpha_cells.device)
+            return self.alpha_cells[idx]
+        return self.communication(self.alpha_cells)
+
+    def fusion_logits(self) -> list[torch.Tensor]:
+        """One logit vector per fusion edge, in FUSION_EDGES order."""
+        rows = {e: self.alpha_fusion_op[i] for i, e in enumerate(OP_EDGES)}
+        rows.update({e: self.alpha_fusion_up[i] for i, e in enumerate(UP_EDGES)})
+        return [rows[e] for e in range(len(FUSION_EDGES))]
+
+    def sample(self, tau: float, hard: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Z for every cell edge (14, p, q) and every fusion edge (Eq. 4)."""
+        z_cells = gumbel_softmax(self.cell_logits(), tau, hard)
+        z_fusion = [gumbel_softmax(a, tau, hard) for a in self.fusion_logits()]
+        return z_cells, z_fusion
+
+    def forward(self, x: torch.Tensor, tau: float, hard: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at input size and the expected latency (µs) of the sampled Z."""
+        z_cells, z_fusion = self.sample(tau, hard)
+        logits = self.frame(x, cell_weights=list(z_cells), fusion_weights=z_fusion)
+        return logits, self.latency(z_cells, z_fusion)
+
+    # -- latency -----------------------------------------------------------------------------
+    def set_latency_table(self, table: LatencyTable) -> None:
+        """Load the per-edge, per-op latencies (µs) for this supernet's shapes."""
+        table.check_matches(self.space.widths, tuple(self.space.reductions))
+        lat = table.edge_latencies(edge_specs(self.space.widths, self.space.reductions,
+                                              table.input_size))
+        n_cell = NUM_CELLS * len(CELL_EDGES)
+        self.lat_cells.copy_(torch.tensor(lat[:n_cell]).view_as(self.lat_cells))
+        fusion = lat[n_cell:]
+        self.lat_fusion_op.copy_(torch.tensor([fusion[e] for e in OP_EDGES]))
+        self.lat_fusion_up.copy_(torch.tensor([fusion[e] for e in UP_EDGES]))
+
+    def latency(self, z_cells: torch.Tensor, z_fusion: list[torch.Tensor]) -> torch.Tensor:
+        """LAT = Σ_k Σ_edges Σ_m z·lat (Eq. 8-9) over cells and the fusion cell, in µs."""
+        fused = torch.stack([z_fusion[e] for e in OP_EDGES])
+        up = torch.stack([z_fusion[e] for e in UP_EDGES])
+        return ((z_cells * self.lat_cells).sum() + (fused * self.lat_fusion_op).sum()
+                + (up * self.lat_fusion_up).sum())
+
+    # -- monitoring and derivation -------------------------------------------------------------
+    @torch.no_grad()
+    def entropies(self) -> dict[str, float]:
+        """Mean op-choice entropy per cell and for the fusion cell (nats)."""
+        out = {f"cell{k}": float(entropy(a)) for k, a in enumerate(self.cell_logits())}
+        out["fusion"] = float((entropy(self.alpha_fusion_op) * len(OP_EDGES)
+                               + entropy(self.alpha_fusion_up) * len(UP_EDGES))
+                              / len(FUSION_EDGES))
+        return out
+
+    @torch.no_grad()
+    def argmax_weights(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One-hot Z of the derived architecture (for evaluating the supernet as derived)."""
+        def one_hot(a: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(a).scatter_(-1, a.argmax(-1, keepdim=True), 1.0)
+
+        return one_hot(self.cell_logits()), [one_hot(a) for a in self.fusion_logits()]
+
+    @torch.no_grad()
+    def derive(self, name: str = "searched", provenance: dict | None = None) -> Genotype:
+        """Argmax of the communication-updated α on every edge -> genotype."""
+        cells = tuple(tuple(CELL_OPS[i] for i in row.argmax(-1).tolist())
+                      for row in self.cell_logits())
+        fusion = tuple(edge_choices(FUSION_EDGES[e].kind)[int(a.argmax())]
+                       for e, a in enumerate(self.fusion_logits()))
+        return Genotype(cells=cells, fusion_ops=fusion, reductions=tuple(self.space.reductions),
+                        fusion_inputs=tuple(self.space.fusion_inputs), widths=self.space.widths,
+                        name=name, provenance=dict(provenance or {}))

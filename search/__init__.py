@@ -1,1 +1,0 @@
-"""The paper's architecture search (section III) and training of the derived network."""
