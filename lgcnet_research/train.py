@@ -1,11 +1,12 @@
 """Train a derived LGCNet on CamVid (paper §IV-A recipe), resumable, DDP-ready.
 
     python -m lgcnet_research.train --genotype default --out runs/train_default
-    torchrun --nproc_per_node=2 -m lgcnet_research.train ...        # DDP (gloo on CPU, nccl on GPU)
+    python -m lgcnet_research.train --config configs/train/searched_cpu.json --resume
+    torchrun --nproc_per_node=2 -m lgcnet_research.train ...  # DDP (gloo on CPU, nccl on GPU)
 
 SGD + poly LR, OHEM cross-entropy (void ignored), random flip / scale 0.5-2.0 / crop; val
-mIoU every `--eval-every` epochs; `last.pt` every epoch and `best.pt` on a new best (both
-lgcnet checkpoints); `--ship` copies each new best to the model `make demo` uses.
+mIoU every `eval_every` epochs; `last.pt` every epoch and `best.pt` on a new best (both
+lgcnet checkpoints); `ship` copies each new best to the model `make demo` uses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -26,14 +28,14 @@ from tqdm import tqdm
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
-from lgcnet_deploy.measure.plots import plot_curves
 from lgcnet_deploy.model.checkpoint import load_checkpoint, save_checkpoint
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research import distributed as dist
 from lgcnet_research.data import CamVidTorch
 from lgcnet_research.losses import OhemCrossEntropy
-from lgcnet_research.train_config import add_arguments
+from lgcnet_research.plots import plot_curves
+from lgcnet_research.train_config import TrainConfig, add_arguments
 
 
 def git_commit() -> str:
@@ -68,106 +70,148 @@ def validate(net: torch.nn.Module, loader: DataLoader, device: torch.device,
     return out
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lgcnet_research.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_arguments(p).parse_args(argv)
+class Trainer:
+    """One training run in named steps: `__init__` builds the net, optimizer and data (and
+    resumes or warm-starts), `train_epoch` runs one epoch, `record_epoch` validates and
+    writes checkpoints; `fit` loops them."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.info = dist.setup(cfg.device)
+        torch.manual_seed(cfg.seed + self.info.rank)
+        self.genotype = load_genotype(cfg.genotype)
+        self.net = LGCNet(self.genotype, CAMVID.num_classes).to(self.info.device)
+        self.meta = ModelMeta.for_dataset(CAMVID, input_size=(360, 480))
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.wd)
+        self.start_epoch, self.best, self.history = 0, -1.0, []
+        if resume and (self.out / "last.pt").is_file():
+            self._load(self.out / "last.pt", with_state=True)
+        elif cfg.init:
+            self._load(Path(cfg.init), with_state=False)
+        self.model = DistributedDataParallel(self.net) if self.info.enabled else self.net
+        self._build_data()
+        self.criterion = OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh,
+                                          cfg.ohem_min_kept)
+        self.total_steps = cfg.epochs * len(self.loader)
+        self.provenance = self._provenance()
+
+    def _load(self, path: Path, with_state: bool) -> None:
+        loaded, _, payload = load_checkpoint(path, genotype=self.genotype,
+                                             num_classes=CAMVID.num_classes)
+        self.net.load_state_dict(loaded.state_dict())
+        if with_state:
+            state = payload["train_state"]
+            self.opt.load_state_dict(state["optimizer"])
+            self.start_epoch, self.best = state["epoch"], state["best_miou"]
+            self.history = state["history"]
+
+    def _build_data(self) -> None:
+        cfg, enabled = self.cfg, self.info.enabled
+        self.train_set = CamVidTorch("train", crop=tuple(cfg.crop), root=cfg.data, seed=cfg.seed)
+        val_set = CamVidTorch("val", crop=None, train=False, root=cfg.data)
+        if cfg.limit:
+            self.train_set = Subset(self.train_set, range(cfg.limit[0]))
+            val_set = Subset(val_set, range(cfg.limit[1]))
+        self.sampler = DistributedSampler(self.train_set, shuffle=True,
+                                          seed=cfg.seed) if enabled else None
+        self.loader = DataLoader(self.train_set, cfg.batch, shuffle=self.sampler is None,
+                                 sampler=self.sampler, num_workers=cfg.workers, drop_last=True)
+        val_sampler = DistributedSampler(val_set, shuffle=False) if enabled else None
+        self.val_loader = DataLoader(val_set, 4, sampler=val_sampler, num_workers=cfg.workers)
+
+    def _provenance(self) -> dict[str, Any]:
+        return {"recipe": self.cfg.to_dict(), "genotype_hash": self.genotype.hash,
+                "git": git_commit(), "world_size": self.info.world_size,
+                "data": f"CamVid train ({len(self.train_set)} frames)",
+                "pretraining": "none (no ImageNet weights available)",
+                **({"init": self.cfg.init} if self.cfg.init else {})}
+
+    @property
+    def end_epoch(self) -> int:
+        cfg = self.cfg
+        if cfg.stop_after is None:
+            return cfg.epochs
+        return min(cfg.epochs, self.start_epoch + cfg.stop_after)
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the train split; returns the epoch's record (loss, lr, seconds)."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        self.model.train()
+        t0, losses, lr = time.time(), [], self.cfg.lr
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                   disable=not self.info.is_main, leave=False, mininterval=10)
+        for i, (x, y) in enumerate(bar):
+            lr = poly_lr(self.cfg.lr, epoch * len(self.loader) + i, self.total_steps)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            loss = self.criterion(self.model(x.to(self.info.device)), y.to(self.info.device))
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
+        mean = dist.all_reduce_mean(torch.tensor(sum(losses) / len(losses)))
+        return {"epoch": epoch + 1, "loss": float(mean), "lr": lr, "seconds": time.time() - t0}
+
+    def record_epoch(self, record: dict[str, Any]) -> None:
+        """Validate when due, then (main process) log and write last/best/shipped/curves."""
+        epoch = record["epoch"]
+        if epoch % self.cfg.eval_every == 0 or epoch == self.end_epoch:
+            cm = validate(self.net, self.val_loader, self.info.device)
+            record.update(val_miou=cm.miou(), val_iou=[float(v) for v in cm.iou()])
+        self.history.append(record)
+        if self.info.is_main:
+            print(json.dumps(record), flush=True)
+            self._save(record)
+        dist.barrier()
+
+    def _save(self, record: dict[str, Any]) -> None:
+        improved = record.get("val_miou", -1.0) > self.best
+        self.best = max(self.best, record.get("val_miou", -1.0))
+        metrics = {"val_miou": self.best, "epoch": record["epoch"]}
+        state = {"optimizer": self.opt.state_dict(), "epoch": record["epoch"],
+                 "best_miou": self.best, "history": self.history}
+        save_checkpoint(self.out / "last.pt", self.net, self.meta, self.provenance, metrics,
+                        state)
+        if improved:
+            iou = dict(zip(CAMVID.classes, record["val_iou"]))
+            save_checkpoint(self.out / "best.pt", self.net, self.meta, self.provenance,
+                            {**metrics, "val_per_class_iou": iou})
+            if self.cfg.ship:  # atomic: readers of the shipped model never see half a file
+                ship = Path(self.cfg.ship)
+                shutil.copyfile(self.out / "best.pt", ship.with_suffix(".tmp"))
+                ship.with_suffix(".tmp").replace(ship)
+        plot_curves(self.history, self.out / "curves.png")
+
+    def fit(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for epoch in range(self.start_epoch, self.end_epoch):
+            self.record_epoch(self.train_epoch(epoch))
+        dist.cleanup()
+        return {"best_miou": self.best, "epochs": self.end_epoch}
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or continue) a training run; returns the best val mIoU and the last epoch."""
+    return Trainer(cfg, resume=resume).fit()
 
 
 def run(args: argparse.Namespace) -> int:
     """Train with parsed options and print the outcome (the CLI entry point)."""
-    result = train(args)
+    result = train(TrainConfig.from_args(args), resume=args.resume)
     print(f"done: best val mIoU {result['best_miou']:.4f} after {result['epochs']} epochs")
     return 0
 
 
-def train(args: argparse.Namespace) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = dist.setup(args.device)
-    torch.manual_seed(args.seed + info.rank)
-    genotype = load_genotype(args.genotype)
-    net = LGCNet(genotype, CAMVID.num_classes).to(info.device)
-    meta = ModelMeta.for_dataset(CAMVID, input_size=(360, 480))
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
-    start_epoch, best, history = 0, -1.0, []
-    last = args.out / "last.pt"
-    if args.resume and last.is_file():
-        loaded, _, payload = load_checkpoint(last, genotype=genotype,
-                                             num_classes=CAMVID.num_classes)
-        net.load_state_dict(loaded.state_dict())
-        state = payload["train_state"]
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, best, history = state["epoch"], state["best_miou"], state["history"]
-    model = DistributedDataParallel(net) if info.enabled else net
-
-    train_set = CamVidTorch("train", crop=tuple(args.crop), root=args.data, seed=args.seed)
-    val_set = CamVidTorch("val", crop=None, train=False, root=args.data)
-    if args.limit:
-        train_set = Subset(train_set, range(args.limit[0]))
-        val_set = Subset(val_set, range(args.limit[1]))
-    sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed) if info.enabled else None
-    loader = DataLoader(train_set, args.batch, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.workers, drop_last=True)
-    val_sampler = DistributedSampler(val_set, shuffle=False) if info.enabled else None
-    val_loader = DataLoader(val_set, 4, sampler=val_sampler, num_workers=args.workers)
-    criterion = OhemCrossEntropy(CAMVID.ignore_index, args.ohem_thresh, args.ohem_min_kept)
-    total_steps = args.epochs * len(loader)
-    end_epoch = args.epochs if args.stop_after is None else min(
-        args.epochs, start_epoch + args.stop_after)
-    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if not callable(v)}  # the CLI adds its handler `func`: not weights_only-safe
-    provenance = {"recipe": recipe, "genotype_hash": genotype.hash, "git": git_commit(),
-                  "world_size": info.world_size, "data": f"CamVid train ({len(train_set)} frames)",
-                  "pretraining": "none (no ImageNet weights available)"}
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    for epoch in range(start_epoch, end_epoch):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        model.train()
-        t0, losses = time.time(), []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not info.is_main,
-                   leave=False, mininterval=10)
-        for i, (x, y) in enumerate(bar):
-            lr = poly_lr(args.lr, epoch * len(loader) + i, total_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            loss = criterion(model(x.to(info.device)), y.to(info.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
-        record = {"epoch": epoch + 1, "loss": float(dist.all_reduce_mean(
-            torch.tensor(sum(losses) / len(losses)))), "lr": lr, "seconds": time.time() - t0}
-        if (epoch + 1) % args.eval_every == 0 or epoch + 1 == end_epoch:
-            cm = validate(net, val_loader, info.device)
-            record.update(val_miou=cm.miou(), val_iou=[float(v) for v in cm.iou()])
-        history.append(record)
-        if info.is_main:
-            print(json.dumps(record), flush=True)
-            improved = record.get("val_miou", -1.0) > best
-            best = max(best, record.get("val_miou", -1.0))
-            metrics = {"val_miou": best, "epoch": epoch + 1}
-            state = {"optimizer": opt.state_dict(), "epoch": epoch + 1, "best_miou": best,
-                     "history": history}
-            save_checkpoint(last, net, meta, provenance, metrics, state)
-            if improved:
-                iou = dict(zip(CAMVID.classes, record["val_iou"]))
-                save_checkpoint(args.out / "best.pt", net, meta, provenance,
-                                {**metrics, "val_per_class_iou": iou})
-                if args.ship:  # atomic: readers of the shipped model never see half a file
-                    shutil.copyfile(args.out / "best.pt", args.ship.with_suffix(".tmp"))
-                    args.ship.with_suffix(".tmp").replace(args.ship)
-            plot_curves(history, args.out / "curves.png")
-        dist.barrier()
-    dist.cleanup()
-    return {"best_miou": best, "epochs": end_epoch}
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run(parse_args(argv))
+    p = argparse.ArgumentParser(prog="python -m lgcnet_research.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    return run(add_arguments(p).parse_args(argv))
 
 
 if __name__ == "__main__":

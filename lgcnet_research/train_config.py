@@ -1,34 +1,61 @@
-"""The training recipe's options, without heavy imports (so `lgcnet -h` stays fast)."""
+"""The training recipe's settings (`lgcnet_research.settings` style), torch-free so that
+`lgcnet train -h` stays fast. Defaults are the recipe behind the shipped models (paper §IV-A,
+from scratch): SGD momentum 0.9 + poly LR from 0.02, OHEM CE, flip / scale 0.5-2.0 / crop."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lgcnet_research.settings import Settings
+
+
+@dataclass
+class TrainConfig(Settings):
+    KIND: ClassVar[str] = "training"
+    HELP: ClassVar[dict[str, str]] = {
+        "genotype": "genotype name or JSON path",
+        "out": "run folder: last.pt, best.pt, curves.png",
+        "init": "start from these weights (a checkpoint of the same genotype) with a fresh "
+                "optimizer and schedule (fine-tuning)",
+        "epochs": "length of the poly schedule",
+        "stop_after": "stop this run after N more epochs (resume later with --resume)",
+        "batch": "per process",
+        "crop": "train crop H W",
+        "lr": "poly base LR (paper: 0.01 after ImageNet pretraining; from scratch 0.02)",
+        "eval_every": "val mIoU every N epochs (and at the last one)",
+        "threads": "torch CPU threads",
+        "data": "CamVid root",
+        "limit": "use only the first TRAIN VAL frames (smoke tests)",
+        "ship": "copy every new best checkpoint here (e.g. the shipped model)",
+    }
+
+    genotype: str = "default"
+    out: str = "runs/train_default"
+    init: str | None = None
+    epochs: int = 400
+    stop_after: int | None = None
+    batch: int = 8
+    crop: tuple[int, int] = (256, 256)
+    lr: float = 0.02
+    momentum: float = 0.9
+    wd: float = 5e-4
+    ohem_thresh: float = 0.7
+    ohem_min_kept: int = 50_000
+    eval_every: int = 5
+    workers: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    data: str | None = None
+    limit: tuple[int, int] | None = None
+    ship: str | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The recipe's options (shared by `python -m lgcnet_research.train` and `lgcnet train`)."""
-    p.add_argument("--genotype", default="default", help="genotype name or JSON path")
-    p.add_argument("--out", type=Path, default=Path("runs/train_default"))
-    p.add_argument("--epochs", type=int, default=400, help="length of the poly schedule")
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="stop this run after N more epochs (resume later with --resume)")
-    p.add_argument("--batch", type=int, default=8, help="per process")
-    p.add_argument("--crop", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
-    p.add_argument("--lr", type=float, default=0.02,
-                   help="poly base LR (paper: 0.01 after ImageNet pretraining; from scratch 0.02)")
-    p.add_argument("--wd", type=float, default=5e-4)
-    p.add_argument("--ohem-thresh", type=float, default=0.7)
-    p.add_argument("--ohem-min-kept", type=int, default=50_000)
-    p.add_argument("--eval-every", type=int, default=5)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default=None, help="CamVid root")
-    p.add_argument("--limit", type=int, nargs=2, default=None, metavar=("TRAIN", "VAL"),
-                   help="use only the first TRAIN/VAL frames (smoke tests)")
+    """`--config`, one flag per TrainConfig field, and `--resume` (shared by
+    `python -m lgcnet_research.train` and `lgcnet train`)."""
+    TrainConfig.add_flags(p)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--ship", type=Path, default=None,
-                   help="copy every new best checkpoint here (e.g. the shipped model)")
     return p

@@ -26,11 +26,11 @@ from tqdm import tqdm
 
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import file_sha256
-from lgcnet_deploy.measure.plots import plot_genotype, plot_search
 from lgcnet_research import distributed as dist
 from lgcnet_research.data import CamVidTorch
 from lgcnet_research.latency.lut import LatencyTable
-from lgcnet_research.search.config import SearchConfig, add_arguments, config_from_args
+from lgcnet_research.plots import plot_genotype, plot_search
+from lgcnet_research.search.config import SearchConfig, add_arguments
 from lgcnet_research.search.relax import temperature
 from lgcnet_research.search.supernet import SpaceConfig, Supernet
 from lgcnet_research.train import git_commit, validate
@@ -201,12 +201,11 @@ def _write_outputs(out: Path, net: Supernet, history: list, cfg: SearchConfig,
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lgcnet_research.search", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    args = add_arguments(p).parse_args(argv)
-    return run(args)
+    return run(add_arguments(p).parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    cfg = SearchConfig.from_args(args)
     g = search(cfg, resume=args.resume)["genotype"]
     print(f"genotype {g.hash} ({g.name}) -> {Path(cfg.out) / 'genotype.json'}"
           + (f"; predicted latency {g.provenance['predicted_ms']:.1f} ms"
