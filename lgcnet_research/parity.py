@@ -14,25 +14,22 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
-from lgcnet_deploy.export.int8 import DEFAULT_LIST, calibration_frames, quantize_int8
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.int8 import DEFAULT_LIST, calibration_frames
+from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
 from lgcnet_deploy.measure.evaluate import EvalReport, evaluate
-from lgcnet_deploy.model.checkpoint import load_net
 from lgcnet_deploy.runtime.segmenter import Segmenter
 
 
 def build_models(checkpoint: Path, out: Path, calib_list: Path = DEFAULT_LIST,
                  data: Path | None = None) -> dict[str, Path]:
     """fp32 ONNX and the two INT8 QDQ variants of `checkpoint`, written under `out`."""
-    net, meta, _ = load_net(checkpoint)
-    meta = meta.replace(input_format=INPUT_UINT8_NHWC_BGR, output_kind=OUTPUT_ARGMAX)
-    fp32 = export_onnx(net, meta, out / "lgcnet.onnx")
-    frames = calibration_frames(calib_list, data)
+    fp32 = make_artifact(checkpoint, out / "lgcnet.onnx").path
+    frames = tuple(calibration_frames(calib_list, data))
     models = {"PyTorch fp32": checkpoint, "ONNX Runtime fp32": fp32}
     for target in ("tensorrt", "cpu"):
-        models[f"ONNX Runtime INT8 ({target} QDQ)"] = quantize_int8(
-            fp32, out / f"lgcnet.int8.{target}.onnx", frames, target)
+        spec = ArtifactSpec(precision="int8", int8_target=target, calibration=frames)
+        models[f"ONNX Runtime INT8 ({target} QDQ)"] = make_artifact(
+            fp32, out / f"lgcnet.int8.{target}.onnx", spec).path
     return models
 
 

@@ -15,9 +15,7 @@ import numpy as np
 
 from lgcnet_deploy import Segmenter
 from lgcnet_deploy.core.data import CamVid, camvid_root
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
-from lgcnet_deploy.export.to_onnx import export_onnx
-from lgcnet_deploy.model.checkpoint import load_net
+from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
 from lgcnet_deploy.runtime.video import segment_video
 
 
@@ -43,10 +41,8 @@ def main() -> int:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    net, meta, _ = load_net(args.model)
-    onnx_path = export_onnx(net, meta.replace(input_format=INPUT_UINT8_NHWC_BGR,
-                                              output_kind=OUTPUT_ARGMAX),
-                            args.out / "lgcnet_camvid.onnx", dynamic_batch=True)
+    onnx_path = make_artifact(args.model, args.out / "lgcnet_camvid.onnx",
+                              ArtifactSpec(dynamic_batch=True)).path
     print(f"exported {args.model} -> {onnx_path}")
 
     if CamVid.available():

@@ -4,6 +4,7 @@ import pytest
 
 from lgcnet_deploy import Segmenter
 from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.formats import UnknownFormatError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.export.to_onnx import export_onnx
 from lgcnet_deploy.model.checkpoint import CheckpointError, save_checkpoint
@@ -88,7 +89,7 @@ def test_bad_model_files(tmp_path):
         Segmenter(foreign)
     other = tmp_path / "model.tflite"
     other.write_bytes(b"x")
-    with pytest.raises(BackendError, match="unsupported model file suffix"):
+    with pytest.raises(UnknownFormatError, match="unsupported model file suffix"):
         Segmenter(other)
 
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
 from lgcnet_deploy.core.data import CamVid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
+from lgcnet_deploy.export.pipeline import ArtifactSpec, deployable_path
 from lgcnet_deploy.runtime.backends.base import Backend, load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
 
@@ -117,20 +118,8 @@ def prepare(source: str | Path, input_size: tuple[int, int] | None, dataset: Dat
             workdir: Path, dynamic_batch: bool = True) -> Path:
     """A model file to load: model files as they are; a checkpoint or genotype is exported
     to ONNX (uint8 in, class map out) at `input_size`."""
-    path = Path(source)
-    if path.suffix.lower() in (".onnx", ".engine") and path.is_file():
-        return path
-    from lgcnet_deploy.export.to_onnx import export_onnx
-    from lgcnet_deploy.model.checkpoint import load_net
-
-    net, meta, _ = load_net(source, dataset, input_size)
-    if net.num_classes != dataset.num_classes and path.suffix.lower() not in (".pt", ".pth"):
-        raise ValueError(f"{source}: {net.num_classes} classes, {dataset.name} has "
-                         f"{dataset.num_classes}")
-    meta = meta.replace(input_format=INPUT_UINT8_NHWC_BGR, output_kind=OUTPUT_ARGMAX)
-    h, w = meta.input_size
-    return export_onnx(net, meta, workdir / f"{path.stem}_{h}x{w}.onnx",
-                       dynamic_batch=dynamic_batch)
+    spec = ArtifactSpec(input_size=input_size, dataset=dataset, dynamic_batch=dynamic_batch)
+    return deployable_path(source, workdir, spec)
 
 
 def benchmark(source: str | Path, *, device: str = "cpu", batch: int = 1,

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from lgcnet_deploy.core.classes import CAMVID, Dataset
+from lgcnet_deploy.core.formats import find_format
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.model.genotype import Genotype, GenotypeError, load_genotype
 from lgcnet_deploy.model.network import LGCNet
@@ -58,6 +59,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def describe_checkpoint(path: Path) -> dict[str, Any]:
+    """What a checkpoint holds, for `lgcnet info`: metadata, metrics, provenance, size."""
+    ck = read_checkpoint(path)
+    params = sum(v.numel() for v in ck["state_dict"].values() if v.is_floating_point())
+    return {"backend": "torch", "format": ck["format"], "parameters_and_buffers": params,
+            **ck["meta"], "metrics": ck["metrics"], "provenance": ck["provenance"]}
+
+
 def load_checkpoint(path: str | Path, genotype: Genotype | None = None,
                     num_classes: int | None = None) -> tuple[LGCNet, ModelMeta, dict[str, Any]]:
     """Rebuild the model of a checkpoint. Returns (model in eval mode, metadata, payload).
@@ -84,13 +93,13 @@ def load_checkpoint(path: str | Path, genotype: Genotype | None = None,
     return model.eval(), meta, payload
 
 
-def load_net(source: str | Path, dataset: Dataset = CAMVID,
+def load_net(source: str | Path | Genotype, dataset: Dataset = CAMVID,
              input_size: tuple[int, int] | None = None) -> tuple[LGCNet, ModelMeta, bool]:
-    """A net from a checkpoint (.pt/.pth) or, for speed work, a genotype with random weights.
-
-    Returns (net, meta, trained). `input_size` overrides the metadata's (H, W).
-    """
-    if Path(source).suffix.lower() in (".pt", ".pth"):
+    """A net from a checkpoint (.pt/.pth) or, for speed work, a genotype (name, JSON path or
+    Genotype) with random weights. Returns (net, meta, trained); `input_size` overrides the
+    metadata's (H, W)."""
+    fmt = None if isinstance(source, Genotype) else find_format(source)
+    if fmt is not None and fmt.name == "pytorch":
         net, meta, _ = load_checkpoint(source)
         trained = True
     else:

@@ -334,19 +334,20 @@ def network_call(genotype: Genotype, input_size: tuple[int, int], backend: str,
     from lgcnet_deploy.model.network import LGCNet
 
     dataset = next((d for d in DATASETS.values() if d.num_classes == num_classes), CITYSCAPES)
+    h, w = input_size
+    frame = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+    if backend == "onnxruntime-cpu":
+        from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
+        from lgcnet_deploy.runtime.backends.onnx_runtime import OnnxRuntimeBackend
+
+        spec = ArtifactSpec(input_size=tuple(input_size), dataset=dataset)
+        path = make_artifact(genotype, workdir / f"net_{genotype.hash}.onnx", spec).path
+        runner = OnnxRuntimeBackend(path, device="cpu", threads=threads)
+        return lambda: runner.infer(frame)
     net = LGCNet(genotype, num_classes).eval()
     meta = ModelMeta.for_dataset(dataset, input_size=tuple(input_size),
                                  input_format=INPUT_UINT8_NHWC_BGR, output_kind=OUTPUT_ARGMAX,
                                  genotype_hash=genotype.hash)
-    h, w = input_size
-    frame = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
-    if backend == "onnxruntime-cpu":
-        from lgcnet_deploy.export.to_onnx import export_onnx
-        from lgcnet_deploy.runtime.backends.onnx_runtime import OnnxRuntimeBackend
-
-        path = export_onnx(net, meta, workdir / f"net_{genotype.hash}.onnx")
-        runner = OnnxRuntimeBackend(path, device="cpu", threads=threads)
-        return lambda: runner.infer(frame)
     import torch
 
     from lgcnet_deploy.export.io_wrapper import deploy_model

@@ -89,12 +89,11 @@ def run(args: argparse.Namespace) -> int:
                       device=preset["device"])
             if preset["engine"]:
                 from lgcnet_deploy.core.classes import DATASETS
-                from lgcnet_deploy.export.engine.build import build_engine
-                from lgcnet_deploy.measure.bench import prepare
+                from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
 
-                onnx = prepare(source, preset["input_size"], DATASETS[preset["dataset"]],
-                               Path(tmp), dynamic_batch=False)
-                source = build_engine(onnx, Path(tmp) / "paper_fp16.engine", precision="fp16")
+                spec = ArtifactSpec(input_size=preset["input_size"], precision="fp16",
+                                    dataset=DATASETS[preset["dataset"]])
+                source = make_artifact(source, Path(tmp) / "paper_fp16.engine", spec).path
         name = Path(str(args.model)).stem
         results = [benchmark(source, name=f"LGCNet {name}", **kw)]
         if args.compare:
@@ -109,10 +108,12 @@ def run(args: argparse.Namespace) -> int:
                   f"({'faster' if ratio < 1 else 'slower'}), same backend, input and precision")
         extra = {"preset": args.preset, "paper": PAPER if args.preset else None}
         if args.plot:
+            from lgcnet_deploy.core.formats import find_format
             from lgcnet_deploy.measure.plots import plot_bench
 
             curve = None
-            if Path(str(args.model)).suffix.lower() not in (".onnx", ".engine"):
+            fmt = find_format(args.model)
+            if fmt is None or not fmt.deployable:
                 curve = latency_vs_resolution(args.model, args.sizes, device=kw["device"],
                                               dataset=kw["dataset"], warmup=2,
                                               iters=max(5, args.iters // 3))

@@ -39,19 +39,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lgcnet_deploy.core.metadata import INPUT_FLOAT_NCHW_RGB, INPUT_UINT8_NHWC_BGR
-    from lgcnet_deploy.export.to_onnx import export_onnx
-    from lgcnet_deploy.model.checkpoint import load_net
+    from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
 
-    net, meta, trained = load_net(args.model, DATASETS[args.dataset], args.imgsz)
-    if not trained:
-        print(f"warning: {args.model} is a genotype: exporting RANDOM weights (speed work only)")
-    meta = meta.replace(
+    spec = ArtifactSpec(
+        input_size=args.imgsz, batch=args.batch, dynamic_batch=args.dynamic_batch,
         input_format=INPUT_UINT8_NHWC_BGR if args.input == "uint8" else INPUT_FLOAT_NCHW_RGB,
-        output_kind=args.output_kind)
-    path = export_onnx(net, meta, args.output, batch=args.batch,
-                       dynamic_batch=args.dynamic_batch, opset=args.opset,
-                       simplify=not args.no_simplify)
-    h, w = meta.input_size
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): genotype {meta.genotype_hash}, "
-          f"input {args.input} {h}x{w}, output {args.output_kind}, opset {args.opset}")
+        output_kind=args.output_kind, opset=args.opset, simplify=not args.no_simplify,
+        dataset=DATASETS[args.dataset])
+    artifact = make_artifact(args.model, args.output, spec)
+    if not artifact.trained:
+        print(f"warning: {args.model} is a genotype: exported RANDOM weights (speed work only)")
+    h, w = artifact.meta.input_size
+    path = artifact.path
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): genotype "
+          f"{artifact.meta.genotype_hash}, input {args.input} {h}x{w}, output "
+          f"{args.output_kind}, opset {args.opset}")
     return 0

@@ -5,39 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-
-def _onnx(path: Path) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    from lgcnet_deploy.core.metadata import ModelMeta
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    io = {"inputs": [(i.name, i.type, i.shape) for i in sess.get_inputs()],
-          "outputs": [(o.name, o.type, o.shape) for o in sess.get_outputs()]}
-    meta = ModelMeta.from_props(sess.get_modelmeta().custom_metadata_map)
-    return {"backend": "onnxruntime", **io, **meta.to_dict()}
-
-
-def _checkpoint(path: Path) -> dict[str, Any]:
-    from lgcnet_deploy.model.checkpoint import read_checkpoint
-
-    ck = read_checkpoint(path)
-    params = sum(v.numel() for v in ck["state_dict"].values() if v.is_floating_point())
-    return {"backend": "torch", "format": ck["format"], "parameters_and_buffers": params,
-            **ck["meta"], "metrics": ck["metrics"], "provenance": ck["provenance"]}
-
-
-def _engine(path: Path) -> dict[str, Any]:
-    from lgcnet_deploy.export.engine.sidecar import (
-        read_sidecar,  # the sidecar describes the engine, no GPU needed
-    )
-
-    return {"backend": "tensorrt", **read_sidecar(path)}
-
-
-READERS = {".onnx": _onnx, ".pt": _checkpoint, ".pth": _checkpoint, ".engine": _engine}
+from lgcnet_deploy.core.formats import format_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,10 +22,7 @@ def run(args: argparse.Namespace) -> int:
     path: Path = args.model
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise ValueError(f"{path}: unknown suffix; expected one of {', '.join(READERS)}")
-    info = reader(path)
+    info = format_of(path).describe_file(path)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0

@@ -28,10 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
+    from lgcnet_deploy.export.int8 import calibration_frames
+    from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
 
-    frames = calibration_frames(args.calib_list, args.data, args.calib_frames)
-    out = quantize_int8(args.model, args.output, frames, args.target, args.method)
+    frames = tuple(calibration_frames(args.calib_list, args.data, args.calib_frames))
+    spec = ArtifactSpec(precision="int8", int8_target=args.target, int8_method=args.method,
+                        calibration=frames)
+    out = make_artifact(args.model, args.output, spec).path
     print(f"wrote {out} (int8 QDQ for {args.target}, {len(frames)} calibration frames, "
           f"{args.method})")
     return 0

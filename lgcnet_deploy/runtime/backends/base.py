@@ -1,4 +1,4 @@
-"""One small interface for every inference backend, and the suffix -> backend table.
+"""One small interface for every inference backend (the suffix table is `core/formats.py`).
 
 Lifecycle as in Polygraphy's runners: construct (load), `infer` many times, `close` once
 (also via `with`). Subclasses implement `_load`, `_infer` and, if they hold resources,
@@ -8,13 +8,13 @@ Lifecycle as in Polygraphy's runners: construct (load), `infer` many times, `clo
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from lgcnet_deploy.core.formats import format_of
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
 
 
@@ -84,24 +84,9 @@ class Backend(ABC):
         return f"{type(self).__name__}({str(self.path)!r}, device={self.device!r})"
 
 
-# Model-file suffix -> "module:Class", imported lazily so that e.g. tensorrt or torch is only
-# needed by those who load such files.
-BACKENDS: dict[str, str] = {
-    ".onnx": "lgcnet_deploy.runtime.backends.onnx_runtime:OnnxRuntimeBackend",
-    ".pt": "lgcnet_deploy.runtime.backends.pytorch:TorchBackend",
-    ".pth": "lgcnet_deploy.runtime.backends.pytorch:TorchBackend",
-    ".engine": "lgcnet_deploy.runtime.backends.tensorrt_engine:TensorRTBackend",
-}
-
-
 def backend_for(path: str | Path) -> type[Backend]:
-    """The backend class for a model file, chosen by its suffix."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in BACKENDS:
-        raise BackendError(f"{path}: unsupported model file suffix {suffix!r}; "
-                           f"supported: {', '.join(sorted(BACKENDS))}")
-    module, cls = BACKENDS[suffix].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The backend class for a model file, chosen by the model-format table."""
+    return format_of(path).load_backend_class()
 
 
 def load_backend(path: str | Path, device: str = "cpu") -> Backend:

@@ -1,0 +1,27 @@
+"""What deployable model files hold, for `lgcnet info`, read without preparing them for
+inference (the `describe` functions of the model-format table in `core/formats.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lgcnet_deploy.core.metadata import ModelMeta
+
+
+def describe_onnx(path: Path) -> dict[str, Any]:
+    """I/O signature and metadata of an ONNX model (ONNX Runtime, CPU: no GPU needed)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    io = {"inputs": [(i.name, i.type, i.shape) for i in sess.get_inputs()],
+          "outputs": [(o.name, o.type, o.shape) for o in sess.get_outputs()]}
+    meta = ModelMeta.from_props(sess.get_modelmeta().custom_metadata_map)
+    return {"backend": "onnxruntime", **io, **meta.to_dict()}
+
+
+def describe_engine(path: Path) -> dict[str, Any]:
+    """A TensorRT engine as its sidecar describes it (no GPU or TensorRT needed)."""
+    from lgcnet_deploy.export.engine.sidecar import read_sidecar
+
+    return {"backend": "tensorrt", **read_sidecar(path)}
