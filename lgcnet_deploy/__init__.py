@@ -1,7 +1,6 @@
 """lgcnet-deploy: LGCNet real-time semantic segmentation, from genotype to TensorRT engine."""
 
-__version__ = "0.1.0"
-
+from lgcnet_deploy.core.version import __version__
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.runtime.segmenter import Result, Segmenter
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from functools import partial
 from importlib.metadata import entry_points
 
-from lgcnet_deploy import __version__
 from lgcnet_deploy.cli import commands
+from lgcnet_deploy.core.version import __version__
 
 COMMAND_ENTRY_POINTS = "lgcnet.commands"
 

@@ -9,8 +9,8 @@ import onnx
 import torch
 from torch import nn
 
-from lgcnet_deploy import __version__
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
+from lgcnet_deploy.core.version import __version__
 from lgcnet_deploy.export.io_wrapper import deploy_model
 
 MIN_OPSET = 17

@@ -1,8 +1,8 @@
 """Latency and FPS: the network alone and end to end, the paper's preset, and a peer model.
 
-Timing: `time.perf_counter` around each call. Every backend returns host arrays, so a call
-ends only after the device finished and copied back; on CUDA, torch's CUDA events would time
-the same span and add nothing for these synchronous calls.
+Timing is `core/timing.time_calls`. Every backend returns host arrays, so a call ends only
+after the device finished and copied back; on CUDA, torch's CUDA events would time the same
+span and add nothing for these synchronous calls.
 """
 
 from __future__ import annotations
@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import platform
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
 from lgcnet_deploy.core.data import CamVid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
+from lgcnet_deploy.core.timing import Stats, time_calls
 from lgcnet_deploy.export.pipeline import ArtifactSpec, deployable_path
 from lgcnet_deploy.runtime.backends.base import Backend, load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
@@ -32,27 +30,6 @@ from lgcnet_deploy.runtime.segmenter import Segmenter
 PAPER = {"input_size": PAPER_INPUT_SIZE, "frame_size": (1024, 2048), "batch": 1,
          "precision": "fp16", "dataset": "cityscapes", "fps_tensorrt": 205.6,
          "fps_pytorch": 115.2, "device": "NVIDIA Titan Xp, TensorRT 5.1.5"}
-
-
-@dataclass
-class Stats:
-    """Latency statistics in milliseconds per call."""
-
-    mean: float
-    p50: float
-    p90: float
-    p99: float
-    samples: list[float] = field(repr=False)
-
-    @classmethod
-    def of(cls, samples_ms: list[float]) -> Stats:
-        a = np.asarray(samples_ms)
-        p50, p90, p99 = np.percentile(a, [50, 90, 99])
-        return cls(float(a.mean()), float(p50), float(p90), float(p99), list(map(float, a)))
-
-    @property
-    def fps(self) -> float:
-        return 1000.0 / self.mean
 
 
 @dataclass
@@ -92,19 +69,6 @@ def machine_info(backend: Backend) -> dict[str, Any]:
     if providers:
         info["providers"] = providers
     return info
-
-
-def time_calls(fn: Callable[[], object], warmup: int, iters: int,
-               desc: str | None = None) -> Stats:
-    """Time `iters` calls after `warmup` untimed ones; a progress bar when `desc` is given."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in tqdm(range(iters), desc=desc, leave=False, unit="it", disable=desc is None):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return Stats.of(samples)
 
 
 def test_frame(size: tuple[int, int]) -> np.ndarray:

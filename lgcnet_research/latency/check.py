@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lgcnet_deploy.measure.bench import time_calls
+from lgcnet_deploy.core.timing import time_calls
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.space import (
     CELL_EDGES,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lgcnet_deploy.core.metadata import read_json
-from lgcnet_deploy.measure.bench import time_calls
+from lgcnet_deploy.core.timing import time_calls
 from lgcnet_deploy.model.genotype import Genotype, Widths
 from lgcnet_research.search.edges import EdgeSpec, edge_specs, genotype_choices
 

@@ -1,0 +1,45 @@
+"""The one timing loop, shared by the SDK's benchmarks and the research code's latency tables:
+`time.perf_counter` around each call, after untimed warm-up calls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+
+@dataclass
+class Stats:
+    """Latency statistics in milliseconds per call."""
+
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+    samples: list[float] = field(repr=False)
+
+    @classmethod
+    def of(cls, samples_ms: list[float]) -> Stats:
+        a = np.asarray(samples_ms)
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return cls(float(a.mean()), float(p50), float(p90), float(p99), list(map(float, a)))
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / self.mean
+
+
+def time_calls(fn: Callable[[], object], warmup: int, iters: int,
+               desc: str | None = None) -> Stats:
+    """Time `iters` calls after `warmup` untimed ones; a progress bar when `desc` is given."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in tqdm(range(iters), desc=desc, leave=False, unit="it", disable=desc is None):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return Stats.of(samples)

@@ -1,0 +1,115 @@
+"""The tree reads as the flow: stages import only from earlier stages, the SDK never imports
+the research package, there are no import cycles, no function is longer than 60 lines, and
+the README's layout section lists the packages that exist."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SDK, RESEARCH = "lgcnet_deploy", "lgcnet_research"
+# genotype -> network -> folded/ONNX/engine -> runtime -> measurement -> command line
+STAGES = {"core": 0, "model": 1, "export": 2, "runtime": 3, "measure": 4, "cli": 5}
+MAX_FUNCTION_LINES = 60
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def source_files() -> list[Path]:
+    return sorted(p for pkg in (SDK, RESEARCH) for p in (ROOT / pkg).rglob("*.py"))
+
+
+def imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """Modules `path` imports (relative imports resolved); with `top_level_only`, only those
+    run at import time (not inside functions)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(
+        ".")[0]
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
+    return {m for m in found if m.split(".")[0] in (SDK, RESEARCH)}
+
+
+def stage_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != SDK or len(parts) < 2 or parts[1] not in STAGES:
+        return None  # the package front door (lgcnet_deploy/__init__.py)
+    return STAGES[parts[1]]
+
+
+def existing(module: str) -> bool:
+    path = ROOT / Path(*module.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def test_every_sdk_module_belongs_to_a_stage():
+    loose = [module_name(p) for p in (ROOT / SDK).glob("*.py") if p.name != "__init__.py"]
+    assert loose == [], f"modules outside the stage packages {sorted(STAGES)}: {loose}"
+
+
+@pytest.mark.parametrize("path", [p for p in source_files() if p.is_relative_to(ROOT / SDK)],
+                         ids=lambda p: module_name(p))
+def test_sdk_imports_only_earlier_stages_and_never_research(path):
+    own = stage_of(module_name(path))
+    for imported in imports(path):
+        assert not imported.startswith(RESEARCH), f"{path}: the SDK imports {imported}"
+        theirs = stage_of(imported)
+        if own is not None and theirs is not None and existing(imported):
+            assert theirs <= own, (f"{module_name(path)} (stage {own}) imports {imported} "
+                                   f"(stage {theirs}, later)")
+
+
+def test_no_import_cycles():
+    graph = {module_name(p): {m for m in imports(p, top_level_only=True)
+                              if existing(m) and m != module_name(p)} for p in source_files()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for nxt in sorted(graph.get(module, ())):
+            if nxt in path[:-1] or state.get(nxt) == 1:
+                pytest.fail(f"import cycle: {' -> '.join([*path, nxt])}")
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_no_function_longer_than_60_lines():
+    long = []
+    for path in [*source_files(), *(ROOT / "samples").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []
+
+
+def test_readme_layout_lists_the_packages():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\s*([a-z_]+/)", layout, flags=re.M))
+    packages = {f"{p.parent.name}/" for p in ROOT.glob("lgcnet_*/*/__init__.py")}
+    packages |= {f"{p.name}/" for p in ROOT.glob("lgcnet_*") if (p / "__init__.py").is_file()}
+    assert packages <= listed, f"README layout misses {sorted(packages - listed)}"
