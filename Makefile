@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH ?= torch==2.13.0
 MODEL ?= lgcnet_deploy/model/weights/lgcnet_camvid.pt
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test wheel-smoke lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: venv
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# The built wheel without extras, in a fresh venv outside the checkout: --help everywhere and
+# the ONNX path (what CI runs after the tests).
+wheel-smoke: venv
+	$(PY) .ci/wheel_smoke.py
 
 lint: venv
 	$(PY) -m ruff check .

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lgcnet", description="LGCNet real-time segmentation: export, build, predict, "
         "evaluate, benchmark, search and train.")
     parser.add_argument("--version", action="version", version=f"lgcnet-deploy {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback when a command fails (for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each command module defines register(subparsers), which adds its parser and sets `func`;
     # adding a command is adding a module (or, from another package, an entry point).
@@ -40,14 +42,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit codes: 2 is argparse's for a bad command line; the rest say what kind of thing failed.
+EXIT_USER_INPUT = 3  # a file, path or value the user gave is missing, unreadable or wrong
+EXIT_MISSING_DEPENDENCY = 4  # an optional package (an extra) or a GPU is not there
+EXIT_RUNTIME = 5  # the work itself failed (a backend, a device, the disk)
+EXIT_INTERNAL = 70  # a bug: please report it with the --debug traceback
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for an exception that ended a command."""
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, ImportError):
+        return EXIT_MISSING_DEPENDENCY
+    if isinstance(error, FileNotFoundError | IsADirectoryError | NotADirectoryError |
+                  FileExistsError | PermissionError | ValueError | TypeError):
+        return EXIT_USER_INPUT
+    if isinstance(error, RuntimeError | OSError):
+        return EXIT_RUNTIME
+    return EXIT_INTERNAL
+
+
+# Import name of an optional package -> the pip extra of lgcnet-deploy that installs it.
+EXTRA_OF_PACKAGE = {"torch": "export", "onnx": "export", "onnxsim": "export",
+                    "onnxscript": "export", "onnxconverter_common": "export",
+                    "matplotlib": "export", "torchvision": "compare", "tensorrt": "tensorrt",
+                    "cuda": "tensorrt", "polygraphy": "tensorrt"}
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (tracebacks are for --debug); a missing optional
+    package names the extra that brings it."""
+    name = getattr(error, "name", None)
+    if type(error) is ModuleNotFoundError and name:
+        extra = EXTRA_OF_PACKAGE.get(name.split(".")[0])
+        if extra:
+            return (f"this needs the Python package {name!r}: pip install "
+                    f"'lgcnet-deploy[{extra}]'")
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as e:
-        print(f"lgcnet {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    except (Exception, KeyboardInterrupt) as e:
+        if debug:
+            raise
+        code = exit_code(e)
+        if code == EXIT_INTERRUPTED:
+            print(f"lgcnet {args.command}: interrupted", file=sys.stderr)
+        elif code == EXIT_INTERNAL:
+            print(f"lgcnet {args.command}: internal error: {type(e).__name__}: {one_line(e)} "
+                  f"(rerun with --debug and report the traceback)", file=sys.stderr)
+        else:
+            print(f"lgcnet {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return code

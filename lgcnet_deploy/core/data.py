@@ -1,4 +1,4 @@
-"""CamVid reader for the `../shared/data/camvid/{split}/{images,labels}` layout."""
+"""CamVid on disk (`{root}/{split}/{images,labels}`), image reading, and where caches go."""
 
 from __future__ import annotations
 
@@ -10,15 +10,43 @@ import numpy as np
 
 from lgcnet_deploy.core.classes import CAMVID, Dataset
 
-# Repository root's sibling `shared/`, as on developers' machines and CI; override with
-# LGCNET_CAMVID=/path/to/camvid.
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CAMVID_ROOT = _REPO_ROOT.parent / "shared" / "data" / "camvid"
+# In a source checkout (pyproject.toml two folders up), CamVid defaults to the checkout's
+# sibling `shared/data/camvid`, as on developers' machines and CI. An installed package has no
+# such default: it reads $LGCNET_CAMVID or the --data flag.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT_CAMVID = _CHECKOUT.parent / "shared" / "data" / "camvid"
+CAMVID_ENV = "LGCNET_CAMVID"
 
 
-def camvid_root() -> Path:
-    """Where CamVid lives: $LGCNET_CAMVID, else ../shared/data/camvid beside the repository."""
-    return Path(os.environ.get("LGCNET_CAMVID", DEFAULT_CAMVID_ROOT))
+class DatasetNotFoundError(FileNotFoundError):
+    """CamVid is not where it was looked for; the message says how to point at it."""
+
+
+def camvid_root(root: str | Path | None = None) -> Path:
+    """Where CamVid lives: `root` if given, else $LGCNET_CAMVID, else (in a source checkout)
+    ../shared/data/camvid. Does not check that it exists (see `require_camvid`)."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get(CAMVID_ENV):
+        return Path(os.environ[CAMVID_ENV])
+    return CHECKOUT_CAMVID if (_CHECKOUT / "pyproject.toml").is_file() else Path("camvid")
+
+
+def require_camvid(root: str | Path | None = None, split: str = "val") -> Path:
+    """The CamVid root holding `split`, or DatasetNotFoundError saying how to point at it."""
+    path = camvid_root(root)
+    if not (path / split / "images").is_dir():
+        raise DatasetNotFoundError(
+            f"CamVid {split} split not found under {path}: pass --data DIR (the folder with "
+            f"train/ and val/) or set {CAMVID_ENV}=DIR")
+    return path
+
+
+def cache_root() -> Path:
+    """Where caches go (calibration ranges): $LGCNET_CACHE, else ~/.cache/lgcnet."""
+    base = os.environ.get("LGCNET_CACHE") or Path(os.environ.get(
+        "XDG_CACHE_HOME", Path.home() / ".cache")) / "lgcnet"
+    return Path(base)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -38,13 +66,9 @@ class CamVid:
     dataset: Dataset = CAMVID
 
     def __init__(self, split: str = "train", root: str | Path | None = None) -> None:
-        self.root = Path(root) if root is not None else camvid_root()
+        self.root = require_camvid(root, split)
         self.split = split
         img_dir = self.root / split / "images"
-        if not img_dir.is_dir():
-            raise FileNotFoundError(
-                f"CamVid split {split!r} not found under {self.root} (expected "
-                f"{img_dir}); set LGCNET_CAMVID or pass root=")
         self.images = sorted(img_dir.glob("*.jpg"))
         if not self.images:
             raise FileNotFoundError(f"no .jpg frames in {img_dir}")
@@ -61,4 +85,4 @@ class CamVid:
 
     @classmethod
     def available(cls, root: str | Path | None = None) -> bool:
-        return ((Path(root) if root is not None else camvid_root()) / "val" / "images").is_dir()
+        return (camvid_root(root) / "val" / "images").is_dir()

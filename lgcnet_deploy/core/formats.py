@@ -20,6 +20,11 @@ class UnknownFormatError(ValueError):
     """A path whose suffix is no model format the SDK reads."""
 
 
+class ModelFileError(ValueError):
+    """A model file exists but cannot be read: truncated, corrupt, or not what its suffix
+    says."""
+
+
 class MissingExtraError(ImportError):
     """A model format needs an optional dependency that is not installed."""
 

@@ -74,21 +74,24 @@ class ModelMeta:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
-        known = {f.name for f in fields(cls)}
+    def from_dict(cls, d: dict[str, Any], source: str | Path = "model metadata") -> ModelMeta:
+        """Validated metadata; any missing or mistyped field is a MetadataError naming
+        `source` (the file it came from) and the field."""
+        if not isinstance(d, dict):
+            raise MetadataError(f"{source}: metadata is not a JSON object")
         missing = {"classes", "palette_rgb"} - set(d)
         if missing:
-            raise MetadataError(f"model metadata lacks {sorted(missing)}; re-export the model "
-                                f"with `lgcnet export`")
-        kw = {k: v for k, v in d.items() if k in known}
-        for k in ("classes", "input_size", "mean_rgb", "std_rgb"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
-        kw["palette_rgb"] = tuple(tuple(c) for c in kw["palette_rgb"])
+            raise MetadataError(f"{source}: metadata lacks {sorted(missing)}; re-export the "
+                                f"model with `lgcnet export`")
+        known = {f.name for f in fields(cls)}
+        kw = {k: _checked(k, v, source) for k, v in d.items() if k in known}
         meta = cls(**kw)
         if meta.input_format not in INPUT_FORMATS or meta.output_kind not in OUTPUT_KINDS:
-            raise MetadataError(f"unknown input_format/output_kind {meta.input_format!r}/"
-                                f"{meta.output_kind!r}")
+            raise MetadataError(f"{source}: unknown input_format/output_kind "
+                                f"{meta.input_format!r}/{meta.output_kind!r}")
+        if len(meta.palette_rgb) < meta.num_classes:
+            raise MetadataError(f"{source}: {meta.num_classes} classes but "
+                                f"{len(meta.palette_rgb)} palette colours")
         return meta
 
     # ONNX metadata_props hold strings: one JSON value per key, prefixed to avoid clashes.
@@ -96,12 +99,64 @@ class ModelMeta:
         return {f"lgcnet.{k}": json.dumps(v) for k, v in self.to_dict().items()}
 
     @classmethod
-    def from_props(cls, props: dict[str, str]) -> ModelMeta:
-        d = {k.removeprefix("lgcnet."): json.loads(v) for k, v in props.items()
-             if k.startswith("lgcnet.")}
-        return cls.from_dict(d)
+    def from_props(cls, props: dict[str, str], source: str | Path = "model metadata") -> ModelMeta:
+        d = {}
+        for key, value in props.items():
+            if key.startswith("lgcnet."):
+                try:
+                    d[key.removeprefix("lgcnet.")] = json.loads(value)
+                except json.JSONDecodeError as e:
+                    raise MetadataError(f"{source}: metadata field {key} is not JSON ({e})") from e
+        return cls.from_dict(d, source)
 
     @property
     def dataset_info(self) -> Dataset:
         return DATASETS.get(self.dataset) or Dataset(self.dataset, self.classes,
                                                      self.palette_rgb, 255)
+
+
+# Field -> (what it must be, converter): JSON has lists where the dataclass has tuples.
+def _number_tuple(n: int, kind: type) -> Any:
+    def check(v: Any) -> tuple:
+        if not (isinstance(v, list | tuple) and len(v) == n
+                and all(isinstance(x, kind | int) and not isinstance(x, bool) for x in v)):
+            raise TypeError(f"a list of {n} numbers")
+        return tuple(kind(x) for x in v)
+    return check
+
+
+def _strings(v: Any) -> tuple[str, ...]:
+    if not (isinstance(v, list | tuple) and v and all(isinstance(x, str) for x in v)):
+        raise TypeError("a non-empty list of strings")
+    return tuple(v)
+
+
+def _palette(v: Any) -> tuple[tuple[int, int, int], ...]:
+    rgb = _number_tuple(3, int)
+    if not isinstance(v, list | tuple):
+        raise TypeError("a list of [r, g, b] colours")
+    return tuple(rgb(c) for c in v)
+
+
+def _of_type(kind: type) -> Any:
+    def check(v: Any) -> Any:
+        if not isinstance(v, kind):
+            raise TypeError(f"a {kind.__name__}")
+        return v
+    return check
+
+
+_FIELD_CHECKS = {
+    "classes": _strings, "palette_rgb": _palette, "input_size": _number_tuple(2, int),
+    "mean_rgb": _number_tuple(3, float), "std_rgb": _number_tuple(3, float),
+    "genotype_hash": _of_type(str), "genotype": _of_type(dict), "input_format": _of_type(str),
+    "output_kind": _of_type(str), "precision": _of_type(str), "dataset": _of_type(str),
+    "extra": _of_type(dict)}
+
+
+def _checked(name: str, value: Any, source: str | Path) -> Any:
+    try:
+        return _FIELD_CHECKS[name](value)
+    except TypeError as e:
+        raise MetadataError(f"{source}: metadata field {name!r} must be {e}, got "
+                            f"{value!r:.60}") from None

@@ -18,21 +18,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
-from lgcnet_deploy.core.data import camvid_root, read_image
+from lgcnet_deploy.core.data import cache_root, read_image, require_camvid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
 
-CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "calibration"
-DEFAULT_LIST = CALIBRATION_DIR / "camvid_train.txt"
+if TYPE_CHECKING:  # onnx comes with the export extra; `lgcnet quantize -h` must not need it
+    import onnx
+
+DEFAULT_LIST = Path(__file__).resolve().parent / "calibration" / "camvid_train.txt"
 
 
 def calibration_frames(list_file: str | Path = DEFAULT_LIST, root: str | Path | None = None,
                        limit: int | None = None) -> list[Path]:
     """Image paths named (relative to the CamVid root) one per line in `list_file`."""
-    list_file, root = Path(list_file), Path(root) if root is not None else camvid_root()
+    list_file, root = Path(list_file), require_camvid(root, "train")
     if not list_file.is_file():
         raise FileNotFoundError(f"calibration list not found: {list_file}")
     names = [ln.strip() for ln in list_file.read_text().splitlines()
@@ -80,6 +82,7 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path]
                   target: str = "tensorrt", method: str = "minmax",
                   cache_dir: Path | None = None) -> Path:
     """Write a QDQ int8 copy of `fp32_onnx` calibrated on `frames`; keeps its metadata."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
@@ -95,7 +98,7 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path]
     meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
     if meta.precision != "fp32":
         raise ValueError(f"{fp32_onnx} is {meta.precision}; quantise the fp32 export")
-    cache_dir = cache_dir or CALIBRATION_DIR / "cache"
+    cache_dir = cache_dir or cache_root() / "calibration"
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = f"{file_sha256(fp32_onnx)[:12]}-{method}-{len(frames)}"  # ranges: target-independent
     symmetric = target == "tensorrt"
@@ -110,7 +113,7 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path]
         calibration_cache_path=str(cache_dir / f"{key}.json"))
     q = onnx.load(str(tmp))
     calib = {"frames": len(frames), "method": method, "target": target,
-             "cache": f"calibration/cache/{key}.json", "fp32_sha256": file_sha256(fp32_onnx)}
+             "cache": str(cache_dir / f"{key}.json"), "fp32_sha256": file_sha256(fp32_onnx)}
     props = meta.replace(precision="int8", extra={**meta.extra, "calibration": calib}).to_props()
     del q.metadata_props[:]
     onnx.helper.set_model_props(q, props)

@@ -20,6 +20,7 @@ from lgcnet_deploy.core.classes import CAMVID, Dataset
 from lgcnet_deploy.core.formats import find_format, format_of
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.model.genotype import Genotype
+from lgcnet_deploy.model.shipped import resolve_model
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -98,6 +99,8 @@ def deployable_path(source: str | Path | Genotype, workdir: Path,
 def _fp32_onnx(source: str | Path | Genotype, onnx_out: Path,
                spec: ArtifactSpec) -> tuple[Path, ModelMeta, bool]:
     """The fp32 ONNX to start from: an ONNX source as it is, else a fresh export."""
+    if not isinstance(source, Genotype):
+        source = resolve_model(source)
     fmt = None if isinstance(source, Genotype) else find_format(source)
     if fmt is not None and fmt.name == "onnx":
         path = Path(source)
@@ -121,7 +124,7 @@ def _onnx_meta(path: Path) -> ModelMeta:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
+    return ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, path)
 
 
 def _check_input_size(path: Path, spec: ArtifactSpec) -> None:

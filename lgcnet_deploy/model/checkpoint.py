@@ -12,6 +12,7 @@ from lgcnet_deploy.core.formats import find_format
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.model.genotype import Genotype, GenotypeError, load_genotype
 from lgcnet_deploy.model.network import LGCNet
+from lgcnet_deploy.model.shipped import resolve_model
 
 CHECKPOINT_FORMAT = "lgcnet-checkpoint/1"
 
@@ -78,7 +79,7 @@ def load_checkpoint(path: str | Path, genotype: Genotype | None = None,
         stored = Genotype.from_dict(payload["genotype"])
     except GenotypeError as e:
         raise CheckpointError(f"{path}: stored genotype is invalid: {e}") from e
-    meta = ModelMeta.from_dict(payload["meta"])
+    meta = ModelMeta.from_dict(payload["meta"], path)
     if genotype is not None and genotype.hash != stored.hash:
         raise CheckpointError(f"{path}: checkpoint is for genotype {stored.hash} "
                               f"({stored.name}), not {genotype.hash} ({genotype.name})")
@@ -95,9 +96,11 @@ def load_checkpoint(path: str | Path, genotype: Genotype | None = None,
 
 def load_net(source: str | Path | Genotype, dataset: Dataset = CAMVID,
              input_size: tuple[int, int] | None = None) -> tuple[LGCNet, ModelMeta, bool]:
-    """A net from a checkpoint (.pt/.pth) or, for speed work, a genotype (name, JSON path or
-    Genotype) with random weights. Returns (net, meta, trained); `input_size` overrides the
-    metadata's (H, W)."""
+    """A net from a checkpoint (.pt/.pth; a shipped model's short name is its checkpoint) or,
+    for speed work, a genotype (name, JSON path or Genotype) with random weights.
+    Returns (net, meta, trained); `input_size` overrides the metadata's (H, W)."""
+    if not isinstance(source, Genotype):
+        source = resolve_model(source)
     fmt = None if isinstance(source, Genotype) else find_format(source)
     if fmt is not None and fmt.name == "pytorch":
         net, meta, _ = load_checkpoint(source)

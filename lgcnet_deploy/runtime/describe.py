@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lgcnet_deploy.core.formats import ModelFileError
 from lgcnet_deploy.core.metadata import ModelMeta
 
 
@@ -13,10 +14,14 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     """I/O signature and metadata of an ONNX model (ONNX Runtime, CPU: no GPU needed)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: not a loadable ONNX model ({first})") from e
     io = {"inputs": [(i.name, i.type, i.shape) for i in sess.get_inputs()],
           "outputs": [(o.name, o.type, o.shape) for o in sess.get_outputs()]}
-    meta = ModelMeta.from_props(sess.get_modelmeta().custom_metadata_map)
+    meta = ModelMeta.from_props(sess.get_modelmeta().custom_metadata_map, path)
     return {"backend": "onnxruntime", **io, **meta.to_dict()}
 
 

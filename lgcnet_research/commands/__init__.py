@@ -16,9 +16,15 @@ def register_command(sub: argparse._SubParsersAction, name: str,
     `lgcnet -h` never imports torch."""
     p = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **parser_kw)
     add_arguments(p)
-    p.set_defaults(func=lambda args: _resolve(runner)(args))
+    p.set_defaults(func=lambda args: _resolve(name, runner)(args))
 
 
-def _resolve(ref: str) -> Callable[[argparse.Namespace], int]:
+def _resolve(name: str, ref: str) -> Callable[[argparse.Namespace], int]:
     module, function = ref.split(":")
-    return getattr(importlib.import_module(module), function)
+    try:
+        return getattr(importlib.import_module(module), function)
+    except ModuleNotFoundError as e:
+        if not e.name or e.name.startswith(("lgcnet_deploy", "lgcnet_research")):
+            raise
+        raise ImportError(f"`lgcnet {name}` needs the Python package {e.name!r}: pip install "
+                          f"'lgcnet-deploy[research]'") from e

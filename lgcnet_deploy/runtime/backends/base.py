@@ -16,6 +16,7 @@ import numpy as np
 
 from lgcnet_deploy.core.formats import format_of
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
+from lgcnet_deploy.model.shipped import resolve_model
 
 
 class BackendError(RuntimeError):
@@ -90,4 +91,6 @@ def backend_for(path: str | Path) -> type[Backend]:
 
 
 def load_backend(path: str | Path, device: str = "cpu") -> Backend:
+    """Load a model file, or a shipped model by short name (e.g. "lgcnet-camvid")."""
+    path = resolve_model(path)
     return backend_for(path)(path, device=device)
