@@ -12,7 +12,7 @@ import platform
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -24,6 +24,9 @@ from lgcnet_deploy.core.timing import Stats, time_calls
 from lgcnet_deploy.export.pipeline import ArtifactSpec, deployable_path
 from lgcnet_deploy.runtime.backends.base import Backend, load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
+
+if TYPE_CHECKING:  # torch comes with the export extra; the ONNX path does not need it
+    from torch import nn
 
 # The paper's speed setting (section IV-B, Table IV): Cityscapes frames of 1024x2048 resized to
 # 769x1537, batch 1, FP16, forward time only, on a Titan Xp.
@@ -160,14 +163,11 @@ def _import_lraspp():
     return lraspp_mobilenet_v3_large
 
 
-def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path) -> Path:
-    """torchvision's LR-ASPP MobileNetV3-Large (random init: latency only) exported with the
-    same I/O as LGCNet: uint8 frame in, class map out."""
-    lraspp_mobilenet_v3_large = _import_lraspp()
+def lraspp_net(num_classes: int) -> nn.Module:
+    """torchvision's LR-ASPP MobileNetV3-Large (random init) returning logits only."""
     from torch import nn
 
-    from lgcnet_deploy.core.metadata import ModelMeta
-    from lgcnet_deploy.export.to_onnx import export_onnx
+    lraspp_mobilenet_v3_large = _import_lraspp()
 
     class Out(nn.Module):
         def __init__(self) -> None:
@@ -178,12 +178,21 @@ def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path) ->
         def forward(self, x):
             return self.m(x)["out"]
 
+    return Out().eval()
+
+
+def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path) -> Path:
+    """The LR-ASPP peer (random init: latency only) exported with the same I/O as LGCNet:
+    uint8 frame in, class map out."""
+    from lgcnet_deploy.core.metadata import ModelMeta
+    from lgcnet_deploy.export.to_onnx import export_onnx
+
     ds = next(d for d in DATASETS.values() if d.num_classes == num_classes)
     meta = ModelMeta.for_dataset(ds, input_size=input_size, input_format=INPUT_UINT8_NHWC_BGR,
                                  output_kind=OUTPUT_ARGMAX, genotype_hash="lraspp_mbv3_large")
     h, w = input_size
-    return export_onnx(Out().eval(), meta, workdir / f"lraspp_mbv3_large_{h}x{w}.onnx",
-                       dynamic_batch=True, fold=False)
+    return export_onnx(lraspp_net(num_classes), meta,
+                       workdir / f"lraspp_mbv3_large_{h}x{w}.onnx", dynamic_batch=True, fold=False)
 
 
 def latency_vs_resolution(source: str | Path, sizes: list[tuple[int, int]], **kw) -> dict:
