@@ -31,7 +31,7 @@ from lgcnet_deploy.export.engine.sidecar import (
     write_sidecar,
 )
 from lgcnet_deploy.export.fp16 import convert_fp16
-from lgcnet_deploy.export.io_wrapper import deploy_model
+from lgcnet_deploy.export.io_wrapper import wrap_io
 from lgcnet_deploy.export.to_onnx import export_onnx
 from lgcnet_deploy.runtime.backends.base import BackendError, load_backend
 
@@ -294,7 +294,7 @@ def test_fp16_onnx_keeps_io_and_agrees_with_fp32(onnx_path, logits_onnx, frames,
 def test_torch_fp16_runner_agrees_with_fp32(net, meta, frames):
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
-    module = deploy_model(net, meta.replace(output_kind=OUTPUT_LOGITS))
+    module = wrap_io(net, meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
         ref = module(torch.from_numpy(frames)).numpy()
     runner = CudaRunner(module, "cpu")  # the same fp16/channels_last module, eager on CPU
@@ -398,7 +398,7 @@ def test_int8_engine_builds_from_qdq_onnx(onnx_path, frames, tmp_path):
 def test_torch_cuda_path_matches_cpu(net, meta, frames):
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
-    module = deploy_model(net, meta.replace(output_kind=OUTPUT_LOGITS))
+    module = wrap_io(net, meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
         ref = module(torch.from_numpy(frames[:1])).numpy()
     runner = CudaRunner(module, "cuda")
