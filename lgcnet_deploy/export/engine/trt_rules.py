@@ -165,7 +165,8 @@ def _operators(g: _Graph) -> list[Finding]:
             continue
         dtype = _type_name(g.dtype(n.input[0])) if n.input and n.input[0] else "?"
         # UINT8 and DequantizeLinear inputs have their own rules (one finding per defect)
-        if n.op_type != "DequantizeLinear" and dtype not in ("?", "UINT8") and dtype not in SUPPORTED_TYPES[n.op_type]:
+        own_rule = n.op_type == "DequantizeLinear" or dtype in ("?", "UINT8")
+        if not own_rule and dtype not in SUPPORTED_TYPES[n.op_type]:
             found.append(Finding("operator", ERROR, _node_name(n), (
                 f"{n.op_type} on {dtype}; onnx-tensorrt supports it on "
                 f"{', '.join(SUPPORTED_TYPES[n.op_type])}")))
@@ -293,11 +294,16 @@ def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == ERROR]
 
 
-def report(findings: list[Finding], name: str) -> str:
-    """Findings as text, one per line, with the rules' sources, and a count."""
-    lines = [str(f) for f in findings]
-    for rule in sorted({f.rule for f in findings}):
-        lines.append(f"  [{rule}] {RULES[rule][0]} -- source: {RULES[rule][1]}")
+def report(findings: list[Finding], name: str, limit: int | None = None) -> str:
+    """Findings as text (at most `limit` per rule), each rule's source, and a count."""
+    lines, shown = [], dict.fromkeys((f.rule for f in findings), 0)
+    for f in findings:
+        shown[f.rule] += 1
+        if limit is None or shown[f.rule] <= limit:
+            lines.append(str(f))
+    for rule, n in shown.items():
+        more = f" ({n - limit} more like it)" if limit is not None and n > limit else ""
+        lines.append(f"  [{rule}]{more} {RULES[rule][0]} -- source: {RULES[rule][1]}")
     n_err = len(errors(findings))
     lines.append(f"{name}: {n_err} error(s), {len(findings) - n_err} warning(s)"
                  + ("" if findings else ": TensorRT-compatible"))
