@@ -9,8 +9,9 @@ calibration (its ranges are cached per model and shared), two targets:
   Relu/Concat/Add (TensorRT fuses those into the conv and runs them in int8 where its Q/DQ
   propagation allows), symmetric int8 activations, per-channel symmetric int8 weights on the
   output-channel axis, zero points 0 and float biases (TensorRT's dequantize layer takes
-  INT8/FP8/INT4 input only, so an INT32 bias DequantizeLinear is rejected). TensorRT 10
-  and 11 build it strongly typed (no calibrator).
+  INT8/FP8/INT4 input only, so an INT32 bias DequantizeLinear is rejected). No calibrator
+  on either TensorRT: 10.x builds it weakly typed with BuilderFlag.INT8 + FP16 (layers
+  outside Q/DQ pairs may pick fp16), 11.x strongly typed (they run in the ONNX's fp32).
 - "cpu": ONNX Runtime's default placement (Q/DQ around every quantizable op, int32 biases:
   what its QLinear kernel fusions want) with uint8 activations and zero points (its fast
   x86 U8S8 kernels; the S8S8 path is slower than fp32 on this machine). TensorRT rejects
