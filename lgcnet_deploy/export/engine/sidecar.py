@@ -80,8 +80,9 @@ def find_sidecar(engine: str | Path) -> dict[str, Any] | None:
             f"{missing}); {rebuild}")
     wrong = [f"{k} is a {type(data[k]).__name__}, not a {t.__name__}"
              for k, t in FIELDS.items() if not isinstance(data[k], t)]
+    gpu = data["gpu"] if isinstance(data["gpu"], dict) else {}
     wrong += [f"gpu.{k} is not a string" for k in ("name", "compute_capability")
-              if not isinstance(data["gpu"].get(k), str)]
+              if gpu and not isinstance(gpu.get(k), str)]
     if wrong:
         raise EngineMismatchError(f"{path}: malformed sidecar ({'; '.join(wrong)}); {rebuild}")
     return data
