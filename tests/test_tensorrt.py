@@ -1,5 +1,7 @@
-"""TensorRT layer: no-GPU messages, sidecar checks and FP16 ONNX run here; engine builds,
-parity and CUDA-graph checks are marked trt/gpu and skipped without them."""
+"""TensorRT layer: no-GPU messages, sidecar checks, engine I/O derivation and the FP16 ONNX run
+here (pure Python, no stand-in `tensorrt`); engine builds, parity and CUDA-graph checks are
+marked trt/gpu and skipped without them. The TensorRT gate has its own file
+(test_trt_rules.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import torch
 
 from lgcnet_deploy.cli import main
 from lgcnet_deploy.core import cuda
+from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import (
+    INPUT_FLOAT_NCHW_RGB,
     INPUT_UINT8_NHWC_BGR,
     OUTPUT_ARGMAX,
     OUTPUT_LOGITS,
@@ -24,16 +28,19 @@ from lgcnet_deploy.core.metadata import (
 )
 from lgcnet_deploy.export.engine import import_tensorrt
 from lgcnet_deploy.export.engine.build import build_command, prepare_onnx, resolve_shapes
+from lgcnet_deploy.export.engine.engine_io import check_io_matches, default_meta, derive_io
 from lgcnet_deploy.export.engine.sidecar import (
     EngineMismatchError,
     check_sidecar,
     read_sidecar,
+    sidecar_meta,
     write_sidecar,
 )
 from lgcnet_deploy.export.fp16 import convert_fp16
-from lgcnet_deploy.export.io_wrapper import deploy_model
+from lgcnet_deploy.export.io_wrapper import wrap_io
 from lgcnet_deploy.export.to_onnx import export_onnx
 from lgcnet_deploy.runtime.backends.base import BackendError, load_backend
+from lgcnet_deploy.runtime.backends.tensorrt_engine import checked
 
 GPU = {"name": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7", "total_memory_mib": 30000}
 
@@ -50,8 +57,6 @@ def net(trained_like_net):
 
 @pytest.fixture(scope="module")
 def meta() -> ModelMeta:
-    from lgcnet_deploy.core.classes import CAMVID
-
     return ModelMeta.for_dataset(CAMVID, input_format=INPUT_UINT8_NHWC_BGR,
                                  output_kind=OUTPUT_ARGMAX)
 
@@ -125,11 +130,11 @@ def test_tensorrt_9_is_refused(monkeypatch):
         import_tensorrt()
 
 
-def test_engine_without_sidecar_is_refused(tmp_path):
-    engine = tmp_path / "foreign.engine"
+def test_engine_without_sidecar_goes_on_to_tensorrt(no_tensorrt, tmp_path):
+    engine = tmp_path / "foreign.engine"  # built by trtexec elsewhere: no sidecar
     engine.write_bytes(b"\x00" * 64)
-    with pytest.raises(EngineMismatchError, match=r"no sidecar foreign.engine.json.*lgcnet "
-                                                  r"build MODEL.onnx -o"):
+    with pytest.raises(BackendError, match=r"^foreign.engine is a TensorRT engine, but "
+                                           r"TensorRT's Python package"):
         load_backend(engine)
 
 
@@ -141,11 +146,98 @@ def test_corrupt_engine_is_refused_before_tensorrt(meta, tmp_path):
         load_backend(engine)
 
 
-def test_bad_sidecar_is_refused(meta, tmp_path):
+@pytest.mark.parametrize("content,match", [
+    ('{"format": "something/else"}', "not an lgcnet engine sidecar"),
+    ("[1, 2]", "holds a JSON list, not an object"),
+    ('"x"', "holds a JSON str, not an object"),
+    ("{not json", "is not valid JSON"),
+])
+def test_broken_sidecar_is_an_error_naming_it(content, match, meta, tmp_path, no_tensorrt):
     engine = _fake_engine(tmp_path, meta)
-    (tmp_path / "x.engine.json").write_text(json.dumps({"format": "something/else"}))
-    with pytest.raises(EngineMismatchError, match="not an lgcnet engine sidecar"):
-        read_sidecar(engine)
+    (tmp_path / "x.engine.json").write_text(content)
+    for load in (read_sidecar, load_backend):  # refused before TensorRT is even imported
+        with pytest.raises(EngineMismatchError, match=match) as e:
+            load(engine)
+        assert str(tmp_path / "x.engine.json") in str(e.value)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("gpu", "Orin", "gpu is a str, not a dict"),
+    ("tensorrt", 10.3, "tensorrt is a float, not a str"),
+    ("meta", [], "meta is a list, not a dict"),
+    ("build", None, "build is a NoneType, not a dict"),
+    ("gpu", {"name": "Orin", "compute_capability": 8.7}, "gpu.compute_capability is not a"),
+])
+def test_sidecar_with_wrong_field_types_is_an_error(field, value, match, meta, tmp_path):
+    engine = _fake_engine(tmp_path, meta)
+    side = json.loads((tmp_path / "x.engine.json").read_text())
+    (tmp_path / "x.engine.json").write_text(json.dumps({**side, field: value}))
+    with pytest.raises(EngineMismatchError, match=f"x.engine.json: malformed sidecar.*{match}"):
+        load_backend(engine)
+
+
+def test_sidecar_with_invalid_meta_names_the_file(meta, tmp_path):
+    engine = _fake_engine(tmp_path, meta)
+    with pytest.raises(EngineMismatchError, match=r"x.engine.json: its `meta` is not valid"):
+        sidecar_meta({**read_sidecar(engine), "meta": {"classes": ["a"]}}, engine)
+
+
+# --- engine I/O from (name, is_input, shape, dtype) tuples (pure Python) ----------------------
+
+UINT8_IO = [("input", True, (1, 360, 480, 3), "UINT8"), ("output", False, (1, 360, 480), "INT32")]
+
+
+def test_io_of_a_uint8_classmap_engine(meta):
+    io = derive_io(UINT8_IO)
+    assert (io.input_name, io.output_name, io.input_format, io.output_kind, io.input_size) == (
+        "input", "output", INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, (360, 480))
+    assert io.num_classes is None and not io.dynamic_batch
+    check_io_matches(io, meta)  # what our sidecar says of it
+    with pytest.raises(EngineMismatchError, match="does not match its metadata"):
+        check_io_matches(io, meta.replace(output_kind=OUTPUT_LOGITS))
+    with pytest.raises(EngineMismatchError, match="does not match its metadata"):
+        check_io_matches(io, meta.replace(input_size=(720, 960)))
+
+
+def test_io_of_a_dynamic_float_logits_engine_gives_class_count():
+    io = derive_io([("images", True, (-1, 3, 512, 1024), "FLOAT"),
+                    ("logits", False, (-1, 19, 512, 1024), "HALF")])
+    assert io.dynamic_batch and io.num_classes == 19 and io.output_kind == OUTPUT_LOGITS
+    assert io.input_format == INPUT_FLOAT_NCHW_RGB and io.input_size == (512, 1024)
+
+
+@pytest.mark.parametrize("tensors,match", [
+    (UINT8_IO[:1], "1 input.*0 output"),
+    ([*UINT8_IO, ("aux", False, (1, 360, 480), "INT32")], "1 input.*2 output"),
+    ([("input", True, (1, 360, 480, 3), "FLOAT"), UINT8_IO[1]], "expected UINT8 .N, H, W, 3."),
+    ([("input", True, (1, -1, -1, 3), "UINT8"), UINT8_IO[1]], "dynamic height/width"),
+    ([UINT8_IO[0], ("output", False, (1, 180, 240), "INT32")], "expected an INT32 class map"),
+    ([UINT8_IO[0], ("output", False, (1, 11, 360, 480), "INT8")], "FLOAT/HALF logits"),
+])
+def test_io_that_is_not_lgcnet_shaped_is_refused(tensors, match):
+    with pytest.raises(EngineMismatchError, match=match):
+        derive_io(tensors, "x.engine")
+
+
+def test_engine_without_sidecar_gets_default_classes_with_one_warning():
+    logits = derive_io([("input", True, (1, 360, 480, 3), "UINT8"),
+                        ("output", False, (1, 11, 360, 480), "FLOAT")])
+    with pytest.warns(UserWarning) as record:
+        meta = default_meta(logits, "foreign.engine")
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    assert "foreign.engine has no sidecar" in str(record[0].message)
+    assert meta.classes == CAMVID.classes and meta.palette_rgb == CAMVID.palette_rgb
+    assert meta.output_kind == OUTPUT_LOGITS and meta.input_size == (360, 480)
+    with pytest.warns(UserWarning, match="256 classes"):
+        classmap = default_meta(derive_io(UINT8_IO))
+    # class ids of a class map are unknown in number: every uint8 id gets a colour
+    assert classmap.dataset_info.palette_bgr().shape == (256, 3)
+
+
+def test_false_from_a_tensorrt_call_raises():
+    checked(True, "set_input_shape")
+    with pytest.raises(BackendError, match=r"TensorRT set_tensor_address\('input'\) failed"):
+        checked(False, "set_tensor_address('input')")
 
 
 # --- sidecar mismatch logic (pure Python) ---------------------------------------------------
@@ -294,7 +386,7 @@ def test_fp16_onnx_keeps_io_and_agrees_with_fp32(onnx_path, logits_onnx, frames,
 def test_torch_fp16_runner_agrees_with_fp32(net, meta, frames):
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
-    module = deploy_model(net, meta.replace(output_kind=OUTPUT_LOGITS))
+    module = wrap_io(net, meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
         ref = module(torch.from_numpy(frames)).numpy()
     runner = CudaRunner(module, "cpu")  # the same fp16/channels_last module, eager on CPU
@@ -358,47 +450,37 @@ def test_real_engine_with_foreign_sidecar_is_refused(fp16_engine, tmp_path):
 
 @pytest.mark.trt
 def test_int8_engine_builds_from_qdq_onnx(onnx_path, frames, tmp_path):
-    # ONNX Runtime's QDQ quantiser with TensorRT's conventions (symmetric int8), independent of
-    # lgcnet_deploy.quantize, so this checks the builder rather than the calibration.
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
     from lgcnet_deploy.export.engine.build import build_engine
+    from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
 
-    class Frames(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter([{"input": f[None]} for f in frames])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    qdq = tmp_path / "qdq.onnx"
-    quantize_static(str(onnx_path), str(qdq), Frames(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    per_channel=True, extra_options={"ActivationSymmetric": True,
-                                                     "WeightSymmetric": True})
-    import onnx
-
-    model = onnx.load(str(qdq))
-    onnx.helper.set_model_props(model, {p.key: p.value for p in onnx.load(
-        str(onnx_path)).metadata_props})
-    onnx.save(model, str(qdq))
+    qdq = quantize_int8(onnx_path, tmp_path / "qdq.onnx", calibration_frames(limit=8),
+                        cache_dir=tmp_path / "cache")
     engine = build_engine(qdq, tmp_path / "lgcnet_int8.engine", precision="int8",
                           progress=False)
     assert read_sidecar(engine)["precision"] == "int8"
+    ref = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with load_backend(engine, "cuda") as b:
-        assert b.infer(frames[:1]).shape == (1, 360, 480)
+        agree = np.mean([(b.infer(f[None]) == ref.run(None, {"input": f[None]})[0]).mean()
+                         for f in frames])
+    assert agree >= 0.9
+
+
+@pytest.mark.trt
+def test_engine_without_sidecar_loads_from_its_own_io(fp16_engine, frames, tmp_path):
+    engine = tmp_path / "copied.engine"  # only the .engine copied, as from a Jetson build
+    engine.write_bytes(fp16_engine.read_bytes())
+    with pytest.warns(UserWarning, match="copied.engine has no sidecar"):
+        b = load_backend(engine, "cuda")
+    with b, load_backend(fp16_engine, "cuda") as ref:
+        assert b.meta.input_format == INPUT_UINT8_NHWC_BGR and b.meta.output_kind == OUTPUT_ARGMAX
+        assert np.array_equal(b.infer(frames[:1]), ref.infer(frames[:1]))
 
 
 @pytest.mark.gpu
 def test_torch_cuda_path_matches_cpu(net, meta, frames):
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
-    module = deploy_model(net, meta.replace(output_kind=OUTPUT_LOGITS))
+    module = wrap_io(net, meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
         ref = module(torch.from_numpy(frames[:1])).numpy()
     runner = CudaRunner(module, "cuda")
@@ -407,260 +489,3 @@ def test_torch_cuda_path_matches_cpu(net, meta, frames):
     assert np.array_equal(out1, out2)
     overall, confident = _agreement(ref, out1)
     assert overall >= 0.98 and confident >= 0.995
-
-
-# --- the TensorRT code paths against a recording fake of tensorrt + cuda-python -------------
-# No TensorRT can run here; these fakes implement only the documented calls our code makes,
-# so the version logic (10.x vs 11.x flags), the sidecar contents and the runtime's shape/
-# batch/CUDA-graph handling are exercised. Real behaviour is covered by the trt tests.
-
-class _Enum:
-    def __init__(self, name: str, np_dtype=None) -> None:
-        self.name, self.np_dtype = name, np_dtype
-
-    def __int__(self) -> int:
-        return 3
-
-
-def _fake_trt(version: str, batch: int = 1) -> types.SimpleNamespace:
-    """tensorrt `version`; its engines have uint8 (batch, 360, 480, 3) in, int32 out; the
-    test may edit `trt.io` {name: (mode, dtype, shape)}."""
-    calls: list = []
-    trt = types.SimpleNamespace(__version__=version, calls=calls)
-    engine_io = trt.io = {}
-    trt.uint8, trt.int32, trt.float32 = (_Enum(n, d) for n, d in (
-        ("UINT8", np.uint8), ("INT32", np.int32), ("FLOAT", np.float32)))
-    trt.nptype = lambda dt: dt.np_dtype
-    trt.TensorIOMode = types.SimpleNamespace(INPUT=_Enum("INPUT"), OUTPUT=_Enum("OUTPUT"))
-    trt.Logger = type("Logger", (), {"VERBOSE": 0, "WARNING": 2, "__init__": lambda s, lvl: None})
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=_Enum("ST"))
-    trt.BuilderFlag = (types.SimpleNamespace(FP16="FP16", INT8="INT8")
-                       if version.startswith("10.") else types.SimpleNamespace())
-
-    class Config:
-        def __getattr__(self, name):
-            return lambda *a, **k: calls.append((name, a, k)) or name
-
-        def get_timing_cache(self):
-            return types.SimpleNamespace(serialize=lambda: b"CACHE")
-
-    class Builder:
-        def __init__(self, logger) -> None: ...
-
-        def create_network(self, flags):
-            calls.append(("create_network", flags))
-
-        def create_builder_config(self):
-            return Config()
-
-        def create_optimization_profile(self):
-            return Config()
-
-        def build_serialized_network(self, network, config):
-            return b"ENGINE"
-
-    class Engine:
-        @property
-        def num_io_tensors(self):
-            return len(engine_io)
-
-        def get_tensor_name(self, i):
-            return list(engine_io)[i]
-
-        def get_tensor_mode(self, n):
-            return getattr(trt.TensorIOMode, engine_io[n][0])
-
-        def get_tensor_dtype(self, n):
-            return engine_io[n][1]
-
-        def get_tensor_shape(self, n):
-            return engine_io[n][2]
-
-        def get_tensor_format_desc(self, n):
-            return "Row major linear format"
-
-        def get_tensor_profile_shape(self, n, profile):
-            return [(1, *engine_io[n][2][1:]), (2, *engine_io[n][2][1:]),
-                    (4, *engine_io[n][2][1:])]
-
-        def create_execution_context(self):
-            return _FakeContext(engine_io)
-
-    trt.Builder = Builder
-    trt.OnnxParser = lambda network, logger: types.SimpleNamespace(
-        parse_from_file=lambda path: True, num_errors=0)
-    trt.Runtime = lambda logger: types.SimpleNamespace(
-        deserialize_cuda_engine=lambda blob: Engine() if blob == b"ENGINE" else None)
-    engine_io.update({"input": ("INPUT", trt.uint8, (batch, 360, 480, 3)),
-                      "output": ("OUTPUT", trt.int32, (batch, 360, 480))})
-    return trt
-
-
-class _FakeContext:
-    """Executes 'argmax' as (B channel of the uint8 frame) % 11 on fake device memory."""
-
-    def __init__(self, engine_io: dict) -> None:
-        self.io, self.shapes, self.addr = engine_io, {}, {}
-        self.runs = 0
-
-    def set_input_shape(self, name, shape):
-        self.shapes[name] = tuple(shape)
-
-    def get_tensor_shape(self, name):
-        return self.shapes.get(name) or (self.shapes["input"][0], *self.io[name][2][1:])
-
-    def set_tensor_address(self, name, ptr):
-        self.addr[name] = ptr
-
-    def execute_async_v3(self, stream):
-        b = self.shapes["input"][0]
-        x, y = _DEVICE[self.addr["input"]], _DEVICE[self.addr["output"]]
-        y[:b] = x[:b, :, :, 0].astype(np.int32) % 11
-        self.runs += 1
-        return True
-
-
-_DEVICE: dict[int, np.ndarray] = {}  # fake device memory: pointer -> array
-
-
-class _FakeBuffer:
-    def __init__(self, shape, dtype) -> None:
-        self.shape, self.host = tuple(shape), np.zeros(shape, dtype)
-        self.nbytes = self.host.nbytes
-        self.device_ptr = id(self)
-        _DEVICE[self.device_ptr] = np.zeros_like(self.host)
-
-    def to_device(self, stream, nbytes=None):
-        _DEVICE[self.device_ptr].reshape(-1).view(np.uint8)[:nbytes or self.nbytes] = \
-            self.host.reshape(-1).view(np.uint8)[:nbytes or self.nbytes]
-
-    def to_host(self, stream, nbytes=None):
-        self.host.reshape(-1).view(np.uint8)[:nbytes or self.nbytes] = \
-            _DEVICE[self.device_ptr].reshape(-1).view(np.uint8)[:nbytes or self.nbytes]
-
-    def close(self) -> None:
-        _DEVICE.pop(self.device_ptr)
-
-
-class _FakeGraph:
-    captured = 0
-
-    def __init__(self, stream, enqueue) -> None:
-        self.enqueue = enqueue
-        _FakeGraph.captured += 1
-
-    def launch(self) -> None:
-        self.enqueue()
-
-    def close(self) -> None: ...
-
-
-@pytest.fixture
-def fake_gpu(monkeypatch):
-    """Fake cuda-python layer: one GPU (GPU above), numpy 'device' buffers, replaying graphs."""
-    monkeypatch.setattr(cuda, "runtime", lambda: None)
-    monkeypatch.setattr(cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(cuda, "set_device", lambda i: None)
-    monkeypatch.setattr(cuda, "device_info", lambda i=0: dict(GPU))
-    monkeypatch.setattr(cuda, "HostDeviceBuffer", _FakeBuffer)
-    monkeypatch.setattr(cuda, "Graph", _FakeGraph)
-    monkeypatch.setattr(cuda, "Stream", lambda: types.SimpleNamespace(
-        ptr=1, synchronize=lambda: None, close=lambda: None))
-
-
-@pytest.mark.parametrize("version,precision,flags,builder_flags", [
-    ("10.3.0.30", "fp16", 1 << 3, []),               # strongly typed FP16 ONNX
-    ("10.3.0.30", "int8", 0, ["INT8", "FP16"]),     # 10.x: weak typing + builder flags
-    ("11.4.0.106", "fp16", 0, []),                   # 11.x: always strongly typed, no flags
-])
-def test_build_uses_the_right_flags_per_version(version, precision, flags, builder_flags,
-                                                onnx_path, tmp_path, monkeypatch, fake_gpu):
-    trt = _fake_trt(version)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    from lgcnet_deploy.export.engine.build import build_engine
-
-    src = onnx_path
-    if precision == "int8":  # any Q/DQ node marks a quantised ONNX for the planner
-        import onnx
-
-        model = onnx.load(str(onnx_path))
-        model.graph.node.append(onnx.helper.make_node("DequantizeLinear", ["q", "s"], ["dq"]))
-        src = tmp_path / "qdq.onnx"
-        onnx.save(model, str(src))
-    engine = build_engine(src, tmp_path / "x.engine", precision=precision, progress=False,
-                          workspace_mib=512)
-    assert ("create_network", flags) in trt.calls
-    assert [c[1][0] for c in trt.calls if c[0] == "set_flag"] == builder_flags
-    assert ("set_memory_pool_limit", ("WORKSPACE", 512 << 20), {}) in trt.calls
-    assert engine.read_bytes() == b"ENGINE"
-    assert (tmp_path / f"timing-trt{version}-sm87.cache").read_bytes() == b"CACHE"
-    side = read_sidecar(engine)
-    assert side["tensorrt"] == version and side["gpu"]["compute_capability"] == "8.7"
-    assert side["precision"] == precision and side["meta"]["precision"] == precision
-    assert side["io"][0] == {"name": "input", "mode": "INPUT", "dtype": "UINT8",
-                             "shape": [1, 360, 480, 3], "format": "Row major linear format"}
-    assert side["shapes"]["opt"] == [1, 360, 480, 3]
-    assert side["build"]["command"].endswith(f"--precision {precision} --batch 1 "
-                                             f"--workspace 512")
-    if precision == "fp16":
-        assert side["built_onnx"]["path"].endswith("x.fp16.onnx")
-
-
-@pytest.mark.parametrize("batch", [1, 2])
-def test_runtime_static_engine_graph_equals_plain(batch, meta, frames, tmp_path, monkeypatch,
-                                                  fake_gpu):
-    from lgcnet_deploy.runtime.backends.tensorrt_engine import TensorRTBackend
-
-    trt = _fake_trt("10.3.0.30", batch)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    engine = tmp_path / "x.engine"
-    engine.write_bytes(b"ENGINE")
-    write_sidecar(engine, _side(meta=meta.to_dict(), engine_sha256=file_sha256(engine)))
-    want = frames[:, :, :, 0].astype(np.int32) % 11
-    _FakeGraph.captured = 0
-    with TensorRTBackend(engine, "cuda", cuda_graph=True) as g, \
-            TensorRTBackend(engine, "cuda", cuda_graph=False) as p:
-        for i in range(len(frames)):
-            x = frames[i:i + 1]
-            assert np.array_equal(g.infer(x), want[i:i + 1])
-            assert np.array_equal(p.infer(x), want[i:i + 1])
-        assert not g.dynamic_batch and g.max_batch == batch
-        with pytest.raises(ValueError, match=f"takes batches of {batch}..{batch} frames"):
-            g.infer(np.concatenate([frames] * 2)[:batch + 1])
-    assert _FakeGraph.captured == 1  # one capture, then replays
-
-
-def test_runtime_dynamic_engine_checks_profile(meta, frames, tmp_path, monkeypatch, fake_gpu):
-    from lgcnet_deploy.runtime.backends.tensorrt_engine import TensorRTBackend
-
-    trt = _fake_trt("10.3.0.30", -1)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    engine = tmp_path / "x.engine"
-    engine.write_bytes(b"ENGINE")
-    write_sidecar(engine, _side(meta=meta.to_dict(), engine_sha256=file_sha256(engine)))
-    with TensorRTBackend(engine, "cuda:0") as b:
-        assert b.dynamic_batch and (b.min_batch, b.max_batch) == (1, 4)
-        assert b.inp.shape == (4, 360, 480, 3)
-        out = b.infer(frames)
-        assert np.array_equal(out, frames[:, :, :, 0].astype(np.int32) % 11)
-        assert b.context.shapes["input"] == (3, 360, 480, 3)
-
-
-def test_runtime_refuses_mismatched_io_and_null_engine(meta, tmp_path, monkeypatch, fake_gpu):
-    from lgcnet_deploy.runtime.backends.tensorrt_engine import TensorRTBackend
-
-    trt = _fake_trt("10.3.0.30")
-    trt.io["output"] = ("OUTPUT", trt.float32, (1, 11, 360, 480))  # logits; meta says argmax
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    engine = tmp_path / "x.engine"
-    engine.write_bytes(b"ENGINE")
-    write_sidecar(engine, _side(meta=meta.to_dict(), engine_sha256=file_sha256(engine)))
-    with pytest.raises(EngineMismatchError, match="does not match its metadata"):
-        TensorRTBackend(engine, "cuda")
-    engine.write_bytes(b"GARBAGE")  # deserialize_cuda_engine returns None for it
-    write_sidecar(engine, _side(meta=meta.to_dict(), engine_sha256=file_sha256(engine)))
-    with pytest.raises(EngineMismatchError, match="could not deserialise"):
-        TensorRTBackend(engine, "cuda")
-    with pytest.raises(BackendError, match="unknown device 'gpu'"):
-        TensorRTBackend(engine, "gpu")

@@ -44,21 +44,54 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         raise ValueError(f"model precision is {meta.precision!r}; FP16 conversion needs the "
                          f"fp32 ONNX from `lgcnet export`")
     # The converter retypes a Cast-to-float's output as fp16 without changing the Cast's `to`
-    # (an invalid graph); keeping those Casts fp32 makes it insert a Cast to fp16 after them.
-    # Its default op block list stays: e.g. Resize's `scales` input must remain float32.
-    casts_to_float = [n.name for n in model.graph.node if n.op_type == "Cast" and any(
-        a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
+    # (an invalid graph); keeping those Casts fp32 makes it insert a Cast to fp16 after them,
+    # which _fuse_cast_pairs folds back into one Cast. Its default op block list keeps every
+    # Resize fp32 for the sake of a float32 `scales` input; a Resize sized by `sizes` (what
+    # the export writes) has none, and leaving it fp32 would put the full-resolution logits
+    # in an fp32 island between two Casts.
+    blocked = [n.name for n in model.graph.node if _is_cast_to(n, onnx.TensorProto.FLOAT)
+               or (n.op_type == "Resize" and len(n.input) > 2 and n.input[2])]
+    ops = [op for op in float16.DEFAULT_OP_BLOCK_LIST if op != "Resize"]
     with warnings.catch_warnings():
         # It warns for every weight below fp16's smallest normal; those become +-1e-7.
         warnings.filterwarnings("ignore", message=".*will be truncated to.*")
         converted = float16.convert_float_to_float16(
-            model, keep_io_types=True, node_block_list=casts_to_float,
-            op_block_list=float16.DEFAULT_OP_BLOCK_LIST)
+            model, keep_io_types=True, node_block_list=blocked, op_block_list=ops)
+    _fuse_cast_pairs(converted.graph)
     props.update(meta.replace(precision="fp16").to_props())
     del converted.metadata_props[:]
     onnx.helper.set_model_props(converted, props)
     onnx.checker.check_model(converted)
     return converted
+
+
+def _is_cast_to(node: onnx.NodeProto, dtype: int) -> bool:
+    return node.op_type == "Cast" and any(a.name == "to" and a.i == dtype
+                                          for a in node.attribute)
+
+
+def _fuse_cast_pairs(graph: onnx.GraphProto) -> None:
+    """Cast(x -> fp32) feeding only a Cast(-> fp16) becomes one Cast(x -> fp16): no
+    full-resolution fp32 copy of the uint8 frame (TensorRT casts uint8 to fp16 directly)."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in graph.output}
+    for first in [n for n in graph.node if _is_cast_to(n, onnx.TensorProto.FLOAT)]:
+        users = consumers.get(first.output[0], [])
+        if (len(users) != 1 or first.output[0] in outputs
+                or not _is_cast_to(users[0], onnx.TensorProto.FLOAT16)):
+            continue
+        second = users[0]
+        del first.attribute[:]
+        first.attribute.append(onnx.helper.make_attribute("to", onnx.TensorProto.FLOAT16))
+        first.output[0] = second.output[0]
+        graph.node.remove(second)
+    kept = {o for n in graph.node for o in n.output}
+    live = [v for v in graph.value_info if v.name in kept]
+    del graph.value_info[:]
+    graph.value_info.extend(live)
 
 
 def convert_fp16(src: str | Path, dst: str | Path) -> Path:

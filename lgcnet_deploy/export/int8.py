@@ -2,12 +2,20 @@
 
 ONNX Runtime's static quantiser is used (not NVIDIA ModelOpt) because it runs on this CPU-only
 machine and in CI, and its QDQ output is what TensorRT's explicit quantisation consumes. One
-calibration and one Q/DQ placement, two activation encodings (`target`):
+calibration (its ranges are cached per model and shared), two targets:
 
-- "tensorrt": symmetric int8 activations and per-channel symmetric int8 weights, zero points 0
-  as TensorRT requires; TensorRT 10 and 11 build it strongly typed (no calibrator).
-- "cpu": uint8 activations with zero points (ONNX Runtime's fast x86 U8S8 kernels; its S8S8
-  path is slower than fp32 on this machine), the same int8 weights. TensorRT rejects it.
+- "tensorrt": Q/DQ as NVIDIA ModelOpt places them for TensorRT (TENSORRT_QDQ_OPTIONS): on
+  the inputs of weighted layers (Conv, ConvTranspose) only, no quantized outputs after
+  Relu/Concat/Add (TensorRT fuses those into the conv and runs them in int8 where its Q/DQ
+  propagation allows), symmetric int8 activations, per-channel symmetric int8 weights on the
+  output-channel axis, zero points 0 and float biases (TensorRT's dequantize layer takes
+  INT8/FP8/INT4 input only, so an INT32 bias DequantizeLinear is rejected). No calibrator
+  on either TensorRT: 10.x builds it weakly typed with BuilderFlag.INT8 + FP16 (layers
+  outside Q/DQ pairs may pick fp16), 11.x strongly typed (they run in the ONNX's fp32).
+- "cpu": ONNX Runtime's default placement (Q/DQ around every quantizable op, int32 biases:
+  what its QLinear kernel fusions want) with uint8 activations and zero points (its fast
+  x86 U8S8 kernels; the S8S8 path is slower than fp32 on this machine). TensorRT rejects
+  it (`lgcnet check-trt` says why).
 
 The in-graph uint8 normalisation and the classifier with all after it (logit upsampling,
 ArgMax) stay unquantised: that would cost accuracy and gain nothing.
@@ -75,11 +83,21 @@ class _FrameReader:
         return next(self._it, None)
 
 
-TARGETS = ("tensorrt", "cpu")
+QDQ_FOR_TENSORRT, QDQ_FOR_ORT_CPU = "tensorrt", "cpu"  # the --target values
+TARGETS = (QDQ_FOR_TENSORRT, QDQ_FOR_ORT_CPU)
+# ModelOpt's TensorRT settings for ONNX Runtime's quantiser (NVIDIA/TensorRT-Model-Optimizer
+# modelopt/onnx/quantization/ort_utils.py, configure_ort: trt_guided_options), less
+# AddQDQPairToWeight (we store int8 weights, which TensorRT dequantizes the same way).
+WEIGHTED_OPS = ("Conv", "ConvTranspose")
+TENSORRT_QDQ_OPTIONS = {
+    "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+    "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},  # Cout axes
+    "DedicatedQDQPair": False, "ForceQuantizeNoInputCheck": True,
+}
 
 
 def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path],
-                  target: str = "tensorrt", method: str = "minmax",
+                  target: str = QDQ_FOR_TENSORRT, method: str = "minmax",
                   cache_dir: Path | None = None) -> Path:
     """Write a QDQ int8 copy of `fp32_onnx` calibrated on `frames`; keeps its metadata."""
     import onnx
@@ -100,17 +118,21 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path]
         raise ValueError(f"{fp32_onnx} is {meta.precision}; quantise the fp32 export")
     cache_dir = cache_dir or cache_root() / "calibration"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = f"{file_sha256(fp32_onnx)[:12]}-{method}-{len(frames)}"  # ranges: target-independent
-    symmetric = target == "tensorrt"
+    # ranges are collected for the tensors the placement quantizes, so per target
+    key = f"{file_sha256(fp32_onnx)[:12]}-{method}-{len(frames)}-{target}"
+    for_tensorrt = target == QDQ_FOR_TENSORRT
+    placement = dict(op_types_to_quantize=list(WEIGHTED_OPS), extra_options={
+        **TENSORRT_QDQ_OPTIONS, "OpTypesToExcludeOutputQuantization": sorted(
+            {n.op_type for n in model.graph.node})}) if for_tensorrt else dict(
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     tmp = out.with_name(out.name + ".partial")
     quantize_static(
         str(fp32_onnx), str(tmp), _FrameReader(frames, meta, model.graph.input[0].name),
         quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+        activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
         weight_type=QuantType.QInt8, calibrate_method=methods[method],
         nodes_to_exclude=_node_names_outside_network(model),
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
-        calibration_cache_path=str(cache_dir / f"{key}.json"))
+        calibration_cache_path=str(cache_dir / f"{key}.json"), **placement)
     q = onnx.load(str(tmp))
     calib = {"frames": len(frames), "method": method, "target": target,
              "cache": str(cache_dir / f"{key}.json"), "fp32_sha256": file_sha256(fp32_onnx)}

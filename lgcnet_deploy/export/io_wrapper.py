@@ -1,4 +1,4 @@
-"""The deployable module: optional in-graph normalisation of uint8 BGR frames and argmax."""
+"""In-graph deployment I/O: optional normalisation of uint8 BGR frames and argmax."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, Mod
 from lgcnet_deploy.export.fold_bn import fold_batchnorm
 
 
-class DeployModel(nn.Module):
-    """Wraps a segmentation net so that the graph takes/returns what deployment moves.
+class InGraphIO(nn.Module):
+    """A segmentation net with its deployment I/O inside the graph.
 
     uint8 input: (N, H, W, 3) BGR as OpenCV gives it, normalised inside the graph (4x fewer
     bytes in than float32). argmax output: (N, H, W) int32 class map (about C x fewer bytes
@@ -30,14 +30,17 @@ class DeployModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.uint8_input:
-            x = x.permute(0, 3, 1, 2).float() * self.scale + self.shift
+            # Cast first: TensorRT takes UINT8 only as a network input that feeds a Cast
+            # directly (onnx-tensorrt ModelImporter.cpp rejects UINT8 intermediate tensors),
+            # so the uint8 -> float Cast must come before the NHWC -> NCHW Transpose.
+            x = x.float().permute(0, 3, 1, 2) * self.scale + self.shift
             x = x.flip(1)  # BGR -> RGB channel order expected by the net
         y = self.net(x)
         return y.argmax(1).to(torch.int32) if self.argmax_output else y
 
 
-def deploy_model(net: nn.Module, meta: ModelMeta, fold: bool = True) -> DeployModel:
-    """Fold BN (if asked) and wrap `net` according to meta.input_format/output_kind."""
+def wrap_io(net: nn.Module, meta: ModelMeta, fold: bool = True) -> InGraphIO:
+    """Fold BN (if asked) and wrap `net` with the I/O meta.input_format/output_kind name."""
     net = fold_batchnorm(net) if fold else net.eval()
-    return DeployModel(net, meta.input_format == INPUT_UINT8_NHWC_BGR,
-                       meta.output_kind == OUTPUT_ARGMAX).eval()
+    return InGraphIO(net, meta.input_format == INPUT_UINT8_NHWC_BGR,
+                     meta.output_kind == OUTPUT_ARGMAX).eval()

@@ -11,7 +11,7 @@ from torch import nn
 
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
 from lgcnet_deploy.core.version import __version__
-from lgcnet_deploy.export.io_wrapper import deploy_model
+from lgcnet_deploy.export.io_wrapper import wrap_io
 
 MIN_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -34,7 +34,7 @@ def export_onnx(net: nn.Module, meta: ModelMeta, path: str | Path, *, batch: int
         raise ValueError(f"opset {opset} < {MIN_OPSET}: LGCNet's exporter needs opset >= 17")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = deploy_model(net, meta, fold=fold)
+    model = wrap_io(net, meta, fold=fold)
     h, w = meta.input_size
     if meta.input_format == INPUT_UINT8_NHWC_BGR:
         dummy = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)

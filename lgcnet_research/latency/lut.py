@@ -350,10 +350,10 @@ def network_call(genotype: Genotype, input_size: tuple[int, int], backend: str,
                                  genotype_hash=genotype.hash)
     import torch
 
-    from lgcnet_deploy.export.io_wrapper import deploy_model
+    from lgcnet_deploy.export.io_wrapper import wrap_io
 
     device = backend.split("-")[1]
-    model = deploy_model(net, meta).to(device)
+    model = wrap_io(net, meta).to(device)
     x = torch.from_numpy(frame).to(device)
 
     @torch.inference_mode()

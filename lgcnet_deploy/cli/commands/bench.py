@@ -104,8 +104,14 @@ def run(args: argparse.Namespace) -> int:
         print(_table(results, PAPER if args.preset == "paper" else None))
         if args.compare:
             ratio = results[0].network.mean / results[1].network.mean
+            ours, peer = results
+            same = [k for k in ("backend", "precision") if getattr(ours, k) == getattr(peer, k)]
+            differ = ", ".join(f"{k} {getattr(ours, k)} vs {getattr(peer, k)}"
+                               for k in ("backend", "precision") if k not in same)
             print(f"LGCNet / LR-ASPP network latency: {ratio:.2f}x "
-                  f"({'faster' if ratio < 1 else 'slower'}), same backend, input and precision")
+                  f"({'faster' if ratio < 1 else 'slower'}), same input"
+                  + "".join(f", same {k}" for k in same) + (f"; NOT same: {differ}" if differ
+                                                            else ""))
         extra = {"preset": args.preset, "paper": PAPER if args.preset else None}
         if args.plot:
             from lgcnet_deploy.core.formats import find_format

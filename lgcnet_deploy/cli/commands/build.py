@@ -12,8 +12,13 @@ metadata) that `Segmenter("x.engine")` checks before loading.
 
 Precision lives in the ONNX (TensorRT 11 removed the FP16/INT8 builder flags):
   fp16  the fp32 ONNX is converted to an FP16 ONNX beside the engine, built strongly typed
-  int8  needs a Q/DQ (quantised) ONNX; 10.x also lets non-quantised layers run in fp16
+  int8  needs a Q/DQ ONNX from `lgcnet quantize --target tensorrt`; 10.x builds it weakly
+        typed (+FP16: non-quantised layers may run fp16), 11.x strongly typed
   fp32  the ONNX as exported
+
+The ONNX first passes the TensorRT-compatibility gate (`lgcnet check-trt`); a graph that
+breaks a rule is refused before TensorRT is loaded. The build runs through Polygraphy's
+loaders (parser, config with the optimisation profile, timing cache and progress bars).
 
 Engines only run with the TensorRT version and GPU architecture that built them: build on
 the machine (or an identical one) that runs them."""

@@ -1,4 +1,5 @@
-"""TensorRT engines: build (`build.py`) and sidecar checks (`sidecar.py`).
+"""TensorRT engines: the compatibility gate (`trt_rules.py`), build through Polygraphy
+(`build.py`), sidecar checks (`sidecar.py`) and engine I/O derivation (`engine_io.py`).
 
 Nothing here imports tensorrt at module import time; `import_tensorrt()` does, with a message
 saying what to install.
@@ -19,7 +20,8 @@ from lgcnet_deploy.export.engine.sidecar import (
 INSTALL_TENSORRT = (
     "desktop/server GPU: pip install 'lgcnet-deploy[tensorrt]' (tensorrt, cuda-python, "
     "polygraphy; needs an NVIDIA driver); Jetson: TensorRT comes with JetPack 6 "
-    "(sudo apt install python3-libnvinfer), then pip install 'cuda-python>=12.2,<13'. "
+    "(sudo apt install python3-libnvinfer), then pip install 'cuda-python>=12.2,<13' "
+    "polygraphy. "
     "Without a GPU use the ONNX model instead: Segmenter('model.onnx') runs on ONNX Runtime "
     "(CPU). See docs/tensorrt.md")
 

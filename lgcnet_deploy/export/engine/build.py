@@ -1,25 +1,26 @@
-"""ONNX -> serialized TensorRT engine + sidecar JSON, on the raw TensorRT Python API.
+"""ONNX -> serialized TensorRT engine + sidecar JSON, through Polygraphy's TensorRT loaders.
 
-Why not Polygraphy's loaders: the build is ~10 calls, and the version-specific parts (strong
-typing, removed BuilderFlags in 11.x, IProgressMonitor, timing cache) are clearer written
-out once here than configured through another layer with its own version gates; Polygraphy
-stays the independent checker (`polygraphy run ... --trt --onnxrt`, docs/tensorrt.md).
+NVIDIA tests Polygraphy against every TensorRT release and we cannot, so the build goes
+through its loaders: NetworkFromOnnxPath (parser, parser errors, strong typing),
+CreateConfig (optimisation profile, workspace pool, precision flags, progress monitor),
+EngineFromNetwork (build, None checks, timing-cache save and merge) and SaveEngine. Raw
+TensorRT API is kept in one place: `_attach_timing_cache`, because CreateConfig ignores the
+bool that `IBuilderConfig.set_timing_cache` returns (polygraphy/backend/trt/config.py), and a
+cache made for another GPU must be reported rather than silently dropped.
+
+Before anything touches TensorRT the ONNX passes the compatibility gate (trt_rules.py); a
+graph that breaks a rule is refused with the rules it breaks.
 
 Precision lives in the ONNX (TensorRT 11 removed BuilderFlag.FP16/INT8): fp32 -> as is,
 fp16 -> FP16 ONNX (converted here from fp32 if needed), int8 -> a Q/DQ ONNX. Networks are
-strongly typed, except int8 on 10.x where BuilderFlag.INT8+FP16 still exist and let layers
-outside Q/DQ pairs run in fp16.
+strongly typed, except int8 on 10.x, built weakly typed with BuilderFlag.INT8 + FP16 so that
+layers outside Q/DQ pairs may run in fp16 (on 11.x they run in the ONNX's fp32).
 
-API used (TensorRT 10.x/11.x Python docs):
-  Builder, create_network, NetworkDefinitionCreationFlag.STRONGLY_TYPED (10.x; ignored 11.x)
-    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/Builder.html
-  OnnxParser.parse_from_file/num_errors/get_error, IBuilderConfig.set_memory_pool_limit,
-  create_optimization_profile/set_shape, create_timing_cache/set_timing_cache/
-  get_timing_cache().serialize(), progress_monitor, build_serialized_network
-    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/BuilderConfig.html
-    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/ProgressMonitor.html
-    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/TimingCache.html
-  removed in 11.x: https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html
+Sources (NVIDIA/TensorRT, tools/Polygraphy/polygraphy/backend/trt/): loader.py
+(NetworkFromOnnxPath, EngineFromNetwork, SaveEngine), config.py (CreateConfig,
+PostprocessConfig), profile.py (Profile); python/docstrings/infer/pyCoreDoc.h
+(set_timing_cache returns a bool; get_timing_cache may be None). docs/tensorrt.md has the
+full "verified against" table.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import shlex
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,16 @@ import onnx
 
 from lgcnet_deploy.core import cuda
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
-from lgcnet_deploy.export.engine import import_tensorrt, trt_logger
+from lgcnet_deploy.export.engine import INSTALL_TENSORRT, import_tensorrt
 from lgcnet_deploy.export.engine.sidecar import write_sidecar
+from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors, report
 
 PRECISIONS = ("fp16", "int8", "fp32")
 Shape = tuple[int, int, int]  # (batch, height, width)
+
+
+class TrtRuleError(ValueError):
+    """The ONNX breaks a TensorRT rule (lgcnet check-trt lists them)."""
 
 
 def parse_shape(text: str) -> Shape:
@@ -101,7 +108,7 @@ def prepare_onnx(onnx_path: Path, precision: str, engine_path: Path) -> tuple[Pa
 
 
 def _progress_monitor(trt: Any) -> Any:
-    """A tqdm bar per TensorRT build phase (IProgressMonitor, TensorRT >= 10)."""
+    """A tqdm bar per TensorRT build phase (trt.IProgressMonitor, TensorRT >= 10)."""
     from tqdm import tqdm
 
     class TqdmMonitor(trt.IProgressMonitor):
@@ -130,12 +137,6 @@ def _progress_monitor(trt: Any) -> Any:
     return TqdmMonitor()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def build_command(onnx_path: Path, engine_path: Path, precision: str,
                   shapes: tuple[Shape, Shape, Shape], workspace_mib: int) -> str:
     """The `lgcnet build` command line that reproduces an engine (stored in the sidecar)."""
@@ -148,6 +149,56 @@ def build_command(onnx_path: Path, engine_path: Path, precision: str,
             f"--precision {precision} {shape_args} --workspace {workspace_mib}")
 
 
+def gate(model: onnx.ModelProto, path: Path, dynamic: bool) -> None:
+    """Refuse `model` if it breaks a TensorRT rule; warnings are printed, not fatal."""
+    findings = check_onnx(model, profiled_inputs={model.graph.input[0].name} if dynamic else ())
+    if errors(findings):
+        raise TrtRuleError(f"{path} breaks TensorRT rules; not building it:\n"
+                           f"{report(findings, str(path), limit=3)}")
+    for f in findings:
+        warnings.warn(str(f), stacklevel=3)
+
+
+def _import_polygraphy() -> Any:
+    try:
+        from polygraphy.backend import trt as pg
+    except ImportError as e:
+        raise ImportError(f"`lgcnet build` needs NVIDIA Polygraphy (pip install polygraphy). "
+                          f"{INSTALL_TENSORRT}") from e
+    return pg
+
+
+def _attach_timing_cache(config: Any, cache_path: Path) -> None:
+    """Load `cache_path` (if any) into `config`, checking what set_timing_cache returns."""
+    blob = cache_path.read_bytes() if cache_path.is_file() else b""
+    if not config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False):
+        warnings.warn(f"timing cache {cache_path} was made for another GPU or TensorRT; "
+                      f"building without it (delete it to start a fresh one)", stacklevel=2)
+
+
+def _config(trt: Any, pg: Any, shapes: dict[str, list[tuple[int, ...]]], workspace_mib: int,
+            weak_int8: bool, cache_path: Path | None, progress: bool) -> Any:
+    """Polygraphy's CreateConfig: one profile (min, opt, max per input; also for a dynamic
+    batch with min == max), workspace pool, 10.x INT8+FP16 flags, progress bars, and our
+    checked timing-cache load."""
+    config = pg.CreateConfig(
+        profiles=[pg.Profile().add(name, *s) for name, s in shapes.items()],
+        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mib << 20},
+        int8=weak_int8, fp16=weak_int8,
+        progress_monitor=_progress_monitor(trt) if progress else None)
+    if cache_path is None:
+        return config
+    return pg.PostprocessConfig(config, lambda builder, network, cfg: _attach_timing_cache(
+        cfg, cache_path))
+
+
+def _engine_io(engine: Any) -> list[dict[str, Any]]:
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    return [{"name": n, "mode": engine.get_tensor_mode(n).name,
+             "dtype": engine.get_tensor_dtype(n).name, "shape": list(engine.get_tensor_shape(n)),
+             "format": engine.get_tensor_format_desc(n)} for n in names]
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: str = "fp16",
                  batch: int | None = None, profile: tuple[Shape, Shape, Shape] | None = None,
                  workspace_mib: int = 2048, timing_cache: str | Path | None = None,
@@ -155,74 +206,50 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
                  progress: bool = True) -> Path:
     """Build `onnx_path` into a TensorRT engine at `engine_path` plus `<engine>.json`.
 
-    `batch` makes a static engine; `profile` = (min, opt, max) (B, H, W) makes a dynamic one.
-    The timing cache defaults to engines-dir/timing-trt<version>-sm<cc>.cache (it is only
-    valid for one TensorRT version and GPU), so rebuilds take seconds instead of minutes.
+    `batch` makes a static engine; `profile` = (min, opt, max) (B, H, W) a dynamic one; an
+    ONNX with a dynamic batch always gets a profile (min == max for `batch`). The timing
+    cache defaults to engines-dir/timing-trt<version>-sm<cc>.cache (it is only valid for one
+    TensorRT version and GPU), so rebuilds take seconds instead of minutes.
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
-    trt = import_tensorrt()
-    cuda.set_device(device)
-    gpu = cuda.device_info(device)
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
     built_onnx, meta = prepare_onnx(onnx_path, precision, engine_path)
     model = onnx.load(str(built_onnx), load_external_data=False)
     shapes = resolve_shapes(model, meta, batch, profile)
-    input_name = model.graph.input[0].name
+    input_dims = model.graph.input[0].type.tensor_type.shape.dim
+    dynamic = any(not d.HasField("dim_value") for d in input_dims)
+    gate(model, built_onnx, dynamic)
+    trt, pg = import_tensorrt(), _import_polygraphy()
+    from polygraphy.logger import G_LOGGER
 
-    logger = trt_logger(trt, verbose)
-    builder = trt.Builder(logger)
+    cuda.set_device(device)
+    gpu = cuda.device_info(device)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
     weak_int8 = precision == "int8" and hasattr(trt.BuilderFlag, "INT8")  # 10.x only
-    flags = 0
-    if not weak_int8 and int(trt.__version__.split(".")[0]) == 10:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(built_onnx)):
-        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT's ONNX parser rejected {built_onnx}:\n{errors}")
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    if weak_int8:
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.set_flag(trt.BuilderFlag.FP16)
-    if shapes[0] != shapes[2]:
-        opt_profile = builder.create_optimization_profile()
-        opt_profile.set_shape(input_name, *(_tensor_shape(meta, s) for s in shapes))
-        config.add_optimization_profile(opt_profile)
-    cache_path = None
-    if use_timing_cache:
-        cache_path = Path(timing_cache) if timing_cache else engine_path.parent / (
-            f"timing-trt{trt.__version__}-sm{gpu['compute_capability'].replace('.', '')}.cache")
-        blob = cache_path.read_bytes() if cache_path.is_file() else b""
-        config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False)
-    monitor = _progress_monitor(trt) if progress and hasattr(trt, "IProgressMonitor") else None
-    if monitor is not None:
-        config.progress_monitor = monitor
-
+    cache_path = (Path(timing_cache) if timing_cache else engine_path.parent / (
+        f"timing-trt{trt.__version__}-sm{gpu['compute_capability'].replace('.', '')}.cache")
+        ) if use_timing_cache else None
+    config = _config(trt, pg, {model.graph.input[0].name: [_tensor_shape(meta, s)
+                                                            for s in shapes]},
+                     workspace_mib, weak_int8, cache_path, progress)
+    network = pg.NetworkFromOnnxPath(str(built_onnx), strongly_typed=not weak_int8)
+    tmp = engine_path.with_name(engine_path.name + ".partial")
     t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        with G_LOGGER.verbosity(G_LOGGER.EXTRA_VERBOSE if verbose else G_LOGGER.WARNING):
+            engine = pg.SaveEngine(pg.EngineFromNetwork(
+                network, config, save_timing_cache=cache_path), str(tmp))()
+    except Exception as e:  # Polygraphy raises PolygraphyException with TensorRT's errors logged
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"TensorRT could not build {built_onnx} ({precision}): {e}; rerun "
+                           f"with --verbose to see why") from e
     seconds = time.perf_counter() - t0
-    if serialized is None:
-        raise RuntimeError(f"TensorRT could not build {built_onnx} ({precision}); rerun with "
-                           f"--verbose to see why")
-    _write_atomic(engine_path, bytes(serialized))
-    if cache_path is not None:
-        _write_atomic(cache_path, bytes(config.get_timing_cache().serialize()))
-
-    engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
-    if engine is None:
-        raise RuntimeError(f"TensorRT built {engine_path} but cannot deserialize it")
-    io = [{"name": n, "mode": engine.get_tensor_mode(n).name,
-           "dtype": engine.get_tensor_dtype(n).name, "shape": list(engine.get_tensor_shape(n)),
-           "format": engine.get_tensor_format_desc(n)
-           if hasattr(engine, "get_tensor_format_desc") else None}
-          for n in (engine.get_tensor_name(i) for i in range(engine.num_io_tensors))]
+    os.replace(tmp, engine_path)
     write_sidecar(engine_path, {
         "tensorrt": trt.__version__, "gpu": gpu, "precision": precision,
-        "strongly_typed": not weak_int8, "io": io, "engine_sha256": file_sha256(engine_path),
+        "strongly_typed": not weak_int8, "io": _engine_io(engine),
+        "engine_sha256": file_sha256(engine_path),
         "shapes": {k: list(_tensor_shape(meta, s)) for k, s in zip(("min", "opt", "max"),
                                                                    shapes)},
         "onnx": {"path": str(onnx_path), "sha256": file_sha256(onnx_path)},

@@ -3,7 +3,10 @@
 A serialized TensorRT engine only runs on the TensorRT version that built it (unless built
 version-compatible, which we do not) and is compiled for one GPU architecture; loading it
 elsewhere fails inside TensorRT, sometimes badly. The sidecar lets us refuse first, in
-plain words, with the exact `lgcnet build` command that makes a fitting engine.
+plain words, with the exact `lgcnet build` command that makes a fitting engine. An engine
+built elsewhere (trtexec, Polygraphy) may come without one: `find_sidecar` then returns
+None and the runtime reads the I/O from the engine (engine_io.py). A sidecar that exists
+but is not ours, not a JSON object or has fields of the wrong type is an error naming it.
 Pure Python: testable without TensorRT or a GPU.
 """
 
@@ -15,15 +18,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.runtime.backends.base import BackendError
+from lgcnet_deploy.core.metadata import MetadataError, ModelMeta
 
 SIDECAR_FORMAT = "lgcnet-engine/1"
-REQUIRED = ("format", "tensorrt", "gpu", "precision", "io", "meta", "engine_sha256", "build")
+# field -> the JSON type it must have
+FIELDS: dict[str, type] = {"format": str, "tensorrt": str, "gpu": dict, "precision": str,
+                           "io": list, "meta": dict, "engine_sha256": str, "build": dict}
+REQUIRED = tuple(FIELDS)
 
 
-class EngineMismatchError(BackendError):
-    """An engine does not fit this machine (TensorRT version, GPU) or its sidecar is bad."""
+class EngineMismatchError(RuntimeError):
+    """An engine does not fit this machine (TensorRT version, GPU), or it or its sidecar is
+    unusable; the message says how to rebuild it."""
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -46,28 +52,45 @@ def write_sidecar(engine: str | Path, data: dict[str, Any]) -> Path:
 
 
 def read_sidecar(engine: str | Path) -> dict[str, Any]:
-    """The sidecar's dict; EngineMismatchError if it is missing or not ours."""
+    """The sidecar's dict; EngineMismatchError if it is missing, not ours or malformed."""
+    side = find_sidecar(engine)
+    if side is None:
+        raise EngineMismatchError(f"{engine} has no sidecar {sidecar_path(engine).name} (not "
+                                  f"built by `lgcnet build`)")
+    return side
+
+
+def find_sidecar(engine: str | Path) -> dict[str, Any] | None:
+    """The checked sidecar of `engine`, or None when there is none."""
     path = sidecar_path(engine)
     if not path.is_file():
-        raise EngineMismatchError(
-            f"{engine} has no sidecar {path.name}: only engines built by `lgcnet build` (which "
-            f"records the TensorRT version and GPU they need) are loaded. Rebuild it with "
-            f"`lgcnet build MODEL.onnx -o {engine}`")
+        return None
+    rebuild = f"delete it, or rebuild the engine with `lgcnet build MODEL.onnx -o {engine}`"
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise EngineMismatchError(f"{path} is not valid JSON ({e}); rebuild the engine with "
-                                  f"`lgcnet build MODEL.onnx -o {engine}`") from e
-    missing = [k for k in REQUIRED if k not in data]
+        raise EngineMismatchError(f"{path} is not valid JSON ({e}); {rebuild}") from e
+    if not isinstance(data, dict):
+        raise EngineMismatchError(f"{path} holds a JSON {type(data).__name__}, not an object: "
+                                  f"not an lgcnet engine sidecar; {rebuild}")
+    missing = [k for k in FIELDS if k not in data]
     if data.get("format") != SIDECAR_FORMAT or missing:
         raise EngineMismatchError(
             f"{path} is not an lgcnet engine sidecar (format {data.get('format')!r}, missing "
-            f"{missing}); rebuild with `lgcnet build MODEL.onnx -o {engine}`")
+            f"{missing}); {rebuild}")
+    wrong = [f"{k} is a {type(data[k]).__name__}, not a {t.__name__}"
+             for k, t in FIELDS.items() if not isinstance(data[k], t)]
+    gpu = data["gpu"] if isinstance(data["gpu"], dict) else {}
+    wrong += [f"gpu.{k} is not a string" for k in ("name", "compute_capability")
+              if gpu and not isinstance(gpu.get(k), str)]
+    if wrong:
+        raise EngineMismatchError(f"{path}: malformed sidecar ({'; '.join(wrong)}); {rebuild}")
     return data
 
 
 def rebuild_command(side: dict[str, Any]) -> str:
-    return side.get("build", {}).get("command") or "lgcnet build MODEL.onnx -o ENGINE"
+    command = side.get("build", {}).get("command")
+    return command if isinstance(command, str) else "lgcnet build MODEL.onnx -o ENGINE"
 
 
 def _mmp(version: str) -> tuple[str, ...]:
@@ -101,5 +124,10 @@ def check_sidecar(side: dict[str, Any], tensorrt_version: str, gpu: dict[str, An
                       f"picks kernels timed on this GPU: {rebuild_command(side)}", stacklevel=2)
 
 
-def sidecar_meta(side: dict[str, Any]) -> ModelMeta:
-    return ModelMeta.from_dict(side["meta"])
+def sidecar_meta(side: dict[str, Any], path: str | Path) -> ModelMeta:
+    """The model metadata a sidecar carries; EngineMismatchError naming `path` if invalid."""
+    try:
+        return ModelMeta.from_dict(side["meta"])
+    except (MetadataError, TypeError, ValueError) as e:
+        raise EngineMismatchError(f"{sidecar_path(path)}: its `meta` is not valid model "
+                                  f"metadata ({e}); rebuild with {rebuild_command(side)}") from e

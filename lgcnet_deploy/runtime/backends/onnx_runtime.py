@@ -1,6 +1,19 @@
-"""ONNX Runtime backend: CPU by default, CUDA or TensorRT execution providers when installed."""
+"""ONNX Runtime backend: CPU by default; CUDA, or TensorRT through ONNX Runtime's TensorRT
+execution provider ("ort-tensorrt", not the `.engine` backend), when installed.
+
+The TensorRT provider gets FP16 and its engine and timing caches (otherwise it rebuilds the
+engine in fp32 at every start), and is never left silently: ONNX Runtime falls back to the
+next provider when one fails to register, so a session without it is an error, and nodes
+the TensorRT gate would refuse (they would run on CUDA/CPU) are named in a warning.
+Options: https://onnxruntime.ai/docs/execution-providers/TensorRT-ExecutionProvider.html
+"""
 
 from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -8,42 +21,77 @@ import onnxruntime as ort
 from lgcnet_deploy.core.metadata import MetadataError, ModelMeta
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
-# device name -> ONNX Runtime execution providers, in order of preference
+ORT_TENSORRT, ORT_CUDA, ORT_CPU = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                   "CPUExecutionProvider")
+# device kind -> ONNX Runtime execution providers, in order of preference; the kind's first
+# provider must be the one the session gets
 PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    "cpu": [ORT_CPU],
+    "cuda": [ORT_CUDA, ORT_CPU],
+    "tensorrt": [ORT_TENSORRT, ORT_CUDA, ORT_CPU],
 }
+LABELS = {ORT_CPU: "onnxruntime", ORT_CUDA: "ort-cuda", ORT_TENSORRT: "ort-tensorrt"}
+
+
+def ort_tensorrt_cache() -> Path:
+    """Where ONNX Runtime's TensorRT provider keeps engines and timing caches."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "lgcnet" / "ort-tensorrt"
+
+
+def provider_options(provider: str, device_index: int) -> dict[str, Any]:
+    """The options each GPU provider gets (ONNX Runtime's documented option names)."""
+    if provider == ORT_TENSORRT:
+        cache = str(ort_tensorrt_cache())
+        return {"device_id": device_index, "trt_fp16_enable": True,
+                "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
+                "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}
+    return {"device_id": device_index} if provider == ORT_CUDA else {}
 
 
 class OnnxRuntimeBackend(Backend):
     """An .onnx model exported by `lgcnet export` (its metadata_props describe the I/O)."""
 
-    name = "onnxruntime"
-
     def __init__(self, path, device: str = "cpu", threads: int | None = None) -> None:
         self.threads = threads
         super().__init__(path, device)
 
+    @property
+    def name(self) -> str:
+        """'onnxruntime' on the CPU, 'ort-cuda' / 'ort-tensorrt' on a GPU provider."""
+        session = getattr(self, "session", None)
+        return LABELS.get(session.get_providers()[0], "onnxruntime") if session else \
+            "onnxruntime"
+
     def _load(self) -> ModelMeta:
-        kind = self.device.split(":")[0]
-        if kind not in PROVIDERS:
+        kind, _, index = self.device.partition(":")
+        if kind not in PROVIDERS or (index and not index.isdigit()):
             raise BackendError(f"onnxruntime: unknown device {self.device!r}; use one of "
-                               f"{', '.join(PROVIDERS)}")
+                               f"{', '.join(PROVIDERS)} (GPU ones with an optional :N)")
         wanted = PROVIDERS[kind]
         if wanted[0] not in ort.get_available_providers():
             raise BackendError(
                 f"onnxruntime: {wanted[0]} is not available in this onnxruntime build "
                 f"(available: {', '.join(ort.get_available_providers())}); install "
                 f"onnxruntime-gpu for CUDA/TensorRT, or use device='cpu'")
+        if wanted[0] == ORT_TENSORRT:
+            ort_tensorrt_cache().mkdir(parents=True, exist_ok=True)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             opts.intra_op_num_threads = self.threads
+        providers = [(p, provider_options(p, int(index or 0))) for p in wanted]
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=wanted)
+            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as e:  # ORT raises its own exception types for invalid/corrupt files
             raise BackendError(f"onnxruntime cannot load {self.path}: {e}") from e
+        got = self.session.get_providers()
+        if got[0] != wanted[0]:
+            raise BackendError(f"onnxruntime: {wanted[0]} failed to start for {self.path.name} "
+                               f"(ONNX Runtime fell back to {got[0]}; its log above says "
+                               f"why); not running on another provider silently")
+        if wanted[0] == ORT_TENSORRT:
+            self._warn_partial_tensorrt()
         props = self.session.get_modelmeta().custom_metadata_map
         try:
             meta = ModelMeta.from_props(props)
@@ -54,6 +102,17 @@ class OnnxRuntimeBackend(Backend):
         self.dynamic_batch = not isinstance(inp.shape[0], int)
         self.max_batch = None if self.dynamic_batch else inp.shape[0]
         return meta
+
+    def _warn_partial_tensorrt(self) -> None:
+        """ONNX Runtime hands nodes TensorRT rejects to CUDA/CPU without a word; say so."""
+        from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors
+
+        broken = errors(check_onnx(self.path, profiled_inputs={
+            i.name for i in self.session.get_inputs()}))
+        if broken:
+            warnings.warn(f"{self.path.name}: {len(broken)} node(s) break TensorRT rules and "
+                          f"will run on {ORT_CUDA}/{ORT_CPU}, e.g. {broken[0]}; see `lgcnet "
+                          f"check-trt {self.path}`", stacklevel=3)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]

@@ -1,7 +1,7 @@
 """PyTorch CUDA fast path for GPUs without TensorRT: fp16, channels_last, folded BN, CUDA graphs.
 
 Used by TorchBackend for device 'cuda[:N]':  `CudaRunner(deploy_module, device)(np_batch)`.
-The DeployModel (BN already folded by deploy_model) keeps its fp32 uint8 normalisation and
+The InGraphIO (BN already folded by wrap_io) keeps its fp32 uint8 normalisation and
 argmax; only the network inside runs in fp16 and channels_last (NHWC, what Tensor Cores
 want; the uint8 NHWC input is already laid out that way). The forward is captured once per
 input shape into a torch.cuda.CUDAGraph and replayed from static, pinned buffers, removing
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lgcnet_deploy.export.io_wrapper import DeployModel
+from lgcnet_deploy.export.io_wrapper import InGraphIO
 
 
 class _HalfNet(nn.Module):
@@ -35,10 +35,10 @@ class _HalfNet(nn.Module):
 
 
 class CudaRunner:
-    """Callable `np batch -> np output` for a DeployModel on a CUDA device (any torch device
+    """Callable `np batch -> np output` for an InGraphIO on a CUDA device (any torch device
     works; CUDA graphs are used only on CUDA)."""
 
-    def __init__(self, module: DeployModel, device: str = "cuda", fp16: bool = True,
+    def __init__(self, module: InGraphIO, device: str = "cuda", fp16: bool = True,
                  use_cuda_graph: bool = True) -> None:
         self.device = torch.device(device)
         self.precision = "fp16" if fp16 else "fp32"

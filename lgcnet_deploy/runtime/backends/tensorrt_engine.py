@@ -1,39 +1,56 @@
-"""TensorRT backend for `.engine` files built by `lgcnet build`.
+"""TensorRT backend for `.engine` files: built by `lgcnet build`, or elsewhere (trtexec,
+Polygraphy) and copied without a sidecar.
 
-Load order is chosen so that a foreign or corrupt engine is refused in Python, never handed to
-TensorRT blind: sidecar present and ours -> engine bytes match its hash -> tensorrt and
-cuda-python importable -> a GPU -> same TensorRT version and GPU architecture -> deserialise
-(None is an error) -> named I/O tensors match the metadata. Inference: one stream, pinned
-host + device buffers allocated once, execute_async_v3 on named tensors, and (default) the
-copy-in/enqueue/copy-out sequence captured once per batch size into a CUDA graph.
+Load order is chosen so that a foreign or corrupt engine is refused in Python before
+TensorRT sees it where we can tell: sidecar (if any) valid -> engine bytes match its hash ->
+tensorrt and cuda-python importable -> a GPU -> same TensorRT version and GPU architecture
+-> deserialise (None is an error) -> the engine's I/O tensors (engine_io.derive_io) match the
+sidecar's metadata, or, without a sidecar, give the metadata (default classes/palette, one
+warning). Inference: one stream, pinned host + device buffers allocated once,
+execute_async_v3 on named tensors, and (default) the copy-in/enqueue/copy-out sequence
+captured once per batch size into a CUDA graph. Every TensorRT call that reports failure by
+returning False (set_input_shape, set_tensor_address, set_optimization_profile_async,
+execute_async_v3) is checked and raised, as Polygraphy's TrtRunner does
+(NVIDIA/TensorRT tools/Polygraphy/polygraphy/backend/trt/runner.py).
 
-API (TensorRT 10/11 Python): Runtime.deserialize_cuda_engine, ICudaEngine.num_io_tensors/
-get_tensor_name/get_tensor_mode/get_tensor_dtype/get_tensor_shape/get_tensor_profile_shape,
-IExecutionContext.set_input_shape/get_tensor_shape/set_tensor_address/execute_async_v3;
-  https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/Engine.html
-  https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/ExecutionContext.html
-  https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-8x-to-10x-python-api-patterns.html
-CUDA graphs: enqueue once after setting shapes, then capture on a non-default stream (TensorRT
-developer guide, "CUDA Graphs").
+The raw API (not Polygraphy's TrtRunner) is kept here on purpose: this is the hot path, and
+the runner allocates per call and has no CUDA-graph replay. API: NVIDIA/TensorRT
+python/src/infer/pyCore.cpp and python/docstrings/infer/pyCoreDoc.h (ICudaEngine,
+IExecutionContext); CUDA graphs: capture after one enqueue with the final shapes, on a
+non-default stream (TensorRT developer guide, "CUDA Graphs"). docs/tensorrt.md has the
+"verified against" table.
 """
 
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
 
 import numpy as np
 
 from lgcnet_deploy.core import cuda
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta, file_sha256
+from lgcnet_deploy.core.metadata import ModelMeta, file_sha256
 from lgcnet_deploy.export.engine import import_tensorrt, trt_logger
+from lgcnet_deploy.export.engine.engine_io import (
+    EngineIO,
+    check_io_matches,
+    default_meta,
+    derive_io,
+)
 from lgcnet_deploy.export.engine.sidecar import (
     EngineMismatchError,
     check_sidecar,
-    read_sidecar,
+    find_sidecar,
     rebuild_command,
     sidecar_meta,
 )
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
+
+
+def checked(ok: bool, call: str) -> None:
+    """Raise BackendError when a TensorRT call that returns a success bool returned False."""
+    if not ok:
+        raise BackendError(f"TensorRT {call} failed (see TensorRT's log above)")
 
 
 def cuda_index(device: str) -> int:
@@ -49,7 +66,7 @@ def cuda_index(device: str) -> int:
 class TensorRTBackend(Backend):
     """A serialized TensorRT engine on one GPU."""
 
-    name = "tensorrt"
+    name = "tensorrt-engine"  # not ONNX Runtime's TensorRT provider ("ort-tensorrt")
 
     def __init__(self, path, device: str = "cuda", cuda_graph: bool = True) -> None:
         self.use_cuda_graph = cuda_graph
@@ -59,73 +76,89 @@ class TensorRTBackend(Backend):
         super().__init__(path, device)
 
     def _load(self) -> ModelMeta:
-        side = read_sidecar(self.path)
-        if file_sha256(self.path) != side["engine_sha256"]:
+        side = find_sidecar(self.path)
+        if side is not None and file_sha256(self.path) != side["engine_sha256"]:
             raise EngineMismatchError(f"{self.path} does not match the hash in its sidecar "
                                       f"(corrupt, or replaced by another engine); rebuild "
                                       f"it:\n  {rebuild_command(side)}")
-        try:
-            trt = import_tensorrt()
-            cuda.runtime()
-        except ImportError as e:
-            raise BackendError(f"{self.path.name} is a TensorRT engine (built with TensorRT "
-                               f"{side['tensorrt']} for a {side['gpu'].get('name')}), but {e}"
-                               ) from e
+        trt = self._import(side)
         index = cuda_index(self.device)
         if cuda.device_count() == 0:
             raise BackendError("no CUDA GPU is visible (NVIDIA driver missing, or "
                                "CUDA_VISIBLE_DEVICES hides it): TensorRT engines need one. "
                                "On a CPU use the ONNX model: Segmenter('model.onnx')")
         cuda.set_device(index)
-        check_sidecar(side, trt.__version__, cuda.device_info(index))
-
+        if side is not None:
+            check_sidecar(side, trt.__version__, cuda.device_info(index))
         self._runtime = trt.Runtime(trt_logger(trt))
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
+            hint = rebuild_command(side) if side else "rebuild it with this machine's TensorRT"
             raise EngineMismatchError(f"TensorRT could not deserialise {self.path} (see its log "
-                                      f"above); rebuild it:\n  {rebuild_command(side)}")
-        meta = sidecar_meta(side)
-        self._check_io(trt, meta)
+                                      f"above; an engine only loads on the TensorRT version "
+                                      f"and GPU architecture that built it):\n  {hint}")
+        io = derive_io([(n, self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT,
+                         tuple(self.engine.get_tensor_shape(n)),
+                         self.engine.get_tensor_dtype(n).name)
+                        for n in map(self.engine.get_tensor_name,
+                                     range(self.engine.num_io_tensors))], self.path.name)
+        if side is None:
+            meta = default_meta(io, self.path.name)
+        else:
+            meta = sidecar_meta(side, self.path)
+            check_io_matches(io, meta, self.path.name)
+        self._bind(trt, io)
+        return meta
+
+    def _import(self, side: dict | None) -> ModuleType:
+        """tensorrt, after checking cuda-python imports too; BackendError saying what's missing."""
+        try:
+            trt = import_tensorrt()
+            cuda.runtime()
+        except ImportError as e:
+            built = (f" (built with TensorRT {side['tensorrt']} for a {side['gpu']['name']})"
+                     if side else "")
+            raise BackendError(f"{self.path.name} is a TensorRT engine{built}, but {e}") from e
+        return trt
+
+    def _bind(self, trt: ModuleType, io: EngineIO) -> None:
+        """Execution context, stream, buffers for the largest batch, tensor addresses."""
+        self.input_name, self.output_name = io.input_name, io.output_name
         self.context = self.engine.create_execution_context()
-        shape = tuple(self.engine.get_tensor_shape(self.input_name))
-        self.dynamic_batch = shape[0] == -1
+        if self.context is None:
+            raise BackendError(f"TensorRT could not create an execution context for "
+                               f"{self.path.name} (out of GPU memory?)")
+        self.stream = cuda.Stream()
+        shape = io.input_shape
+        self.dynamic_batch = io.dynamic_batch
         if self.dynamic_batch:
+            checked(self.context.set_optimization_profile_async(0, self.stream.ptr),
+                    "set_optimization_profile_async(0)")
             self.min_batch, _, self.max_batch = (
                 s[0] for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
             shape = (self.max_batch, *shape[1:])
         else:
             self.min_batch = self.max_batch = shape[0]
-        self.context.set_input_shape(self.input_name, shape)
+        self._set_batch(shape[0], shape)
         out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-        self.stream = cuda.Stream()
         self.inp = cuda.HostDeviceBuffer(shape, trt.nptype(
             self.engine.get_tensor_dtype(self.input_name)))
         self.out = cuda.HostDeviceBuffer(out_shape, trt.nptype(
             self.engine.get_tensor_dtype(self.output_name)))
         self._buffers = [self.inp, self.out]
-        self.context.set_tensor_address(self.input_name, self.inp.device_ptr)
-        self.context.set_tensor_address(self.output_name, self.out.device_ptr)
-        self._batch = shape[0]
-        return meta
+        for name, buf in ((self.input_name, self.inp), (self.output_name, self.out)):
+            checked(self.context.set_tensor_address(name, buf.device_ptr),
+                    f"set_tensor_address({name!r})")
 
-    def _check_io(self, trt, meta: ModelMeta) -> None:
-        """Exactly one input and one output whose dtypes are what `meta` promises."""
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outs = [n for n in names if n not in ins]
-        want_in = trt.uint8 if meta.input_format == INPUT_UINT8_NHWC_BGR else trt.float32
-        want_out = trt.int32 if meta.output_kind == OUTPUT_ARGMAX else trt.float32
-        got = [self.engine.get_tensor_dtype(n) for n in ins + outs]
-        if len(ins) != 1 or len(outs) != 1 or got != [want_in, want_out]:
-            raise EngineMismatchError(
-                f"{self.path}: engine I/O {dict(zip(ins + outs, map(str, got)))} does not match "
-                f"its metadata ({meta.input_format} in, {meta.output_kind} out); rebuild it")
-        self.input_name, self.output_name = ins[0], outs[0]
+    def _set_batch(self, batch: int, shape: tuple[int, ...]) -> None:
+        checked(self.context.set_input_shape(self.input_name, (batch, *shape[1:])),
+                f"set_input_shape({self.input_name!r}, batch {batch})")
+        self._batch = batch
 
     def _enqueue(self, batch: int) -> None:
         self.inp.to_device(self.stream, self.inp.nbytes // self.inp.shape[0] * batch)
-        if not self.context.execute_async_v3(self.stream.ptr):
-            raise BackendError(f"TensorRT execution of {self.path.name} failed (see log above)")
+        checked(self.context.execute_async_v3(self.stream.ptr),
+                f"execute_async_v3 of {self.path.name}")
         self.out.to_host(self.stream, self.out.nbytes // self.out.shape[0] * batch)
 
     def _graph(self, batch: int) -> cuda.Graph | None:
@@ -150,8 +183,7 @@ class TensorRTBackend(Backend):
         # ones run at max(n, the profile's minimum).
         run = max(n, self.min_batch) if self.dynamic_batch else self.max_batch
         if run != self._batch:
-            self.context.set_input_shape(self.input_name, (run, *self.inp.shape[1:]))
-            self._batch = run
+            self._set_batch(run, self.inp.shape)
         self.inp.host[:n] = batch
         graph = self._graph(run) if self.use_cuda_graph else None
         if graph is not None:

@@ -1,0 +1,289 @@
+"""The TensorRT-compatibility gate: every ONNX the project writes passes it (the cpu INT8
+target excepted: ONNX Runtime-only by design, and flagged for exactly why), the old export and
+INT8 patterns and hand-made graphs breaking each rule are flagged, and `lgcnet build` /
+`lgcnet check-trt` act on it. No TensorRT needed."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from lgcnet_deploy.cli import main
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.metadata import (
+    INPUT_FLOAT_NCHW_RGB,
+    INPUT_UINT8_NHWC_BGR,
+    OUTPUT_ARGMAX,
+    OUTPUT_LOGITS,
+    ModelMeta,
+)
+from lgcnet_deploy.export.engine.trt_rules import RULES, check_onnx, errors, report
+from lgcnet_deploy.export.fp16 import convert_fp16
+from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
+from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.model.checkpoint import load_checkpoint
+from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL
+
+SIZE = (120, 160)
+
+
+def _rules(findings) -> Counter:
+    return Counter((f.rule, f.severity) for f in findings)
+
+
+# --- every ONNX the project writes ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, camvid_val) -> dict:
+    """fp32/fp16/int8 (both targets) of a uint8-in class-map-out static export, and fp32/fp16
+    of a float-in logits-out dynamic-batch export."""
+    d = tmp_path_factory.mktemp("gate")
+    net, _, _ = load_checkpoint(DEFAULT_MODEL)
+    uint8 = ModelMeta.for_dataset(CAMVID, input_size=SIZE, input_format=INPUT_UINT8_NHWC_BGR,
+                                  output_kind=OUTPUT_ARGMAX)
+    float_io = uint8.replace(input_format=INPUT_FLOAT_NCHW_RGB, output_kind=OUTPUT_LOGITS)
+    paths = {"uint8-static-fp32": export_onnx(net, uint8, d / "u8.onnx"),
+             "float-dynamic-fp32": export_onnx(net, float_io, d / "f.onnx", dynamic_batch=True)}
+    for name in list(paths):
+        paths[name.replace("fp32", "fp16")] = convert_fp16(paths[name], d / f"{name}.fp16.onnx")
+    frames = calibration_frames(limit=2)
+    for target in ("tensorrt", "cpu"):
+        paths[f"uint8-static-int8-{target}"] = quantize_int8(
+            paths["uint8-static-fp32"], d / f"int8_{target}.onnx", frames, target=target,
+            cache_dir=d / "cache")
+    return paths
+
+
+@pytest.mark.parametrize("name", ["uint8-static-fp32", "uint8-static-fp16",
+                                  "uint8-static-int8-tensorrt", "float-dynamic-fp32",
+                                  "float-dynamic-fp16"])
+def test_every_tensorrt_bound_export_passes(exports, name):
+    model = onnx.load(str(exports[name]))
+    dynamic = name.startswith("float-dynamic")
+    assert check_onnx(model, profiled_inputs={"input"}) == []  # not even a warning
+    if dynamic:  # built with --batch or --min/--opt/--max: a profile; without, refused
+        assert _rules(check_onnx(model)) == {("dynamic-shape", "error"): 1}
+    else:
+        assert check_onnx(model) == []
+
+
+def test_cpu_int8_target_is_flagged_for_exactly_its_encoding(exports):
+    rules = _rules(check_onnx(exports["uint8-static-int8-cpu"]))
+    # ONNX Runtime's default QDQ: uint8 activations with zero points, int32 biases
+    assert set(rules) == {("dequantize-input", "error"), ("qdq-zero-point", "error")}
+
+
+def test_tensorrt_int8_placement_is_modelopt_like(exports):
+    model = onnx.load(str(exports["uint8-static-int8-tensorrt"]))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    users = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):
+        # activations are quantized only where a weighted layer reads them (other readers
+        # of the same tensor share the pair, as ModelOpt's DedicatedQDQPair=False does)
+        after = {u.op_type for dq in users[q.output[0]] for u in users[dq.output[0]]}
+        assert after & {"Conv", "ConvTranspose"}, (q.name, after)
+    for n in model.graph.node:
+        if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 2:
+            assert n.input[2] in inits and n.input[2] not in producers  # float bias
+
+
+# --- the old patterns ---------------------------------------------------------------------------
+
+def _model(nodes, inputs, outputs, inits=(), opset=17, domains=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *(
+        helper.make_opsetid(d, 1) for d in domains)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def _t(name, dtype, shape):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _init(name, array):
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def _conv(x, w, y, b=None, name="conv"):
+    return helper.make_node("Conv", [x, w] + ([b] if b else []), [y], name=name)
+
+
+W = np.ones((4, 3, 1, 1), np.float32)
+
+
+def test_old_export_pattern_uint8_transpose_cast_is_flagged():
+    model = _model([
+        helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2], name="Transpose"),
+        helper.make_node("Cast", ["nchw"], ["x"], to=TensorProto.FLOAT, name="Cast"),
+        _conv("x", "w", "output")],
+        [_t("input", TensorProto.UINT8, [1, 8, 8, 3])],
+        [_t("output", TensorProto.FLOAT, [1, 4, 8, 8])], [_init("w", W)])
+    found = check_onnx(model)
+    assert [(f.rule, f.where) for f in found] == [("uint8", "Transpose"), ("uint8", "Transpose")]
+    assert "feeds a Transpose" in found[0].message and "not a graph output" in found[1].message
+    # the fixed order: Cast first, then Transpose
+    fixed = _model([
+        helper.make_node("Cast", ["input"], ["f"], to=TensorProto.FLOAT, name="Cast"),
+        helper.make_node("Transpose", ["f"], ["x"], perm=[0, 3, 1, 2], name="Transpose"),
+        _conv("x", "w", "y"), helper.make_node("Cast", ["y"], ["output"], to=TensorProto.UINT8)],
+        [_t("input", TensorProto.UINT8, [1, 8, 8, 3])],
+        [_t("output", TensorProto.UINT8, [1, 4, 8, 8])], [_init("w", W)])
+    assert check_onnx(fixed) == []  # UINT8 as graph input into a Cast and as graph output
+
+
+def _qdq_conv(bias_dq: bool, zero_point=0, scale=0.1, w_axis=0, op="Conv",
+              act_scale=0.02) -> onnx.ModelProto:
+    """x -> Q -> DQ -> Conv(DQ(int8 w)[, DQ(int32 b)]) -> y, symmetric unless told."""
+    weight = np.ones((4, 3, 1, 1) if op == "Conv" else (3, 4, 1, 1), np.int8)
+    channels = weight.shape[w_axis]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"], name="q_x"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"], name="dq_x"),
+        helper.make_node("DequantizeLinear", ["w", "ws", "wzp"], ["wd"], axis=w_axis,
+                         name="dq_w")]
+    inits = [_init("s", np.asarray(act_scale, np.float32)), _init("zp", np.int8(zero_point)),
+             _init("w", weight),
+             _init("ws", np.full(channels, scale, np.float32)),
+             _init("wzp", np.zeros(channels, np.int8))]
+    if bias_dq:  # quantize_static's default QuantizeBias=True
+        nodes.append(helper.make_node("DequantizeLinear", ["b", "bs", "bzp"], ["bd"],
+                                      name="dq_bias"))
+        inits += [_init("b", np.zeros(4, np.int32)), _init("bs", np.full(4, 0.002, np.float32)),
+                  _init("bzp", np.zeros(4, np.int32))]
+    else:
+        inits.append(_init("b", np.zeros(4, np.float32)))
+    nodes.append(helper.make_node(op, ["xd", "wd", "bd" if bias_dq else "b"], ["y"], name=op))
+    return _model(nodes, [_t("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                  [_t("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits, opset=19)
+
+
+def test_old_int8_pattern_int32_bias_dequantize_is_flagged():
+    found = check_onnx(_qdq_conv(bias_dq=True))
+    assert [(f.rule, f.where) for f in found] == [("dequantize-input", "dq_bias")]
+    assert "INT32 bias" in found[0].message and "QuantizeBias=False" in found[0].message
+    assert check_onnx(_qdq_conv(bias_dq=False)) == []
+
+
+# --- hand-made graphs breaking each rule ---------------------------------------------------------
+
+def test_unsupported_ops_domains_and_types_are_flagged():
+    model = _model([
+        helper.make_node("BitShift", ["u", "u"], ["nz"], direction="LEFT", name="bitshift"),
+        helper.make_node("Resize", ["i", "", "", "sizes"], ["r"], name="resize_int"),
+        helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        [_t("x", TensorProto.FLOAT, [1, 3, 4, 4]), _t("i", TensorProto.INT32, [1, 3, 4, 4]),
+         _t("u", TensorProto.UINT32, [4])],
+        [_t("nz", TensorProto.UINT32, [4]), _t("r", TensorProto.INT32, [1, 3, 8, 8]),
+         _t("y", TensorProto.FLOAT, [1, 3, 4, 4])], [_init("sizes", np.array([1, 3, 8, 8]))])
+    found = {f.where: f.message for f in check_onnx(model)}
+    assert set(found) == {"bitshift", "resize_int"}
+    assert "not in onnx-tensorrt's supported operators" in found["bitshift"]
+    assert "Resize on INT32" in found["resize_int"] and "FP32, FP16, BF16" in found["resize_int"]
+    custom = _model([helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft",
+                                      name="gelu")],
+                    [_t("x", TensorProto.FLOAT, [1, 3])], [_t("y", TensorProto.FLOAT, [1, 3])],
+                    domains=["com.microsoft"])
+    assert [f.rule for f in check_onnx(custom)] == ["operator"]
+
+
+def test_asymmetric_or_non_constant_zero_points_and_bad_scales_are_flagged():
+    found = check_onnx(_qdq_conv(bias_dq=False, zero_point=3))
+    assert _rules(found) == {("qdq-zero-point", "error"): 2}  # the Q and the DQ
+    assert "is [3] (INT8)" in found[0].message
+    found = check_onnx(_qdq_conv(bias_dq=False, act_scale=-0.5))
+    assert _rules(found) == {("qdq-zero-point", "error"): 2}
+    assert "all values > 0" in found[0].message
+    model = _qdq_conv(bias_dq=False)
+    model.graph.initializer.remove(next(i for i in model.graph.initializer if i.name == "zp"))
+    model.graph.input.append(_t("zp", TensorProto.INT8, []))  # a runtime zero point
+    assert "not a constant" in check_onnx(model)[0].message
+
+
+def test_per_channel_axes_tensorrt_cannot_take_are_flagged():
+    assert check_onnx(_qdq_conv(bias_dq=False, op="ConvTranspose", w_axis=1)) == []
+    found = check_onnx(_qdq_conv(bias_dq=False, op="ConvTranspose", w_axis=0))
+    assert [(f.rule, f.where) for f in found] == [("qdq-axis", "dq_w")]
+    assert "output-channel axis 1" in found[0].message
+    # per-channel scales on an activation
+    act = _qdq_conv(bias_dq=False, act_scale=np.full(3, 0.02, np.float32))
+    for n in act.graph.node[:2]:
+        n.attribute.append(helper.make_attribute("axis", 1))
+    act.graph.initializer.remove(next(i for i in act.graph.initializer if i.name == "zp"))
+    act.graph.initializer.append(_init("zp", np.zeros(3, np.int8)))
+    assert {(f.rule, f.where) for f in check_onnx(act)} == {("qdq-axis", "q_x"),
+                                                           ("qdq-axis", "dq_x")}
+    wrong_count = _qdq_conv(bias_dq=False)
+    ws = next(i for i in wrong_count.graph.initializer if i.name == "ws")
+    ws.CopyFrom(_init("ws", np.full(2, 0.1, np.float32)))
+    assert "2 scales for axis 0 of a [4, 3, 1, 1] weight" in check_onnx(wrong_count)[0].message
+
+
+def test_dynamic_dims_need_a_profile():
+    model = _model([_conv("x", "w", "y")], [_t("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                   [_t("y", TensorProto.FLOAT, ["batch", 4, 8, 8])], [_init("w", W)])
+    found = check_onnx(model)
+    assert [(f.rule, f.where) for f in found] == [("dynamic-shape", "x")]
+    assert "['batch']" in found[0].message and "--min/--opt/--max" in found[0].message
+    assert check_onnx(model, profiled_inputs={"x"}) == []
+
+
+def test_fp32_islands_on_full_resolution_in_fp16_graphs_are_warnings():
+    # the old FP16 export: logits upsampled in fp32 between two Casts
+    model = _model([
+        helper.make_node("Conv", ["x", "w"], ["logits"], strides=[2, 2], name="classifier"),
+        helper.make_node("Cast", ["logits"], ["l32"], to=TensorProto.FLOAT, name="to_fp32"),
+        helper.make_node("Resize", ["l32", "", "", "sizes"], ["up"], mode="linear",
+                         name="upsample"),
+        helper.make_node("Cast", ["up"], ["y"], to=TensorProto.FLOAT16, name="to_fp16")],
+        [_t("x", TensorProto.FLOAT16, [1, 3, 8, 8])], [_t("y", TensorProto.FLOAT16, [1, 4, 8, 8])],
+        [_init("w", W.astype(np.float16)), _init("sizes", np.array([1, 4, 8, 8]))])
+    found = check_onnx(model)
+    assert [(f.rule, f.severity, f.where) for f in found] == [
+        ("fp16-island", "warning", "upsample")]  # to_fp32's fp32 tensor is at 4x4
+    assert not errors(found) and "fp32 tensor 'up' [1, 4, 8, 8]" in found[0].message
+
+
+def test_report_cites_each_rules_source():
+    assert all(src for _, src in RULES.values())
+    text = report(check_onnx(_qdq_conv(bias_dq=True)), "m.onnx")
+    assert "source: NVIDIA/TensorRT include/NvInfer.h (IDequantizeLayer)" in text
+    assert text.endswith("m.onnx: 1 error(s), 0 warning(s)")
+
+
+# --- the CLI: check-trt, and build refusing before TensorRT ---------------------------------------
+
+def test_check_trt_cli_exit_status(tmp_path, capsys):
+    bad, good = tmp_path / "old_int8.onnx", tmp_path / "good.onnx"
+    onnx.save(_qdq_conv(bias_dq=True), str(bad))
+    onnx.save(_qdq_conv(bias_dq=False), str(good))
+    assert main(["check-trt", str(bad)]) == 1
+    assert "[dequantize-input] dq_bias" in capsys.readouterr().out
+    assert main(["check-trt", str(good)]) == 0
+    assert "TensorRT-compatible" in capsys.readouterr().out
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
+    assert main(["check-trt", str(tmp_path / "junk.onnx")]) == 2
+    assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+def test_build_refuses_a_graph_breaking_a_rule_before_tensorrt(exports, tmp_path, capsys,
+                                                               monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # the gate runs first
+    cpu_int8 = exports["uint8-static-int8-cpu"]
+    assert main(["build", str(cpu_int8), "-o", str(tmp_path / "x.engine"),
+                 "--precision", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert "breaks TensorRT rules; not building it" in err and "[qdq-zero-point]" in err
+    assert not (tmp_path / "x.engine").exists()
+    assert main(["build", str(exports["uint8-static-int8-tensorrt"]), "-o",
+                 str(tmp_path / "x.engine"), "--precision", "int8"]) == 2
+    assert "`tensorrt` is not installed" in capsys.readouterr().err  # passed the gate
