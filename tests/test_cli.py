@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lgcnet_deploy.cli import build_parser, main
+from lgcnet_deploy.cli import EXIT_USER_INPUT, build_parser, main
 
 COMMANDS = ["export", "predict", "eval", "info"]
 
@@ -39,6 +39,6 @@ def test_export_info_eval_predict(tmp_path, capsys, camvid_val):
 
 
 def test_errors_are_one_line(tmp_path, capsys):
-    assert main(["info", str(tmp_path / "nope.onnx")]) == 2
+    assert main(["info", str(tmp_path / "nope.onnx")]) == EXIT_USER_INPUT
     err = capsys.readouterr().err
     assert err.startswith("lgcnet info: error:") and "not found" in err

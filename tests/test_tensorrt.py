@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lgcnet_deploy.cli import main
+from lgcnet_deploy.cli import EXIT_MISSING_DEPENDENCY, EXIT_USER_INPUT, main
 from lgcnet_deploy.core import cuda
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import (
@@ -99,7 +99,8 @@ def no_cuda_python(monkeypatch):
 # --- clean failure without TensorRT / CUDA -------------------------------------------------
 
 def test_build_without_tensorrt_says_what_to_install(no_tensorrt, onnx_path, tmp_path, capsys):
-    assert main(["build", str(onnx_path), "-o", str(tmp_path / "x.engine")]) == 2
+    code = main(["build", str(onnx_path), "-o", str(tmp_path / "x.engine")])
+    assert code == EXIT_MISSING_DEPENDENCY
     err = capsys.readouterr().err
     assert "TensorRT's Python package `tensorrt` is not installed" in err
     assert "pip install 'lgcnet-deploy[tensorrt]'" in err and "JetPack" in err
@@ -301,7 +302,7 @@ def test_shapes_are_checked_against_the_onnx(onnx_path, meta):
 
 def test_build_cli_rejects_half_a_profile(onnx_path, tmp_path, capsys):
     assert main(["build", str(onnx_path), "-o", str(tmp_path / "x.engine"), "--min",
-                 "1x360x480"]) == 2
+                 "1x360x480"]) == EXIT_USER_INPUT
     assert "needs all of --min, --opt and --max" in capsys.readouterr().err
 
 

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from lgcnet_deploy.cli import main
+from lgcnet_deploy.cli import EXIT_MISSING_DEPENDENCY, EXIT_USER_INPUT, main
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import (
     INPUT_FLOAT_NCHW_RGB,
@@ -271,7 +271,7 @@ def test_check_trt_cli_exit_status(tmp_path, capsys):
     assert main(["check-trt", str(good)]) == 0
     assert "TensorRT-compatible" in capsys.readouterr().out
     (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
-    assert main(["check-trt", str(tmp_path / "junk.onnx")]) == 2
+    assert main(["check-trt", str(tmp_path / "junk.onnx")]) == EXIT_USER_INPUT
     assert "not a readable ONNX model" in capsys.readouterr().err
 
 
@@ -280,10 +280,10 @@ def test_build_refuses_a_graph_breaking_a_rule_before_tensorrt(exports, tmp_path
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # the gate runs first
     cpu_int8 = exports["uint8-static-int8-cpu"]
     assert main(["build", str(cpu_int8), "-o", str(tmp_path / "x.engine"),
-                 "--precision", "int8"]) == 2
+                 "--precision", "int8"]) == EXIT_USER_INPUT
     err = capsys.readouterr().err
     assert "breaks TensorRT rules; not building it" in err and "[qdq-zero-point]" in err
     assert not (tmp_path / "x.engine").exists()
     assert main(["build", str(exports["uint8-static-int8-tensorrt"]), "-o",
-                 str(tmp_path / "x.engine"), "--precision", "int8"]) == 2
+                 str(tmp_path / "x.engine"), "--precision", "int8"]) == EXIT_MISSING_DEPENDENCY
     assert "`tensorrt` is not installed" in capsys.readouterr().err  # passed the gate

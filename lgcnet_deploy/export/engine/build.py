@@ -39,7 +39,7 @@ from lgcnet_deploy.core import cuda
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
 from lgcnet_deploy.export.engine import INSTALL_TENSORRT, import_tensorrt
 from lgcnet_deploy.export.engine.sidecar import write_sidecar
-from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors, report
+from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors
 
 PRECISIONS = ("fp16", "int8", "fp32")
 Shape = tuple[int, int, int]  # (batch, height, width)
@@ -152,9 +152,14 @@ def build_command(onnx_path: Path, engine_path: Path, precision: str,
 def gate(model: onnx.ModelProto, path: Path, dynamic: bool) -> None:
     """Refuse `model` if it breaks a TensorRT rule; warnings are printed, not fatal."""
     findings = check_onnx(model, profiled_inputs={model.graph.input[0].name} if dynamic else ())
-    if errors(findings):
-        raise TrtRuleError(f"{path} breaks TensorRT rules; not building it:\n"
-                           f"{report(findings, str(path), limit=3)}")
+    broken = errors(findings)
+    if broken:
+        first = broken[0]
+        rules = sorted({f.rule for f in broken})
+        raise TrtRuleError(f"{path} breaks TensorRT rules; not building it: {len(broken)} "
+                           f"error(s) in {', '.join(f'[{r}]' for r in rules)}, first at "
+                           f"{first.where}: {first.message} (`lgcnet check-trt {path}` lists "
+                           f"all)")
     for f in findings:
         warnings.warn(str(f), stacklevel=3)
 
