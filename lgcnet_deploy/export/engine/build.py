@@ -204,6 +204,24 @@ def _engine_io(engine: Any) -> list[dict[str, Any]]:
              "format": engine.get_tensor_format_desc(n)} for n in names]
 
 
+def _build_and_save(pg: Any, network: Any, config: Any, cache_path: Path | None,
+                    engine_path: Path, verbose: bool, what: str) -> Any:
+    """Build through Polygraphy and save atomically (a failed build leaves no engine)."""
+    from polygraphy.logger import G_LOGGER
+
+    tmp = engine_path.with_name(engine_path.name + ".partial")
+    try:
+        with G_LOGGER.verbosity(G_LOGGER.EXTRA_VERBOSE if verbose else G_LOGGER.WARNING):
+            engine = pg.SaveEngine(pg.EngineFromNetwork(
+                network, config, save_timing_cache=cache_path), str(tmp))()
+    except Exception as e:  # Polygraphy raises PolygraphyException with TensorRT's errors logged
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"TensorRT could not build {what}: {e}; rerun with --verbose to "
+                           f"see why") from e
+    os.replace(tmp, engine_path)
+    return engine
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: str = "fp16",
                  batch: int | None = None, profile: tuple[Shape, Shape, Shape] | None = None,
                  workspace_mib: int = 2048, timing_cache: str | Path | None = None,
@@ -226,8 +244,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
     dynamic = any(not d.HasField("dim_value") for d in input_dims)
     gate(model, built_onnx, dynamic)
     trt, pg = import_tensorrt(), _import_polygraphy()
-    from polygraphy.logger import G_LOGGER
-
     cuda.set_device(device)
     gpu = cuda.device_info(device)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,18 +255,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
                                                             for s in shapes]},
                      workspace_mib, weak_int8, cache_path, progress)
     network = pg.NetworkFromOnnxPath(str(built_onnx), strongly_typed=not weak_int8)
-    tmp = engine_path.with_name(engine_path.name + ".partial")
     t0 = time.perf_counter()
-    try:
-        with G_LOGGER.verbosity(G_LOGGER.EXTRA_VERBOSE if verbose else G_LOGGER.WARNING):
-            engine = pg.SaveEngine(pg.EngineFromNetwork(
-                network, config, save_timing_cache=cache_path), str(tmp))()
-    except Exception as e:  # Polygraphy raises PolygraphyException with TensorRT's errors logged
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"TensorRT could not build {built_onnx} ({precision}): {e}; rerun "
-                           f"with --verbose to see why") from e
+    engine = _build_and_save(pg, network, config, cache_path, engine_path, verbose,
+                             f"{built_onnx} ({precision})")
     seconds = time.perf_counter() - t0
-    os.replace(tmp, engine_path)
     write_sidecar(engine_path, {
         "tensorrt": trt.__version__, "gpu": gpu, "precision": precision,
         "strongly_typed": not weak_int8, "io": _engine_io(engine),
