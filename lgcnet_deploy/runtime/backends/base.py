@@ -30,8 +30,9 @@ class Backend(ABC):
     dynamic_batch: bool = True
     max_batch: int | None = None  # most frames one infer() takes; None: any number
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", verify: bool = True) -> None:
         self.path = Path(path)
+        self.verify = verify  # check the file against the digests it carries (where it does)
         if not self.path.is_file():
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.device = device
@@ -89,5 +90,11 @@ def backend_for(path: str | Path) -> type[Backend]:
     return format_of(path).load_backend_class()
 
 
-def load_backend(path: str | Path, device: str = "cpu") -> Backend:
-    return backend_for(path)(path, device=device)
+def load_backend(path: str | Path, device: str = "cpu", verify: bool = True) -> Backend:
+    """Load `path` on `device`; `verify=False` skips the ONNX weights-digest check."""
+    backend = backend_for(path)
+    if verify:
+        return backend(path, device=device)
+    if backend.name == "tensorrt":  # a changed engine is never deserialized: no opt-out
+        raise BackendError(f"{path}: verify=False applies to ONNX models only")
+    return backend(path, device=device, verify=False)

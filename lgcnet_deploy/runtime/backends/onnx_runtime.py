@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lgcnet_deploy.core.metadata import MetadataError, ModelMeta
+from lgcnet_deploy.export.integrity import check_io, verify_weights_digest
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
 # device name -> ONNX Runtime execution providers, in order of preference
@@ -21,9 +22,10 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path, device: str = "cpu", threads: int | None = None,
+                 verify: bool = True) -> None:
         self.threads = threads
-        super().__init__(path, device)
+        super().__init__(path, device, verify)
 
     def _load(self) -> ModelMeta:
         kind = self.device.split(":")[0]
@@ -50,6 +52,9 @@ class OnnxRuntimeBackend(Backend):
         except MetadataError as e:
             raise BackendError(f"{self.path} was not exported by lgcnet-deploy ({e})") from e
         inp = self.session.get_inputs()[0]
+        check_io(self.path, meta, inp.shape, self.session.get_outputs()[0].shape)
+        if self.verify:
+            verify_weights_digest(self.path)
         self.input_name = inp.name
         self.dynamic_batch = not isinstance(inp.shape[0], int)
         self.max_batch = None if self.dynamic_batch else inp.shape[0]
