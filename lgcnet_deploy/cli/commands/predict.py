@@ -98,8 +98,9 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
     from lgcnet_deploy.runtime.video import annotate, write_image
 
     written, skipped = 0, []
-    with _segmenter(args) as seg:
-        for path in tqdm(images, desc="predict", unit="img", disable=len(images) == 1):
+    with _segmenter(args) as seg, tqdm(images, desc="predict", unit="img", leave=False,
+                                       disable=len(images) == 1) as bar:
+        for path in bar:
             try:
                 frame = read_image(path)
             except (OSError, ValueError) as e:
