@@ -1,6 +1,8 @@
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,46 @@ def test_image_overlays_carry_the_legend(small_onnx, tmp_path, camvid_val):
         plain = seg.predict(read_image(frame_path)).overlay(0.5)
     legend = written[:, -120:] != plain[:, -120:]
     assert legend.any() and (written[:, :-120] == plain[:, :-120]).all()
+
+
+def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
+    t0 = time.monotonic()
+    while not ready():
+        assert proc.poll() is None and time.monotonic() - t0 < timeout, "run ended too soon"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+
+
+def test_interrupted_video_leaves_no_file_under_its_final_name(small_onnx, tmp_path):
+    import numpy as np
+
+    from lgcnet_deploy.runtime.video import Mp4Writer
+
+    video = tmp_path / "long.mp4"
+    rng = np.random.default_rng(0)
+    with Mp4Writer(video, 30) as w:
+        for _ in range(1500):
+            w.write(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(LGCNET), "predict", "--model", str(small_onnx), str(video),
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _interrupt_when(proc, lambda: (out / "long_overlay.partial.mp4").exists())
+    assert proc.returncode != 0
+    assert not (out / "long_overlay.mp4").exists()
+    assert not list(out.glob("*partial*"))
+
+
+def test_interrupted_live_stream_keeps_its_recording(small_onnx, tmp_path):
+    from loopback_stream import mjpeg_stream
+
+    out = tmp_path / "out"
+    with mjpeg_stream(frames=100_000, interval_s=0.02) as url:
+        proc = subprocess.Popen([str(LGCNET), "predict", "--model", str(small_onnx), url,
+                                 "-o", str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        _interrupt_when(proc, lambda: (out / "stream_cam_overlay.partial.mp4").exists())
+    stdout = proc.stdout.read().decode()
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    assert "stopped by Ctrl-C after" in stdout
+    assert (out / "stream_cam_overlay.mp4").is_file()

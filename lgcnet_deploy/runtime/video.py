@@ -274,8 +274,8 @@ def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
     it ends or drops, or until Ctrl-C, which for a live source means "stop recording": the
     frames so far are kept and the run returns normally.
     """
-    src = source if isinstance(source, FrameSource) else FrameSource(source,
-                                                                     max_frames=max_frames)
+    src = source if isinstance(source, FrameSource) else FrameSource(source)
+    src.max_frames = max_frames if max_frames is not None else src.max_frames
     total = None if src.live else len(src)
     interrupted = False
     with Mp4Writer(out, src.fps) as writer, tqdm(total=total, unit="frame", desc=str(src),
