@@ -63,9 +63,10 @@ def main() -> int:
               + " per frame")
         print(f"wrote {len(results)} overlays to {args.out.resolve()}/")
         if CamVid.available():  # the val split is 101 consecutive frames at 15 Hz: a video
-            mp4 = segment_video(seg, camvid_root() / "val" / "images",
+            run = segment_video(seg, camvid_root() / "val" / "images",
                                 args.out / "camvid_val_overlay.mp4")
-            print(f"wrote {mp4.resolve()} (CamVid val sequence, pipelined)")
+            print(f"wrote {run.path.resolve()} ({run.frames} frames of the CamVid val "
+                  f"sequence, pipelined)")
     return 0
 
 

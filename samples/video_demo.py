@@ -20,5 +20,6 @@ ap.add_argument("--max-frames", type=int, default=None)
 args = ap.parse_args()
 
 with Segmenter(args.model, device=args.device) as seg:  # pipelined: decode overlaps inference
-    out = segment_video(seg, args.source, args.output, args.alpha, args.max_frames)
-    print(f"wrote {out}; last frame ms: " + ", ".join(f"{k} {v:.1f}" for k, v in seg.speed.items()))
+    run = segment_video(seg, args.source, args.output, args.alpha, args.max_frames, progress=True)
+    ms = ", ".join(f"{k} {v:.1f}" for k, v in seg.speed.items())
+    print(f"wrote {run.path} ({run.frames} frames); last frame ms: {ms}")

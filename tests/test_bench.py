@@ -59,3 +59,41 @@ def test_compare_needs_torchvision(tmp_path):
             peer_lraspp((64, 96), 11, tmp_path)
     else:
         assert peer_lraspp((64, 96), 11, tmp_path).is_file()
+
+
+@pytest.fixture(scope="module")
+def static_onnx(tmp_path_factory):
+    from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
+
+    out = tmp_path_factory.mktemp("bench_models") / "s.onnx"
+    return make_artifact("default", out, ArtifactSpec(input_size=(64, 96))).path
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--imgsz", "96x128"], ["64x96", "--imgsz", "re-export"]),
+    (["--sizes", "64x96", "96x128"], ["--sizes", "re-export"]),
+    (["--dataset", "cityscapes"], ["--dataset applies to genotypes"]),
+    (["--batches", "2"], ["static batch of 1", "dynamic-batch"]),
+    (["--iters", "0"], ["iters >= 1"]),
+])
+def test_bench_refuses_what_an_exported_model_cannot_honour(static_onnx, tmp_path, args, words):
+    from test_cli import assert_one_line_error, lgcnet
+
+    r = lgcnet("bench", static_onnx, "--iters", "2", "--warmup", "0", *args, cwd=tmp_path)
+    assert_one_line_error(r, *words)
+    assert not list(tmp_path.iterdir())
+
+
+def test_bench_writes_only_where_asked(static_onnx, tmp_path):
+    from test_cli import lgcnet
+
+    r = lgcnet("bench", static_onnx, "--imgsz", "64x96", "--sizes", "64x96", "--iters", "2",
+               "--warmup", "0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "p99" in r.stdout and "64x96" in r.stdout and "latency vs input size" in r.stdout
+    assert not list(tmp_path.iterdir())  # no runs/bench/bench.json without --json
+    out = tmp_path / "b.json"
+    assert lgcnet("bench", static_onnx, "--iters", "2", "--warmup", "0", "--json", out,
+                  cwd=tmp_path).returncode == 0
+    assert json.loads(out.read_text())["results"][0]["input_size"] == [64, 96]
+    assert sorted(tmp_path.iterdir()) == [out]

@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 
 from lgcnet_deploy.core.metadata import ModelMeta
+from lgcnet_deploy.export.integrity import stamp_weights_digest
 
 INSTALL = "pip install onnxconverter-common"
 
@@ -97,7 +98,7 @@ def _fuse_cast_pairs(graph: onnx.GraphProto) -> None:
 def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     """Write the FP16 version of the ONNX at `src` to `dst` (atomically)."""
     dst = Path(dst)
-    converted = to_fp16(onnx.load(str(src)))
+    converted = stamp_weights_digest(to_fp16(onnx.load(str(src))))  # the weights changed
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".partial")
     onnx.save(converted, str(tmp))

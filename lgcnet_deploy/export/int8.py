@@ -32,6 +32,7 @@ import numpy as np
 
 from lgcnet_deploy.core.data import cache_root, read_image, require_camvid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
+from lgcnet_deploy.export.integrity import stamp_weights_digest
 
 if TYPE_CHECKING:  # onnx comes with the export extra; `lgcnet quantize -h` must not need it
     import onnx
@@ -139,7 +140,7 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path]
     props = meta.replace(precision="int8", extra={**meta.extra, "calibration": calib}).to_props()
     del q.metadata_props[:]
     onnx.helper.set_model_props(q, props)
-    onnx.save(q, str(tmp))
+    onnx.save(stamp_weights_digest(q), str(tmp))
     tmp.replace(out)
     (cache_dir / f"{key}.meta.json").write_text(json.dumps(
         {**calib, "frame_list": [str(p.name) for p in frames]}, indent=2))

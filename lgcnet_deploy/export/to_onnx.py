@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from pathlib import Path
 
@@ -11,9 +12,13 @@ from torch import nn
 
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
 from lgcnet_deploy.core.version import __version__
+from lgcnet_deploy.export.integrity import stamp_weights_digest
 from lgcnet_deploy.export.io_wrapper import wrap_io
 
 MIN_OPSET = 17
+# The network takes any H, W >= 1: stride-2 layers round up, Up x2 edges crop to the finer
+# branch and the logits are resized to the input (tests/test_export.py exports 1x1 and 15x17).
+MIN_INPUT_SIDE = 1
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
@@ -30,8 +35,7 @@ def export_onnx(net: nn.Module, meta: ModelMeta, path: str | Path, *, batch: int
     `dynamic_batch` makes the batch axis symbolic. Writes to a temporary file first, so an
     existing file at `path` survives a failed export.
     """
-    if opset < MIN_OPSET:
-        raise ValueError(f"opset {opset} < {MIN_OPSET}: LGCNet's exporter needs opset >= 17")
+    check_export_settings(meta.input_size, batch, opset)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = wrap_io(net, meta, fold=fold)
@@ -50,10 +54,25 @@ def export_onnx(net: nn.Module, meta: ModelMeta, path: str | Path, *, batch: int
                          f"lgcnet-deploy {__version__}", "dynamic_batch": dynamic_batch,
                          "opset": opset}).to_props()
     onnx.helper.set_model_props(proto, props)
+    stamp_weights_digest(proto)
     proto.doc_string = f"LGCNet genotype {meta.genotype_hash} ({meta.dataset})"
     onnx.save(proto, str(tmp))
     tmp.replace(path)
     return path
+
+
+def check_export_settings(input_size: tuple[int, int], batch: int, opset: int) -> None:
+    """Refuse settings no exported model could run with (ValueError saying what fits)."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} < {MIN_OPSET}: LGCNet's exporter needs opset >= 17")
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r} (use --dynamic-batch "
+                         f"for a model that takes any batch)")
+    size = tuple(input_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, numbers.Integral)
+                             or s < MIN_INPUT_SIDE for s in size):
+        raise ValueError(f"input size must be two integers H, W >= {MIN_INPUT_SIDE}, got "
+                         f"{input_size!r}")
 
 
 def onnx_from_module(module: nn.Module, dummy: torch.Tensor, path: str | Path, *,

@@ -19,6 +19,7 @@ import numpy as np
 
 from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
 from lgcnet_deploy.core.data import CamVid
+from lgcnet_deploy.core.formats import find_format
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
 from lgcnet_deploy.core.timing import Stats, time_calls
 from lgcnet_deploy.export.pipeline import ArtifactSpec, deployable_path
@@ -33,6 +34,10 @@ if TYPE_CHECKING:  # torch comes with the export extra; the ONNX path does not n
 PAPER = {"input_size": PAPER_INPUT_SIZE, "frame_size": (1024, 2048), "batch": 1,
          "precision": "fp16", "dataset": "cityscapes", "fps_tensorrt": 205.6,
          "fps_pytorch": 115.2, "device": "NVIDIA Titan Xp, TensorRT 5.1.5"}
+
+
+class BenchOptionError(ValueError):
+    """A benchmark option the model given cannot honour; the message says what would."""
 
 
 @dataclass
@@ -89,16 +94,49 @@ def prepare(source: str | Path, input_size: tuple[int, int] | None, dataset: Dat
     return deployable_path(source, workdir, spec)
 
 
+def check_options(source: str | Path, input_size: tuple[int, int] | None = None,
+                  sizes: list[tuple[int, int]] | None = None, dataset: str | None = None,
+                  size_option: str = "--imgsz") -> None:
+    """Refuse what a model file cannot honour: an exported .onnx/.engine has one input size
+    (only an equal --imgsz/--sizes passes; others need a re-export from the checkpoint), and
+    every file carries its own classes (--dataset is for genotypes)."""
+    fmt = find_format(source)
+    if fmt is None:  # a genotype: every option applies
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    info = fmt.describe_file(path)
+    meta = info.get("meta", info)  # an engine's sidecar nests the model metadata
+    if dataset is not None and dataset != meta.get("dataset"):
+        raise BenchOptionError(f"{path} carries its own classes ({meta.get('dataset')}); "
+                               f"--dataset applies to genotypes only")
+    if not fmt.deployable:  # a checkpoint is re-exported at any size
+        return
+    have = tuple(meta["input_size"])
+    asked = [(size_option, input_size)] + [("--sizes", s) for s in sizes or []]
+    for option, size in asked:
+        if size is not None and tuple(size) != have:
+            raise BenchOptionError(
+                f"{path} is exported for {have[0]}x{have[1]} inputs: {option} asks for "
+                f"{size[0]}x{size[1]}; re-export from the checkpoint (`lgcnet export CKPT.pt "
+                f"--imgsz {size[0]}x{size[1]}`) or benchmark the checkpoint itself")
+
+
 def benchmark(source: str | Path, *, device: str = "cpu", batch: int = 1,
               input_size: tuple[int, int] | None = None, dataset: str = "camvid",
               frame_size: tuple[int, int] | None = None, warmup: int = 5, iters: int = 30,
               end_to_end: bool = True, throughput_batches: tuple[int, ...] = (),
-              name: str | None = None) -> BenchResult:
+              name: str | None = None, verify: bool = True) -> BenchResult:
     """Benchmark any model file or genotype. Network = backend.infer on a prepared batch;
     end to end = Segmenter.predict on a `frame_size` BGR frame (default: the input size)."""
+    if batch < 1 or iters < 1 or warmup < 0 or any(n < 1 for n in throughput_batches):
+        raise BenchOptionError(f"need batch >= 1, iters >= 1, warmup >= 0 and batches >= 1; "
+                               f"got batch {batch}, iters {iters}, warmup {warmup}, batches "
+                               f"{list(throughput_batches)}")
     with tempfile.TemporaryDirectory() as tmp:
         path = prepare(source, input_size, DATASETS[dataset], Path(tmp))
-        backend = load_backend(path, device)
+        backend = load_backend(path, device, verify)
         try:
             return _measure(backend, name or Path(str(source)).stem, batch, frame_size, warmup,
                             iters, end_to_end, throughput_batches)
@@ -109,6 +147,12 @@ def benchmark(source: str | Path, *, device: str = "cpu", batch: int = 1,
 def _measure(backend: Backend, name: str, batch: int, frame_size: tuple[int, int] | None,
              warmup: int, iters: int, end_to_end: bool,
              throughput_batches: tuple[int, ...]) -> BenchResult:
+    too_big = [n for n in (batch, *throughput_batches)
+               if backend.max_batch is not None and n > backend.max_batch]
+    if too_big:
+        raise BenchOptionError(f"{backend.path.name} has a static batch of {backend.max_batch}: "
+                               f"batch {too_big[0]} needs a dynamic-batch model (`lgcnet export "
+                               f"... --dynamic-batch`, or benchmark the checkpoint)")
     seg = Segmenter(backend)
     size = tuple(backend.meta.input_size)
     frame = test_frame(frame_size or size)
@@ -122,8 +166,6 @@ def _measure(backend: Backend, name: str, batch: int, frame_size: tuple[int, int
                      f"{name} end-to-end") if end_to_end else None
     throughput = {}
     for n in throughput_batches:
-        if backend.max_batch is not None and n > backend.max_batch:
-            continue
         xb = batch_of(n)
         throughput[n] = n * time_calls(lambda xb=xb: backend.infer(xb), 2,
                                        max(3, iters // n), f"{name} batch {n}").fps

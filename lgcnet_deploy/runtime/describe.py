@@ -8,6 +8,7 @@ from typing import Any
 
 from lgcnet_deploy.core.formats import ModelFileError
 from lgcnet_deploy.core.metadata import ModelMeta
+from lgcnet_deploy.export.integrity import digest_status
 
 
 def describe_onnx(path: Path) -> dict[str, Any]:
@@ -22,7 +23,8 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     io = {"inputs": [(i.name, i.type, i.shape) for i in sess.get_inputs()],
           "outputs": [(o.name, o.type, o.shape) for o in sess.get_outputs()]}
     meta = ModelMeta.from_props(sess.get_modelmeta().custom_metadata_map, path)
-    return {"backend": "onnxruntime", **io, **meta.to_dict()}
+    return {"backend": "onnxruntime", **io, **meta.to_dict(),
+            "weights_sha256": digest_status(path)}
 
 
 def describe_engine(path: Path) -> dict[str, Any]:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS, ModelMeta
+from lgcnet_deploy.export.integrity import IntegrityError
 from lgcnet_deploy.runtime.backends.base import Backend, load_backend
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "lgcnet_camvid.pt"
@@ -47,6 +49,61 @@ def check_frame(frame: object, index: int | None = None) -> np.ndarray:
     if frame.shape[2] != 3:
         raise ValueError(f"{where} has {frame.shape[2]} channels, expected 3 (BGR)")
     return frame
+
+
+_DONE = object()  # end of the frames, put by the prefetch worker
+
+
+class _Prefetch:
+    """A daemon thread that reads and prepares frames ahead of the consumer, into a bounded
+    queue. It never blocks without checking `stop`, so `close()` returns within a poll
+    interval (plus the read of one frame in progress), and it closes the frame iterator in
+    its own thread (a generator cannot be closed from another thread while it runs)."""
+
+    POLL_S = 0.02
+    JOIN_S = 2.0  # a source blocked in a read longer than this is left to its read timeout
+
+    def __init__(self, frames: Iterable[np.ndarray], prepare: Callable[[int, np.ndarray], Any],
+                 depth: int) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(frames, prepare),
+                                       name="lgcnet-prefetch", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=self.POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, frames: Iterable[np.ndarray], prepare: Callable) -> None:
+        it = None
+        try:
+            it = iter(frames)
+            for i, frame in enumerate(it):
+                if self.stop.is_set() or not self._put(prepare(i, frame)):
+                    return
+            self._put(_DONE)
+        except BaseException as e:  # re-raised in the consumer, never lost
+            self._put(e)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    def get(self) -> Any:
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=self.JOIN_S)
 
 
 @dataclass
@@ -83,10 +140,14 @@ class Segmenter:
 
     The backend follows the file's suffix (.onnx: ONNX Runtime, .pt: PyTorch, .engine:
     TensorRT); `device` is 'cpu' or 'cuda' (and 'tensorrt' for ONNX Runtime's TRT provider).
+    `verify=False` loads an ONNX whose weights no longer match the digest recorded at export
+    (for graphs edited on purpose).
     """
 
-    def __init__(self, model: str | Path | Backend = DEFAULT_MODEL, device: str = "cpu") -> None:
-        self.backend = model if isinstance(model, Backend) else load_backend(model, device)
+    def __init__(self, model: str | Path | Backend = DEFAULT_MODEL, device: str = "cpu",
+                 verify: bool = True) -> None:
+        self.backend = model if isinstance(model, Backend) else load_backend(model, device,
+                                                                             verify)
         self.meta = self.backend.meta
         self.speed: dict[str, float] = {}
 
@@ -114,35 +175,19 @@ class Segmenter:
         """Segment a frame iterable (e.g. a video) in order, pipelined: a worker thread
         decodes and pre-processes frame t+1 while the backend infers frame t (OpenCV and the
         runtimes release the GIL, so the two overlap on separate cores).
+
+        Stopping early (`break`, the generator's `close()`, garbage collection) stops the
+        worker at once whatever the queue holds, and closes `frames` (releasing a video or
+        camera) if it is a generator or a `FrameSource`.
         """
-        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-        done = object()
-        stop = threading.Event()
+        def prepare(i: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+            t0 = time.perf_counter()
+            x = self.preprocess([check_frame(frame, i)])
+            return frame, x, (time.perf_counter() - t0) * 1e3
 
-        def produce() -> None:
-            try:
-                for i, frame in enumerate(frames):
-                    t0 = time.perf_counter()
-                    x = self.preprocess([check_frame(frame, i)])
-                    item = (frame, x, (time.perf_counter() - t0) * 1e3)
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put(done)
-            except BaseException as e:  # re-raised in the consumer, never lost
-                q.put(e)
-
-        worker = threading.Thread(target=produce, name="lgcnet-prefetch", daemon=True)
-        worker.start()
+        worker = _Prefetch(frames, prepare, prefetch)
         try:
-            while (item := q.get()) is not done:
-                if isinstance(item, BaseException):
-                    raise item
+            while (item := worker.get()) is not _DONE:
                 frame, x, pre_ms = item
                 t1 = time.perf_counter()
                 y = self.backend.infer(x)
@@ -154,8 +199,7 @@ class Segmenter:
                               "postprocess": (t3 - t2) * 1e3}
                 yield Result(frame, mask, self.meta, dict(self.speed))
         finally:
-            stop.set()
-            worker.join(timeout=5)
+            worker.close()
 
     def _run(self, frames: list[np.ndarray]) -> list[Result]:
         t0 = time.perf_counter()
@@ -186,6 +230,11 @@ class Segmenter:
     def postprocess(self, y: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         """Class map per frame, resized (nearest) to each frame's own size."""
         labels = y.argmax(1) if self.meta.output_kind == OUTPUT_LOGITS else y
+        if labels.size and not 0 <= labels.min() <= labels.max() < self.meta.num_classes:
+            raise IntegrityError(
+                f"{self.backend.path}: the model output class id {int(labels.max())} but its "
+                f"metadata lists {self.meta.num_classes} classes: the metadata belongs to "
+                f"another model; re-export it with `lgcnet export`")
         labels = labels.astype(np.uint8)
         return [m if m.shape == size else
                 cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)

@@ -1,96 +1,216 @@
-"""Frame sources (video file, image folder, webcam), an MP4 writer and overlay annotation."""
+"""Frame sources (video file, image folder, webcam, stream), writers that never leave a
+half-written file under its final name, and overlay annotation."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from lgcnet_deploy.core.data import read_image
 from lgcnet_deploy.core.metadata import ModelMeta
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+# OpenCV reads a camera index >= 100 as (backend id + index): 1900 is "FFmpeg, device 0".
+CAMERA_INDEX_LIMIT = 100
+LIVE_KINDS = ("camera", "stream")
 
 
 class SourceError(RuntimeError):
-    """A video, folder or camera cannot be read."""
+    """A video, folder, camera or stream cannot be read."""
+
+
+def source_kind(source: str | Path | int) -> str:
+    """'camera' (an index), 'stream' (an RTSP/RTMP/HTTP URL), 'folder' or 'video'."""
+    if isinstance(source, int) or (isinstance(source, str) and source.lstrip("-").isdigit()):
+        return "camera"
+    text = str(source)
+    if urlsplit(text).scheme.lower() in STREAM_SCHEMES and "://" in text:
+        return "stream"
+    return "folder" if Path(text).is_dir() else "video"
+
+
+def redact(url: str) -> str:
+    """A stream URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV logs failed opens to stderr; our exceptions say it in one line instead."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _camera_index(source: str | int) -> int:
+    index = int(source)
+    if not 0 <= index < CAMERA_INDEX_LIMIT:
+        raise SourceError(f"camera index {index} is out of range: use 0-{CAMERA_INDEX_LIMIT - 1} "
+                          f"(OpenCV reads other numbers as backend codes)")
+    # On Linux a missing device is known without OpenCV, whose probing of absent devices is
+    # where crashes have been seen.
+    devices = sorted(Path("/dev").glob("video[0-9]*")) if sys.platform == "linux" else None
+    if devices is not None and Path(f"/dev/video{index}") not in devices:
+        found = ", ".join(str(d) for d in devices) or "none"
+        raise SourceError(f"camera {index}: no such device (/dev/video{index}); cameras here: "
+                          f"{found}")
+    return index
 
 
 class FrameSource:
-    """Iterate BGR frames from a video file, a folder of images (sorted) or a webcam index."""
+    """Iterate BGR frames from a video file, a folder of images (sorted), a webcam index or
+    an RTSP/RTMP/HTTP stream. Opening probes the source (one frame) so a bad one fails here
+    with SourceError; a live source that stops mid-run just ends the iteration, with
+    `frames_read` telling how far it got. `timeout_s` bounds a stream's open and each read.
+    """
 
-    def __init__(self, source: str | Path | int, folder_fps: float = 15.0) -> None:
-        self.source = source
-        self.fps = folder_fps
-        if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-            self.kind, self.images = "camera", []
-            self._probe_capture(int(source))
-            return
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"source not found: {path}")
-        if path.is_dir():
-            self.kind = "folder"
-            self.images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not self.images:
-                raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+    def __init__(self, source: str | Path | int, folder_fps: float = 15.0,
+                 timeout_s: float = 10.0, max_frames: int | None = None) -> None:
+        self.source, self.fps, self.timeout_s = source, folder_fps, timeout_s
+        self.max_frames, self.frames_read = max_frames, 0
+        self.kind, self.images = source_kind(source), []
+        if self.kind == "camera":
+            self.target: str | int = _camera_index(source)
+        elif self.kind == "stream":
+            self.target = str(source)
         else:
-            self.kind, self.images = "video", []
-            self._probe_capture(str(path))
-
-    def _probe_capture(self, target: str | int) -> None:
-        cap = cv2.VideoCapture(target)
-        ok = cap.isOpened() and cap.read()[0]
+            path = Path(source)
+            if not path.exists():
+                raise FileNotFoundError(f"source not found: {path}")
+            self.target = str(path)
+            if self.kind == "folder":
+                self.images = sorted(p for p in path.iterdir()
+                                     if p.suffix.lower() in IMAGE_SUFFIXES)
+                if not self.images:
+                    raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
+                                      f"{path}")
+                return
+        cap = self._open()
+        ok = cap.read()[0]
         fps = cap.get(cv2.CAP_PROP_FPS)
         cap.release()
         if not ok:
-            what = f"camera {target}" if isinstance(target, int) else f"video {target}"
-            raise SourceError(f"cannot read {what}: OpenCV could not open or decode it (is it "
-                              f"a video file/camera, and is the codec supported?)")
-        self.fps = fps if fps and fps > 0 else self.fps
+            raise SourceError(f"cannot read {self}: opened, but no frame could be decoded")
+        self.fps = fps if fps and 0 < fps < 1000 else self.fps
+
+    @property
+    def live(self) -> bool:
+        """A camera or a stream: no length, and its end (or a drop) is not an error."""
+        return self.kind in LIVE_KINDS
+
+    def __str__(self) -> str:
+        if self.kind == "stream":
+            return f"stream {redact(self.target)}"
+        return f"{self.kind} {self.target}"
+
+    def _open(self) -> cv2.VideoCapture:
+        with _quiet_opencv():
+            try:
+                if self.kind == "stream":
+                    ms = int(self.timeout_s * 1000)
+                    cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG,
+                                           [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                            cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+                else:
+                    cap = cv2.VideoCapture(self.target)
+            except cv2.error as e:
+                raise SourceError(f"cannot open {self}: {e}") from e
+        if not cap.isOpened():
+            cap.release()
+            hint = {"camera": "is it connected and not in use by another program?",
+                    "stream": f"no connection or no video within {self.timeout_s:g} s; check "
+                              f"the address and that the stream is up",
+                    "video": "is it a video file, and is its codec supported?"}[self.kind]
+            raise SourceError(f"cannot read {self}: OpenCV could not open it ({hint})")
+        return cap
 
     def __len__(self) -> int:
         if self.kind == "folder":
-            return len(self.images)
-        if self.kind == "video":
-            cap = cv2.VideoCapture(str(self.source))
+            n = len(self.images)
+        elif self.kind == "video":
+            cap = self._open()
             n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
             cap.release()
-            return n
-        raise TypeError("a camera has no length")
+        else:
+            raise TypeError(f"a {self.kind} has no length")
+        return n if self.max_frames is None else min(n, self.max_frames)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        self.frames_read = 0
         if self.kind == "folder":
-            for p in self.images:
+            for p in itertools.islice(self.images, self.max_frames):
                 yield read_image(p)
+                self.frames_read += 1
             return
-        target = int(self.source) if self.kind == "camera" else str(self.source)
-        cap = cv2.VideoCapture(target)
+        cap = self._open()
         try:
-            while True:
-                ok, frame = cap.read()
+            while self.max_frames is None or self.frames_read < self.max_frames:
+                try:
+                    ok, frame = cap.read()
+                except cv2.error as e:
+                    if self.live:  # a dropped stream ends the run; frames_read says where
+                        return
+                    raise SourceError(f"cannot read {self} after frame {self.frames_read}: "
+                                      f"{e}") from e
                 if not ok:
                     return
+                self.frames_read += 1
                 yield frame
         finally:
             cap.release()
 
 
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Encode `image` by the suffix of `path` and write it under a temporary name first, so
+    `path` is either absent, its previous content or the complete new image."""
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise SourceError(f"cannot encode an image as {path.suffix!r} for {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_bytes(data.tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 class Mp4Writer:
-    """cv2.VideoWriter ('mp4v') that says so when it cannot write, sized on the first frame."""
+    """cv2.VideoWriter ('mp4v') sized on the first frame, writing NAME.partial.mp4 and renaming
+    it to NAME.mp4 only when closed after a complete run (`with`: when no exception escaped).
+    Its folder is created with the first frame."""
 
     def __init__(self, path: str | Path, fps: float) -> None:
         self.path, self.fps, self._writer = Path(path), fps, None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
             h, w = frame.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"),
                                            self.fps, (w, h))
             if not self._writer.isOpened():
                 raise SourceError(f"cannot write {self.path} (mp4v codec unavailable or "
@@ -98,15 +218,23 @@ class Mp4Writer:
         self._writer.write(frame)
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self, complete: bool = True) -> Path | None:
+        """Finish the file: renamed to its final name if `complete` and not empty (returns
+        the path), else deleted (returns None)."""
         if self._writer is not None:
             self._writer.release()
+            self._writer = None
+        if complete and self.frames:
+            os.replace(self.partial, self.path)
+            return self.path
+        self.partial.unlink(missing_ok=True)
+        return None
 
     def __enter__(self) -> Mp4Writer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(complete=exc_type is None)
 
 
 def annotate(image: np.ndarray, meta: ModelMeta, fps: float | None = None) -> np.ndarray:
@@ -126,19 +254,43 @@ def annotate(image: np.ndarray, meta: ModelMeta, fps: float | None = None) -> np
     return out
 
 
-def segment_video(seg, source: str | Path | int, out: str | Path, alpha: float = 0.5,
-                  max_frames: int | None = None) -> Path:
-    """Overlay + legend + live FPS for every frame of `source`, written to an MP4."""
-    src = FrameSource(source)
-    frames = iter(src)
-    if max_frames is not None:
-        frames = (f for f, _ in zip(frames, range(max_frames)))
-    with Mp4Writer(out, src.fps) as writer:
+@dataclass
+class VideoRun:
+    """What `segment_video` wrote: the MP4 (None when no frame came), the frame count, and
+    whether a live source was stopped by Ctrl-C (its recording is kept) or ended by itself."""
+
+    path: Path | None
+    frames: int
+    source: str
+    interrupted: bool = False
+
+
+def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
+                  alpha: float = 0.5, max_frames: int | None = None,
+                  progress: bool = False) -> VideoRun:
+    """Overlay + legend + live FPS for every frame of `source`, written to an MP4.
+
+    A file or folder that fails midway leaves no MP4 at `out`. A camera or stream runs until
+    it ends or drops, or until Ctrl-C, which for a live source means "stop recording": the
+    frames so far are kept and the run returns normally.
+    """
+    src = source if isinstance(source, FrameSource) else FrameSource(source)
+    src.max_frames = max_frames if max_frames is not None else src.max_frames
+    total = None if src.live else len(src)
+    interrupted = False
+    with Mp4Writer(out, src.fps) as writer, tqdm(total=total, unit="frame", desc=str(src),
+                                                 disable=not progress, leave=False) as bar:
         last = time.perf_counter()
-        for r in seg.stream(frames):
-            now = time.perf_counter()
-            writer.write(annotate(r.overlay(alpha), seg.meta, 1.0 / max(now - last, 1e-6)))
-            last = now
+        try:
+            for r in seg.stream(src):
+                now = time.perf_counter()
+                writer.write(annotate(r.overlay(alpha), seg.meta, 1.0 / max(now - last, 1e-6)))
+                last = now
+                bar.update()
+        except KeyboardInterrupt:
+            if not src.live:
+                raise
+            interrupted = True
     if writer.frames == 0:
-        raise SourceError(f"{source}: no frames decoded")
-    return Path(out)
+        raise SourceError(f"{src}: no frames decoded")
+    return VideoRun(writer.path, writer.frames, str(src), interrupted)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from lgcnet_deploy.cli.args import add_device, image_size
 
+DEFAULT_SIZES = [(360, 480), (512, 1024), (769, 1537), (1024, 2048)]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,24 +25,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model file (.onnx/.pt/.engine) or genotype (default: 'default')")
     p.add_argument("--preset", choices=("paper",),
                    help="paper: 769x1537, batch 1, FP16, TensorRT when present, 19 classes")
-    p.add_argument("--imgsz", type=image_size, default=None, help="input HxW (re-exports)")
+    p.add_argument("--imgsz", type=image_size, default=None,
+                   help="input HxW: a genotype or checkpoint is re-exported at it; an "
+                   ".onnx/.engine only takes its own size")
     p.add_argument("--frame", type=image_size, default=None,
                    help="end-to-end frame HxW (default: the input size)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--batches", type=int, nargs="*", default=[],
                    help="also measure throughput at these batch sizes")
-    p.add_argument("--dataset", default="camvid", choices=("camvid", "cityscapes"),
-                   help="class count for genotypes (default camvid)")
+    p.add_argument("--dataset", default=None, choices=("camvid", "cityscapes"),
+                   help="class count for genotypes (default camvid; model files carry theirs)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--compare", action="store_true",
                    help="also time torchvision's LR-ASPP MobileNetV3-Large, same I/O and backend")
-    p.add_argument("--json", type=Path, default=Path("runs/bench/bench.json"))
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the results as JSON to PATH (nothing is written without)")
     p.add_argument("--plot", type=Path, default=None,
                    help="folder for latency histogram and latency-vs-resolution PNGs")
-    p.add_argument("--sizes", type=image_size, nargs="+",
-                   default=[(360, 480), (512, 1024), (769, 1537), (1024, 2048)],
-                   help="input sizes of the latency-vs-resolution plot")
+    p.add_argument("--sizes", type=image_size, nargs="+", default=None,
+                   help="also time the network at these input sizes (latency vs resolution; "
+                   f"genotypes and checkpoints; with --plot default "
+                   f"{' '.join(f'{h}x{w}' for h, w in DEFAULT_SIZES)})")
+    p.add_argument("--no-verify", action="store_true",
+                   help="load an ONNX whose weights differ from its recorded digest")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -65,66 +73,85 @@ def _table(results, paper: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _paper_source(args: argparse.Namespace, kw: dict, tmp: Path) -> str | Path:
+    """Apply the paper preset to `kw`; the source to time (an FP16 engine when possible)."""
+    from lgcnet_deploy.measure.bench import paper_preset
+
+    preset = paper_preset(args.model)
+    if preset["warning"]:
+        print(f"\n!!! {preset['warning']}\n")
+    kw.update(input_size=preset["input_size"], batch=preset["batch"],
+              frame_size=preset["frame_size"], dataset=preset["dataset"],
+              device=preset["device"])
+    if not preset["engine"]:
+        return args.model
+    from lgcnet_deploy.core.classes import DATASETS
+    from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
+
+    spec = ArtifactSpec(input_size=preset["input_size"], precision="fp16",
+                        dataset=DATASETS[preset["dataset"]])
+    return make_artifact(args.model, tmp / "paper_fp16.engine", spec).path
+
+
+def _resolution_curve(args: argparse.Namespace, kw: dict) -> dict | None:
+    """Network latency at --sizes (or, for --plot of a re-exportable model, the defaults)."""
+    from lgcnet_deploy.core.formats import find_format
+    from lgcnet_deploy.measure.bench import latency_vs_resolution
+
+    fmt = find_format(args.model)
+    sizes = args.sizes or (DEFAULT_SIZES if args.plot and (fmt is None or not fmt.deployable)
+                           else None)
+    if not sizes:
+        return None
+    curve = latency_vs_resolution(args.model, sizes, device=kw["device"],
+                                  dataset=kw["dataset"], warmup=2,
+                                  iters=max(5, args.iters // 3), verify=kw["verify"])
+    print("network latency vs input size: " + ", ".join(
+        f"{size} {ms:.1f} ms" for size, ms in curve.items()))
+    return curve
+
+
+def _compare_line(ours, peer) -> str:
+    """LGCNet / peer latency ratio, saying what the two runs share and what they do not."""
+    ratio = ours.network.mean / peer.network.mean
+    same = [k for k in ("backend", "precision") if getattr(ours, k) == getattr(peer, k)]
+    differ = ", ".join(f"{k} {getattr(ours, k)} vs {getattr(peer, k)}"
+                       for k in ("backend", "precision") if k not in same)
+    return (f"LGCNet / LR-ASPP network latency: {ratio:.2f}x "
+            f"({'faster' if ratio < 1 else 'slower'}), same input"
+            + "".join(f", same {k}" for k in same) + (f"; NOT same: {differ}" if differ else ""))
+
+
 def run(args: argparse.Namespace) -> int:
-    from lgcnet_deploy.measure.bench import (
-        PAPER,
-        benchmark,
-        latency_vs_resolution,
-        paper_preset,
-        peer_lraspp,
-        save_json,
-    )
+    from lgcnet_deploy.measure.bench import PAPER, benchmark, check_options, peer_lraspp, save_json
 
-    kw = dict(device=args.device, batch=args.batch, input_size=args.imgsz, dataset=args.dataset,
-              frame_size=args.frame, warmup=args.warmup, iters=args.iters,
-              throughput_batches=tuple(args.batches))
-    source = args.model
+    kw = dict(device=args.device, batch=args.batch, input_size=args.imgsz,
+              dataset=args.dataset or "camvid", frame_size=args.frame, warmup=args.warmup,
+              iters=args.iters, throughput_batches=tuple(args.batches),
+              verify=not args.no_verify)
     with tempfile.TemporaryDirectory() as tmp:
+        check_options(args.model, args.imgsz, args.sizes, args.dataset)
+        source = args.model
         if args.preset == "paper":
-            preset = paper_preset(source)
-            if preset["warning"]:
-                print(f"\n!!! {preset['warning']}\n")
-            kw.update(input_size=preset["input_size"], batch=preset["batch"],
-                      frame_size=preset["frame_size"], dataset=preset["dataset"],
-                      device=preset["device"])
-            if preset["engine"]:
-                from lgcnet_deploy.core.classes import DATASETS
-                from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
-
-                spec = ArtifactSpec(input_size=preset["input_size"], precision="fp16",
-                                    dataset=DATASETS[preset["dataset"]])
-                source = make_artifact(source, Path(tmp) / "paper_fp16.engine", spec).path
+            source = _paper_source(args, kw, Path(tmp))
+            check_options(args.model, kw["input_size"], size_option="--preset paper")
         name = Path(str(args.model)).stem
         results = [benchmark(source, name=f"LGCNet {name}", **kw)]
         if args.compare:
-            size = results[0].input_size
             classes = 19 if kw["dataset"] == "cityscapes" else 11
-            peer = peer_lraspp(size, classes, Path(tmp))
+            peer = peer_lraspp(results[0].input_size, classes, Path(tmp))
             results.append(benchmark(peer, name="LR-ASPP MBv3-Large", **kw))
         print(_table(results, PAPER if args.preset == "paper" else None))
         if args.compare:
-            ratio = results[0].network.mean / results[1].network.mean
-            ours, peer = results
-            same = [k for k in ("backend", "precision") if getattr(ours, k) == getattr(peer, k)]
-            differ = ", ".join(f"{k} {getattr(ours, k)} vs {getattr(peer, k)}"
-                               for k in ("backend", "precision") if k not in same)
-            print(f"LGCNet / LR-ASPP network latency: {ratio:.2f}x "
-                  f"({'faster' if ratio < 1 else 'slower'}), same input"
-                  + "".join(f", same {k}" for k in same) + (f"; NOT same: {differ}" if differ
-                                                            else ""))
-        extra = {"preset": args.preset, "paper": PAPER if args.preset else None}
+            print(_compare_line(*results))
+        curve = _resolution_curve(args, kw)
         if args.plot:
-            from lgcnet_deploy.core.formats import find_format
             from lgcnet_deploy.measure.plots import plot_bench
 
-            curve = None
-            fmt = find_format(args.model)
-            if fmt is None or not fmt.deployable:
-                curve = latency_vs_resolution(args.model, args.sizes, device=kw["device"],
-                                              dataset=kw["dataset"], warmup=2,
-                                              iters=max(5, args.iters // 3))
-                extra["latency_vs_resolution_ms"] = curve
             for png in plot_bench(results, curve, args.plot):
                 print(f"wrote {png}")
-        print(f"wrote {save_json(results, args.json, extra)}")
+        if args.json:
+            extra = {"preset": args.preset, "paper": PAPER if args.preset else None,
+                     "latency_vs_resolution_ms": curve}
+            print(f"wrote {save_json(results, args.json, extra)}")
     return 0

@@ -31,8 +31,9 @@ class Backend(ABC):
     dynamic_batch: bool = True
     max_batch: int | None = None  # most frames one infer() takes; None: any number
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", verify: bool = True) -> None:
         self.path = Path(path)
+        self.verify = verify  # check the file against the digests it carries (where it does)
         if not self.path.is_file():
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.device = device
@@ -90,7 +91,13 @@ def backend_for(path: str | Path) -> type[Backend]:
     return format_of(path).load_backend_class()
 
 
-def load_backend(path: str | Path, device: str = "cpu") -> Backend:
-    """Load a model file, or a shipped model by short name (e.g. "lgcnet-camvid")."""
+def load_backend(path: str | Path, device: str = "cpu", verify: bool = True) -> Backend:
+    """Load a model file, or a shipped model by short name (e.g. "lgcnet-camvid");
+    `verify=False` skips the ONNX weights-digest check."""
     path = resolve_model(path)
-    return backend_for(path)(path, device=device)
+    backend = backend_for(path)
+    if verify:
+        return backend(path, device=device)
+    if format_of(path).name == "engine":  # a changed engine is never deserialized: no opt-out
+        raise BackendError(f"{path}: verify=False applies to ONNX models only")
+    return backend(path, device=device, verify=False)

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lgcnet_deploy.core.metadata import MetadataError, ModelMeta
+from lgcnet_deploy.export.integrity import check_io, verify_weights_digest
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
 ORT_TENSORRT, ORT_CUDA, ORT_CPU = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
@@ -52,9 +53,10 @@ def provider_options(provider: str, device_index: int) -> dict[str, Any]:
 class OnnxRuntimeBackend(Backend):
     """An .onnx model exported by `lgcnet export` (its metadata_props describe the I/O)."""
 
-    def __init__(self, path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path, device: str = "cpu", threads: int | None = None,
+                 verify: bool = True) -> None:
         self.threads = threads
-        super().__init__(path, device)
+        super().__init__(path, device, verify)
 
     @property
     def name(self) -> str:
@@ -98,6 +100,9 @@ class OnnxRuntimeBackend(Backend):
         except MetadataError as e:
             raise BackendError(f"{self.path} was not exported by lgcnet-deploy ({e})") from e
         inp = self.session.get_inputs()[0]
+        check_io(self.path, meta, inp.shape, self.session.get_outputs()[0].shape)
+        if self.verify:
+            verify_weights_digest(self.path)
         self.input_name = inp.name
         self.dynamic_batch = not isinstance(inp.shape[0], int)
         self.max_batch = None if self.dynamic_batch else inp.shape[0]
