@@ -30,8 +30,9 @@ _GRAPH_WEIGHTS = (5, 15)
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 
 
-class IntegrityError(RuntimeError):
-    """An ONNX file is not what its metadata says (changed weights, foreign model)."""
+class IntegrityError(ValueError):
+    """An ONNX file is not what its metadata says (changed weights, foreign model): the
+    file's content is wrong, so the CLI reports it as a bad input."""
 
 
 class UnverifiedModelWarning(UserWarning):

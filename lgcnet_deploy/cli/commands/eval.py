@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path)
     p.add_argument("--split", default="val", choices=("train", "val"))
     p.add_argument("--data", type=Path, default=None,
-                   help="CamVid root (default: $LGCNET_CAMVID or ../shared/data/camvid)")
+                   help="CamVid root (default: $LGCNET_CAMVID; in a source checkout "
+                   "../shared/data/camvid)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the ONNX weights-digest check (for graphs edited on purpose)")
     p.add_argument("--limit", type=int, default=None, help="only the first N frames")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     add_device(p)
@@ -27,10 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lgcnet_deploy.core.data import require_camvid
     from lgcnet_deploy.measure.evaluate import evaluate
     from lgcnet_deploy.runtime.segmenter import Segmenter
 
-    with Segmenter(args.model, device=args.device) as seg:
+    require_camvid(args.data, args.split)  # before loading a model for nothing
+    with Segmenter(args.model, device=args.device, verify=not args.no_verify) as seg:
         report = evaluate(seg, args.split, args.data, args.limit)
     print(report.table())
     if args.json:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lgcnet_deploy.core.formats import format_of
+from lgcnet_deploy.model.shipped import resolve_model
 
 INPUT_WORDS = {"uint8_nhwc_bgr": "uint8 BGR frame, NHWC, normalised in the graph",
                "float32_nchw_rgb": "float32 RGB, NCHW, normalised (x/255 - mean) / std"}
@@ -19,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show what a model file holds (metadata, I/O, provenance)",
                        description="Print a model file's classes, input, output, precision, "
                        "genotype hash, weights digest (checked) and provenance.")
-    p.add_argument("model", type=Path, help=".onnx, .pt checkpoint or .engine")
+    p.add_argument("model", type=Path, help=".onnx, .pt checkpoint, .engine, or a shipped "
+                   "model's short name (lgcnet-camvid)")
     p.add_argument("--json", action="store_true", help="everything, as JSON (for machines)")
     p.set_defaults(func=run)
 
@@ -85,7 +87,7 @@ def summary(path: Path, info: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    path: Path = args.model
+    path = Path(resolve_model(args.model))
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     info = format_of(path).describe_file(path)
