@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lgcnet", description="LGCNet real-time segmentation: export, build, predict, "
         "evaluate, benchmark, search and train.")
     parser.add_argument("--version", action="version", version=f"lgcnet-deploy {__version__}")
-    parser.add_argument("--debug", action="store_true",
+    # main() takes --debug out of argv wherever it stands; listed here for -h only, and
+    # SUPPRESS keeps it out of the Namespace that commands turn into their settings.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback when a command fails (for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each command module defines register(subparsers), which adds its parser and sets `func`;
