@@ -251,15 +251,18 @@ class Trainer:
         if "val_miou" in record:  # matplotlib costs more than a GPU epoch: redraw with new points
             plot_curves(self.history, self.out / "curves.png")
 
-    def fit(self) -> dict[str, Any]:
+    def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train to the end of the epochs or of `time_limit` (counted from construction, so
+        loading the data is inside the box); `on_epoch` sees each epoch's record."""
         self.out.mkdir(parents=True, exist_ok=True)
-        self.started = self.last_eval = time.time()
         done = self.start_epoch
         for epoch in range(self.start_epoch, self.end_epoch):
             record = self.train_epoch(epoch)
             last = self.out_of_time(record)
             self.record_epoch(record, final=last)
             done = epoch + 1
+            if on_epoch is not None:
+                on_epoch(record)
             if last:
                 break
         dist.cleanup()
