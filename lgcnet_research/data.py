@@ -7,6 +7,7 @@ batches there (`TrainConfig.device_data`: on a GPU the CPU never touches a frame
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -77,10 +78,16 @@ class CamVidTorch(Dataset):
 
 
 # -- the same recipe as tensors on the training device (GPU: no decode or resize on the CPU) ----
+@functools.cache
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Made once per device: a fresh host-to-GPU copy would wait for the GPU every batch."""
+    return (torch.tensor(MEAN_RGB, device=device).view(1, 3, 1, 1),
+            torch.tensor(STD_RGB, device=device).view(1, 3, 1, 1))
+
+
 def normalize_batch(bgr: torch.Tensor) -> torch.Tensor:
     """BGR NCHW float in 0-255 -> normalised RGB NCHW, as `normalize` does for one frame."""
-    mean = torch.tensor(MEAN_RGB, device=bgr.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD_RGB, device=bgr.device).view(1, 3, 1, 1)
+    mean, std = _mean_std(bgr.device)
     return (bgr.flip(1) / 255.0 - mean) / std
 
 

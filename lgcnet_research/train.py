@@ -211,6 +211,8 @@ class Trainer:
 
     def _agree(self, flag: bool) -> bool:
         """True on every rank when it is true on any (ranks' clocks differ)."""
+        if not self.info.enabled:
+            return flag
         return bool(dist.all_reduce_mean(torch.tensor(float(flag), device=self.info.device)) > 0)
 
     def record_epoch(self, record: dict[str, Any], final: bool = False) -> None:

@@ -151,6 +151,23 @@ def _stop(proc: multiprocessing.process.BaseProcess) -> None:
             return
 
 
+def _follow(reader: Connection, ctx: StageContext, summary: Summary, log: Log) -> str | None:
+    """Relay the child's reports into the summary until it closes its end of the pipe (returns
+    the status it reported, if any) or its box is over ("timeout")."""
+    status, kill_at = None, ctx.deadline + GRACE_S
+    while True:
+        if reader.poll(max(0.0, min(1.0, kill_at - time.time()))):
+            try:
+                message = reader.recv()
+            except EOFError:
+                return status
+            summary.stage(ctx.name, **message)
+            status = message.get("status", status)
+        elif time.time() >= kill_at:
+            log(f"{ctx.name}: past its box, stopping it")
+            return "timeout"
+
+
 def run_stage(fn: Callable[[StageContext], None], ctx: StageContext, summary: Summary,
               log: Log) -> str:
     """Run one stage to its end or its deadline (+ grace); returns its status."""
@@ -162,21 +179,13 @@ def run_stage(fn: Callable[[StageContext], None], ctx: StageContext, summary: Su
     proc.start()
     writer.close()
     ctx.conn = None
-    status, kill_at = None, ctx.deadline + GRACE_S
-    while True:
-        if reader.poll(max(0.0, min(1.0, kill_at - time.time()))):
-            try:
-                message = reader.recv()
-            except EOFError:  # the child closed its end: it is done
-                break
-            summary.stage(ctx.name, **message)
-            status = message.get("status", status)
-        elif time.time() >= kill_at:
-            log(f"{ctx.name}: past its box, stopping it")
+    status: str | None = "interrupted"
+    try:
+        status = _follow(reader, ctx, summary, log)
+    finally:  # past its box, or the sprint itself interrupted: the child never outlives it
+        proc.join(0 if status in ("timeout", "interrupted") else GRACE_S)
+        if proc.is_alive():
             _stop(proc)
-            status = "timeout"
-            break
-    proc.join()
     if status is None:
         status = "done" if proc.exitcode == 0 else f"failed (exit {proc.exitcode})"
     return status

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lgcnet_deploy.core.classes import CITYSCAPES
+from lgcnet_deploy.core.classes import CAMVID, CITYSCAPES
 from lgcnet_deploy.core.data import CamVid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
@@ -122,7 +122,8 @@ def mask_parity(ctx: StageContext, frames: int) -> list[dict[str, Any]]:
     rows = []
     for name, ckpt in SHIPPED.items():
         with Segmenter(ckpt, "cpu") as cpu, Segmenter(ckpt, ctx.device) as dev:
-            agree, cms = [], [ConfusionMatrix(11, 11) for _ in range(2)]
+            agree = []
+            cms = [ConfusionMatrix(CAMVID.num_classes, CAMVID.ignore_index) for _ in (0, 1)]
             for i in range(min(frames, len(val))):
                 img, label = val[i]
                 a, b = cpu.predict(img).mask, dev.predict(img).mask

@@ -114,8 +114,12 @@ def search_settings(ctx: StageContext, **overrides: Any):
     return replace(cfg, **({**DRY_SEARCH, **overrides} if ctx.dry else overrides))
 
 
+def lut_size(ctx: StageContext) -> tuple[int, int]:
+    return (48, 64) if ctx.dry else tuple(speed_stage.PAPER["input_size"])
+
+
 def lut_file(ctx: StageContext) -> Path:
-    h, w = (48, 64) if ctx.dry else speed_stage.PAPER["input_size"]
+    h, w = lut_size(ctx)
     return ctx.out / f"lut_torch-{ctx.device}_{h}x{w}.json"
 
 
@@ -134,9 +138,8 @@ def lut(ctx: StageContext) -> None:
         raise StageSkipped(f"the search's reductions {reductions} differ from the reference "
                            f"genotype's {ref.reductions}")
     path = lut_file(ctx)
-    h, w = (int(v) for v in path.stem.rsplit("_", 1)[1].split("x"))
     reps = dict(warmup=1, iters=1, passes=1) if ctx.dry else dict(warmup=5, iters=20, passes=2)
-    table = measure_table(widths, reductions, (h, w), f"torch-{ctx.device}",
+    table = measure_table(widths, reductions, lut_size(ctx), f"torch-{ctx.device}",
                           ctx.scratch, ref, progress=False, **reps)
     table.save(path)
     ctx.report(file=path.name, device=table.device, versions=table.versions,
