@@ -21,7 +21,9 @@ from lgcnet_research.latency.lut import LatencyTable
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_val):
+def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_val,
+                                                              monkeypatch):
+    monkeypatch.chdir(ROOT)  # the recipe names the shipped weights relative to the root
     out = tmp_path / "out"
     assert main(["--out", str(out), "--dry-run", "--device", "cpu", "--note", "ci",
                  "--train-config", str(ROOT / "configs" / "train" / "gpu_sprint.json")]) == 0

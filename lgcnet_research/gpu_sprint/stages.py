@@ -20,12 +20,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lgcnet_research.gpu_sprint import speed as speed_stage
 from lgcnet_research.gpu_sprint.runner import REPO, StageContext, StageSkipped
+
+if TYPE_CHECKING:
+    from lgcnet_research.search.config import SearchConfig
 
 # The only files the sprint writes into OUT (the device returns at most 8, none in subfolders).
 TRAIN_BEST, TRAIN_CURVES = "train_best.pt", "train_curves.png"
@@ -106,7 +109,7 @@ def tests(ctx: StageContext) -> None:
 
 
 # -- lut -------------------------------------------------------------------------------------
-def search_settings(ctx: StageContext, **overrides: Any):
+def search_settings(ctx: StageContext, **overrides: Any) -> SearchConfig:
     """The search's settings (paper defaults or --search-config), tiny when dry."""
     from lgcnet_research.search.config import SearchConfig
 
