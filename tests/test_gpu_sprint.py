@@ -100,7 +100,9 @@ def test_budget_and_switches(tmp_path, capsys):
 
 
 @pytest.mark.gpu
-def test_cuda_runner_modes_agree_on_the_gpu(trained_like_net, real_frames):
+def test_cuda_runner_forward_and_graph_agree_with_eager(trained_like_net, real_frames):
+    """(torch.compile is checked by the sprint's speed stage: its rows record each mode's
+    agreement with eager; compiling here would cost the tests stage a minute.)"""
     from lgcnet_deploy.core.classes import CAMVID
     from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
     from lgcnet_deploy.export.io_wrapper import deploy_model
@@ -110,12 +112,11 @@ def test_cuda_runner_modes_agree_on_the_gpu(trained_like_net, real_frames):
                                  output_kind=OUTPUT_ARGMAX)
     module = deploy_model(trained_like_net, meta)
     batch = np.stack(real_frames[:1])
-    masks = {}
-    for graph, compiled in ((False, False), (True, False), (True, True)):
-        run = CudaRunner(module, "cuda", use_cuda_graph=graph, torch_compile=compiled)
-        masks[run.mode] = run(batch)
-        x = torch.from_numpy(batch).cuda()
-        assert np.array_equal(run.forward(x).cpu().numpy(), masks[run.mode])
-    assert set(masks) == {"eager", "cuda-graph", "compile+cuda-graph"}
-    for mode, mask in masks.items():  # fp16 everywhere; kernels differ, the masks barely
-        assert (mask == masks["eager"]).mean() > 0.99, mode
+    x = torch.from_numpy(batch).cuda()
+    eager = CudaRunner(module, "cuda", use_cuda_graph=False)
+    graph = CudaRunner(module, "cuda")
+    assert (eager.mode, graph.mode) == ("eager", "cuda-graph")
+    masks = [eager(batch), graph(batch)]
+    assert np.array_equal(eager.forward(x).cpu().numpy(), masks[0])
+    assert np.array_equal(graph.forward(x).cpu().numpy(), masks[1])  # replay of the capture
+    assert (masks[0] == masks[1]).mean() > 0.999

@@ -92,28 +92,30 @@ def _stats(s: Stats) -> dict[str, float]:
 
 
 def measure(name: str, mode: str, device: str, frame: np.ndarray, input_size: tuple[int, int],
-            iters: int) -> dict[str, Any]:
-    """One model in one mode: setup (capture/compile) seconds, network and end-to-end stats."""
+            iters: int) -> tuple[dict[str, Any], np.ndarray]:
+    """One model in one mode: setup (capture/compile) seconds, network and end-to-end stats;
+    and the class map it gives the frame (to compare the modes)."""
     module, meta = deployed(name, input_size)
     t0 = time.time()
     runner = CudaRunner(module, device, fp16=device.startswith("cuda"),  # CPUs lack fp16 kernels
-                        use_cuda_graph=mode != "eager",
-                        torch_compile=mode == "compile")
+                        use_cuda_graph=mode != "eager", torch_compile=mode == "compile")
     seg = Segmenter(RunnerBackend(runner, meta))
     x = torch.from_numpy(seg.preprocess([frame])).to(device)
 
-    def network() -> None:
-        runner.forward(x)
+    def network() -> torch.Tensor:
+        y = runner.forward(x)
         if runner.device.type == "cuda":
             torch.cuda.synchronize(runner.device)
+        return y
 
-    network()  # capture / compile: the setup cost
+    mask = network().cpu().numpy()  # capture / compile: the setup cost
     setup_s = time.time() - t0
     net = time_calls(network, max(3, iters // 10), iters)
     e2e = time_calls(lambda: seg.predict(frame), max(2, iters // 30), max(3, iters // 3))
     return {"model": name, "mode": runner.mode, "precision": runner.precision,
             "params_m": round(sum(p.numel() for p in module.net.parameters()) / 1e6, 3),
-            "setup_s": round(setup_s, 1), "network": _stats(net), "end_to_end": _stats(e2e)}
+            "setup_s": round(setup_s, 1), "network": _stats(net),
+            "end_to_end": _stats(e2e)}, mask
 
 
 def mask_parity(ctx: StageContext, frames: int) -> list[dict[str, Any]]:
@@ -158,29 +160,38 @@ def speed(ctx: StageContext) -> None:
                                       "pytorch": PAPER["fps_pytorch"],
                                       "device": PAPER["device"]}})
     rows: list[dict[str, Any]] = []
+    eager_masks: dict[str, np.ndarray] = {}  # per model: what the other modes must agree with
     modes = ctx.cfg.speed_modes
     first = [(m, mode) for mode in ("eager", "graph") if mode in modes for m in MODELS]
     for name, mode in first:
-        rows.append(_row(ctx, name, mode, frame, sizes["input_size"], iters))
+        rows.append(_row(ctx, name, mode, frame, sizes["input_size"], iters, eager_masks))
         ctx.report(rows=rows)
     ctx.report(parity=mask_parity(ctx, 1 if ctx.dry else ctx.cfg.parity_frames))
     for name in MODELS if "compile" in modes else ():
-        rows.append(_row(ctx, name, "compile", frame, sizes["input_size"], iters))
+        rows.append(_row(ctx, name, "compile", frame, sizes["input_size"], iters, eager_masks))
         ctx.report(rows=rows)
 
 
 def _row(ctx: StageContext, name: str, mode: str, frame: np.ndarray,
-         input_size: tuple[int, int], iters: int) -> dict[str, Any]:
-    """measure(), or why it did not run; one failing row never stops the others."""
+         input_size: tuple[int, int], iters: int,
+         eager_masks: dict[str, np.ndarray]) -> dict[str, Any]:
+    """measure(), or why it did not run; one failing row never stops the others. A timed
+    row records how much of its class map agrees with the eager one of the same model
+    (random weights: near-tied logits make a few pixels flip between fp16 kernels)."""
     reason = _skip_reason(mode, ctx.device, ctx.seconds_left())
     if reason:
         return {"model": name, "mode": mode, "skipped": reason}
     try:
-        return measure(name, mode, ctx.device, frame, input_size, iters)
+        row, mask = measure(name, mode, ctx.device, frame, input_size, iters)
     except ImportError as e:  # torchvision missing (CPU dev machines)
         return {"model": name, "mode": mode, "skipped": f"{type(e).__name__}: {e}"[:300]}
     except Exception as e:  # the failure is the finding: keep it, go on
         return {"model": name, "mode": mode, "error": f"{type(e).__name__}: {e}"[:1000]}
+    if mode == "eager":
+        eager_masks[name] = mask
+    elif name in eager_masks:
+        row["mask_agreement_vs_eager"] = float((mask == eager_masks[name]).mean())
+    return row
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -204,17 +215,19 @@ def tables(r: dict[str, Any]) -> list[str]:
                 f"{paper.get('tensorrt')} FPS TensorRT, {paper.get('pytorch')} FPS PyTorch "
                 f"({paper.get('device')})", "",
                 "| model | mode | params M | network p50 / p90 / p99 ms | network FPS | "
-                "end-to-end p50 / p99 ms | e2e FPS | setup s |",
-                "|---|---|---:|---|---:|---|---:|---:|"]
+                "end-to-end p50 / p99 ms | e2e FPS | setup s | mask = eager |",
+                "|---|---|---:|---|---:|---|---:|---:|---:|"]
     for row in r.get("rows", []):
         if "network" not in row:
             out.append(f"| {row['model']} | {row['mode']} | | "
-                       f"{row.get('skipped') or row.get('error', '')[:80]} | | | | |")
+                       f"{row.get('skipped') or row.get('error', '')[:80]} | | | | | |")
             continue
         n, e = row["network"], row["end_to_end"]
+        agree = row.get("mask_agreement_vs_eager")
         out.append(f"| {row['model']} | {row['mode']} | {row['params_m']} | {n['p50']:.2f} / "
                    f"{n['p90']:.2f} / {n['p99']:.2f} | {n['fps']:.1f} | {e['p50']:.2f} / "
-                   f"{e['p99']:.2f} | {e['fps']:.1f} | {row['setup_s']} |")
+                   f"{e['p99']:.2f} | {e['fps']:.1f} | {row['setup_s']} | "
+                   f"{'' if agree is None else f'{100 * agree:.2f} %'} |")
     if r.get("parity"):
         out += ["", "| shipped model | device | frames | pixel agreement mean / min | "
                 "mIoU CPU fp32 | mIoU device |", "|---|---|---:|---|---:|---:|"]
