@@ -195,6 +195,8 @@ class Trainer:
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not self.info.is_main, leave=False, mininterval=10)
         for i, (x, y) in enumerate(bar):
+            if self.cfg.time_limit and time.time() - self.started > self.cfg.time_limit:
+                break  # slow hardware: the box ends inside an epoch
             lr = self._lr(epoch * len(self.loader) + i)
             losses.append(self._step(x, y, lr))
             if i % 10 == 0:  # .item() waits for the GPU: not every step

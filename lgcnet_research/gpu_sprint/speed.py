@@ -198,7 +198,7 @@ def _row(ctx: StageContext, name: str, mode: str, frame: np.ndarray,
 def headline(r: dict[str, Any]) -> str:
     timed = [row for row in r.get("rows", []) if "network" in row]
     if not timed:
-        return "no model timed"
+        return "no model timed" if "setting" in r else ""
     best = max(timed, key=lambda row: row["network"]["fps"])
     return (f"{len(timed)} rows; fastest {best['model']} {best['mode']}: "
             f"{best['network']['fps']:.1f} FPS network")

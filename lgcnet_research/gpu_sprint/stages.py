@@ -231,22 +231,24 @@ def _pct(fraction: float | None) -> str:
 
 
 def _headline(name: str, r: dict[str, Any]) -> str:
-    if name == "env":
+    """One line of what a stage found ('' when it reported nothing to summarise)."""
+    if name == "env" and "torch" in r:
         gpu = r.get("gpu", {}).get("name") or r.get("nvidia_smi", "")
-        t = r.get("torch", {})
-        return f"{gpu} | torch {t.get('version')} CUDA {t.get('cuda')} | " \
+        return f"{gpu}; torch {r['torch']['version']} CUDA {r['torch']['cuda']}; " \
                f"tensorrt: {r.get('packages', {}).get('tensorrt', '?')[:40]}"
-    if name == "tests":
-        return f"{r.get('counts')} {'; '.join(r.get('failures', []))[:200]}"
-    if name == "lut":
+    if name == "tests" and "counts" in r:
+        return f"{r['counts']} {'; '.join(r['failures'])[:200]}"
+    if name == "lut" and "entries" in r:
         rho = r.get("spearman_rho")
-        return f"{r.get('entries')} entries, frame {r.get('frame_ms')} ms, Spearman rho " + (
-            f"{rho:.3f}" if rho is not None else "-")
-    if name == "train":
-        return f"{r.get('epochs')} epochs, best val mIoU {_pct(r.get('best_val_miou'))} " \
+        return f"{r['entries']} entries, frame {r['frame_ms']} ms, Spearman rho " + (
+            "-" if rho is None else f"{rho:.3f}")
+    if name == "train" and "recipe" in r:
+        return f"{r.get('epochs', 0)} epochs, best val mIoU {_pct(r.get('best_val_miou'))} " \
                f"(init {_pct(r.get('init_val_miou'))})"
-    if name == "search":
-        return f"{r.get('steps_done')} steps, {r.get('seconds_per_step')} s/step"
+    if name == "search" and "steps_done" in r:
+        return f"{r['steps_done']} steps, {r['seconds_per_step']} s/step"
+    if name == "speed":
+        return speed_stage.headline(r)
     return ""
 
 
@@ -254,7 +256,7 @@ def final_report(summary: dict[str, Any]) -> str:
     """Markdown: one row per stage, then the paper-setting speed table and the parity."""
     rows = ["| stage | status | s | result |", "|---|---|---:|---|"]
     for name, r in summary["stages"].items():
-        headline = speed_stage.headline(r) if name == "speed" else _headline(name, r)
-        rows.append(f"| {name} | {r.get('status')} | {r.get('seconds', '')} | {headline} |")
+        rows.append(f"| {name} | {r.get('status')} | {r.get('seconds', '')} | "
+                    f"{_headline(name, r)} |")
     speed = summary["stages"].get("speed", {})
     return "\n".join([*rows, "", *speed_stage.tables(speed)])
