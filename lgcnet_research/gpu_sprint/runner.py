@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from lgcnet_research.gpu_sprint.config import SprintConfig
@@ -218,8 +219,9 @@ def run_sprint(cfg: SprintConfig) -> dict[str, Any]:
     return summary.data
 
 
-def _run_one(name: str, cfg: SprintConfig, stages: Any, summary: Summary, log: Log,
+def _run_one(name: str, cfg: SprintConfig, stages: ModuleType, summary: Summary, log: Log,
              scratch: Path, data: Path, sprint_end: float) -> None:
+    """One stage: off, not started (budget spent), or run under its box and collected."""
     if name not in cfg.selected():
         summary.stage(name, status="off")
         return
