@@ -24,14 +24,14 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
 from lgcnet_deploy.core.classes import CAMVID, CITYSCAPES
 from lgcnet_deploy.core.data import CamVid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
-from lgcnet_deploy.export.io_wrapper import DeployModel, deploy_model
-from lgcnet_deploy.measure.bench import PAPER, Stats, time_calls
+from lgcnet_deploy.core.timing import Stats, time_calls
+from lgcnet_deploy.export.io_wrapper import InGraphIO, wrap_io
+from lgcnet_deploy.measure.bench import PAPER, lraspp_net
 from lgcnet_deploy.runtime.backends.base import Backend
 from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 from lgcnet_deploy.runtime.segmenter import Segmenter
@@ -44,30 +44,16 @@ MODELS = ("default", "handwritten", "lraspp_mbv3_large")
 DRY_SIZES = {"input_size": (64, 128), "frame_size": (128, 256)}
 
 
-class _Lraspp(nn.Module):
-    """torchvision's LR-ASPP MobileNetV3-Large returning the logits tensor."""
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        from torchvision.models.segmentation import lraspp_mobilenet_v3_large
-
-        self.m = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None,
-                                           num_classes=num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.m(x)["out"]
-
-
-def deployed(name: str, input_size: tuple[int, int]) -> tuple[DeployModel, ModelMeta]:
+def deployed(name: str, input_size: tuple[int, int]) -> tuple[InGraphIO, ModelMeta]:
     """A model of MODELS as deployed: uint8 BGR NHWC in, class map out (BN folded for LGCNet)."""
     from lgcnet_deploy.model.checkpoint import load_net
 
     meta = ModelMeta.for_dataset(CITYSCAPES, input_size=input_size,
                                  input_format=INPUT_UINT8_NHWC_BGR, output_kind=OUTPUT_ARGMAX)
     if name == "lraspp_mbv3_large":
-        return deploy_model(_Lraspp(CITYSCAPES.num_classes).eval(), meta, fold=False), meta
+        return wrap_io(lraspp_net(CITYSCAPES.num_classes), meta, fold=False), meta
     net, _, _ = load_net(name, CITYSCAPES, input_size)
-    return deploy_model(net, meta), meta
+    return wrap_io(net, meta), meta
 
 
 class RunnerBackend(Backend):
