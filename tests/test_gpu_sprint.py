@@ -47,6 +47,7 @@ def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_v
     assert -1.0 <= stages["lut"]["spearman_rho"] <= 1.0
     best = read_checkpoint(out / "train_best.pt")
     assert best["provenance"]["recipe"]["device_data"] and best["provenance"]["init"]
+    assert best["provenance"]["sprint_note"] == "ci"
     assert stages["train"]["epochs"] == 2 and 0 < stages["train"]["init_val_miou"] <= 1
     search = json.loads((out / "search.json").read_text())
     assert search["log"][-1]["step"] == stages["search"]["steps_done"] == 2

@@ -1,11 +1,13 @@
-"""Run the sprint's stages one after another, each in a forked child process under a hard time
-box, and keep `OUT/summary.json` current after every result a stage reports.
+"""Run the sprint's stages one after another, each in a child process under a hard time box,
+and keep `OUT/summary.json` current after every result a stage reports.
 
 Why a child per stage: a stage that hangs (a compilation, a wedged kernel) or poisons the CUDA
-context (an illegal access) must not cost the stages after it. The parent never touches CUDA
-(it only imports torch, so the children start fast), forks the child, reads the results the
-child sends through a pipe as it gets them, and kills the child's process group (pytest,
-compile workers) at the end of its box. Whatever a stage reported before that is kept.
+context (an illegal access) must not cost the stages after it. The parent reads the results
+the child sends through a pipe as it gets them and kills the child's process group (pytest,
+compile workers) at the end of its box; whatever a stage reported before that is kept.
+Children come from a fork server that imported the stages once (so they start in a moment)
+and never ran a torch op nor touched CUDA: a plain fork of a process whose OpenMP pool has
+run hangs in GNU OpenMP, and one of a process that initialised CUDA cannot use it.
 """
 
 from __future__ import annotations
@@ -172,10 +174,11 @@ def _follow(reader: Connection, ctx: StageContext, summary: Summary, log: Log) -
 def run_stage(fn: Callable[[StageContext], None], ctx: StageContext, summary: Summary,
               log: Log) -> str:
     """Run one stage to its end or its deadline (+ grace); returns its status."""
-    reader, writer = multiprocessing.Pipe(duplex=False)
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload(["lgcnet_research.gpu_sprint.stages"])
+    reader, writer = mp.Pipe(duplex=False)
     ctx.conn = writer
-    proc = multiprocessing.get_context("fork").Process(target=_child, args=(fn, ctx, log.path),
-                                                       name=f"sprint-{ctx.name}")
+    proc = mp.Process(target=_child, args=(fn, ctx, log.path), name=f"sprint-{ctx.name}")
     sys.stdout.flush()
     proc.start()
     writer.close()

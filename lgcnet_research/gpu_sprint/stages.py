@@ -169,6 +169,8 @@ def train(ctx: StageContext) -> None:
                  "time_limit": round(max(ctx.seconds_left() - reserve, 1.0), 1),
                  **(DRY_TRAIN if ctx.dry else {})}
     trainer = Trainer(TrainConfig.load(ctx.cfg.train_config, **overrides))
+    # the device's copy of the tree has no .git: the sprint's note names the commit
+    trainer.provenance.update(source="gpu_sprint stage train", sprint_note=ctx.cfg.note)
     init_miou = (validate(trainer.net, trainer.val_loader, trainer.info.device).miou()
                  if trainer.cfg.init else None)
     ctx.report(recipe=trainer.cfg.to_dict(), hardware=trainer.provenance["hardware"],
