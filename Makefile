@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH ?= torch==2.13.0
 MODEL ?= lgcnet_deploy/model/weights/lgcnet_camvid.pt
 
-.PHONY: venv demo test wheel-smoke lint clean
+.PHONY: venv demo test wheel-smoke lint clean gpu-sprint camvid-carry
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,23 @@ wheel-smoke: venv
 
 lint: venv
 	$(PY) -m ruff check .
+
+# The GPU sprint (docs/gpu.md). On the lent GPU there is no venv and no registry: the image's
+# python3 runs it from the repository root, OUT is the device's results folder. Locally:
+# make gpu-sprint SPRINT_PY=.venv/bin/python OUT=runs/sprint_dry SPRINT_ARGS="--dry-run"
+SPRINT_PY ?= python3
+OUT ?= runs/gpu_sprint
+gpu-sprint:
+	PYTHONUNBUFFERED=1 $(SPRINT_PY) -m lgcnet_research.gpu_sprint --out $(OUT) $(SPRINT_ARGS)
+
+# CamVid train+val (~36 MB) into the ignored .carry/ that the device call carries (../shared
+# does not travel).
+CAMVID ?= ../shared/data/camvid
+camvid-carry:
+	test -d $(CAMVID)/train/images && test -d $(CAMVID)/val/images
+	rm -rf .carry/camvid && mkdir -p .carry/camvid
+	cp -R $(CAMVID)/train $(CAMVID)/val .carry/camvid/
+	du -sh .carry
 
 clean:
 	rm -rf $(VENV) out runs/predict .pytest_cache .ruff_cache

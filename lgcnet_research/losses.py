@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +12,9 @@ from torch import nn
 class OhemCrossEntropy(nn.Module):
     """Cross-entropy over the hard pixels only: those whose true-class probability is below
     `thresh`, and at least `min_kept` of them per batch (the hardest first). Void is ignored.
+
+    Written without data-dependent shapes or `.item()`, so a GPU step never waits for the host:
+    both candidate means are computed and `torch.where` picks one.
     """
 
     def __init__(self, ignore_index: int, thresh: float = 0.7, min_kept: int = 100_000) -> None:
@@ -18,14 +23,14 @@ class OhemCrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pixel_loss = F.cross_entropy(logits, target, ignore_index=self.ignore_index,
-                                     reduction="none").flatten()
+                                     reduction="none").flatten()  # 0 on void
         valid = target.flatten() != self.ignore_index
-        losses = pixel_loss[valid]
-        if losses.numel() == 0:
-            return logits.sum() * 0.0
-        # p_true < thresh  <=>  loss > -log(thresh)
-        hard = losses > -torch.log(torch.tensor(self.thresh))
-        k = min(self.min_kept, losses.numel())
-        if int(hard.sum()) < k:
-            return losses.topk(k).values.mean()
-        return losses[hard].mean()
+        hard = valid & (pixel_loss > -math.log(self.thresh))  # p_true < thresh
+        n_hard = hard.sum()
+        k = valid.sum().clamp(max=self.min_kept)  # at least this many pixels count
+        top = torch.where(valid, pixel_loss, -1.0).topk(min(self.min_kept,
+                                                             pixel_loss.numel())).values
+        in_top_k = torch.arange(top.numel(), device=top.device) < k
+        hardest_k = (top * in_top_k).sum() / k.clamp(min=1)
+        hard_mean = (pixel_loss * hard).sum() / n_hard.clamp(min=1)
+        return torch.where(n_hard < k, hardest_k, hard_mean)  # 0 (with a graph) if all void

@@ -7,6 +7,8 @@
 SGD + poly LR, OHEM cross-entropy (void ignored), random flip / scale 0.5-2.0 / crop; val
 mIoU every `eval_every` epochs; `last.pt` every epoch and `best.pt` on a new best (both
 lgcnet checkpoints); `ship` copies each new best to the model `make demo` uses.
+On a GPU (configs/train/gpu_sprint.json): `--amp bf16 --channels-last --device-data` (splits
+resident on the GPU, augmented there), `--eval-every-s 60`, `--time-limit SECONDS`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,8 @@ from lgcnet_deploy.model.checkpoint import load_checkpoint, save_checkpoint
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research import distributed as dist
-from lgcnet_research.data import CamVidTorch
+from lgcnet_research.data import CamVidTorch, DeviceBatches, DeviceCamVid
+from lgcnet_research.latency.lut import device_name
 from lgcnet_research.losses import OhemCrossEntropy
 from lgcnet_research.plots import plot_curves
 from lgcnet_research.train_config import TrainConfig, add_arguments
@@ -51,21 +54,23 @@ def poly_lr(base: float, step: int, total: int, power: float = 0.9) -> float:
 
 
 @torch.no_grad()
-def validate(net: torch.nn.Module, loader: DataLoader, device: torch.device,
+def validate(net: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+             device: torch.device,
              forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ConfusionMatrix:
-    """Confusion matrix over the whole split (summed across DDP processes); `forward`
-    replaces net(x) (the search evaluates its supernet as the derived architecture)."""
+    """Confusion matrix over the whole split (summed across DDP processes), counted on
+    `device`; `forward` replaces net(x) (the search evaluates its supernet as the derived
+    architecture)."""
     net.eval()
     forward = forward or net
-    cm = torch.zeros(CAMVID.num_classes ** 2, dtype=torch.int64)
+    n = CAMVID.num_classes
+    cm = torch.zeros(n * n, dtype=torch.int64, device=device)
     for x, y in loader:
-        pred = forward(x.to(device)).argmax(1).cpu()
+        pred, y = forward(x.to(device)).argmax(1), y.to(device)
         keep = y != CAMVID.ignore_index
-        cm += torch.bincount(y[keep] * CAMVID.num_classes + pred[keep],
-                             minlength=CAMVID.num_classes ** 2)
+        cm += torch.bincount(y[keep] * n + pred[keep], minlength=n * n)
     dist.all_reduce_sum_(cm)
-    out = ConfusionMatrix(CAMVID.num_classes, CAMVID.ignore_index)
-    out.matrix = cm.view(CAMVID.num_classes, CAMVID.num_classes).numpy()
+    out = ConfusionMatrix(n, CAMVID.ignore_index)
+    out.matrix = cm.view(n, n).cpu().numpy()
     net.train()
     return out
 
@@ -73,17 +78,24 @@ def validate(net: torch.nn.Module, loader: DataLoader, device: torch.device,
 class Trainer:
     """One training run in named steps: `__init__` builds the net, optimizer and data (and
     resumes or warm-starts), `train_epoch` runs one epoch, `record_epoch` validates and
-    writes checkpoints; `fit` loops them."""
+    writes checkpoints; `fit` loops them until the epochs or `time_limit` run out."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        if resume and cfg.time_limit:
+            raise ValueError("a time-limited run cannot be resumed (its LR schedule ran over "
+                             "its time); warm-start a new run with --init OUT/best.pt")
         self.cfg = cfg
         self.out = Path(cfg.out)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.info = dist.setup(cfg.device)
         torch.manual_seed(cfg.seed + self.info.rank)
+        if self.info.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick each conv once
         self.genotype = load_genotype(cfg.genotype)
         self.net = LGCNet(self.genotype, CAMVID.num_classes).to(self.info.device)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.meta = ModelMeta.for_dataset(CAMVID, input_size=(360, 480))
         self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.wd)
@@ -98,6 +110,7 @@ class Trainer:
                                           cfg.ohem_min_kept)
         self.total_steps = cfg.epochs * len(self.loader)
         self.provenance = self._provenance()
+        self.started = self.last_eval = time.time()
 
     def _load(self, path: Path, with_state: bool) -> None:
         loaded, _, payload = load_checkpoint(path, genotype=self.genotype,
@@ -110,22 +123,37 @@ class Trainer:
             self.history = state["history"]
 
     def _build_data(self) -> None:
-        cfg, enabled = self.cfg, self.info.enabled
+        """Train batches (`loader`, reshuffled through `sampler.set_epoch`) and val batches."""
+        cfg, info = self.cfg, self.info
+        train_limit, val_limit = cfg.limit or (None, None)
+        if cfg.device_data:
+            self.train_set = DeviceCamVid("train", info.device, cfg.data, train_limit)
+            val_set = DeviceCamVid("val", info.device, cfg.data, val_limit)
+            self.loader = DeviceBatches(self.train_set, cfg.batch, tuple(cfg.crop), shuffle=True,
+                                        drop_last=True, seed=cfg.seed, rank=info.rank,
+                                        world_size=info.world_size)
+            self.sampler = self.loader  # reshuffles per epoch, as a DistributedSampler does
+            self.val_loader = DeviceBatches(val_set, 4, rank=info.rank,
+                                            world_size=info.world_size)
+            return
         self.train_set = CamVidTorch("train", crop=tuple(cfg.crop), root=cfg.data, seed=cfg.seed)
         val_set = CamVidTorch("val", crop=None, train=False, root=cfg.data)
         if cfg.limit:
-            self.train_set = Subset(self.train_set, range(cfg.limit[0]))
-            val_set = Subset(val_set, range(cfg.limit[1]))
+            self.train_set = Subset(self.train_set, range(train_limit))
+            val_set = Subset(val_set, range(val_limit))
         self.sampler = DistributedSampler(self.train_set, shuffle=True,
-                                          seed=cfg.seed) if enabled else None
+                                          seed=cfg.seed) if info.enabled else None
         self.loader = DataLoader(self.train_set, cfg.batch, shuffle=self.sampler is None,
                                  sampler=self.sampler, num_workers=cfg.workers, drop_last=True)
-        val_sampler = DistributedSampler(val_set, shuffle=False) if enabled else None
+        val_sampler = DistributedSampler(val_set, shuffle=False) if info.enabled else None
         self.val_loader = DataLoader(val_set, 4, sampler=val_sampler, num_workers=cfg.workers)
 
     def _provenance(self) -> dict[str, Any]:
+        device = self.info.device
         return {"recipe": self.cfg.to_dict(), "genotype_hash": self.genotype.hash,
                 "git": git_commit(), "world_size": self.info.world_size,
+                "hardware": torch.cuda.get_device_name(device) if device.type == "cuda"
+                else device_name("torch-cpu"), "torch": str(torch.__version__),
                 "data": f"CamVid train ({len(self.train_set)} frames)",
                 "pretraining": "none (no ImageNet weights available)",
                 **({"init": self.cfg.init} if self.cfg.init else {})}
@@ -137,6 +165,27 @@ class Trainer:
             return cfg.epochs
         return min(cfg.epochs, self.start_epoch + cfg.stop_after)
 
+    def _lr(self, step: int) -> float:
+        """Poly LR over the steps, or over the seconds of a time-limited run."""
+        if self.cfg.time_limit:
+            return poly_lr(self.cfg.lr, time.time() - self.started, self.cfg.time_limit)
+        return poly_lr(self.cfg.lr, step, self.total_steps)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """One SGD step on a batch; returns the loss (on the device: no sync here)."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        device = self.info.device
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, torch.bfloat16, enabled=self.cfg.amp == "bf16"):
+            loss = self.criterion(self.model(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the train split; returns the epoch's record (loss, lr, seconds)."""
         if self.sampler is not None:
@@ -146,28 +195,44 @@ class Trainer:
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not self.info.is_main, leave=False, mininterval=10)
         for i, (x, y) in enumerate(bar):
-            lr = poly_lr(self.cfg.lr, epoch * len(self.loader) + i, self.total_steps)
-            for group in self.opt.param_groups:
-                group["lr"] = lr
-            loss = self.criterion(self.model(x.to(self.info.device)), y.to(self.info.device))
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
-        mean = dist.all_reduce_mean(torch.tensor(sum(losses) / len(losses)))
+            if self.cfg.time_limit and time.time() - self.started > self.cfg.time_limit:
+                break  # slow hardware: the box ends inside an epoch
+            lr = self._lr(epoch * len(self.loader) + i)
+            losses.append(self._step(x, y, lr))
+            if i % 10 == 0:  # .item() waits for the GPU: not every step
+                bar.set_postfix(loss=f"{losses[-1].item():.3f}", lr=f"{lr:.4f}")
+        mean = dist.all_reduce_mean(torch.stack(losses).float().mean())
         return {"epoch": epoch + 1, "loss": float(mean), "lr": lr, "seconds": time.time() - t0}
 
-    def record_epoch(self, record: dict[str, Any]) -> None:
-        """Validate when due, then (main process) log and write last/best/shipped/curves."""
-        epoch = record["epoch"]
-        if epoch % self.cfg.eval_every == 0 or epoch == self.end_epoch:
+    def out_of_time(self, record: dict[str, Any]) -> bool:
+        """Would another epoch like the last one overrun `time_limit`? (Every rank agrees.)"""
+        if not self.cfg.time_limit:
+            return False
+        late = time.time() - self.started + record["seconds"] > self.cfg.time_limit
+        return self._agree(late)
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when it is true on any (ranks' clocks differ)."""
+        if not self.info.enabled:
+            return flag
+        return bool(dist.all_reduce_mean(torch.tensor(float(flag), device=self.info.device)) > 0)
+
+    def record_epoch(self, record: dict[str, Any], final: bool = False) -> None:
+        """Validate when due, then (main process) log and write last/best/shipped/curves.
+        Due: every `eval_every` epochs, or every `eval_every_s` seconds, and at the end."""
+        epoch, every_s = record["epoch"], self.cfg.eval_every_s
+        final = final or epoch == self.end_epoch
+        due = (time.time() - self.last_eval >= every_s) if every_s else (
+            epoch % self.cfg.eval_every == 0)
+        if final or self._agree(due):
             cm = validate(self.net, self.val_loader, self.info.device)
             record.update(val_miou=cm.miou(), val_iou=[float(v) for v in cm.iou()])
+            self.last_eval = time.time()
         self.history.append(record)
         if self.info.is_main:
             print(json.dumps(record), flush=True)
-            self._save(record)
+            if "val_miou" in record or not every_s:  # time-based: last.pt with each val
+                self._save(record)
         dist.barrier()
 
     def _save(self, record: dict[str, Any]) -> None:
@@ -180,20 +245,32 @@ class Trainer:
                         state)
         if improved:
             iou = dict(zip(CAMVID.classes, record["val_iou"]))
+            seconds = round(time.time() - self.started, 1)
             save_checkpoint(self.out / "best.pt", self.net, self.meta, self.provenance,
-                            {**metrics, "val_per_class_iou": iou})
+                            {**metrics, "val_per_class_iou": iou, "train_seconds": seconds})
             if self.cfg.ship:  # atomic: readers of the shipped model never see half a file
                 ship = Path(self.cfg.ship)
                 shutil.copyfile(self.out / "best.pt", ship.with_suffix(".tmp"))
                 ship.with_suffix(".tmp").replace(ship)
-        plot_curves(self.history, self.out / "curves.png")
+        if "val_miou" in record:  # matplotlib costs more than a GPU epoch: redraw with new points
+            plot_curves(self.history, self.out / "curves.png")
 
-    def fit(self) -> dict[str, Any]:
+    def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train to the end of the epochs or of `time_limit` (counted from construction, so
+        loading the data is inside the box); `on_epoch` sees each epoch's record."""
         self.out.mkdir(parents=True, exist_ok=True)
+        done = self.start_epoch
         for epoch in range(self.start_epoch, self.end_epoch):
-            self.record_epoch(self.train_epoch(epoch))
+            record = self.train_epoch(epoch)
+            last = self.out_of_time(record)
+            self.record_epoch(record, final=last)
+            done = epoch + 1
+            if on_epoch is not None:
+                on_epoch(record)
+            if last:
+                break
         dist.cleanup()
-        return {"best_miou": self.best, "epochs": self.end_epoch}
+        return {"best_miou": self.best, "epochs": done}
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The training recipe's settings (`lgcnet_research.settings` style), torch-free so that
 `lgcnet train -h` stays fast. Defaults are the recipe behind the shipped models (paper §IV-A,
-from scratch): SGD momentum 0.9 + poly LR from 0.02, OHEM CE, flip / scale 0.5-2.0 / crop."""
+from scratch): SGD momentum 0.9 + poly LR from 0.02, OHEM CE, flip / scale 0.5-2.0 / crop.
+The GPU switches (amp, channels_last, device_data, eval_every_s, time_limit) are off by default
+and run on the CPU too, so the tests cover the code path a GPU run takes."""
 
 from __future__ import annotations
 
@@ -29,7 +31,16 @@ class TrainConfig(Settings):
         "data": "CamVid root",
         "limit": "use only the first TRAIN VAL frames (smoke tests)",
         "ship": "copy every new best checkpoint here (e.g. the shipped model)",
+        "amp": "autocast the forward pass: bf16 (GPU; no loss scaling needed) or off",
+        "channels_last": "NHWC weights and batches (what GPU Tensor Cores want)",
+        "device_data": "hold the splits on the training device and augment whole batches "
+                       "there (GPU: no CPU decode or resize per step)",
+        "eval_every_s": "val mIoU and last.pt every N seconds instead of every eval_every "
+                        "epochs / every epoch",
+        "time_limit": "stop after N seconds; the poly LR then runs over the time, not the "
+                      "epochs (a time-boxed run: warm-start it with --init, not --resume)",
     }
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"amp": ("off", "bf16")}
 
     genotype: str = "default"
     out: str = "runs/train_default"
@@ -51,6 +62,11 @@ class TrainConfig(Settings):
     data: str | None = None
     limit: tuple[int, int] | None = None
     ship: str | None = None
+    amp: str = "off"
+    channels_last: bool = False
+    device_data: bool = False
+    eval_every_s: float | None = None
+    time_limit: float | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -1,18 +1,25 @@
 import os
 import subprocess
 import sys
+import time
+from itertools import pairwise
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from lgcnet_deploy.model.genotype import Genotype
+from lgcnet_research.data import DeviceBatches, augment_batch, normalize
 from lgcnet_research.losses import OhemCrossEntropy
-from lgcnet_research.train import main, poly_lr
+from lgcnet_research.train import Trainer, main, poly_lr, train
+from lgcnet_research.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "lgcnet_deploy" / "model" / "weights" / "lgcnet_camvid.pt"
 TINY = ["--crop", "64", "64", "--batch", "2", "--threads", "1", "--eval-every", "1",
         "--limit", "8", "2"]
 
@@ -79,3 +86,100 @@ def test_ddp_two_cpu_processes(tmp_path, camvid_val):
     ckpt = read_checkpoint(out / "last.pt")
     assert ckpt["provenance"]["world_size"] == 2
     assert ckpt["train_state"]["epoch"] == 1
+
+
+# -- the GPU recipe's code paths (device-resident data, augmentation on the device, bf16,
+# channels_last, time box), run here on the CPU ----------------------------------------------
+class _Frames:
+    """A DeviceCamVid stand-in: random uint8 frames and labels."""
+
+    def __init__(self, n: int, h: int = 12, w: int = 16) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=g)
+        self.labels = torch.randint(0, 11, (n, h, w), dtype=torch.uint8, generator=g)
+        self.ignore = 11
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def test_device_augmentation_at_scale_one_is_the_frame_or_its_mirror():
+    frames = _Frames(8)
+    x, y = augment_batch(frames.images, frames.labels, (12, 16), (1.0, 1.0), 11,
+                         torch.Generator().manual_seed(1))
+    ref = torch.stack([normalize(img.numpy()) for img in frames.images])
+    flipped = 0
+    for i in range(8):
+        if torch.allclose(x[i], ref[i], atol=1e-5):
+            assert torch.equal(y[i], frames.labels[i].long())
+        else:
+            flipped += 1
+            assert torch.allclose(x[i], ref[i].flip(-1), atol=1e-5)
+            assert torch.equal(y[i], frames.labels[i].long().flip(-1))
+    assert 0 < flipped < 8  # p = 0.5 each: both cases occur for this seed
+
+
+def test_device_augmentation_downscale_pads_with_black_and_void(camvid_val):
+    img, label = camvid_val[0]
+    images, labels = torch.from_numpy(img)[None], torch.from_numpy(label)[None]
+    for seed in range(4):  # scale 0.5 into a full-size crop: the frame sits top-left
+        x, y = augment_batch(images, labels, (360, 480), (0.5, 0.5), 11,
+                             torch.Generator().manual_seed(seed))
+        mirrored = bool((y[0, :, :240] == 11).all())
+        assert (y[0, 180:] == 11).all()  # below the half-size frame: void
+        assert (y[0, :, 240:] == 11).all() or mirrored
+        if not mirrored:  # compare with the CPU recipe's cv2 resize and black padding
+            small = cv2.resize(label, (240, 180), interpolation=cv2.INTER_NEAREST)
+            assert (y[0, :180, :240].numpy() == small).mean() > 0.97
+            black = normalize(np.zeros((1, 1, 3), np.uint8))[:, 0, 0]
+            assert torch.allclose(x[0, :, 300, 400], black, atol=1e-5)
+            return
+    pytest.fail("no unmirrored sample in 4 seeds")
+
+
+def test_device_batches_shard_like_a_distributed_sampler():
+    frames = _Frames(10, 4, 4)
+    ranks = [DeviceBatches(frames, 2, (4, 4), shuffle=True, drop_last=True, rank=r,
+                           world_size=2) for r in (0, 1)]
+    assert [len(b) for b in ranks] == [2, 2]  # 5 frames a rank, 2 full batches
+    for b in ranks:
+        b.set_epoch(3)
+    seen = torch.cat([i for b in ranks for i in [b._indices()]])
+    assert len(set(seen.tolist())) == 10  # disjoint shards of one shuffled order
+    val = DeviceBatches(frames, 4)
+    assert [len(y) for _, y in val] == [4, 4, 2]  # every frame once, in order
+
+
+def test_time_boxed_gpu_recipe_on_cpu_warm_starts_and_stops_in_time(tmp_path, camvid_val):
+    out, ship = tmp_path / "run", tmp_path / "shipped.pt"
+    cfg = TrainConfig(out=str(out), init=str(SHIPPED), epochs=1000, batch=2, crop=(64, 64),
+                      threads=1, limit=(4, 2), amp="bf16", channels_last=True,
+                      device_data=True, eval_every_s=60.0, time_limit=4.0, ship=str(ship))
+    t0 = time.time()
+    trainer = Trainer(cfg)
+    result = trainer.fit()
+    assert time.time() - t0 < 4.0 + 15  # the box, plus the last epoch and its validation
+    history = read_checkpoint(out / "last.pt")["train_state"]["history"]
+    assert result["epochs"] == len(history) < 1000  # stopped by the clock, not the epochs
+    assert "val_miou" in history[-1]  # the last epoch is always validated
+    lrs = [h["lr"] for h in history]
+    assert lrs[-1] < cfg.lr and all(a > b for a, b in pairwise(lrs))  # poly over time
+    shipped = read_checkpoint(ship)
+    assert shipped["provenance"]["init"] == str(SHIPPED)
+    assert shipped["provenance"]["recipe"]["device_data"] is True
+    assert shipped["provenance"]["hardware"] and shipped["metrics"]["train_seconds"] > 0
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        train(cfg, resume=True)
+
+
+def test_validation_every_n_seconds(tmp_path, camvid_val):
+    cfg = TrainConfig(out=str(tmp_path), batch=2, crop=(64, 64), threads=1, limit=(2, 1),
+                      device_data=True, eval_every_s=30.0, epochs=5)
+    trainer = Trainer(cfg)
+    record = {"epoch": 1, "loss": 1.0, "lr": 0.01, "seconds": 0.1}
+    trainer.last_eval = time.time()  # validated a moment ago: not due
+    trainer.record_epoch(dict(record))
+    trainer.last_eval = time.time() - 31  # half a minute ago: due, and last.pt comes with it
+    trainer.record_epoch({**record, "epoch": 2})
+    assert ["val_miou" in h for h in trainer.history] == [False, True]
+    assert read_checkpoint(tmp_path / "last.pt")["metrics"]["epoch"] == 2

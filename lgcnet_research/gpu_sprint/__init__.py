@@ -1,0 +1,13 @@
+"""The GPU sprint: everything a lent GPU should answer, in one command that fits one device call.
+
+    python -m lgcnet_research.gpu_sprint --out $OUT            # on the GPU (docs/gpu.md)
+    python -m lgcnet_research.gpu_sprint --out runs/dry --dry-run   # seconds, on any CPU
+
+Stages, in order of value, each in its own process under its own time box (`--box-STAGE`),
+each switchable (`--stages`, `--skip`): env, tests (pytest -m gpu), speed (the paper's setting
+on PyTorch-CUDA: eager, CUDA graphs, torch.compile; mask parity GPU vs CPU), lut (torch-cuda
+latency table, Spearman rho), train (configs/train/gpu_sprint.json for the rest of the box),
+search (the paper's soft relaxation). OUT gets at most 8 files, no subfolders: summary.json
+(rewritten after every result), sprint.log, the LUT, train_best.pt + train_curves.png,
+search.json + search_curves.png.
+"""

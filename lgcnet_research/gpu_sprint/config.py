@@ -1,0 +1,86 @@
+"""The sprint's settings (`lgcnet_research.settings` style: `--config` JSON, then flags).
+
+Torch-free, so `python -m lgcnet_research.gpu_sprint -h` answers at once. Every stage has a
+time box (`--box-STAGE SECONDS`) and can be switched off (`--skip STAGE ...`) or picked
+(`--stages STAGE ...`); `--budget` bounds the whole run, so a stage that ends early leaves its
+seconds to the next ones and the last ones get only what is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lgcnet_research.settings import Settings
+
+# In order of value: what a lent GPU should answer first comes first.
+STAGES = ("env", "tests", "speed", "lut", "train", "search")
+SPEED_MODES = ("eager", "graph", "compile")
+
+
+@dataclass
+class SprintConfig(Settings):
+    KIND: ClassVar[str] = "sprint"
+    HELP: ClassVar[dict[str, str]] = {
+        "out": "results folder ($OUT on the device): at most 8 files, no subfolders",
+        "stages": f"stages to run, in this order: {' '.join(STAGES)}",
+        "skip": "stages to leave out",
+        "budget": "seconds for the whole sprint (a device command may run 600)",
+        "box_env": "time box of stage env (GPU, driver, torch/CUDA, Triton, tensorrt?)",
+        "box_tests": "time box of stage tests (pytest -m gpu)",
+        "box_speed": "time box of stage speed (paper setting: eager, CUDA graphs, "
+                     "torch.compile; mask parity GPU vs CPU)",
+        "box_lut": "time box of stage lut (torch-cuda latency table and its Spearman rho)",
+        "box_train": "time box of stage train (GPU recipe of --train-config)",
+        "box_search": "time box of stage search (soft relaxation, --search-config)",
+        "dry_run": "tiny sizes on any device: the CPU check that the sprint still runs",
+        "device": "auto (cuda if present), cuda or cpu",
+        "data": "CamVid root (default: $LGCNET_CAMVID, else .carry/camvid, else "
+                "../shared/data/camvid)",
+        "train_config": "TrainConfig JSON of stage train",
+        "search_config": "SearchConfig JSON of stage search (default: the paper's settings); "
+                         "its widths also set the latency table's",
+        "speed_modes": f"modes of stage speed: {' '.join(SPEED_MODES)}",
+        "speed_iters": "timed calls per model and mode (network; a third of it end to end)",
+        "parity_frames": "CamVid val frames for the GPU-vs-CPU mask parity",
+        "lut_genotypes": "random genotypes measured against the latency table",
+        "pytest_args": "arguments of stage tests' pytest run, as one string",
+        "note": "free text stored in summary.json (e.g. the commit the tree came from)",
+    }
+
+    out: str = "runs/gpu_sprint"
+    stages: tuple[str, ...] = STAGES
+    skip: tuple[str, ...] = ()
+    budget: float = 510.0
+    box_env: float = 30.0
+    box_tests: float = 90.0
+    box_speed: float = 150.0
+    box_lut: float = 90.0
+    box_train: float = 150.0
+    box_search: float = 120.0
+    dry_run: bool = False
+    device: str = "auto"
+    data: str | None = None
+    train_config: str = "configs/train/gpu_sprint.json"
+    search_config: str | None = None
+    speed_modes: tuple[str, ...] = SPEED_MODES
+    speed_iters: int = 300
+    parity_frames: int = 30
+    lut_genotypes: int = 10
+    pytest_args: str = "-m gpu tests"
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("stages", STAGES), ("skip", STAGES),
+                               ("speed_modes", SPEED_MODES)):
+            unknown = sorted(set(getattr(self, field)) - set(allowed))
+            if unknown:
+                raise ValueError(f"sprint setting {field}: unknown {', '.join(unknown)}; "
+                                 f"choose from {', '.join(allowed)}")
+
+    def box(self, stage: str) -> float:
+        return getattr(self, f"box_{stage}")
+
+    def selected(self) -> list[str]:
+        """The stages to run, in the sprint's order."""
+        return [s for s in STAGES if s in self.stages and s not in self.skip]

@@ -1,0 +1,123 @@
+"""The GPU sprint (lgcnet_research.gpu_sprint): its CPU dry run, so it cannot rot while no GPU
+comes, the time boxes of its stage runner, and (gpu) the CUDA runner's modes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lgcnet_deploy.model.checkpoint import read_checkpoint
+from lgcnet_research.gpu_sprint import runner
+from lgcnet_research.gpu_sprint.__main__ import main
+from lgcnet_research.gpu_sprint.config import SprintConfig
+from lgcnet_research.gpu_sprint.runner import StageContext, StageSkipped, Summary, run_stage
+from lgcnet_research.latency.lut import LatencyTable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_val,
+                                                              monkeypatch):
+    monkeypatch.chdir(ROOT)  # the recipe names the shipped weights relative to the root
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--dry-run", "--device", "cpu", "--note", "ci",
+                 "--train-config", str(ROOT / "configs" / "train" / "gpu_sprint.json")]) == 0
+    files = list(out.iterdir())
+    assert len(files) <= 8 and all(f.is_file() for f in files)  # what the device returns
+    summary = json.loads((out / "summary.json").read_text())
+    stages = summary["stages"]
+    assert {k: v["status"] for k, v in stages.items()} == dict.fromkeys(
+        ("env", "tests", "speed", "lut", "train", "search"), "done")
+    assert summary["sprint"]["note"] == "ci" and summary["sprint"]["seconds"] > 0
+    assert stages["env"]["camvid"]["val"] == 101
+    assert stages["tests"]["returncode"] == 0 and "gpu" in stages["tests"]["command"]
+    timed = [r for r in stages["speed"]["rows"] if "network" in r]
+    assert {r["model"] for r in timed} >= {"default", "handwritten"}
+    assert all(r["network"]["p50"] > 0 for r in timed)
+    assert {r["skipped"] for r in stages["speed"]["rows"] if r["mode"] != "eager"} == {
+        "graph needs CUDA", "compile needs CUDA"}
+    assert [p["pixel_agreement_mean"] for p in stages["speed"]["parity"]] == [1.0, 1.0]
+    table = LatencyTable.load(out / stages["lut"]["file"])
+    assert table.backend == "torch-cpu" and len(table.entries) == stages["lut"]["entries"]
+    assert -1.0 <= stages["lut"]["spearman_rho"] <= 1.0
+    best = read_checkpoint(out / "train_best.pt")
+    assert best["provenance"]["recipe"]["device_data"] and best["provenance"]["init"]
+    assert best["provenance"]["sprint_note"] == "ci"
+    assert stages["train"]["epochs"] == 2 and 0 < stages["train"]["init_val_miou"] <= 1
+    search = json.loads((out / "search.json").read_text())
+    assert search["log"][-1]["step"] == stages["search"]["steps_done"] == 2
+    assert (out / "train_curves.png").is_file() and (out / "search_curves.png").is_file()
+
+
+def _reports_then_hangs(ctx: StageContext) -> None:
+    ctx.report(first=1)
+    time.sleep(60)
+
+
+def _fails(ctx: StageContext) -> None:
+    ctx.report(before=True)
+    raise RuntimeError("broken on purpose")
+
+
+def _needs_something(ctx: StageContext) -> None:
+    raise StageSkipped("needs the table of stage lut")
+
+
+def test_stage_runner_kills_at_the_box_and_keeps_what_was_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "GRACE_S", 0.5)
+    summary = Summary(tmp_path / "summary.json", {})
+    log = runner.Log(tmp_path / "sprint.log")
+    cfg = SprintConfig(out=str(tmp_path))
+
+    def ctx(name: str, box: float) -> StageContext:
+        return StageContext(name, cfg, tmp_path, tmp_path, tmp_path, time.time() + box)
+
+    t0 = time.time()
+    assert run_stage(_reports_then_hangs, ctx("hang", 1.0), summary, log) == "timeout"
+    assert time.time() - t0 < 10
+    assert run_stage(_fails, ctx("fail", 30), summary, log) == "failed (exit 1)"
+    assert run_stage(_needs_something, ctx("skip", 30), summary, log) == "skipped"
+    stages = json.loads((tmp_path / "summary.json").read_text())["stages"]
+    assert stages["hang"]["first"] == 1
+    assert stages["fail"]["before"] and "broken on purpose" in stages["fail"]["error"]
+    assert stages["skip"]["reason"] == "needs the table of stage lut"
+    assert "broken on purpose" in (tmp_path / "sprint.log").read_text()  # the child's output
+
+
+def test_budget_and_switches(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--dry-run", "--stages", "env", "lut", "--skip", "lut",
+                 "--budget", "0.5"]) == 0  # nothing fits in half a second: nothing starts
+    stages = json.loads((out / "summary.json").read_text())["stages"]
+    assert stages["env"]["status"] == "not started: budget spent"
+    assert stages["lut"]["status"] == stages["train"]["status"] == "off"
+    assert main(["--out", str(out), "--skip", "warp"]) == 2
+    assert "unknown warp; choose from env, tests" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_cuda_runner_forward_and_graph_agree_with_eager(trained_like_net, real_frames):
+    """(torch.compile is checked by the sprint's speed stage: its rows record each mode's
+    agreement with eager; compiling here would cost the tests stage a minute.)"""
+    from lgcnet_deploy.core.classes import CAMVID
+    from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+    from lgcnet_deploy.export.io_wrapper import wrap_io
+    from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
+
+    meta = ModelMeta.for_dataset(CAMVID, input_format=INPUT_UINT8_NHWC_BGR,
+                                 output_kind=OUTPUT_ARGMAX)
+    module = wrap_io(trained_like_net, meta)
+    batch = np.stack(real_frames[:1])
+    x = torch.from_numpy(batch).cuda()
+    eager = CudaRunner(module, "cuda", use_cuda_graph=False)
+    graph = CudaRunner(module, "cuda")
+    assert (eager.mode, graph.mode) == ("eager", "cuda-graph")
+    masks = [eager(batch), graph(batch)]
+    assert np.array_equal(eager.forward(x).cpu().numpy(), masks[0])
+    assert np.array_equal(graph.forward(x).cpu().numpy(), masks[1])  # replay of the capture
+    assert (masks[0] == masks[1]).mean() > 0.999
