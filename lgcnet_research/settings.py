@@ -22,7 +22,7 @@ from lgcnet_deploy.core.metadata import read_json
 C = TypeVar("C", bound="Settings")
 
 # Flags every settings parser has that are not fields: they say what to do, not how.
-ACTION_FLAGS = ("config", "resume", "func", "command", "debug")
+ACTION_FLAGS = ("config", "resume", "func", "command")
 
 
 class Settings:
