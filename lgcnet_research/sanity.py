@@ -36,7 +36,7 @@ class SanityConfig(Settings):
         "results": "folder for sanity.json and sanity.md",
     }
 
-    genotype: str = "results/search/decisive_s0/genotype.json"
+    genotype: str = "results/search/camvid_cpu_decisive_s0/genotype.json"
     lut: str = "results/luts/onnxruntime-cpu_769x1537.json"
     n_random: int = 3
     band: float = 0.05

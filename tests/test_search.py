@@ -189,6 +189,9 @@ def test_architect_waits_for_warmup_and_adds_the_latency_term(small_lut, tmp_pat
     assert architect.step(2) and not torch.allclose(net.alpha_cells, before)
     assert architect.predict_ms() == pytest.approx(
         LatencyTable.load(small_lut).predict_ms(net.derive()))
+    groups = Architect(net, _config(tmp_path, small_lut, comm_lr=1e-4), None).optimizer.param_groups
+    assert [g["lr"] for g in groups] == [1e-3, 1e-4]
+    assert len(groups[1]["params"]) == len(list(net.communication.parameters()))
     no_lut = Architect(net, _config(tmp_path, small_lut, beta=0.0), None)
     assert float(no_lut.loss(ce, lat)) == 2.0 and no_lut.predict_ms() is None
 

@@ -32,8 +32,14 @@ class Architect:
         self.beta, self.warmup = cfg.beta, cfg.arch_warmup
         if table is not None:
             net.set_latency_table(table)
-        self.optimizer = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr,
-                                          betas=tuple(cfg.a_betas), weight_decay=cfg.a_wd)
+        comm = list(net.communication.parameters())
+        alphas = [p for p in net.arch_parameters() if all(p is not c for c in comm)]
+        groups = [{"params": alphas}]
+        if comm:  # the GGM's weights: the paper's one α optimizer unless comm_lr is set
+            groups.append({"params": comm, "lr": cfg.a_lr if cfg.comm_lr is None
+                           else cfg.comm_lr})
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.a_lr, betas=tuple(cfg.a_betas),
+                                          weight_decay=cfg.a_wd)
 
     def loss(self, ce: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
         """Eq. 10 with LAT in µs; CE alone when there is no latency table."""

@@ -28,6 +28,8 @@ class SearchConfig(Settings):
         "hard": "straight-through one-hot Gumbel: one op per edge runs (CPU budget)",
         "arch_warmup": "steps that train only the weights before α moves (paper: 0)",
         "a_lr": "α learning rate (Adam; paper 1e-3)",
+        "comm_lr": "learning rate of the cell communication (GGM) weights (default: a_lr, "
+                   "one optimizer as in the paper)",
         "free_op_dropout": "dropout on parameter-free cell ops' outputs, decayed linearly to 0 "
                            "over the search (P-DARTS; paper: 0)",
         "widths": 'JSON like {"stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48}',
@@ -57,6 +59,7 @@ class SearchConfig(Settings):
     a_lr: float = 1e-3
     a_betas: tuple[float, float] = (0.5, 0.999)
     a_wd: float = 1e-4
+    comm_lr: float | None = None  # GGM weights' Adam LR; None = a_lr (the paper: one optimizer)
     # search space and ablation switches (Tables VI, VIII, IX, XI)
     widths: dict[str, Any] = field(default_factory=lambda: {
         "stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48})

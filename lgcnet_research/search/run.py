@@ -95,9 +95,9 @@ class Search:
 
     def _resume(self) -> None:
         state = torch.load(self.out / STATE, map_location=self.info.device, weights_only=True)
-        if state["config"] != _plain(self.cfg):
-            changed = sorted(k for k, v in _plain(self.cfg).items()
-                             if v != state["config"].get(k))
+        stored = {**_plain(SearchConfig()), **state["config"]}  # older states: new switches
+        if stored != _plain(self.cfg):                              # at their defaults
+            changed = sorted(k for k, v in _plain(self.cfg).items() if v != stored.get(k))
             raise ValueError(f"{self.out / STATE} was written with other settings "
                              f"({', '.join(changed)}); resume with the same config or use a "
                              f"new --out")
