@@ -191,6 +191,7 @@ def test_architect_waits_for_warmup_and_adds_the_latency_term(small_lut, tmp_pat
         LatencyTable.load(small_lut).predict_ms(net.derive()))
     groups = Architect(net, _config(tmp_path, small_lut, comm_lr=1e-4), None).optimizer.param_groups
     assert [g["lr"] for g in groups] == [1e-3, 1e-4]
+    assert len(architect.optimizer.param_groups) == 1  # comm_lr unset: the paper's one group
     assert len(groups[1]["params"]) == len(list(net.communication.parameters()))
     no_lut = Architect(net, _config(tmp_path, small_lut, beta=0.0), None)
     assert float(no_lut.loss(ce, lat)) == 2.0 and no_lut.predict_ms() is None

@@ -32,12 +32,12 @@ class Architect:
         self.beta, self.warmup = cfg.beta, cfg.arch_warmup
         if table is not None:
             net.set_latency_table(table)
+        groups: list[dict] = [{"params": net.arch_parameters()}]  # the paper: one optimizer
         comm = list(net.communication.parameters())
-        alphas = [p for p in net.arch_parameters() if all(p is not c for c in comm)]
-        groups = [{"params": alphas}]
-        if comm:  # the GGM's weights: the paper's one α optimizer unless comm_lr is set
-            groups.append({"params": comm, "lr": cfg.a_lr if cfg.comm_lr is None
-                           else cfg.comm_lr})
+        if comm and cfg.comm_lr is not None:  # the GGM's weights at their own LR
+            groups = [{"params": [p for p in groups[0]["params"]
+                                  if all(p is not c for c in comm)]},
+                      {"params": comm, "lr": cfg.comm_lr}]
         self.optimizer = torch.optim.Adam(groups, lr=cfg.a_lr, betas=tuple(cfg.a_betas),
                                           weight_decay=cfg.a_wd)
 
