@@ -434,6 +434,10 @@ def test_sanity_check_trains_searched_and_random_genotypes_alike(small_lut, tmp_
     cfg = SanityConfig(genotype=str(searched), lut=str(small_lut), n_random=3, band=0.25,
                        recipe=recipe, out=str(tmp_path / "runs"), results=str(tmp_path / "res"))
     (tmp_path / "sanity.json").write_text(json.dumps(cfg.to_dict()))
+    assert sanity_main(["--config", str(tmp_path / "sanity.json"), "--report-only"]) == 0
+    pending = json.loads((tmp_path / "res" / "sanity.json").read_text())
+    assert pending["summary"] is None and "not trained yet" in (tmp_path / "res" /
+                                                               "sanity.md").read_text()
     assert sanity_main(["--config", str(tmp_path / "sanity.json")]) == 0
     result = json.loads((tmp_path / "res" / "sanity.json").read_text())
     rows, summary = result["rows"], result["summary"]
