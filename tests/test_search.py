@@ -16,12 +16,20 @@ from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.genotype import Genotype, Widths, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
-from lgcnet_research.latency.check import check, random_genotype, spearman
+from lgcnet_research.latency.check import (
+    check,
+    random_genotype,
+    random_genotypes_at,
+    spearman,
+)
 from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_table
+from lgcnet_research.search.agreement import main as agreement_main
+from lgcnet_research.search.agreement import seed_agreement
+from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.edges import edge_specs, genotype_choices
 from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
-from lgcnet_research.search.relax import entropy, gumbel_softmax, temperature
+from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax, temperature
 from lgcnet_research.search.run import search
 from lgcnet_research.search.supernet import MixedOp, SpaceConfig, Supernet
 
@@ -137,6 +145,58 @@ def test_mixed_op_with_one_hot_z_is_that_op(names):
         assert torch.allclose(mixed(x, z), mixed.ops[m](x), atol=1e-6), names[m]
 
 
+def test_free_op_dropout_drops_only_parameter_free_ops_in_training():
+    torch.manual_seed(0)
+    mixed = MixedOp(CELL_OPS, 8, 8, 1)
+    mixed.free_op_dropout = 0.5
+    x = torch.randn(1, 8, 12, 12)
+    one_hot = {name: torch.eye(Q)[m] for m, name in enumerate(CELL_OPS)}
+    dropped = mixed(x, one_hot["skip_connect"])
+    assert 0.3 < float((dropped == 0).float().mean()) < 0.7  # half the outputs zeroed
+    assert torch.allclose(dropped[dropped != 0], 2 * x[dropped != 0])  # survivors rescaled
+    conv = mixed(x, one_hot["conv_3x3"])
+    assert float((conv == 0).float().mean()) < 0.6  # ReLU zeros only: a conv is not dropped
+    mixed.eval()
+    assert torch.equal(mixed(x, one_hot["skip_connect"]), x)  # no dropout at evaluation
+    mixed.free_op_dropout = 0.0
+    mixed.train()
+    assert torch.equal(mixed(x, one_hot["skip_connect"]), x)  # 0 = the paper's mixed op
+
+
+def test_decision_stats_of_undecided_decided_and_collapsed_edges():
+    undecided = decision_stats(torch.zeros(14, P, Q), free_ops=(0, 1, 3))
+    assert undecided["mean_top1_prob"] == pytest.approx(1 / Q)
+    assert undecided["mean_entropy"] == pytest.approx(float(torch.log(torch.tensor(8.0))))
+    decided = torch.full((2, P, Q), -20.0)
+    decided[..., 2] = 0.0  # every edge: conv_3x3 with probability ~1
+    stats = decision_stats(decided, free_ops=(0, 1, 3))
+    assert stats["mean_top1_prob"] == pytest.approx(1.0) and stats["mean_entropy"] < 1e-6
+    assert stats["free_op_share"] == 0.0
+    decided[..., 1] = 1.0  # skip_connect wins every edge: a collapse
+    assert decision_stats(decided, free_ops=(0, 1, 3))["free_op_share"] == 1.0
+
+
+def test_architect_waits_for_warmup_and_adds_the_latency_term(small_lut, tmp_path):
+    cfg = _config(tmp_path, small_lut, arch_warmup=2, a_lr=0.1)
+    net = Supernet(SpaceConfig(widths=SMALL), 11)
+    architect = Architect(net, cfg, LatencyTable.load(small_lut))
+    assert net.lat_cells.abs().sum() > 0  # the table is loaded into the supernet
+    ce, lat = torch.tensor(2.0), torch.tensor(1000.0)
+    assert float(architect.loss(ce, lat)) == pytest.approx(2.0 + 0.005 * float(torch.log(lat)))
+    before = net.alpha_cells.detach().clone()
+    net.alpha_cells.grad = torch.ones_like(before)
+    assert not architect.step(1) and torch.equal(net.alpha_cells, before)  # warming up
+    assert architect.step(2) and not torch.allclose(net.alpha_cells, before)
+    assert architect.predict_ms() == pytest.approx(
+        LatencyTable.load(small_lut).predict_ms(net.derive()))
+    groups = Architect(net, _config(tmp_path, small_lut, comm_lr=1e-4), None).optimizer.param_groups
+    assert [g["lr"] for g in groups] == [1e-3, 1e-4]
+    assert len(architect.optimizer.param_groups) == 1  # comm_lr unset: the paper's one group
+    assert len(groups[1]["params"]) == len(list(net.communication.parameters()))
+    no_lut = Architect(net, _config(tmp_path, small_lut, beta=0.0), None)
+    assert float(no_lut.loss(ce, lat)) == 2.0 and no_lut.predict_ms() is None
+
+
 def test_mixed_up_op():
     mixed = MixedOp(UP_OPS, 8, 8, 1).eval()
     x = torch.randn(1, 8, 5, 7)
@@ -192,8 +252,15 @@ def test_latency_is_differentiable_and_equals_lut_for_one_hot_z(small_lut):
     net = Supernet(SpaceConfig(widths=SMALL), 11)
     net.set_latency_table(table)
     z_cells, z_fusion = net.sample(tau=1.0)
-    lat = net.latency(z_cells, z_fusion)
-    torch.log(lat).backward()
+    # tiny ops' marginal costs can all clamp to 0 on a busy machine (e.g. both Up x2 ops):
+    # the gradient check uses distinct positive costs, the equality below the measured ones
+    costs = [net.lat_cells, net.lat_fusion_op, net.lat_fusion_up]
+    measured = [c.clone() for c in costs]
+    for c in costs:
+        c.copy_(torch.rand_like(c) + 0.1)
+    torch.log(net.latency(z_cells, z_fusion)).backward()
+    for c, m in zip(costs, measured):
+        c.copy_(m)
     for name in ("alpha_cells", "alpha_fusion_op", "alpha_fusion_up"):
         grad = getattr(net, name).grad
         assert grad is not None and grad.abs().sum() > 0, name
@@ -254,6 +321,22 @@ def test_lut_check_helpers(small_lut):
     assert -1.0 <= result["spearman_rho"] <= 1.0
 
 
+def test_random_genotypes_in_a_latency_band(small_lut):
+    import numpy as np
+
+    table = LatencyTable.load(small_lut)
+    rng = np.random.default_rng(1)
+    target = float(np.median([table.predict_ms(random_genotype(rng, table, "r", None))
+                              for _ in range(50)]))
+    found, tries = random_genotypes_at(table, target, 4, band=0.05, seed=3,
+                                       fusion_inputs=(0, 5, 13))
+    assert len({g.hash for g in found}) == 4 and tries >= 4
+    assert all(abs(table.predict_ms(g) / target - 1) <= 0.05 for g in found)
+    assert all(g.fusion_inputs == (0, 5, 13) and g.widths == SMALL for g in found)
+    with pytest.raises(RuntimeError, match="widen the band"):
+        random_genotypes_at(table, 10 * target, 1, band=0.01, max_tries=200)
+
+
 # -- the search loop -----------------------------------------------------------------------------
 def _config(tmp_path: Path, lut: Path, **kw) -> SearchConfig:
     base = dict(out=str(tmp_path / "search"), lut=str(lut), steps=24, batch=4, crop=(64, 96),
@@ -273,10 +356,12 @@ def test_search_steps_on_camvid_lower_the_loss_then_resume(small_lut, tmp_path, 
     g = Genotype.from_dict(json.loads((out / "genotype.json").read_text()))
     assert g == result["genotype"] and g.widths == SMALL
     prov = g.provenance
+    assert 1 / 8 <= prov["mean_top1_prob"] <= 1 and 0 <= prov["mean_entropy"] <= 2.08
+    assert 0 <= prov["free_op_share"] <= 1
     assert prov["beta"] == 0.005 and prov["steps_done"] == 24 and prov["lut"]["sha256"]
     assert prov["config"]["communication"] == "gcn" and "predicted_ms" in prov
     log = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
-    assert {"ce", "lat_ms", "tau", "entropy", "derived_ms"} <= set(log[0])
+    assert {"ce", "lat_ms", "tau", "entropy", "derived_ms", "mean_top1_prob"} <= set(log[0])
     assert len(log[0]["entropy"]) == 15 and any("val_miou" in r for r in log)
     assert log[-1]["tau"] == pytest.approx(0.03)
     assert (out / "search_curves.png").stat().st_size > 10_000
@@ -300,6 +385,79 @@ def test_search_cli_and_lut_show(small_lut, tmp_path, camvid_val, capsys):
     assert "torch-cpu" in capsys.readouterr().out
     assert cli_main(["search", "--config", str(cfg), "--beta", "0.01",
                      "--lut", str(tmp_path / "nope.json")]) == 2  # actionable error, no crash
+
+
+def test_seed_agreement_and_its_cli(tmp_path, capsys):
+    base = load_genotype()
+    cells = [list(c) for c in base.cells]
+    cells[0][0] = "conv_3x3" if cells[0][0] != "conv_3x3" else "sep_conv_3x3"
+    cells[5] = ["none"] * 5 if list(cells[5]) != ["none"] * 5 else ["skip_connect"] * 5
+    d = base.to_dict()
+    for cell, ops in zip(d["cells"], cells):
+        cell["ops"] = ops
+    other = Genotype.from_dict(d)
+    changed = 1 + sum(a != b for a, b in zip(base.cells[5], cells[5]))
+    agreement = seed_agreement(base, other)
+    assert agreement["cell_edges"] == pytest.approx(1 - changed / 70)
+    assert agreement["fusion_edges"] == 1.0 and 0 < agreement["chance"] < 1
+    assert seed_agreement(base, base)["cell_edges"] == 1.0
+    runs = []
+    for seed, g in enumerate((base, other)):
+        run = tmp_path / f"s{seed}"
+        run.mkdir()
+        Genotype.from_dict({**g.to_dict(), "provenance": {"seed": seed,
+                                                          "mean_top1_prob": 0.6}}).save(
+            run / "genotype.json")
+        (run / "search_log.jsonl").write_text("".join(json.dumps(
+            {"step": s, "mean_top1_prob": 0.1 * s, "mean_entropy": 2 - 0.2 * s}) + "\n"
+            for s in range(1, 6)))
+        runs.append(str(run))
+    assert agreement_main([*runs, "--out", str(tmp_path / "cmp"), "--write"]) == 0
+    written = json.loads((tmp_path / "cmp" / "agreement.json").read_text())
+    assert written["seed_agreement"] == agreement and written["seeds"] == [0, 1]
+    assert (tmp_path / "cmp" / "convergence.png").stat().st_size > 10_000
+    prov = load_genotype(tmp_path / "s1" / "genotype.json").provenance
+    assert prov["seed_agreement"] == agreement["cell_edges"]
+    assert prov["seed_agreement_with"]["genotype"] == base.hash
+    assert "seed agreement" in capsys.readouterr().out
+
+
+def test_sanity_check_trains_searched_and_random_genotypes_alike(small_lut, tmp_path,
+                                                                 camvid_val):
+    from lgcnet_research.sanity import SanityConfig
+    from lgcnet_research.sanity import main as sanity_main
+
+    searched = Genotype.from_dict({**load_genotype().to_dict(), "widths": SMALL.to_dict(),
+                                   "name": "searched-test"}).save(tmp_path / "searched.json")
+    recipe = {"epochs": 1, "batch": 4, "crop": [64, 64], "limit": [8, 2], "eval_every": 1,
+              "threads": 2, "device": "cpu", "seed": 0}
+    cfg = SanityConfig(genotype=str(searched), lut=str(small_lut), n_random=3, band=0.25,
+                       recipe=recipe, out=str(tmp_path / "runs"), results=str(tmp_path / "res"))
+    (tmp_path / "sanity.json").write_text(json.dumps(cfg.to_dict()))
+    assert sanity_main(["--config", str(tmp_path / "sanity.json"), "--report-only"]) == 0
+    pending = json.loads((tmp_path / "res" / "sanity.json").read_text())
+    assert pending["summary"] is None and "not trained yet" in (tmp_path / "res" /
+                                                               "sanity.md").read_text()
+    assert sanity_main(["--config", str(tmp_path / "sanity.json")]) == 0
+    result = json.loads((tmp_path / "res" / "sanity.json").read_text())
+    rows, summary = result["rows"], result["summary"]
+    assert [r["name"] for r in rows] == ["searched", "random-0", "random-1", "random-2"]
+    target = result["sampling"]["target_ms"]
+    assert all(abs(r["predicted_ms"] / target - 1) <= 0.25 for r in rows)
+    assert len({r["hash"] for r in rows}) == 4
+    for r in rows:  # every genotype trained with the recipe, in its own run folder
+        ckpt = torch.load(tmp_path / "runs" / r["name"] / "last.pt", weights_only=False)
+        assert 0 <= r["final_val_miou"] <= 1 and r["epochs"] == 1
+        assert tuple(ckpt["provenance"]["recipe"]["crop"]) == (64, 64)
+    scores = [r["final_val_miou"] for r in rows[1:]]
+    assert summary["random_mean"] == pytest.approx(sum(scores) / 3)
+    assert summary["margin_vs_mean"] == pytest.approx(rows[0]["final_val_miou"]
+                                                      - summary["random_mean"])
+    assert "| searched |" in (tmp_path / "res" / "sanity.md").read_text()
+    mtime = (tmp_path / "runs" / "searched" / "last.pt").stat().st_mtime
+    assert sanity_main(["--config", str(tmp_path / "sanity.json")]) == 0  # resumes: no retrain
+    assert (tmp_path / "runs" / "searched" / "last.pt").stat().st_mtime == mtime
+    assert json.loads((tmp_path / "res" / "sanity.json").read_text())["rows"] == rows
 
 
 @pytest.mark.slow

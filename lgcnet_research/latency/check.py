@@ -24,6 +24,7 @@ from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.space import (
     CELL_EDGES,
     CELL_OPS,
+    DEFAULT_FUSION_INPUTS,
     FUSION_EDGES,
     FUSION_OPS,
     NUM_CELLS,
@@ -32,9 +33,13 @@ from lgcnet_deploy.model.space import (
 from lgcnet_research.latency.lut import LatencyTable, network_call
 
 
-def random_genotype(rng: np.random.Generator, table: LatencyTable, name: str) -> Genotype:
-    """Every edge drawn from a per-genotype Dirichlet mix over its candidate ops."""
-    mix = {ops: rng.dirichlet(np.full(len(ops), 0.3)) for ops in (CELL_OPS, FUSION_OPS, UP_OPS)}
+def random_genotype(rng: np.random.Generator, table: LatencyTable, name: str,
+                    concentration: float | None = 0.3,
+                    fusion_inputs: tuple[int, ...] = DEFAULT_FUSION_INPUTS) -> Genotype:
+    """Every edge drawn from a per-genotype Dirichlet(`concentration`) mix over its candidate
+    ops (light to heavy networks), or uniformly over them when `concentration` is None."""
+    mix = {ops: None if concentration is None else rng.dirichlet(np.full(len(ops), concentration))
+           for ops in (CELL_OPS, FUSION_OPS, UP_OPS)}
 
     def draw(ops: tuple[str, ...]) -> str:
         return ops[rng.choice(len(ops), p=mix[ops])]
@@ -42,7 +47,26 @@ def random_genotype(rng: np.random.Generator, table: LatencyTable, name: str) ->
     cells = tuple(tuple(draw(CELL_OPS) for _ in CELL_EDGES) for _ in range(NUM_CELLS))
     fusion = tuple(draw(FUSION_OPS if e.kind == "op" else UP_OPS) for e in FUSION_EDGES)
     return Genotype(cells=cells, fusion_ops=fusion, reductions=table.reductions,
-                    widths=table.widths, name=name)
+                    fusion_inputs=fusion_inputs, widths=table.widths, name=name)
+
+
+def random_genotypes_at(table: LatencyTable, target_ms: float, n: int, band: float = 0.05,
+                        seed: int = 0, concentration: float | None = None,
+                        fusion_inputs: tuple[int, ...] = DEFAULT_FUSION_INPUTS,
+                        max_tries: int = 100_000) -> tuple[list[Genotype], int]:
+    """Rejection sampling: `n` distinct random genotypes whose LUT-predicted latency is within
+    ±`band` of `target_ms`; returns them and the number of draws it took."""
+    rng = np.random.default_rng(seed)
+    found: dict[str, Genotype] = {}
+    for tries in range(1, max_tries + 1):
+        g = random_genotype(rng, table, f"random-{len(found)}", concentration, fusion_inputs)
+        if abs(table.predict_ms(g) / target_ms - 1) <= band and g.hash not in found:
+            found[g.hash] = g
+            if len(found) == n:
+                return list(found.values()), tries
+    raise RuntimeError(f"only {len(found)} of {n} random genotypes within ±{band:.0%} of "
+                       f"{target_ms:.1f} ms in {max_tries} draws: widen the band or set a "
+                       f"Dirichlet concentration (e.g. 0.3) to reach the tails")
 
 
 def spearman(a: list[float], b: list[float]) -> float:

@@ -27,6 +27,11 @@ class SearchConfig(Settings):
         "crop": "train crop H W",
         "hard": "straight-through one-hot Gumbel: one op per edge runs (CPU budget)",
         "arch_warmup": "steps that train only the weights before α moves (paper: 0)",
+        "a_lr": "α learning rate (Adam; paper 1e-3)",
+        "comm_lr": "learning rate of the cell communication (GGM) weights (default: a_lr, "
+                   "one optimizer as in the paper)",
+        "free_op_dropout": "dropout on parameter-free cell ops' outputs, decayed linearly to 0 "
+                           "over the search (P-DARTS; paper: 0)",
         "widths": 'JSON like {"stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48}',
         "data": "CamVid root",
         "limit": "first N train frames only (smoke tests)",
@@ -46,6 +51,7 @@ class SearchConfig(Settings):
     tau_min: float = 0.03
     hard: bool = False  # straight-through one-hot Z: one op per edge runs (CPU budget)
     arch_warmup: int = 0  # steps that train only the weights before α moves (paper: 0)
+    free_op_dropout: float = 0.0  # P-DARTS anti-collapse regulariser (paper: 0)
     w_lr_max: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -53,6 +59,7 @@ class SearchConfig(Settings):
     a_lr: float = 1e-3
     a_betas: tuple[float, float] = (0.5, 0.999)
     a_wd: float = 1e-4
+    comm_lr: float | None = None  # GGM weights' Adam LR; None = a_lr (the paper: one optimizer)
     # search space and ablation switches (Tables VI, VIII, IX, XI)
     widths: dict[str, Any] = field(default_factory=lambda: {
         "stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48})

@@ -39,3 +39,13 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean entropy (nats) of softmax(logits) over leading dims: 0 decided, log q uniform."""
     logp = torch.log_softmax(logits, dim=-1)
     return -(logp.exp() * logp).sum(-1).mean()
+
+
+def decision_stats(logits: torch.Tensor, free_ops: tuple[int, ...] = ()) -> dict[str, float]:
+    """Over all edges of `logits` (..., q): mean top-1 probability of softmax, mean entropy
+    (nats), and the share of edges whose argmax is one of the `free_ops` indices."""
+    probs = torch.softmax(logits.detach(), dim=-1).reshape(-1, logits.shape[-1])
+    top1 = probs.argmax(-1)
+    free = sum(int((top1 == i).sum()) for i in free_ops) / len(top1)
+    return {"mean_top1_prob": float(probs.max(-1).values.mean()),
+            "mean_entropy": float(entropy(logits.detach())), "free_op_share": free}

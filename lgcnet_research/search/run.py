@@ -1,11 +1,13 @@
-"""The search loop (§III, §IV-A): CE + β·log(LAT), α and weights in the same backward pass.
+"""The search loop (§III, §IV-A): CE + β·log(LAT), α and weights in the same backward pass
+(the α side lives in `architect.Architect`).
 
     python -m lgcnet_research.search --config configs/search/camvid_cpu.json --out runs/search
     torchrun --nproc_per_node=2 -m lgcnet_research.search --config ...  # DDP (gloo/nccl)
     python -m lgcnet_research.search ... --resume  # continue from OUT/search_state.pt
 
 Writes OUT/genotype.json (argmax of the GGM-updated α, with provenance), OUT/search_log.jsonl
-(CE, LAT, temperature, α entropy per cell, val mIoU of the derived architecture),
+(CE, LAT, temperature, α entropy per cell, mean top-1 op probability, val mIoU of the derived
+architecture),
 OUT/search_curves.png, and OUT/search_state.pt every `checkpoint_every` steps.
 """
 
@@ -17,6 +19,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +29,12 @@ from tqdm import tqdm
 
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import file_sha256
+from lgcnet_deploy.model.genotype import Genotype
 from lgcnet_research import distributed as dist
 from lgcnet_research.data import CamVidTorch
 from lgcnet_research.latency.lut import LatencyTable
 from lgcnet_research.plots import plot_genotype, plot_search
+from lgcnet_research.search.architect import Architect, load_latency_table
 from lgcnet_research.search.config import SearchConfig, add_arguments
 from lgcnet_research.search.relax import temperature
 from lgcnet_research.search.supernet import SpaceConfig, Supernet
@@ -65,96 +70,126 @@ def validate_derived(net: Supernet, loader: DataLoader, device: torch.device) ->
                     lambda x: net.frame(x, list(z_cells), z_fusion)).miou()
 
 
-def search(cfg: SearchConfig, resume: bool = False) -> dict:
-    """Run (or resume) a search; returns {"genotype": Genotype, "history": [...]}."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    info = dist.setup(cfg.device)
-    torch.manual_seed(cfg.seed + info.rank)
-    out = Path(cfg.out)
-    net = Supernet(space_of(cfg), CAMVID.num_classes)
-    table = None
-    if cfg.beta > 0:
-        if not cfg.lut:
-            raise ValueError("β > 0 needs a latency table: pass --lut (measure one with "
-                             "`lgcnet lut`) or set --beta 0")
-        table = LatencyTable.load(cfg.lut)
-        net.set_latency_table(table)
-    net.to(info.device)
-    opt_w = torch.optim.SGD(net.weight_parameters(), lr=cfg.w_lr_max, momentum=cfg.w_momentum,
-                            weight_decay=cfg.w_wd)
-    opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr, betas=tuple(cfg.a_betas),
-                             weight_decay=cfg.a_wd)
-    step, history = 0, []
-    if resume and (out / STATE).is_file():
-        state = torch.load(out / STATE, map_location=info.device, weights_only=True)
-        if state["config"] != _plain(cfg):
-            changed = sorted(k for k, v in _plain(cfg).items() if v != state["config"].get(k))
-            raise ValueError(f"{out / STATE} was written with other settings ({', '.join(changed)}"
-                             f"); resume with the same config or use a new --out")
-        net.load_state_dict(state["model"])
-        opt_w.load_state_dict(state["opt_w"])
-        opt_a.load_state_dict(state["opt_a"])
-        step, history = state["step"], state["history"]
-    model = DistributedDataParallel(net, find_unused_parameters=True) if info.enabled else net
+class Search:
+    """One search in named steps: `__init__` builds the supernet, the weight optimizer, the
+    `Architect` and the data (and resumes); `train_step` is one shared forward/backward with
+    the weight and α updates; `record` logs; `save` writes state and outputs; `run` loops."""
 
-    train_set = CamVidTorch("train", crop=tuple(cfg.crop), scale_range=tuple(cfg.scale),
-                            root=cfg.data, seed=cfg.seed + step)
-    if cfg.limit:
-        train_set = Subset(train_set, range(cfg.limit))
-    sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.seed) if info.enabled \
-        else None
-    loader = DataLoader(train_set, cfg.batch, shuffle=sampler is None, sampler=sampler,
-                        drop_last=True)
-    val_set = Subset(CamVidTorch("val", crop=None, train=False, root=cfg.data),
-                     range(cfg.val_frames))
-    val_loader = DataLoader(val_set, 4, sampler=DistributedSampler(val_set, shuffle=False)
-                            if info.enabled else None)
-    batches = _batches(loader, sampler, step // max(len(loader), 1))
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"search β={cfg.beta}",
-               disable=not info.is_main, mininterval=5)
-    while step < cfg.steps:
-        x, y = next(batches)
+    def __init__(self, cfg: SearchConfig, resume: bool = False) -> None:
+        self.cfg, self.out = cfg, Path(cfg.out)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.info = dist.setup(cfg.device)
+        torch.manual_seed(cfg.seed + self.info.rank)
+        self.net = Supernet(space_of(cfg), CAMVID.num_classes)
+        self.architect = Architect(self.net, cfg, load_latency_table(cfg))
+        self.net.to(self.info.device)
+        self.opt_w = torch.optim.SGD(self.net.weight_parameters(), lr=cfg.w_lr_max,
+                                     momentum=cfg.w_momentum, weight_decay=cfg.w_wd)
+        self.step, self.history = 0, []
+        if resume and (self.out / STATE).is_file():
+            self._resume()
+        self.model = DistributedDataParallel(self.net, find_unused_parameters=True) \
+            if self.info.enabled else self.net
+        self._build_data()
+
+    def _resume(self) -> None:
+        state = torch.load(self.out / STATE, map_location=self.info.device, weights_only=True)
+        stored = {**_plain(SearchConfig()), **state["config"]}  # older states: new switches
+        if stored != _plain(self.cfg):                              # at their defaults
+            changed = sorted(k for k, v in _plain(self.cfg).items() if v != stored.get(k))
+            raise ValueError(f"{self.out / STATE} was written with other settings "
+                             f"({', '.join(changed)}); resume with the same config or use a "
+                             f"new --out")
+        self.net.load_state_dict(state["model"])
+        self.opt_w.load_state_dict(state["opt_w"])
+        self.architect.optimizer.load_state_dict(state["opt_a"])
+        self.step, self.history = state["step"], state["history"]
+
+    def _build_data(self) -> None:
+        cfg, enabled = self.cfg, self.info.enabled
+        train_set = CamVidTorch("train", crop=tuple(cfg.crop), scale_range=tuple(cfg.scale),
+                                root=cfg.data, seed=cfg.seed + self.step)
+        if cfg.limit:
+            train_set = Subset(train_set, range(cfg.limit))
+        sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.seed) if enabled \
+            else None
+        loader = DataLoader(train_set, cfg.batch, shuffle=sampler is None, sampler=sampler,
+                            drop_last=True)
+        val_set = Subset(CamVidTorch("val", crop=None, train=False, root=cfg.data),
+                         range(cfg.val_frames))
+        self.val_loader = DataLoader(val_set, 4, sampler=DistributedSampler(
+            val_set, shuffle=False) if enabled else None)
+        self.batches = _batches(loader, sampler, self.step // max(len(loader), 1))
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        """Schedules for this step, one forward/backward of Eq. 10, the weight step, then the
+        architecture step."""
+        cfg, step = self.cfg, self.step
         tau = temperature(step, cfg.steps, cfg.tau_max, cfg.tau_min)
         lr = cosine_lr(step, cfg.steps, cfg.w_lr_max, cfg.w_lr_min)
-        for g in opt_w.param_groups:
+        for g in self.opt_w.param_groups:
             g["lr"] = lr
-        logits, lat = model(x.to(info.device), tau, cfg.hard)
-        ce = F.cross_entropy(logits, y.to(info.device), ignore_index=CAMVID.ignore_index)
-        loss = ce + cfg.beta * torch.log(lat) if table is not None else ce  # Eq. 10, LAT in µs
-        opt_w.zero_grad(set_to_none=True)
-        opt_a.zero_grad(set_to_none=True)
+        self.net.set_free_op_dropout(cfg.free_op_dropout * (1 - step / cfg.steps))
+        logits, lat = self.model(x.to(self.info.device), tau, cfg.hard)
+        ce = F.cross_entropy(logits, y.to(self.info.device), ignore_index=CAMVID.ignore_index)
+        loss = self.architect.loss(ce, lat)
+        self.opt_w.zero_grad(set_to_none=True)
+        self.architect.zero_grad()
         loss.backward()
-        opt_w.step()
-        if step >= cfg.arch_warmup:
-            opt_a.step()
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            rec = {"step": step, "ce": float(dist.all_reduce_mean(ce.detach().cpu())),
-                   "lat_ms": float(lat.detach()) / 1000.0 if table is not None else None,
-                   "loss": float(loss.detach()), "tau": tau, "lr": lr,
-                   "seconds": round(time.time() - t0, 1), "entropy": net.entropies()}
-            if table is not None:
-                rec["derived_ms"] = table.predict_ms(net.derive())
-            if step % cfg.val_every == 0 or step == cfg.steps:
-                rec["val_miou"] = validate_derived(net, val_loader, info.device)
-            history.append(rec)
-            bar.set_postfix(ce=f"{rec['ce']:.3f}", tau=f"{tau:.3f}",
-                            lat=f"{rec['lat_ms'] or 0:.1f}ms")
-        if info.is_main and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            _save_state(out, net, opt_w, opt_a, step, history, cfg)
-            _write_outputs(out, net, history, cfg, table, info.world_size)
-        dist.barrier()
-    bar.close()
-    genotype = net.derive()
-    if info.is_main:  # the final state and outputs, written once
-        _save_state(out, net, opt_w, opt_a, step, history, cfg)
-        genotype = _write_outputs(out, net, history, cfg, table, info.world_size)
-    dist.cleanup()
-    return {"genotype": genotype, "history": history}
+        self.opt_w.step()
+        self.architect.step(step)
+        self.step += 1
+        return {"ce": ce.detach(), "lat": lat.detach(), "loss": loss.detach(), "tau": tau,
+                "lr": lr}
+
+    def record(self, stats: dict[str, Any], t0: float) -> dict[str, Any]:
+        """The log line of this step: losses, schedules, α entropy and decision, latency."""
+        rec = {"step": self.step, "ce": float(dist.all_reduce_mean(stats["ce"].cpu())),
+               "lat_ms": float(stats["lat"]) / 1000.0 if self.architect.table else None,
+               "loss": float(stats["loss"]), "tau": stats["tau"], "lr": stats["lr"],
+               "seconds": round(time.time() - t0, 1), "entropy": self.net.entropies(),
+               **self.net.decision()}
+        if self.architect.table is not None:
+            rec["derived_ms"] = self.architect.predict_ms()
+        if self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps:
+            rec["val_miou"] = validate_derived(self.net, self.val_loader, self.info.device)
+        self.history.append(rec)
+        return rec
+
+    def save(self) -> Genotype:
+        """State file (atomic) and outputs: genotype with provenance, log, figures."""
+        _save_state(self.out, self.net, self.opt_w, self.architect.optimizer, self.step,
+                    self.history, self.cfg)
+        return _write_outputs(self.out, self.net, self.history, self.cfg, self.architect.table,
+                              self.info.world_size)
+
+    def run(self) -> dict[str, Any]:
+        """Step until `cfg.steps`; returns {"genotype": Genotype, "history": [...]}."""
+        cfg, t0 = self.cfg, time.time()
+        self.out.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"search β={cfg.beta}",
+                   disable=not self.info.is_main, mininterval=5)
+        while self.step < cfg.steps:
+            stats = self.train_step(*next(self.batches))
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                rec = self.record(stats, t0)
+                bar.set_postfix(ce=f"{rec['ce']:.3f}", top1=f"{rec['mean_top1_prob']:.2f}",
+                                lat=f"{rec['lat_ms'] or 0:.1f}ms")
+            if self.info.is_main and self.step % cfg.checkpoint_every == 0 \
+                    and self.step < cfg.steps:
+                self.save()
+            dist.barrier()
+        bar.close()
+        genotype = self.save() if self.info.is_main else self.net.derive()  # final, once
+        dist.cleanup()
+        return {"genotype": genotype, "history": self.history}
+
+
+def search(cfg: SearchConfig, resume: bool = False) -> dict:
+    """Run (or resume) a search; returns {"genotype": Genotype, "history": [...]}."""
+    return Search(cfg, resume).run()
 
 
 def _plain(cfg: SearchConfig) -> dict:
@@ -172,7 +207,7 @@ def _save_state(out: Path, net: Supernet, opt_w, opt_a, step: int, history: list
 
 
 def _write_outputs(out: Path, net: Supernet, history: list, cfg: SearchConfig,
-                   table: LatencyTable | None, world_size: int):
+                   table: LatencyTable | None, world_size: int) -> Genotype:
     last = history[-1] if history else {}
     provenance = {
         "source": "search (python -m lgcnet_research.search), argmax of the GGM-updated α per edge",
@@ -181,6 +216,7 @@ def _write_outputs(out: Path, net: Supernet, history: list, cfg: SearchConfig,
         "data": f"CamVid train crops {cfg.crop[0]}x{cfg.crop[1]} (scale {cfg.scale[0]}-"
                 f"{cfg.scale[1]}), val first {cfg.val_frames} frames for monitoring",
         "final_val_miou_supernet": last.get("val_miou"),
+        **net.decision(),  # mean_top1_prob, mean_entropy, free_op_share of the cell edges
     }
     if table is not None:
         provenance["lut"] = {"file": str(cfg.lut), "sha256": file_sha256(cfg.lut),

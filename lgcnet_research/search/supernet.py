@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lgcnet_deploy.model.genotype import Genotype, Widths
@@ -37,11 +38,13 @@ from lgcnet_deploy.model.space import (
 from lgcnet_research.latency.lut import LatencyTable
 from lgcnet_research.search.edges import edge_specs
 from lgcnet_research.search.ggm import CellCommunication
-from lgcnet_research.search.relax import entropy, gumbel_softmax
+from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax
 
 OP_EDGES = tuple(e for e, fe in enumerate(FUSION_EDGES) if fe.kind == "op")
 UP_EDGES = tuple(e for e, fe in enumerate(FUSION_EDGES) if fe.kind == "up")
 CELL_SHARINGS = ("independent", "shared")
+# Cell ops without weights: the ones a DARTS-style search collapses into (Zela et al. 2020).
+PARAMETER_FREE_OPS = frozenset({"none", "skip_connect", "max_pool_3x3"})
 
 
 @dataclass(frozen=True)
@@ -69,18 +72,25 @@ class SpaceConfig:
 
 class MixedOp(nn.Module):
     """Σ_m z_m o_m(x) over the candidates (Eq. 3). Ops with z_m == 0 are skipped (their
-    softmax gradient is 0 too), and so is the zero op, so hard (one-hot) Z runs one op."""
+    softmax gradient is 0 too), and so is the zero op, so hard (one-hot) Z runs one op.
+
+    `free_op_dropout` (set by the search loop, 0 = the paper) drops the outputs of the
+    parameter-free ops in training, as P-DARTS does after skip-connect (Chen et al. 2019)."""
 
     def __init__(self, names: tuple[str, ...], c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.names = names
         self.ops = nn.ModuleList(build_op(n, c_in, c_out, stride) for n in names)
+        self.free_op_dropout = 0.0
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, *args) -> torch.Tensor:
         out = None
         for m, (keep, name) in enumerate(zip((z != 0).tolist(), self.names)):
             if keep and name != "none":
-                y = z[m] * self.ops[m](x, *args)
+                y = self.ops[m](x, *args)
+                if name in PARAMETER_FREE_OPS and self.free_op_dropout > 0:
+                    y = F.dropout(y, self.free_op_dropout, self.training)
+                y = z[m] * y
                 out = y if out is None else out + y
         if out is None:  # only the zero op: zeros of the strided shape
             zero = self.names.index("none")
@@ -167,7 +177,20 @@ class Supernet(nn.Module):
         return ((z_cells * self.lat_cells).sum() + (fused * self.lat_fusion_op).sum()
                 + (up * self.lat_fusion_up).sum())
 
+    def set_free_op_dropout(self, rate: float) -> None:
+        """Dropout rate on the outputs of the parameter-free cell ops (0 = the paper)."""
+        for m in self.modules():
+            if isinstance(m, MixedOp):
+                m.free_op_dropout = rate
+
     # -- monitoring and derivation -------------------------------------------------------------
+    @torch.no_grad()
+    def decision(self) -> dict[str, float]:
+        """How decided the cell edges are: mean top-1 op probability of softmax(α'), mean
+        op-choice entropy (nats; ln q = undecided) and the share of parameter-free argmax ops."""
+        free = tuple(i for i, name in enumerate(CELL_OPS) if name in PARAMETER_FREE_OPS)
+        return decision_stats(self.cell_logits(), free)
+
     @torch.no_grad()
     def entropies(self) -> dict[str, float]:
         """Mean op-choice entropy per cell and for the fusion cell (nats)."""

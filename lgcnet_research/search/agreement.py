@@ -1,0 +1,101 @@
+"""Do two searches (seeds) decide alike? Edge-by-edge agreement and the convergence figure.
+
+    python -m lgcnet_research.search.agreement runs/search_s0 runs/search_s1 \\
+        --out results/search/decisive --write
+
+Reads RUN/genotype.json and RUN/search_log.jsonl of each run; writes OUT/agreement.json
+(`seed_agreement`: fraction of the 70 cell edges with the same op, the same for the fusion
+edges, and the agreement two genotypes with these op frequencies would reach by chance) and
+OUT/convergence.png (mean top-1 op probability and entropy of the cell edges per step, one line
+per run). `--write` records `seed_agreement` in each run's genotype provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from lgcnet_deploy.model.genotype import Genotype, load_genotype
+
+
+def seed_agreement(a: Genotype, b: Genotype) -> dict[str, float]:
+    """Fraction of cell edges (and of fusion edges) on which `a` and `b` chose the same op;
+    `chance` is the cell-edge agreement expected from their op frequencies alone."""
+    if a.reductions != b.reductions or a.fusion_inputs != b.fusion_inputs:
+        raise ValueError("genotypes of different search spaces (reductions or fusion inputs) "
+                         "cannot be compared edge by edge")
+    ops_a = [op for cell in a.cells for op in cell]
+    ops_b = [op for cell in b.cells for op in cell]
+    freq_a, freq_b = Counter(ops_a), Counter(ops_b)
+    chance = sum(freq_a[op] * freq_b[op] for op in freq_a) / (len(ops_a) * len(ops_b))
+    return {"cell_edges": _same(ops_a, ops_b), "fusion_edges": _same(a.fusion_ops, b.fusion_ops),
+            "chance": chance}
+
+
+def _same(x: list[str] | tuple[str, ...], y: list[str] | tuple[str, ...]) -> float:
+    return sum(u == v for u, v in zip(x, y, strict=True)) / len(x)
+
+
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "search_log.jsonl").read_text().splitlines()]
+
+
+def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
+    """Mean top-1 op probability and mean entropy of the cell edges per step, per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, log in logs.items():
+        steps = [r["step"] for r in log]
+        ax1.plot(steps, [r["mean_top1_prob"] for r in log], label=label)
+        ax2.plot(steps, [r["mean_entropy"] for r in log], label=label)
+    ax1.axhline(0.5, color="grey", ls="--", lw=1)
+    ax1.set(xlabel="step", ylabel="probability", title="mean top-1 op probability (cell edges)")
+    ax2.set(xlabel="step", ylabel="nats", title="mean op-choice entropy (ln 8 = 2.08)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lgcnet_research.search.agreement",
+                                description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs=2, type=Path, help="two search run folders")
+    p.add_argument("--out", type=Path, required=True, help="folder for agreement.json/.png")
+    p.add_argument("--write", action="store_true",
+                   help="record seed_agreement in both runs' genotype.json provenance")
+    args = p.parse_args(argv)
+    genotypes = [load_genotype(run / "genotype.json") for run in args.runs]
+    agreement = seed_agreement(*genotypes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"runs": [str(r) for r in args.runs], "genotypes": [g.hash for g in genotypes],
+              "seeds": [g.provenance.get("seed") for g in genotypes],
+              "mean_top1_prob": [g.provenance.get("mean_top1_prob") for g in genotypes],
+              "seed_agreement": agreement}
+    (args.out / "agreement.json").write_text(json.dumps(result, indent=1) + "\n")
+    plot_convergence({f"seed {g.provenance.get('seed')}": read_log(run)
+                      for g, run in zip(genotypes, args.runs)}, args.out / "convergence.png")
+    if args.write:
+        for run, g, other in zip(args.runs, genotypes, genotypes[::-1]):
+            g.provenance.update(seed_agreement=agreement["cell_edges"],
+                                seed_agreement_with={"genotype": other.hash,
+                                                     "seed": other.provenance.get("seed"),
+                                                     **agreement})
+            g.save(run / "genotype.json")
+    print(f"seed agreement: {agreement['cell_edges']:.2f} of cell edges "
+          f"(chance {agreement['chance']:.2f}), {agreement['fusion_edges']:.2f} of fusion edges")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
