@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lgcnet_deploy.cli import EXIT_USER_INPUT
 from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.genotype import Genotype, Widths, load_genotype
 from lgcnet_deploy.model.network import LGCNet
@@ -384,7 +385,7 @@ def test_search_cli_and_lut_show(small_lut, tmp_path, camvid_val, capsys):
     assert cli_main(["lut", "--show", str(small_lut)]) == 0
     assert "torch-cpu" in capsys.readouterr().out
     assert cli_main(["search", "--config", str(cfg), "--beta", "0.01",
-                     "--lut", str(tmp_path / "nope.json")]) == 2  # actionable error, no crash
+                     "--lut", str(tmp_path / "nope.json")]) == EXIT_USER_INPUT  # one line, no crash
 
 
 def test_seed_agreement_and_its_cli(tmp_path, capsys):
