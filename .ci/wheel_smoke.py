@@ -68,7 +68,8 @@ def main() -> int:
         run([lgcnet, "predict", "--model", str(onnx), str(first), "-o", str(work / "pred")],
             work, env)
         run([lgcnet, "eval", str(onnx), "--limit", "3"], work, env)
-        run([lgcnet, "bench", str(onnx), "--iters", "3", "--warmup", "1"], work, env)
+        run([lgcnet, "bench", str(onnx), "--iters", "3", "--warmup", "1", "--imgsz", "360x480"],
+            work, env)  # the input-size check reads the file without the onnx package
         run([str(py), "-c", "import cv2, sys; from lgcnet_deploy import Segmenter; "
              f"r = Segmenter({str(onnx)!r}).predict(cv2.imread({str(first)!r})); "
              "assert r.mask.shape == (360, 480), r.mask.shape"], work, env)

@@ -62,13 +62,13 @@ class ModelFormat:
 FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat("onnx", (".onnx",), "ONNX model (ONNX Runtime)",
                 "lgcnet_deploy.runtime.backends.onnx_runtime:OnnxRuntimeBackend",
-                "lgcnet_deploy.runtime.describe:describe_onnx", None, True),
+                "lgcnet_deploy.export.describe:describe_onnx", None, True),
     ModelFormat("pytorch", (".pt", ".pth"), "LGCNet checkpoint (PyTorch)",
                 "lgcnet_deploy.runtime.backends.pytorch:TorchBackend",
                 "lgcnet_deploy.model.checkpoint:describe_checkpoint", "export", False),
     ModelFormat("engine", (".engine",), "TensorRT engine",
                 "lgcnet_deploy.runtime.backends.tensorrt_engine:TensorRTBackend",
-                "lgcnet_deploy.runtime.describe:describe_engine", "tensorrt", True),
+                "lgcnet_deploy.export.describe:describe_engine", "tensorrt", True),
 )
 SUFFIXES: dict[str, ModelFormat] = {s: f for f in FORMATS for s in f.suffixes}
 

@@ -90,7 +90,7 @@ def deployable_path(source: str | Path | Genotype, workdir: Path,
     anything else exported by `make_artifact` into `workdir`."""
     fmt = None if isinstance(source, Genotype) else find_format(source)
     if fmt is not None and fmt.deployable and Path(source).is_file():
-        _check_input_size(Path(source), spec)
+        check_input_sizes(Path(source), [("input size", spec.input_size)])
         return Path(source)
     name = source.hash if isinstance(source, Genotype) else Path(str(source)).stem
     return make_artifact(source, workdir / f"{name}.onnx", spec).path
@@ -104,7 +104,7 @@ def _fp32_onnx(source: str | Path | Genotype, onnx_out: Path,
     fmt = None if isinstance(source, Genotype) else find_format(source)
     if fmt is not None and fmt.name == "onnx":
         path = Path(source)
-        _check_input_size(path, spec)
+        check_input_sizes(path, [("input size", spec.input_size)])
         return path, _onnx_meta(path), True
     if fmt is not None and fmt.name == "engine":
         raise ArtifactError(f"{source}: an engine is already the last stage; build another "
@@ -127,16 +127,21 @@ def _onnx_meta(path: Path) -> ModelMeta:
     return ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, path)
 
 
-def _check_input_size(path: Path, spec: ArtifactSpec) -> None:
-    """An exported file has a fixed input size: asking for another is an error, not a no-op."""
-    if spec.input_size is None or format_of(path).name != "onnx":
+def check_input_sizes(path: Path, asked: list[tuple[str, tuple[int, int] | None]]) -> None:
+    """An exported .onnx/.engine has one input size: asking it for another (`asked`: option
+    name and size, None for not asked) is an error, not a silent no-op."""
+    fmt = format_of(path)
+    asked = [(option, size) for option, size in asked if size is not None]
+    if not fmt.deployable or not asked:
         return
-    have = tuple(_onnx_meta(path).input_size)
-    if have != tuple(spec.input_size):
-        raise ArtifactError(
-            f"{path} takes {have[0]}x{have[1]} inputs, asked for {spec.input_size[0]}x"
-            f"{spec.input_size[1]}: re-export from the checkpoint (`lgcnet export CKPT --imgsz "
-            f"{spec.input_size[0]}x{spec.input_size[1]}`) or drop the size option")
+    info = fmt.describe_file(path)  # ONNX Runtime or the sidecar: no onnx package needed
+    have = tuple(info.get("meta", info)["input_size"])  # an engine's sidecar nests the meta
+    for option, size in asked:
+        if tuple(size) != have:
+            raise ArtifactError(
+                f"{path} is exported for {have[0]}x{have[1]} inputs: {option} asks for "
+                f"{size[0]}x{size[1]}; re-export from the checkpoint (`lgcnet export CKPT.pt "
+                f"--imgsz {size[0]}x{size[1]}`) or benchmark the checkpoint itself")
 
 
 def _quantize(fp32_onnx: Path, output: Path, spec: ArtifactSpec) -> Path:

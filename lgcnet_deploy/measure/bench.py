@@ -22,7 +22,7 @@ from lgcnet_deploy.core.data import CamVid
 from lgcnet_deploy.core.formats import find_format
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
 from lgcnet_deploy.core.timing import Stats, time_calls
-from lgcnet_deploy.export.pipeline import ArtifactSpec, deployable_path
+from lgcnet_deploy.export.pipeline import ArtifactSpec, check_input_sizes, deployable_path
 from lgcnet_deploy.runtime.backends.base import Backend, load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
 
@@ -106,21 +106,13 @@ def check_options(source: str | Path, input_size: tuple[int, int] | None = None,
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    info = fmt.describe_file(path)
-    meta = info.get("meta", info)  # an engine's sidecar nests the model metadata
-    if dataset is not None and dataset != meta.get("dataset"):
-        raise BenchOptionError(f"{path} carries its own classes ({meta.get('dataset')}); "
-                               f"--dataset applies to genotypes only")
-    if not fmt.deployable:  # a checkpoint is re-exported at any size
-        return
-    have = tuple(meta["input_size"])
-    asked = [(size_option, input_size)] + [("--sizes", s) for s in sizes or []]
-    for option, size in asked:
-        if size is not None and tuple(size) != have:
-            raise BenchOptionError(
-                f"{path} is exported for {have[0]}x{have[1]} inputs: {option} asks for "
-                f"{size[0]}x{size[1]}; re-export from the checkpoint (`lgcnet export CKPT.pt "
-                f"--imgsz {size[0]}x{size[1]}`) or benchmark the checkpoint itself")
+    if dataset is not None:
+        info = fmt.describe_file(path)
+        meta = info.get("meta", info)  # an engine's sidecar nests the model metadata
+        if dataset != meta.get("dataset"):
+            raise BenchOptionError(f"{path} carries its own classes ({meta.get('dataset')}); "
+                                   f"--dataset applies to genotypes only")
+    check_input_sizes(path, [(size_option, input_size), *(("--sizes", s) for s in sizes or [])])
 
 
 def benchmark(source: str | Path, *, device: str = "cpu", batch: int = 1,

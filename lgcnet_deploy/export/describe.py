@@ -1,5 +1,6 @@
-"""What deployable model files hold, for `lgcnet info`, read without preparing them for
-inference (the `describe` functions of the model-format table in `core/formats.py`)."""
+"""What deployable model files hold, for `lgcnet info` and the input-size checks, read
+without preparing them for inference (the `describe` functions of the model-format table in
+`core/formats.py`)."""
 
 from __future__ import annotations
 
