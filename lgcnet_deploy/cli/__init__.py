@@ -5,7 +5,6 @@ research package's `search`, `train` and `lut`)."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -13,13 +12,10 @@ from functools import partial
 from importlib.metadata import entry_points
 
 from lgcnet_deploy.cli import commands
+from lgcnet_deploy.core.formats import import_attribute
 from lgcnet_deploy.core.version import __version__
 
 COMMAND_ENTRY_POINTS = "lgcnet.commands"
-
-
-def _builtin_register(name: str) -> Callable:
-    return importlib.import_module(f"{commands.__name__}.{name}").register
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         ep.name: ep.load for ep in entry_points(group=COMMAND_ENTRY_POINTS)}
     for info in pkgutil.iter_modules(commands.__path__):
         if not info.name.startswith("_"):
-            loaders[info.name] = partial(_builtin_register, info.name)
+            loaders[info.name] = partial(import_attribute,
+                                         f"{commands.__name__}.{info.name}:register")
     for name in sorted(loaders):
         loaders[name]()(sub)
     return parser

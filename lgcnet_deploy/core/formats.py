@@ -46,17 +46,24 @@ class ModelFormat:
         return self._resolve(self.describe)(Path(path))
 
     def _resolve(self, ref: str) -> Any:
-        """Import "module:attribute"; a missing optional package says which extra brings it."""
-        module, attr = ref.split(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except ModuleNotFoundError as e:
-            if self.extra is None or not e.name or e.name.startswith("lgcnet_deploy"):
-                raise
-            raise MissingExtraError(
-                f"{self.label} files need the Python package {e.name!r}: pip install "
-                f"'lgcnet-deploy[{self.extra}]' (or use an .onnx model, which the base "
-                f"install runs)") from e
+        if self.extra is None:
+            return import_attribute(ref)
+        return import_attribute(ref, self.extra, f"{self.label} files need",
+                                "(or use an .onnx model, which the base install runs)")
+
+
+def import_attribute(ref: str, extra: str | None = None, needed_by: str = "this needs",
+                     hint: str = "") -> Any:
+    """Import "module:attribute". With `extra`, a missing third-party package becomes a
+    MissingExtraError saying `needed_by` the package and which extra brings it."""
+    module, attr = ref.split(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as e:
+        if extra is None or not e.name or e.name.startswith(("lgcnet_deploy", "lgcnet_research")):
+            raise
+        raise MissingExtraError(f"{needed_by} the Python package {e.name!r}: pip install "
+                                f"'lgcnet-deploy[{extra}]'" + (f" {hint}" if hint else "")) from e
 
 
 FORMATS: tuple[ModelFormat, ...] = (

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Callable
 from typing import Any
+
+from lgcnet_deploy.core.formats import import_attribute
 
 
 def register_command(sub: argparse._SubParsersAction, name: str,
@@ -16,15 +17,5 @@ def register_command(sub: argparse._SubParsersAction, name: str,
     `lgcnet -h` never imports torch."""
     p = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **parser_kw)
     add_arguments(p)
-    p.set_defaults(func=lambda args: _resolve(name, runner)(args))
-
-
-def _resolve(name: str, ref: str) -> Callable[[argparse.Namespace], int]:
-    module, function = ref.split(":")
-    try:
-        return getattr(importlib.import_module(module), function)
-    except ModuleNotFoundError as e:
-        if not e.name or e.name.startswith(("lgcnet_deploy", "lgcnet_research")):
-            raise
-        raise ImportError(f"`lgcnet {name}` needs the Python package {e.name!r}: pip install "
-                          f"'lgcnet-deploy[research]'") from e
+    p.set_defaults(func=lambda args: import_attribute(
+        runner, "research", f"`lgcnet {name}` needs")(args))
