@@ -100,6 +100,7 @@ class Trainer:
         self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.wd)
         self.start_epoch, self.best, self.history = 0, -1.0, []
+        self.init_record: dict[str, Any] | None = None
         if resume and (self.out / "last.pt").is_file():
             self._load(self.out / "last.pt", with_state=True)
         elif cfg.init:
@@ -116,11 +117,15 @@ class Trainer:
         loaded, _, payload = load_checkpoint(path, genotype=self.genotype,
                                              num_classes=CAMVID.num_classes)
         self.net.load_state_dict(loaded.state_dict())
-        if with_state:
-            state = payload["train_state"]
-            self.opt.load_state_dict(state["optimizer"])
-            self.start_epoch, self.best = state["epoch"], state["best_miou"]
-            self.history = state["history"]
+        if not with_state:  # a warm start: its history travels on in our provenance
+            self.init_record = {"path": str(path), "metrics": payload.get("metrics"),
+                                "provenance": payload.get("provenance")}
+            return
+        state = payload["train_state"]
+        self.init_record = (payload.get("provenance") or {}).get("init")
+        self.opt.load_state_dict(state["optimizer"])
+        self.start_epoch, self.best = state["epoch"], state["best_miou"]
+        self.history = state["history"]
 
     def _build_data(self) -> None:
         """Train batches (`loader`, reshuffled through `sampler.set_epoch`) and val batches."""
@@ -156,7 +161,7 @@ class Trainer:
                 else device_name("torch-cpu"), "torch": str(torch.__version__),
                 "data": f"CamVid train ({len(self.train_set)} frames)",
                 "pretraining": "none (no ImageNet weights available)",
-                **({"init": self.cfg.init} if self.cfg.init else {})}
+                **({"init": self.init_record} if self.init_record else {})}
 
     @property
     def end_epoch(self) -> int:

@@ -165,7 +165,10 @@ def test_time_boxed_gpu_recipe_on_cpu_warm_starts_and_stops_in_time(tmp_path, ca
     lrs = [h["lr"] for h in history]
     assert lrs[-1] < cfg.lr and all(a > b for a, b in pairwise(lrs))  # poly over time
     shipped = read_checkpoint(ship)
-    assert shipped["provenance"]["init"] == str(SHIPPED)
+    init = shipped["provenance"]["init"]  # the warm start's history travels along
+    assert init["path"] == str(SHIPPED)
+    assert init["provenance"] == read_checkpoint(SHIPPED)["provenance"]
+    assert init["metrics"]["val_miou"] == read_checkpoint(SHIPPED)["metrics"]["val_miou"]
     assert shipped["provenance"]["recipe"]["device_data"] is True
     assert shipped["provenance"]["hardware"] and shipped["metrics"]["train_seconds"] > 0
     with pytest.raises(ValueError, match="cannot be resumed"):

@@ -25,7 +25,8 @@ def save_checkpoint(path: str | Path, model: LGCNet, meta: ModelMeta,
                     provenance: dict[str, Any] | None = None,
                     metrics: dict[str, Any] | None = None,
                     train_state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically (a crash mid-write never corrupts the previous file)."""
+    """Write a checkpoint atomically (a crash mid-write never corrupts the previous file);
+    weights are stored on the CPU, so a GPU run's checkpoint loads anywhere."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -33,7 +34,7 @@ def save_checkpoint(path: str | Path, model: LGCNet, meta: ModelMeta,
         "genotype": model.genotype.to_dict(),
         "meta": meta.replace(genotype_hash=model.genotype.hash,
                              genotype=model.genotype.to_dict()).to_dict(),
-        "state_dict": model.state_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "provenance": provenance or {},
         "metrics": metrics or {},
         "train_state": train_state or {},
