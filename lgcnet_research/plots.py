@@ -97,3 +97,54 @@ def plot_genotype(genotype, path: Path, alpha_probs=None) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def lineage(provenance: dict) -> list[dict]:
+    """The runs behind a checkpoint, oldest first: each warm start's provenance holds the
+    provenance of the checkpoint it started from under `init`."""
+    runs = []
+    while provenance:
+        runs.append(provenance)
+        provenance = (provenance.get("init") or {}).get("provenance")
+    return runs[::-1]
+
+
+def plot_lineage(provenance: dict, path: Path) -> Path:
+    """Val mIoU over the cumulative epochs of every run in a checkpoint's lineage, one colour
+    per run, labelled with its hardware, epochs and base LR."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    offset = 0
+    for run in lineage(provenance):
+        history = run.get("val_history") or []
+        recipe = run.get("recipe") if isinstance(run.get("recipe"), dict) else {}
+        epochs = run.get("epochs_run") or (history[-1][0] if history else 0)
+        label = (f"{run.get('hardware', '?')[:28]}: {epochs} ep, lr {recipe.get('lr', '?')}")
+        ax.plot([offset + e for e, _ in history], [100 * m for _, m in history], marker=".",
+                label=label)
+        offset += epochs
+    ax.set(xlabel="epoch (cumulative)", ylabel="mIoU %", title="CamVid val mIoU (360x480)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m lgcnet_research.plots lineage CHECKPOINT --out PNG`."""
+    import argparse
+
+    from lgcnet_deploy.model.checkpoint import read_checkpoint
+
+    p = argparse.ArgumentParser(prog="python -m lgcnet_research.plots")
+    p.add_argument("what", choices=["lineage"])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    provenance = read_checkpoint(args.checkpoint)["provenance"]
+    print(plot_lineage(provenance, args.out))
+
+
+if __name__ == "__main__":
+    main()
