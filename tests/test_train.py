@@ -216,3 +216,17 @@ def test_peer_trains_with_the_same_recipe_and_warm_starts_from_its_checkpoint(tm
     with pytest.raises(PeerCheckpointError, match="not an LR-ASPP peer checkpoint"):
         Trainer(TrainConfig(model="lraspp_mbv3_large", out=str(tmp_path / "x"), init=str(SHIPPED),
                             limit=(2, 1), threads=1))
+
+
+def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
+    import json
+
+    from lgcnet_research.sanity import SanityConfig
+
+    peer = TrainConfig.load(ROOT / "configs" / "train" / "peer_gpu.json").to_dict()
+    mirror = TrainConfig.load(ROOT / "configs" / "train" / "default_scratch_gpu.json").to_dict()
+    sanity = SanityConfig.load(ROOT / "configs" / "sanity" / "camvid_gpu.json")
+    recipe = json.loads(json.dumps(TrainConfig.from_dict(sanity.recipe).to_dict()))
+    differ = {k for k in peer if peer[k] != mirror[k]}
+    assert differ == {"model", "out"} and peer["init"] is None  # from scratch, both
+    assert {k for k in peer if json.loads(json.dumps(peer))[k] != recipe[k]} == {"model", "out"}
