@@ -37,7 +37,7 @@ from lgcnet_research.gpu_sprint.runner import StageContext, StageSkipped
 CONFIG, REPORT = "config.json", "report.json"
 RUNS = "runs"  # folder of the run folders in the stage's scratch
 PLAN = "plan.json"
-RESERVE_S = 15.0  # after its time limit a run still validates, saves and plots
+RESERVE_S = 25.0  # after its time limit a run still validates, saves, plots (all runs at once)
 TAR_LIMIT = 15 * 2**20  # the device returns files of at most 16 MiB
 MAX_TARS = 3
 LOG_TAIL = 20_000  # characters of a run's log.txt that travel back
@@ -94,8 +94,6 @@ def launch(ctx: StageContext, runs: dict[str, dict[str, Any]], threads: int
     """Write each run's config.json (the sprint's overrides on top) and start its process."""
     overrides = {"data": str(ctx.data), "device": ctx.device, "threads": threads, "ship": None,
                  **(DRY_TRAIN if ctx.dry else {})}
-    if ctx.dry:
-        overrides["threads"] = 1
     deadline = ["--deadline", str(ctx.deadline)] if ctx.cfg.train_schedule == "time" else []
     started = {}
     for name, fields in runs.items():
