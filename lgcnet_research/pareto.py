@@ -2,10 +2,12 @@
 measured in one run.
 
     python -m lgcnet_research.pareto --models lgcnet-camvid lgcnet-camvid-handwritten \
-        --peer --out results/pareto
+        --peer-weights runs/train_peer/best.pt --out results/pareto
 
 Per model: CamVid val mIoU at 360x480 through the Segmenter on its ONNX export (101 frames,
-one confusion matrix, void ignored; a model without trained weights shows none), parameters,
+one confusion matrix, void ignored; a model without trained weights shows none; the peer is
+scored the same way from `--peer-weights`, a checkpoint of `python -m lgcnet_research.train
+--model lraspp_mbv3_large`, exported by the SDK's peer export), parameters,
 GFLOPs at 360x480 (torch's FlopCounterMode: 2 per multiply-add), and ONNX Runtime CPU network
 latency at 360x480 and 769x1537 — timed in interleaved rounds (every model once per round,
 the median of the rounds' medians) because this machine's shared cores drift between runs.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,8 +35,10 @@ from lgcnet_deploy.measure.evaluate import evaluate
 from lgcnet_deploy.model.checkpoint import load_net
 from lgcnet_deploy.runtime.backends.base import load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
+from lgcnet_research.peer import PeerCheckpointError, load_peer
 
 SIZES = ((360, 480), (769, 1537))
+EVAL_SIZE = (360, 480)
 PEER = "LR-ASPP MobileNetV3-Large"
 
 
@@ -54,13 +59,13 @@ def count(net: nn.Module, size: tuple[int, int] = SIZES[0]) -> tuple[float, floa
     return params, counter.get_total_flops() / 1e9
 
 
-def onnx_files(models: list[str], peer: bool, size: tuple[int, int],
+def onnx_files(models: list[str], peer: nn.Module | None, size: tuple[int, int],
                workdir: Path) -> dict[str, Path]:
-    """Each model exported at `size` (uint8 in, class map out), the peer beside them."""
+    """Each model exported at `size` (uint8 in, class map out), the peer net beside them."""
     files = {m: make_artifact(m, workdir / f"{Path(m).stem}_{size[0]}x{size[1]}.onnx",
                               ArtifactSpec(input_size=size)).path for m in models}
-    if peer:
-        files[PEER] = peer_lraspp(size, CAMVID.num_classes, workdir)
+    if peer is not None:
+        files[PEER] = peer_lraspp(size, CAMVID.num_classes, workdir, peer)
     return files
 
 
@@ -81,19 +86,30 @@ def interleaved_latency(files: dict[str, Path], rounds: int, iters: int) -> dict
 
 
 def measure(models: list[str], peer: bool, rounds: int, iters: int, data: str | None,
-            sizes: tuple[tuple[int, int], ...] = SIZES) -> list[ParetoRow]:
+            sizes: tuple[tuple[int, int], ...] = SIZES,
+            peer_weights: str | Path | None = None,
+            val_limit: int | None = None) -> list[ParetoRow]:
+    """One row per model (and the peer, trained when `peer_weights` names its checkpoint);
+    `val_limit` scores only the first val frames (smoke tests)."""
+    peer_net = load_peer(peer_weights)[0] if peer_weights else (  # first: a bad path fails fast
+        lraspp_net(CAMVID.num_classes) if peer else None)
     rows = {}
     for m in models:
         net, _, trained = load_net(m)
         rows[m] = ParetoRow(m, *count(net), val_miou=None)
         if trained:
             with Segmenter(m) as seg:
-                rows[m].val_miou = evaluate(seg, "val", data, progress=False).miou
-    if peer:
-        rows[PEER] = ParetoRow(PEER, *count(lraspp_net(CAMVID.num_classes)), val_miou=None)
+                rows[m].val_miou = evaluate(seg, "val", data, val_limit, progress=False).miou
     with tempfile.TemporaryDirectory() as tmp:
+        if peer_net is not None:
+            rows[PEER] = ParetoRow(PEER, *count(peer_net), val_miou=None)
+        if peer_weights:  # through the same ONNX Runtime path as the models' rows
+            path = peer_lraspp(EVAL_SIZE, CAMVID.num_classes, Path(tmp) / "eval", peer_net)
+            with Segmenter(path) as seg:
+                rows[PEER].val_miou = evaluate(seg, "val", data, val_limit,
+                                               progress=False).miou
         for size in sizes:
-            latency = interleaved_latency(onnx_files(models, peer, size, Path(tmp)), rounds,
+            latency = interleaved_latency(onnx_files(models, peer_net, size, Path(tmp)), rounds,
                                           iters)
             for name, ms in latency.items():
                 rows[name].latency_ms[f"{size[0]}x{size[1]}"] = ms
@@ -118,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lgcnet_research.pareto", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["lgcnet-camvid", "lgcnet-camvid-handwritten"])
-    p.add_argument("--peer", action="store_true", help="add LR-ASPP MobileNetV3-Large")
+    p.add_argument("--peer", action="store_true",
+                   help="add LR-ASPP MobileNetV3-Large (random init: no val mIoU)")
+    p.add_argument("--peer-weights", type=Path, default=None,
+                   help="the peer's trained checkpoint (python -m lgcnet_research.train --model "
+                        "lraspp_mbv3_large): its row gets val mIoU too (implies --peer)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch threads (FLOP counting)")
@@ -127,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = measure(args.models, args.peer, args.rounds, args.iters, args.data)
+    try:
+        rows = measure(args.models, args.peer, args.rounds, args.iters, args.data,
+                       peer_weights=args.peer_weights)
+    except (FileNotFoundError, PeerCheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     table = markdown(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pareto.md").write_text(table + "\n")

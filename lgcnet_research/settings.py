@@ -110,7 +110,7 @@ def _add_flag(p: argparse.ArgumentParser, f: dataclasses.Field, hint: Any,
     if origin is tuple:
         args = typing.get_args(hint)
         kw["type"] = args[0]
-        kw["nargs"] = "+" if len(args) == 2 and args[1] is Ellipsis else len(args)
+        kw["nargs"] = "*" if len(args) == 2 and args[1] is Ellipsis else len(args)
     elif origin is dict or hint is dict:
         kw["type"] = json.loads
         kw["metavar"] = "JSON"

@@ -1,12 +1,15 @@
-"""Train a derived LGCNet on CamVid (paper §IV-A recipe), resumable, DDP-ready.
+"""Train a derived LGCNet (or the LR-ASPP peer) on CamVid (paper §IV-A recipe), resumable,
+DDP-ready.
 
     python -m lgcnet_research.train --genotype default --out runs/train_default
+    python -m lgcnet_research.train --model lraspp_mbv3_large --out runs/train_peer
     python -m lgcnet_research.train --config configs/train/searched_cpu.json --resume
     torchrun --nproc_per_node=2 -m lgcnet_research.train ...  # DDP (gloo on CPU, nccl on GPU)
 
 SGD + poly LR, OHEM cross-entropy (void ignored), random flip / scale 0.5-2.0 / crop; val
-mIoU every `eval_every` epochs; `last.pt` every epoch and `best.pt` on a new best (both
-lgcnet checkpoints); `ship` copies each new best to the model `make demo` uses.
+mIoU every `eval_every` epochs; `last.pt` every epoch and `best.pt` on a new best (lgcnet
+checkpoints; the peer's: lgcnet_research.peer); `ship` copies each new best to the model
+`make demo` uses.
 On a GPU (configs/train/gpu_sprint.json): `--amp bf16 --channels-last --device-data` (splits
 resident on the GPU, augmented there), `--eval-every-s 60`, `--time-limit SECONDS`.
 """
@@ -30,13 +33,15 @@ from tqdm import tqdm
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
+from lgcnet_deploy.measure.bench import lraspp_net
 from lgcnet_deploy.model.checkpoint import load_checkpoint, save_checkpoint
-from lgcnet_deploy.model.genotype import load_genotype
+from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research import distributed as dist
 from lgcnet_research.data import CamVidTorch, DeviceBatches, DeviceCamVid
 from lgcnet_research.latency.lut import device_name
 from lgcnet_research.losses import OhemCrossEntropy
+from lgcnet_research.peer import load_peer_weights, peer_meta, save_peer_checkpoint
 from lgcnet_research.plots import plot_curves
 from lgcnet_research.train_config import TrainConfig, add_arguments
 
@@ -92,11 +97,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.info.rank)
         if self.info.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick each conv once
-        self.genotype = load_genotype(cfg.genotype)
-        self.net = LGCNet(self.genotype, CAMVID.num_classes).to(self.info.device)
-        if cfg.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        self.meta = ModelMeta.for_dataset(CAMVID, input_size=(360, 480))
+        self._build_net()
         self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.wd)
         self.start_epoch, self.best, self.history = 0, -1.0, []
@@ -113,10 +114,28 @@ class Trainer:
         self.provenance = self._provenance()
         self.started = self.last_eval = time.time()
 
+    def _build_net(self) -> None:
+        """The net of `cfg.model`, its metadata and its checkpoint writer."""
+        cfg = self.cfg
+        if cfg.model == "lgcnet":
+            self.genotype: Genotype | None = load_genotype(cfg.genotype)
+            net: torch.nn.Module = LGCNet(self.genotype, CAMVID.num_classes)
+            self.meta = ModelMeta.for_dataset(CAMVID, input_size=(360, 480))
+            self.save_checkpoint: Callable[..., Path] = save_checkpoint
+        else:
+            self.genotype, net = None, lraspp_net(CAMVID.num_classes)
+            self.meta, self.save_checkpoint = peer_meta(), save_peer_checkpoint
+        self.net = net.to(self.info.device)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
     def _load(self, path: Path, with_state: bool) -> None:
-        loaded, _, payload = load_checkpoint(path, genotype=self.genotype,
-                                             num_classes=CAMVID.num_classes)
-        self.net.load_state_dict(loaded.state_dict())
+        if self.genotype is None:
+            payload = load_peer_weights(self.net, path)
+        else:
+            loaded, _, payload = load_checkpoint(path, genotype=self.genotype,
+                                                 num_classes=CAMVID.num_classes)
+            self.net.load_state_dict(loaded.state_dict())
         if not with_state:  # a warm start: its history travels on in our provenance
             self.init_record = {"path": str(path), "metrics": payload.get("metrics"),
                                 "provenance": payload.get("provenance")}
@@ -155,7 +174,8 @@ class Trainer:
 
     def _provenance(self) -> dict[str, Any]:
         device = self.info.device
-        return {"recipe": self.cfg.to_dict(), "genotype_hash": self.genotype.hash,
+        return {"recipe": self.cfg.to_dict(), "model": self.cfg.model,
+                "genotype_hash": self.genotype.hash if self.genotype else None,
                 "git": git_commit(), "world_size": self.info.world_size,
                 "hardware": torch.cuda.get_device_name(device) if device.type == "cuda"
                 else device_name("torch-cpu"), "torch": str(torch.__version__),
@@ -246,13 +266,13 @@ class Trainer:
         metrics = {"val_miou": self.best, "epoch": record["epoch"]}
         state = {"optimizer": self.opt.state_dict(), "epoch": record["epoch"],
                  "best_miou": self.best, "history": self.history}
-        save_checkpoint(self.out / "last.pt", self.net, self.meta, self.provenance, metrics,
-                        state)
+        self.save_checkpoint(self.out / "last.pt", self.net, self.meta, self.provenance, metrics,
+                             state)
         if improved:
             iou = dict(zip(CAMVID.classes, record["val_iou"]))
             seconds = round(time.time() - self.started, 1)
-            save_checkpoint(self.out / "best.pt", self.net, self.meta, self.provenance,
-                            {**metrics, "val_per_class_iou": iou, "train_seconds": seconds})
+            self.save_checkpoint(self.out / "best.pt", self.net, self.meta, self.provenance,
+                                 {**metrics, "val_per_class_iou": iou, "train_seconds": seconds})
             if self.cfg.ship:  # atomic: readers of the shipped model never see half a file
                 ship = Path(self.cfg.ship)
                 shutil.copyfile(self.out / "best.pt", ship.with_suffix(".tmp"))

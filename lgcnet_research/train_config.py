@@ -1,8 +1,10 @@
 """The training recipe's settings (`lgcnet_research.settings` style), torch-free so that
 `lgcnet train -h` stays fast. Defaults are the recipe behind the shipped models (paper §IV-A,
 from scratch): SGD momentum 0.9 + poly LR from 0.02, OHEM CE, flip / scale 0.5-2.0 / crop.
-The GPU switches (amp, channels_last, device_data, eval_every_s, time_limit) are off by default
-and run on the CPU too, so the tests cover the code path a GPU run takes."""
+`model lraspp_mbv3_large` trains the LR-ASPP peer with the same data, loss, schedule,
+augmentation and switches. The GPU switches (amp, channels_last, device_data, eval_every_s,
+time_limit) are off by default and run on the CPU too, so the tests cover the code path a GPU
+run takes."""
 
 from __future__ import annotations
 
@@ -12,12 +14,17 @@ from typing import ClassVar
 
 from lgcnet_research.settings import Settings
 
+MODELS = ("lgcnet", "lraspp_mbv3_large")
+
 
 @dataclass
 class TrainConfig(Settings):
     KIND: ClassVar[str] = "training"
     HELP: ClassVar[dict[str, str]] = {
-        "genotype": "genotype name or JSON path",
+        "model": "lgcnet (the net of --genotype) or lraspp_mbv3_large (torchvision's LR-ASPP "
+                 "MobileNetV3-Large, random init: the from-scratch peer; research checkpoint "
+                 "format, see lgcnet_research.peer)",
+        "genotype": "genotype name or JSON path (model lgcnet)",
         "out": "run folder: last.pt, best.pt, curves.png",
         "init": "start from these weights (a checkpoint of the same genotype) with a fresh "
                 "optimizer and schedule (fine-tuning)",
@@ -40,8 +47,10 @@ class TrainConfig(Settings):
         "time_limit": "stop after N seconds; the poly LR then runs over the time, not the "
                       "epochs (a time-boxed run: warm-start it with --init, not --resume)",
     }
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"amp": ("off", "bf16")}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"amp": ("off", "bf16"),
+                                                     "model": MODELS}
 
+    model: str = "lgcnet"
     genotype: str = "default"
     out: str = "runs/train_default"
     init: str | None = None

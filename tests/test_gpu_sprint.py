@@ -4,6 +4,7 @@ comes, the time boxes of its stage runner, and (gpu) the CUDA runner's modes."""
 from __future__ import annotations
 
 import json
+import tarfile
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_research.gpu_sprint import runner
 from lgcnet_research.gpu_sprint.__main__ import main
-from lgcnet_research.gpu_sprint.config import SprintConfig
+from lgcnet_research.gpu_sprint.config import STAGES, SprintConfig
 from lgcnet_research.gpu_sprint.runner import StageContext, StageSkipped, Summary, run_stage
 from lgcnet_research.latency.lut import LatencyTable
 
@@ -23,16 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_val,
                                                               monkeypatch):
-    monkeypatch.chdir(ROOT)  # the recipe names the shipped weights relative to the root
+    monkeypatch.chdir(ROOT)  # the configs name the shipped weights relative to the root
     out = tmp_path / "out"
+    train_configs = [str(ROOT / "configs" / "train" / f) for f in ("peer_gpu.json",
+                                                                   "gpu_sprint.json")]
     assert main(["--out", str(out), "--dry-run", "--device", "cpu", "--note", "ci",
-                 "--train-config", str(ROOT / "configs" / "train" / "gpu_sprint.json")]) == 0
+                 "--stages", *STAGES, "--train-configs", *train_configs]) == 0
     files = list(out.iterdir())
     assert len(files) <= 8 and all(f.is_file() for f in files)  # what the device returns
     summary = json.loads((out / "summary.json").read_text())
     stages = summary["stages"]
-    assert {k: v["status"] for k, v in stages.items()} == dict.fromkeys(
-        ("env", "tests", "speed", "lut", "train", "search"), "done")
+    assert {k: v["status"] for k, v in stages.items()} == dict.fromkeys(STAGES, "done")
     assert summary["sprint"]["note"] == "ci" and summary["sprint"]["seconds"] > 0
     assert stages["env"]["camvid"]["val"] == 101
     assert stages["tests"]["returncode"] == 0 and "gpu" in stages["tests"]["command"]
@@ -45,13 +47,38 @@ def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_v
     table = LatencyTable.load(out / stages["lut"]["file"])
     assert table.backend == "torch-cpu" and len(table.entries) == stages["lut"]["entries"]
     assert -1.0 <= stages["lut"]["spearman_rho"] <= 1.0
-    best = read_checkpoint(out / "train_best.pt")
+    _check_trainings(stages["train"], out)
+    search = json.loads((out / "search.json").read_text())
+    assert set(search["seeds"]) == {"seed0", "seed1"}
+    assert all(s["log"][-1]["step"] == 2 for s in search["seeds"].values())
+    assert 0 <= stages["search"]["seed_agreement"]["cell_edges"] <= 1
+    assert search["agreement"] == stages["search"]["seed_agreement"]
+    assert (out / "train_curves.png").is_file() and (out / "search_curves.png").is_file()
+
+
+def _check_trainings(train: dict, out: Path) -> None:
+    """Every run of the plan trained in its own process and came back in a tar."""
+    runs = train["runs"]
+    assert list(runs) == ["peer_gpu", "gpu_sprint", "sanity-searched", "sanity-random-0"]
+    assert all(r["status"] == "done" and r["epochs"] == 2 for r in runs.values())
+    assert runs["peer_gpu"]["model"] == "lraspp_mbv3_large"
+    assert 0 < runs["gpu_sprint"]["init_val_miou"] <= 1  # the warm start, validated first
+    assert set(runs["sanity-searched"]["best_val_iou"]) >= {"pole", "bicyclist"}
+    own = ("genotype", "out", "time_limit")  # time_limit: each to the one deadline
+    recipes = [{k: v for k, v in runs[n]["recipe"].items() if k not in own}
+               for n in ("sanity-searched", "sanity-random-0")]
+    assert recipes[0] == recipes[1]  # the sanity check's one recipe
+    sanity = train["sanity"]
+    assert [r["name"] for r in sanity["rows"]] == ["sanity-searched", "sanity-random-0"]
+    assert sanity["summary"]["of"] == 2 and "| sanity-searched |" in sanity["markdown"]
+    with tarfile.open(out / runs["peer_gpu"]["returned_in"]) as tar:
+        names = set(tar.getnames())
+    assert {"peer_gpu/best.pt", "peer_gpu/log.txt", "peer_gpu/curves.png"} <= names
+    with tarfile.open(out / runs["gpu_sprint"]["returned_in"]) as tar:
+        tar.extract("gpu_sprint/best.pt", out / "x", filter="data")
+    best = read_checkpoint(out / "x" / "gpu_sprint" / "best.pt")
     assert best["provenance"]["recipe"]["device_data"] and best["provenance"]["init"]
     assert best["provenance"]["sprint_note"] == "ci"
-    assert stages["train"]["epochs"] == 2 and 0 < stages["train"]["init_val_miou"] <= 1
-    search = json.loads((out / "search.json").read_text())
-    assert search["log"][-1]["step"] == stages["search"]["steps_done"] == 2
-    assert (out / "train_curves.png").is_file() and (out / "search_curves.png").is_file()
 
 
 def _reports_then_hangs(ctx: StageContext) -> None:
@@ -121,3 +148,30 @@ def test_cuda_runner_forward_and_graph_agree_with_eager(trained_like_net, real_f
     assert np.array_equal(eager.forward(x).cpu().numpy(), masks[0])
     assert np.array_equal(graph.forward(x).cpu().numpy(), masks[1])  # replay of the capture
     assert (masks[0] == masks[1]).mean() > 0.999
+
+
+def test_stages_of_together_form_one_group_and_train_runs_pack_within_the_limits(
+        tmp_path, monkeypatch):
+    from lgcnet_research.gpu_sprint import trainings
+
+    cfg = SprintConfig(stages=STAGES)
+    assert runner.stage_groups(cfg, STAGES) == [["env"], ["tests"], ["speed"], ["lut"],
+                                                ["train", "search"]]
+    cfg = SprintConfig(stages=("env", "train", "search"), together=("env", "search"))
+    assert runner.stage_groups(cfg, STAGES)[:2] == [["env", "search"], ["tests"]]
+    monkeypatch.setattr(trainings, "TAR_LIMIT", 60_000)
+    monkeypatch.setattr(trainings, "LOG_TAIL", 1_000)
+    for name, size in (("a", 40_000), ("b", 40_000), ("c", 10_000)):
+        folder = tmp_path / trainings.RUNS / name
+        folder.mkdir(parents=True)
+        (folder / "best.pt").write_bytes(b"w" * size)
+        (folder / "log.txt").write_text("x" * 5_000 + "the end")
+    out = tmp_path / "out"
+    out.mkdir()
+    placed = trainings.pack(tmp_path, out, ["a", "b", "c"], tars=1)
+    assert placed == {"a": "train_runs_1.tar", "b": None, "c": "train_runs_1.tar"}
+    with tarfile.open(out / "train_runs_1.tar") as tar:
+        assert sorted(tar.getnames()) == ["a/best.pt", "a/log.txt", "c/best.pt", "c/log.txt"]
+        log = tar.extractfile("a/log.txt").read()
+    assert len(log) == 1_000 and log.endswith(b"the end")  # the tail of the log travels
+    assert [f.name for f in out.iterdir()] == ["train_runs_1.tar"]

@@ -186,3 +186,47 @@ def test_validation_every_n_seconds(tmp_path, camvid_val):
     trainer.record_epoch({**record, "epoch": 2})
     assert ["val_miou" in h for h in trainer.history] == [False, True]
     assert read_checkpoint(tmp_path / "last.pt")["metrics"]["epoch"] == 2
+
+
+def test_peer_trains_with_the_same_recipe_and_warm_starts_from_its_checkpoint(tmp_path,
+                                                                               camvid_val):
+    from lgcnet_research.peer import PeerCheckpointError, load_peer, read_peer_checkpoint
+
+    out = tmp_path / "peer"
+    assert main(["--model", "lraspp_mbv3_large", "--out", str(out), "--epochs", "1",
+                 "--device-data", "--amp", "bf16", "--channels-last", *TINY]) == 0
+    best = read_peer_checkpoint(out / "best.pt")
+    assert best["model"] == "lraspp_mbv3_large" and len(best["meta"]["classes"]) == 11
+    assert best["provenance"]["model"] == "lraspp_mbv3_large"
+    assert best["provenance"]["genotype_hash"] is None
+    assert set(best["metrics"]["val_per_class_iou"]) >= {"road", "pole"}
+    net, payload = load_peer(out / "best.pt")
+    assert sum(p.numel() for p in net.parameters()) == 3_219_838  # torchvision's, 11 classes
+    x = torch.zeros(1, 3, 64, 96)
+    assert net(x).shape == (1, 11, 64, 96)
+    with pytest.raises(CheckpointError, match="not an LGCNet checkpoint"):
+        read_checkpoint(out / "best.pt")  # the SDK refuses it with a clear message
+    cfg = TrainConfig(model="lraspp_mbv3_large", out=str(tmp_path / "warm"),
+                      init=str(out / "best.pt"), epochs=1, batch=2, crop=(64, 64), threads=1,
+                      limit=(2, 1))
+    trainer = Trainer(cfg)
+    first = next(iter(trainer.net.state_dict().values()))
+    assert torch.equal(first.cpu(), next(iter(payload["state_dict"].values())))
+    assert trainer.provenance["init"]["metrics"] == best["metrics"]
+    with pytest.raises(PeerCheckpointError, match="not an LR-ASPP peer checkpoint"):
+        Trainer(TrainConfig(model="lraspp_mbv3_large", out=str(tmp_path / "x"), init=str(SHIPPED),
+                            limit=(2, 1), threads=1))
+
+
+def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
+    import json
+
+    from lgcnet_research.sanity import SanityConfig
+
+    peer = TrainConfig.load(ROOT / "configs" / "train" / "peer_gpu.json").to_dict()
+    mirror = TrainConfig.load(ROOT / "configs" / "train" / "default_scratch_gpu.json").to_dict()
+    sanity = SanityConfig.load(ROOT / "configs" / "sanity" / "camvid_gpu.json")
+    recipe = json.loads(json.dumps(TrainConfig.from_dict(sanity.recipe).to_dict()))
+    differ = {k for k in peer if peer[k] != mirror[k]}
+    assert differ == {"model", "out"} and peer["init"] is None  # from scratch, both
+    assert {k for k in peer if json.loads(json.dumps(peer))[k] != recipe[k]} == {"model", "out"}

@@ -215,9 +215,10 @@ def lraspp_net(num_classes: int) -> nn.Module:
     return Out().eval()
 
 
-def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path) -> Path:
-    """The LR-ASPP peer (random init: latency only) exported with the same I/O as LGCNet:
-    uint8 frame in, class map out."""
+def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path,
+                net: nn.Module | None = None) -> Path:
+    """The LR-ASPP peer exported with the same I/O as LGCNet: uint8 frame in, class map out.
+    `net`: a trained `lraspp_net` (default: random init, for latency only)."""
     from lgcnet_deploy.core.metadata import ModelMeta
     from lgcnet_deploy.export.to_onnx import export_onnx
 
@@ -225,7 +226,7 @@ def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path) ->
     meta = ModelMeta.for_dataset(ds, input_size=input_size, input_format=INPUT_UINT8_NHWC_BGR,
                                  output_kind=OUTPUT_ARGMAX, genotype_hash="lraspp_mbv3_large")
     h, w = input_size
-    return export_onnx(lraspp_net(num_classes), meta,
+    return export_onnx(net if net is not None else lraspp_net(num_classes), meta,
                        workdir / f"lraspp_mbv3_large_{h}x{w}.onnx", dynamic_batch=True, fold=False)
 
 

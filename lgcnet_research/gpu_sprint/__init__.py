@@ -6,8 +6,9 @@
 Stages, in order of value, each in its own process under its own time box (`--box-STAGE`),
 each switchable (`--stages`, `--skip`): env, tests (pytest -m gpu), speed (the paper's setting
 on PyTorch-CUDA: eager, CUDA graphs, torch.compile; mask parity GPU vs CPU), lut (torch-cuda
-latency table, Spearman rho), train (configs/train/gpu_sprint.json for the rest of the box),
-search (the paper's soft relaxation). OUT gets at most 8 files, no subfolders: summary.json
-(rewritten after every result), sprint.log, the LUT, train_best.pt + train_curves.png,
-search.json + search_curves.png.
+latency table, Spearman rho), train (every run of the plan side by side: --train-configs and the
+NAS sanity check's genotypes), search (--search-seeds side by side, their agreement). Default:
+env, then train and search together (--together). OUT gets at most 8 files, no subfolders:
+summary.json (rewritten after every result), sprint.log, the LUT, train_runs_<i>.tar +
+train_curves.png, search.json + search_curves.png.
 """

@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -83,18 +84,21 @@ class Summary:
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
         self.data: dict[str, Any] = {"sprint": header, "stages": {}}
+        self.lock = threading.Lock()  # stages that run together report from two threads
         self.write()
 
     def stage(self, name: str, **fields: Any) -> dict[str, Any]:
-        entry = self.data["stages"].setdefault(name, {})
-        entry.update(fields)
+        with self.lock:
+            entry = self.data["stages"].setdefault(name, {})
+            entry.update(fields)
         self.write()
         return entry
 
     def write(self) -> None:
-        tmp = self.path.with_name("." + self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
-        tmp.replace(self.path)
+        with self.lock:
+            tmp = self.path.with_name("." + self.path.name + ".tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
+            tmp.replace(self.path)
 
 
 class Log:
@@ -211,8 +215,14 @@ def run_sprint(cfg: SprintConfig) -> dict[str, Any]:
         f"CamVid {data}, results in {out}")
     scratch = Path(tempfile.mkdtemp(prefix="lgcnet_sprint_"))
     try:
-        for name in stages.ORDER:
-            _run_one(name, cfg, stages, summary, log, scratch, data, t0 + cfg.budget)
+        for group in stage_groups(cfg, stages.ORDER):
+            threads = [threading.Thread(target=_run_one, name=f"sprint-{name}", args=(
+                name, cfg, stages, summary, log, scratch, data, t0 + cfg.budget))
+                for name in group]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     summary.data["sprint"].update(finished=datetime.now(timezone.utc).isoformat(
@@ -220,6 +230,19 @@ def run_sprint(cfg: SprintConfig) -> dict[str, Any]:
     summary.write()
     log(stages.final_report(summary.data))
     return summary.data
+
+
+def stage_groups(cfg: SprintConfig, order: tuple[str, ...]) -> list[list[str]]:
+    """The stages in order, one group each, except that the selected stages of
+    `cfg.together` form one group (at the first one's place): they run at the same time."""
+    together = [s for s in order if s in cfg.together and s in cfg.selected()]
+    groups: list[list[str]] = []
+    for name in order:
+        if name not in together:
+            groups.append([name])
+        elif name == together[0]:
+            groups.append(together)
+    return groups
 
 
 def _run_one(name: str, cfg: SprintConfig, stages: ModuleType, summary: Summary, log: Log,
@@ -239,7 +262,10 @@ def _run_one(name: str, cfg: SprintConfig, stages: ModuleType, summary: Summary,
     ctx = StageContext(name, cfg, Path(cfg.out), scratch / name, data, started + box)
     ctx.scratch.mkdir(parents=True, exist_ok=True)
     status = run_stage(stages.RUN[name], ctx, summary, log)
-    collected = stages.COLLECT[name](ctx) if name in stages.COLLECT else {}
+    try:  # in the parent: a broken collector must not cost the stages after it
+        collected = stages.COLLECT[name](ctx) if name in stages.COLLECT else {}
+    except Exception:
+        collected = {"collect_error": traceback.format_exc()[-3000:]}
     entry = summary.stage(name, status=status, seconds=round(time.time() - started, 1),
                           **collected)
     log(f"{name}: {status} in {entry['seconds']:.0f} s" + (

@@ -14,16 +14,15 @@ import os
 import platform
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-from statistics import median
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lgcnet_research.gpu_sprint import jobs, trainings
 from lgcnet_research.gpu_sprint import speed as speed_stage
 from lgcnet_research.gpu_sprint.runner import REPO, StageContext, StageSkipped
 
@@ -31,16 +30,17 @@ if TYPE_CHECKING:
     from lgcnet_research.search.config import SearchConfig
 
 # The only files the sprint writes into OUT (the device returns at most 8, none in subfolders).
-TRAIN_BEST, TRAIN_CURVES = "train_best.pt", "train_curves.png"
+TRAIN_CURVES = "train_curves.png"
 SEARCH_JSON, SEARCH_CURVES = "search.json", "search_curves.png"
-OUT_FILES = ("summary.json", "sprint.log", "lut_<backend>_<H>x<W>.json", TRAIN_BEST,
-             TRAIN_CURVES, SEARCH_JSON, SEARCH_CURVES)
+OUT_FILES = ("summary.json", "sprint.log", "lut_<backend>_<H>x<W>.json",
+             *(f"train_runs_{i + 1}.tar" for i in range(trainings.MAX_TARS)), TRAIN_CURVES,
+             SEARCH_JSON, SEARCH_CURVES)
+SEARCH_RUN = "seed{}"  # a seed's folder in the search stage's scratch
 
 DRY_PYTEST = "-m gpu tests/test_gpu_sprint.py"
 DRY_SEARCH = {"widths": {"stem": [4, 8, 8], "cells": [8, 8, 16], "fusion": 8}, "steps": 2,
               "batch": 2, "crop": (48, 64), "limit": 4, "val_frames": 2, "val_every": 2,
               "log_every": 1, "checkpoint_every": 1, "threads": 1}
-DRY_TRAIN = {"limit": (4, 2), "crop": (64, 64), "batch": 2, "epochs": 2, "threads": 1}
 PACKAGES = ("triton", "tensorrt", "torchvision", "onnx", "onnxruntime", "onnxsim", "cv2",
             "numpy", "matplotlib")
 
@@ -157,79 +157,169 @@ def lut(ctx: StageContext) -> None:
 
 
 # -- train -----------------------------------------------------------------------------------
+def side_by_side_jobs(ctx: StageContext, own: int) -> int:
+    """Processes on this machine while this stage runs: its own and, when train and search
+    run together, the other one's (for each job's share of the cores)."""
+    cfg = ctx.cfg
+    together = [s for s in cfg.selected() if s in cfg.together]
+    if ctx.name not in together or len(together) < 2:
+        return own
+    other = {"train": lambda: trainings.planned_runs(cfg), "search": lambda: len(
+        cfg.search_seeds)}
+    return own + sum(other[s]() for s in together if s != ctx.name and s in other)
+
+
 def train(ctx: StageContext) -> None:
-    """The GPU recipe of --train-config for as long as the box allows; the best checkpoint
-    (full provenance) and the curves into OUT, the val mIoU into the summary every minute."""
-    from lgcnet_research.train import Trainer, validate
-    from lgcnet_research.train_config import TrainConfig
+    """Every run of the plan at once (trainings.py), each its own process until the box ends;
+    the runs' reports go into the summary every POLL_S seconds (collect_train packs them)."""
+    runs, sanity = trainings.plan(ctx)
+    (ctx.scratch / trainings.PLAN).write_text(json.dumps({"runs": list(runs),
+                                                          "sanity": sanity}) + "\n")
+    threads = jobs.threads_per_job(side_by_side_jobs(ctx, len(runs)))
+    ctx.report(schedule=ctx.cfg.train_schedule, threads_per_run=threads,
+               plan={n: {"model": f["model"], "init": f["init"], **(
+                   {"genotype": f["genotype"]} if f["model"] == "lgcnet" else {})}
+                   for n, f in runs.items()},
+               sanity_sampling=sanity and sanity["sampling"])
+    started = trainings.launch(ctx, runs, threads)
 
-    reserve = 1.0 if ctx.dry else 12.0  # the last validation, checkpoint and plot
-    overrides = {"out": str(ctx.scratch), "ship": str(ctx.out / TRAIN_BEST),
-                 "data": str(ctx.data), "device": ctx.device,
-                 "time_limit": round(max(ctx.seconds_left() - reserve, 1.0), 1),
-                 **(DRY_TRAIN if ctx.dry else {})}
-    trainer = Trainer(TrainConfig.load(ctx.cfg.train_config, **overrides))
-    # the device's copy of the tree has no .git: the sprint's note names the commit
-    trainer.provenance.update(source="gpu_sprint stage train", sprint_note=ctx.cfg.note)
-    init_miou = (validate(trainer.net, trainer.val_loader, trainer.info.device).miou()
-                 if trainer.cfg.init else None)
-    ctx.report(recipe=trainer.cfg.to_dict(), hardware=trainer.provenance["hardware"],
-               train_frames=len(trainer.train_set), init_val_miou=init_miou)
-    history: list[dict[str, Any]] = []
+    def poll() -> None:
+        ctx.report(runs=_run_rows(trainings.read_reports(ctx.scratch)))
 
-    def on_epoch(record: dict[str, Any]) -> None:
-        history.append({k: v for k, v in record.items() if k != "val_iou"})
-        if "val_miou" in record:
-            shutil.copyfile(ctx.scratch / "curves.png", ctx.out / TRAIN_CURVES)
-            ctx.report(epochs=record["epoch"], best_val_miou=trainer.best, history=history)
+    codes = jobs.wait(started, ctx, poll)
+    ctx.report(exit_codes=codes)
+    failed = [n for n, c in codes.items() if c is not None and c > 0]  # < 0: stopped at the box
+    if failed:
+        raise RuntimeError(f"runs failed: {', '.join(failed)} (their log.txt is in the tar)")
 
-    result = trainer.fit(on_epoch)
-    ctx.report(epochs=result["epochs"], best_val_miou=result["best_miou"], history=history,
-               median_epoch_s=round(median(h["seconds"] for h in history), 2),
-               checkpoint=TRAIN_BEST if (ctx.out / TRAIN_BEST).is_file() else None)
+
+def _run_rows(reports: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The reports without their histories (the poll's short form)."""
+    return {n: {k: v for k, v in r.items() if k != "history"} for n, r in reports.items()}
+
+
+def collect_train(ctx: StageContext) -> dict[str, Any]:
+    """Pack the runs (trainings.pack), plot their val mIoU, and score the sanity check."""
+    from lgcnet_research.sanity import markdown, summarize
+
+    reports = trainings.read_reports(ctx.scratch)
+    if not reports:
+        return {}
+    placed = trainings.pack(ctx.scratch, ctx.out, list(reports), tars_left(ctx))
+    for name, report in reports.items():
+        report["returned_in"] = placed[name]
+    trainings.plot_runs(reports, ctx.out / TRAIN_CURVES)
+    result: dict[str, Any] = {"runs": reports, "curves": TRAIN_CURVES}
+    sanity = json.loads((ctx.scratch / trainings.PLAN).read_text())["sanity"]
+    if sanity:
+        rows = [{**row, **_finished(reports.get(row["name"]))} for row in sanity["rows"]]
+        summary = summarize(rows)
+        result["sanity"] = {**sanity, "rows": rows, "summary": summary,
+                            "markdown": markdown(rows, summary)}
+    return result
+
+
+def tars_left(ctx: StageContext) -> int:
+    """Tar files stage train may return: 8 less the other files this call's stages write."""
+    selected = ctx.cfg.selected()
+    others = 3 + 2 * ("search" in selected) + ("lut" in selected)  # summary, log, curves
+    return max(1, min(trainings.MAX_TARS, 8 - others))
+
+
+def _finished(report: dict[str, Any] | None) -> dict[str, Any]:
+    """A sanity row's scores from a run that finished its schedule (none otherwise)."""
+    if not report or report.get("status") != "done" or "final_val_miou" not in report:
+        return {}
+    return {k: report[k] for k in ("final_val_miou", "best_val_miou", "epochs", "params")}
 
 
 # -- search ----------------------------------------------------------------------------------
 def search(ctx: StageContext) -> None:
-    """The paper's soft-relaxation search (or --search-config) with this call's GPU table;
-    cut by the box unless its steps fit (COLLECT packs what it wrote)."""
-    from lgcnet_research.search.run import search as run_search
-
+    """`--search-seeds` searches of `--search-config` at once, each its own process, with this
+    call's GPU table if stage lut made one (else the config's `lut`); cut by the box unless
+    their steps fit: each keeps the genotype of its last checkpoint (`checkpoint_every`)."""
     table = lut_file(ctx)
-    if not table.is_file():
-        raise StageSkipped(f"needs {table.name} from stage lut of this call")
-    cfg = search_settings(ctx, out=str(ctx.scratch), lut=str(table), data=str(ctx.data),
-                          device=ctx.device)
-    ctx.report(config=cfg.to_dict())
-    run_search(cfg)
+    overrides = {"data": str(ctx.data), "device": ctx.device,
+                 **({"lut": str(table)} if table.is_file() else {})}
+    cfg = search_settings(ctx, **overrides)
+    if not cfg.lut or not Path(cfg.lut).is_file():
+        raise StageSkipped(f"no latency table: stage lut made no {table.name} and the search "
+                           f"config's lut is {cfg.lut!r}")
+    seeds = ctx.cfg.search_seeds
+    threads = 1 if ctx.dry else jobs.threads_per_job(side_by_side_jobs(ctx, len(seeds)))
+    ctx.report(config=cfg.to_dict(), seeds=list(seeds), threads_per_seed=threads)
+    started = {}
+    for seed in seeds:
+        folder = ctx.scratch / SEARCH_RUN.format(seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        seed_cfg = replace(cfg, seed=seed, out=str(folder), threads=threads)
+        (folder / "config.json").write_text(json.dumps(seed_cfg.to_dict()) + "\n")
+        started[seed] = jobs.start("lgcnet_research.search",
+                                   ["--config", str(folder / "config.json")], folder, threads)
+    codes = jobs.wait(started, ctx)
+    ctx.report(exit_codes=codes)
+    failed = [str(s) for s, c in codes.items() if c is not None and c > 0]
+    if failed:
+        raise RuntimeError(f"search seeds {', '.join(failed)} failed (see search.json's logs)")
 
 
 def collect_search(ctx: StageContext) -> dict[str, Any]:
-    """Pack the search's genotype and log into OUT/search.json, its curves beside it."""
-    log_path, genotype_path = ctx.scratch / "search_log.jsonl", ctx.scratch / "genotype.json"
-    if not log_path.is_file():
+    """Each seed's genotype, log and output tail into OUT/search.json; the seeds' agreement
+    (search.agreement) when two have a genotype; their convergence figure beside it."""
+    from lgcnet_research.search.agreement import plot_convergence, seed_agreement
+
+    seeds: dict[str, dict[str, Any]] = {}
+    for folder in sorted(ctx.scratch.glob(SEARCH_RUN.format("*"))):
+        log_path, genotype_path = folder / "search_log.jsonl", folder / "genotype.json"
+        history = [json.loads(line) for line in log_path.read_text().splitlines() if line] \
+            if log_path.is_file() else []
+        genotype = json.loads(genotype_path.read_text()) if genotype_path.is_file() else None
+        tail = (folder / jobs.JOB_LOG).read_text()[-3000:] if (folder / jobs.JOB_LOG).is_file() \
+            else ""
+        seeds[folder.name] = {"genotype": genotype, "log": history, "output_tail": tail}
+    if not seeds:
         return {}
-    history = [json.loads(line) for line in log_path.read_text().splitlines() if line]
-    genotype = json.loads(genotype_path.read_text()) if genotype_path.is_file() else None
-    (ctx.out / SEARCH_JSON).write_text(json.dumps({"genotype": genotype, "log": history}) + "\n")
-    if (ctx.scratch / "search_curves.png").is_file():
-        shutil.copyfile(ctx.scratch / "search_curves.png", ctx.out / SEARCH_CURVES)
-    last = history[-1] if history else {}
-    evals = [h["val_miou"] for h in history if h.get("val_miou") is not None]
+    done = {name: s for name, s in seeds.items() if s["genotype"]}
+    agreement = None
+    if len(done) >= 2:
+        from lgcnet_deploy.model.genotype import Genotype
+
+        a, b = (Genotype.from_dict(s["genotype"]) for s in list(done.values())[:2])
+        agreement = {"runs": list(done)[:2], **seed_agreement(a, b)}
+    (ctx.out / SEARCH_JSON).write_text(json.dumps({"seeds": seeds, "agreement": agreement})
+                                       + "\n")
+    logs = {name: s["log"] for name, s in seeds.items() if s["log"]}
+    if logs:
+        plot_convergence(logs, ctx.out / SEARCH_CURVES)
+    return {"file": SEARCH_JSON, "seed_agreement": agreement,
+            "seeds_done": {name: _search_row(s) for name, s in seeds.items()}}
+
+
+def _search_row(seed: dict[str, Any]) -> dict[str, Any]:
+    """A seed's steps, seconds per step, decision and last supernet val mIoU."""
+    last = seed["log"][-1] if seed["log"] else {}
+    evals = [h["val_miou"] for h in seed["log"] if h.get("val_miou") is not None]
+    provenance = (seed["genotype"] or {}).get("provenance", {})
     return {"steps_done": last.get("step", 0), "search_seconds": last.get("seconds"),
             "seconds_per_step": round(last["seconds"] / last["step"], 3) if last else None,
-            "last_val_miou": evals[-1] if evals else None, "file": SEARCH_JSON}
+            "mean_top1_prob": last.get("mean_top1_prob"),
+            "genotype_steps": provenance.get("steps_done"),
+            "last_val_miou": evals[-1] if evals else None}
 
 
 ORDER = ("env", "tests", "speed", "lut", "train", "search")
 RUN = {"env": env, "tests": tests, "speed": speed_stage.speed, "lut": lut, "train": train,
        "search": search}
-COLLECT = {"search": collect_search}
+COLLECT = {"train": collect_train, "search": collect_search}
 
 
 # -- the closing table -----------------------------------------------------------------------
 def _pct(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:.2f} %"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _headline(name: str, r: dict[str, Any]) -> str:
@@ -244,11 +334,14 @@ def _headline(name: str, r: dict[str, Any]) -> str:
         rho = r.get("spearman_rho")
         return f"{r['entries']} entries, frame {r['frame_ms']} ms, Spearman rho " + (
             "-" if rho is None else f"{rho:.3f}")
-    if name == "train" and "recipe" in r:
-        return f"{r.get('epochs', 0)} epochs, best val mIoU {_pct(r.get('best_val_miou'))} " \
-               f"(init {_pct(r.get('init_val_miou'))})"
-    if name == "search" and "steps_done" in r:
-        return f"{r['steps_done']} steps, {r['seconds_per_step']} s/step"
+    if name == "train" and r.get("runs"):
+        return "; ".join(f"{n} {_pct(x.get('best_val_miou'))} ({x.get('epochs', 0)} ep)"
+                         for n, x in r["runs"].items())
+    if name == "search" and r.get("seeds_done"):
+        agreement = r.get("seed_agreement") or {}
+        return "; ".join(f"{n}: {x['steps_done']} steps, {x['seconds_per_step']} s/step, top-1 "
+                         f"{_num(x['mean_top1_prob'])}" for n, x in r["seeds_done"].items()) + (
+            f"; agreement {agreement['cell_edges']:.2f} of cell edges" if agreement else "")
     if name == "speed":
         return speed_stage.headline(r)
     return ""

@@ -1,0 +1,84 @@
+"""The from-scratch peer of issue 14: torchvision's LR-ASPP MobileNetV3-Large (`weights=None,
+weights_backbone=None`), and its research-side checkpoint.
+
+The SDK's checkpoint rebuilds an LGCNet from the genotype it stores; the peer has none, so its
+checkpoint is its own format: the state dict of `lgcnet_deploy.measure.bench.lraspp_net` (the
+same module the SDK times and exports), the CamVid metadata, provenance, metrics and, for
+`last.pt`, the train state — the same fields as an LGCNet checkpoint, minus the genotype.
+`lgcnet_research.pareto --peer-weights` exports it through the SDK's peer export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.metadata import ModelMeta
+from lgcnet_deploy.measure.bench import lraspp_net
+
+PEER_MODEL = "lraspp_mbv3_large"
+PEER_FORMAT = "lgcnet-research-peer/1"
+
+
+class PeerCheckpointError(ValueError):
+    """A file is not a peer checkpoint, or its weights do not fit the peer."""
+
+
+def peer_meta(input_size: tuple[int, int] = (360, 480)) -> ModelMeta:
+    return ModelMeta.for_dataset(CAMVID, input_size=input_size, genotype_hash=PEER_MODEL)
+
+
+def save_peer_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta,
+                         provenance: dict[str, Any] | None = None,
+                         metrics: dict[str, Any] | None = None,
+                         train_state: dict[str, Any] | None = None) -> Path:
+    """Write a peer checkpoint atomically (CPU tensors; the SDK's save_checkpoint signature)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": PEER_FORMAT, "model": PEER_MODEL, "meta": meta.to_dict(),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "provenance": provenance or {}, "metrics": metrics or {},
+               "train_state": train_state or {}}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_peer_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The payload of a peer checkpoint (`weights_only=True`), its format checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"peer checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt or foreign files
+        raise PeerCheckpointError(f"{path}: not a loadable PyTorch checkpoint "
+                                  f"({type(e).__name__}: {e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != PEER_FORMAT:
+        raise PeerCheckpointError(
+            f"{path}: not an LR-ASPP peer checkpoint (expected format {PEER_FORMAT!r}); "
+            f"train one with `python -m lgcnet_research.train --model {PEER_MODEL}`")
+    return payload
+
+
+def load_peer_weights(net: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load a peer checkpoint's weights into `net` (a `lraspp_net`); returns the payload."""
+    payload = read_peer_checkpoint(path)
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise PeerCheckpointError(f"{path}: weights do not fit LR-ASPP MobileNetV3-Large "
+                                  f"with {CAMVID.num_classes} classes: {e}") from e
+    return payload
+
+
+def load_peer(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained peer of a checkpoint (eval mode) and its payload."""
+    net = lraspp_net(CAMVID.num_classes)
+    payload = load_peer_weights(net, path)
+    return net.eval(), payload
