@@ -25,7 +25,7 @@ from lgcnet_research.latency.check import (
 )
 from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_table
 from lgcnet_research.search.agreement import main as agreement_main
-from lgcnet_research.search.agreement import seed_agreement
+from lgcnet_research.search.agreement import permutation_p_value, seed_agreement
 from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.edges import edge_specs, genotype_choices
@@ -175,6 +175,22 @@ def test_decision_stats_of_undecided_decided_and_collapsed_edges():
     assert stats["free_op_share"] == 0.0
     decided[..., 1] = 1.0  # skip_connect wins every edge: a collapse
     assert decision_stats(decided, free_ops=(0, 1, 3))["free_op_share"] == 1.0
+
+
+@pytest.mark.parametrize("communication", ["none", "gcn"])
+def test_supernet_decision_tells_raw_alpha_from_the_communication_term(communication):
+    net = Supernet(SpaceConfig(widths=SMALL, communication=communication), 11)
+    with torch.no_grad():
+        net.alpha_cells.zero_()
+        net.alpha_cells[0, :, 2] = 10.0  # only cell 0 decided in α
+        if communication == "gcn":
+            net.communication.links[0].phi2.weight.mul_(100.0)  # a loud GGM term for cell 1
+    stats = net.decision()
+    assert stats["alpha_top1_prob"] == pytest.approx((0.999 + 13 / Q) / 14, abs=1e-3)
+    if communication == "none":
+        assert stats["mean_top1_prob"] == pytest.approx(stats["alpha_top1_prob"])
+    else:  # the GGM passes cell 0's choice on to cell 1: α' is more decided than α
+        assert stats["mean_top1_prob"] > stats["alpha_top1_prob"] + 0.02
 
 
 def test_architect_waits_for_warmup_and_adds_the_latency_term(small_lut, tmp_path):
@@ -358,7 +374,7 @@ def test_search_steps_on_camvid_lower_the_loss_then_resume(small_lut, tmp_path, 
     assert g == result["genotype"] and g.widths == SMALL
     prov = g.provenance
     assert 1 / 8 <= prov["mean_top1_prob"] <= 1 and 0 <= prov["mean_entropy"] <= 2.08
-    assert 0 <= prov["free_op_share"] <= 1
+    assert 0 <= prov["free_op_share"] <= 1 and 1 / 8 <= prov["alpha_top1_prob"] <= 1
     assert prov["beta"] == 0.005 and prov["steps_done"] == 24 and prov["lut"]["sha256"]
     assert prov["config"]["communication"] == "gcn" and "predicted_ms" in prov
     log = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
@@ -421,6 +437,14 @@ def test_seed_agreement_and_its_cli(tmp_path, capsys):
     assert prov["seed_agreement"] == agreement["cell_edges"]
     assert prov["seed_agreement_with"]["genotype"] == base.hash
     assert "seed agreement" in capsys.readouterr().out
+
+
+def test_permutation_p_value_separates_agreement_from_shared_op_frequencies():
+    ops = [f"op{i % 7}" for i in range(70)]
+    assert permutation_p_value(ops, ops, n=2000) < 1e-3  # every edge matches: never by shuffle
+    rotated = ops[1:] + ops[:1]  # same op frequencies, no edge matches
+    assert permutation_p_value(ops, rotated, n=2000) == 1.0
+    assert permutation_p_value(["a"] * 70, ["a"] * 70, n=100) == 1.0  # one op: chance is 1
 
 
 def test_sanity_check_trains_searched_and_random_genotypes_alike(small_lut, tmp_path,

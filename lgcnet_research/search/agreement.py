@@ -5,7 +5,8 @@
 
 Reads RUN/genotype.json and RUN/search_log.jsonl of each run; writes OUT/agreement.json
 (`seed_agreement`: fraction of the 70 cell edges with the same op, the same for the fusion
-edges, and the agreement two genotypes with these op frequencies would reach by chance) and
+edges, the agreement two genotypes with these op frequencies would reach by chance, and the
+permutation p-value of the observed agreement) and
 OUT/convergence.png (mean top-1 op probability and entropy of the cell edges per step, one line
 per run). `--write` records `seed_agreement` in each run's genotype provenance.
 """
@@ -17,12 +18,17 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
+
+PERMUTATIONS = 10_000
 
 
 def seed_agreement(a: Genotype, b: Genotype) -> dict[str, float]:
     """Fraction of cell edges (and of fusion edges) on which `a` and `b` chose the same op;
-    `chance` is the cell-edge agreement expected from their op frequencies alone."""
+    `chance` is the cell-edge agreement expected from their op frequencies alone, `p_value`
+    the share of random edge shuffles of `b` that agree with `a` at least as often."""
     if a.reductions != b.reductions or a.fusion_inputs != b.fusion_inputs:
         raise ValueError("genotypes of different search spaces (reductions or fusion inputs) "
                          "cannot be compared edge by edge")
@@ -31,7 +37,18 @@ def seed_agreement(a: Genotype, b: Genotype) -> dict[str, float]:
     freq_a, freq_b = Counter(ops_a), Counter(ops_b)
     chance = sum(freq_a[op] * freq_b[op] for op in freq_a) / (len(ops_a) * len(ops_b))
     return {"cell_edges": _same(ops_a, ops_b), "fusion_edges": _same(a.fusion_ops, b.fusion_ops),
-            "chance": chance}
+            "chance": chance, "p_value": permutation_p_value(ops_a, ops_b)}
+
+
+def permutation_p_value(ops_a: list[str], ops_b: list[str], n: int = PERMUTATIONS) -> float:
+    """One-sided permutation test of the edge-by-edge agreement (fixed seed: reproducible):
+    (1 + #shuffles with >= the observed matches) / (1 + n)."""
+    names = sorted(set(ops_a) | set(ops_b))
+    a = np.array([names.index(op) for op in ops_a])
+    b = np.array([names.index(op) for op in ops_b])
+    shuffled = np.random.default_rng(0).permuted(np.tile(b, (n, 1)), axis=1)
+    hits = int(((shuffled == a).sum(1) >= (a == b).sum()).sum())
+    return (1 + hits) / (1 + n)
 
 
 def _same(x: list[str] | tuple[str, ...], y: list[str] | tuple[str, ...]) -> float:
@@ -93,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      **agreement})
             g.save(run / "genotype.json")
     print(f"seed agreement: {agreement['cell_edges']:.2f} of cell edges "
-          f"(chance {agreement['chance']:.2f}), {agreement['fusion_edges']:.2f} of fusion edges")
+          f"(chance {agreement['chance']:.2f}, p = {agreement['p_value']:.4f}), "
+          f"{agreement['fusion_edges']:.2f} of fusion edges")
     return 0
 
 

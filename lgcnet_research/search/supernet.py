@@ -187,9 +187,12 @@ class Supernet(nn.Module):
     @torch.no_grad()
     def decision(self) -> dict[str, float]:
         """How decided the cell edges are: mean top-1 op probability of softmax(α'), mean
-        op-choice entropy (nats; ln q = undecided) and the share of parameter-free argmax ops."""
+        op-choice entropy (nats; ln q = undecided) and the share of parameter-free argmax ops;
+        `alpha_top1_prob` is the mean top-1 of the raw α (before the cell communication), so a
+        log tells whether α or the GGM's term made the decision."""
         free = tuple(i for i, name in enumerate(CELL_OPS) if name in PARAMETER_FREE_OPS)
-        return decision_stats(self.cell_logits(), free)
+        raw = decision_stats(self.alpha_cells)["mean_top1_prob"]
+        return {**decision_stats(self.cell_logits(), free), "alpha_top1_prob": raw}
 
     @torch.no_grad()
     def entropies(self) -> dict[str, float]:
