@@ -24,8 +24,13 @@ from lgcnet_research.latency.check import (
     spearman,
 )
 from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_table
+from lgcnet_research.search.agreement import (
+    agreement_per_step,
+    permutation_p_value,
+    read_log,
+    seed_agreement,
+)
 from lgcnet_research.search.agreement import main as agreement_main
-from lgcnet_research.search.agreement import permutation_p_value, seed_agreement
 from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.edges import edge_specs, genotype_choices
@@ -379,6 +384,7 @@ def test_search_steps_on_camvid_lower_the_loss_then_resume(small_lut, tmp_path, 
     assert prov["config"]["communication"] == "gcn" and "predicted_ms" in prov
     log = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
     assert {"ce", "lat_ms", "tau", "entropy", "derived_ms", "mean_top1_prob"} <= set(log[0])
+    assert len(log[-1]["cell_argmax"]) == 70 and max(log[-1]["cell_argmax"]) < Q
     assert len(log[0]["entropy"]) == 15 and any("val_miou" in r for r in log)
     assert log[-1]["tau"] == pytest.approx(0.03)
     assert (out / "search_curves.png").stat().st_size > 10_000
@@ -426,13 +432,17 @@ def test_seed_agreement_and_its_cli(tmp_path, capsys):
                                                           "mean_top1_prob": 0.6}}).save(
             run / "genotype.json")
         (run / "search_log.jsonl").write_text("".join(json.dumps(
-            {"step": s, "mean_top1_prob": 0.1 * s, "mean_entropy": 2 - 0.2 * s}) + "\n"
+            {"step": s, "mean_top1_prob": 0.1 * s, "mean_entropy": 2 - 0.2 * s,
+             "cell_argmax": [0] * (70 - s * seed) + [1] * (s * seed)}) + "\n"
             for s in range(1, 6)))
         runs.append(str(run))
     assert agreement_main([*runs, "--out", str(tmp_path / "cmp"), "--write"]) == 0
     written = json.loads((tmp_path / "cmp" / "agreement.json").read_text())
     assert written["seed_agreement"] == agreement and written["seeds"] == [0, 1]
     assert (tmp_path / "cmp" / "convergence.png").stat().st_size > 10_000
+    logs = [read_log(Path(run)) for run in runs]
+    assert agreement_per_step(*logs) == [(s, pytest.approx(1 - s / 70)) for s in range(1, 6)]
+    assert agreement_per_step([{"step": 1}], logs[1]) == []  # logs older than the field
     prov = load_genotype(tmp_path / "s1" / "genotype.json").provenance
     assert prov["seed_agreement"] == agreement["cell_edges"]
     assert prov["seed_agreement_with"]["genotype"] == base.hash

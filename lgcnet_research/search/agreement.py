@@ -59,14 +59,23 @@ def read_log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "search_log.jsonl").read_text().splitlines()]
 
 
+def agreement_per_step(log_a: list[dict], log_b: list[dict]) -> list[tuple[int, float]]:
+    """(step, cell-edge agreement of the two runs' argmax) at every step both logs recorded
+    `cell_argmax` for (logs written before that field existed give none)."""
+    by_step = {r["step"]: r["cell_argmax"] for r in log_b if "cell_argmax" in r}
+    return [(r["step"], _same(r["cell_argmax"], by_step[r["step"]])) for r in log_a
+            if "cell_argmax" in r and r["step"] in by_step]
+
+
 def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
-    """Mean top-1 op probability and mean entropy of the cell edges per step, per run."""
+    """Mean top-1 op probability and mean entropy of the cell edges per step, per run, and
+    (when the logs carry each step's argmax) the two runs' agreement per step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
     for label, log in logs.items():
         steps = [r["step"] for r in log]
         ax1.plot(steps, [r["mean_top1_prob"] for r in log], label=label)
@@ -74,7 +83,12 @@ def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
     ax1.axhline(0.5, color="grey", ls="--", lw=1)
     ax1.set(xlabel="step", ylabel="probability", title="mean top-1 op probability (cell edges)")
     ax2.set(xlabel="step", ylabel="nats", title="mean op-choice entropy (ln 8 = 2.08)")
-    for ax in (ax1, ax2):
+    curve = agreement_per_step(*logs.values()) if len(logs) == 2 else []
+    if curve:
+        ax3.plot(*zip(*curve), color="black", label=" vs ".join(logs))
+    ax3.set(xlabel="step", ylabel="fraction", ylim=(0, 1),
+            title="seed agreement of the argmax (cell edges)")
+    for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
