@@ -132,6 +132,13 @@ def test_gumbel_samples_follow_softmax_and_hard_is_one_hot_with_gradient():
         gumbel_softmax(logits, 0.0)
 
 
+def test_without_gumbel_noise_z_is_the_tempered_softmax():
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.0]])
+    assert torch.equal(gumbel_softmax(logits, 0.5, noise=False), torch.softmax(logits / 0.5, -1))
+    with pytest.raises(ValueError, match="--no-hard"):
+        SearchConfig(hard=True, gumbel=False)
+
+
 def test_temperature_anneals_from_1_to_0_03():
     taus = [temperature(s, 100) for s in range(100)]
     assert taus[0] == pytest.approx(1.0) and taus[-1] == pytest.approx(0.03)

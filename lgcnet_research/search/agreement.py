@@ -90,7 +90,8 @@ def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
             title="seed agreement of the argmax (cell edges)")
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
