@@ -35,6 +35,8 @@ from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.edges import edge_specs, genotype_choices
 from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
+from lgcnet_research.search.gradient_snr import compare, favourites, steps_for_2sigma
+from lgcnet_research.search.gradient_snr import main as gradient_snr_main
 from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax, temperature
 from lgcnet_research.search.run import search
 from lgcnet_research.search.supernet import MixedOp, SpaceConfig, Supernet
@@ -415,6 +417,28 @@ def test_search_cli_and_lut_show(small_lut, tmp_path, camvid_val, capsys):
     assert "torch-cpu" in capsys.readouterr().out
     assert cli_main(["search", "--config", str(cfg), "--beta", "0.01",
                      "--lut", str(tmp_path / "nope.json")]) == EXIT_USER_INPUT  # one line, no crash
+    # the α gradient of one frozen supernet against itself: the same favourites everywhere
+    run, out = tmp_path / "search", tmp_path / "snr.json"
+    assert gradient_snr_main([str(run), str(run), "--batches", "4", "--out", str(out)]) == 0
+    snr = json.loads(out.read_text())
+    assert snr["cross_seed_agreement"] == 1.0
+    assert snr["cross_seed_gradient_correlation"] == pytest.approx(1.0)
+    assert snr["runs"][0] == snr["runs"][1] and snr["runs"][0]["per_step_std"] > 0
+
+
+def test_gradient_statistics_tell_signal_from_noise():
+    torch.manual_seed(0)
+    signal = torch.zeros(70, Q)
+    signal[:, 3] = -1.0  # every edge: descent raises op 3
+    clear = signal + 0.5 * torch.randn(64, 70, Q)
+    noise = 0.5 * torch.randn(64, 70, Q)
+    assert (favourites(clear) == 3).all() and steps_for_2sigma(clear) < 5
+    assert steps_for_2sigma(noise) > 20 * steps_for_2sigma(clear)
+    both = compare([clear, signal + 0.5 * torch.randn(64, 70, Q)])
+    assert both["cross_seed_agreement"] == 1.0 and both["runs"][0]["split_half_agreement"] == 1.0
+    chance = compare([noise, 0.5 * torch.randn(64, 70, Q)])
+    assert chance["cross_seed_agreement"] < 0.4 and abs(
+        chance["cross_seed_gradient_correlation"]) < 0.2
 
 
 def test_seed_agreement_and_its_cli(tmp_path, capsys):
