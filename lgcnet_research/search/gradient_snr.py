@@ -102,7 +102,7 @@ def compare(grads: list[torch.Tensor]) -> dict:
                 "per_step_std": float(g.std(0).mean())} for g in grads]
     centred = [g.mean(0) - g.mean(0).mean(-1, keepdim=True) for g in grads]
     corr = torch.corrcoef(torch.stack([c.flatten() for c in centred]))[0, 1]
-    return {"runs": per_run,
+    return {"per_run": per_run,
             "cross_seed_agreement": float((favourites(grads[0]) == favourites(grads[1]))
                                           .float().mean()),
             "cross_seed_gradient_correlation": float(corr)}
