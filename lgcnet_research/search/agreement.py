@@ -8,7 +8,8 @@ Reads RUN/genotype.json and RUN/search_log.jsonl of each run; writes OUT/agreeme
 edges, the agreement two genotypes with these op frequencies would reach by chance, and the
 permutation p-value of the observed agreement) and
 OUT/convergence.png (mean top-1 op probability and entropy of the cell edges per step, one line
-per run). `--write` records `seed_agreement` in each run's genotype provenance.
+per run, and the runs' agreement per step where the logs carry `cell_argmax`). `--write` records
+`seed_agreement` in each run's genotype provenance.
 """
 
 from __future__ import annotations
