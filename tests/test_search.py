@@ -24,12 +24,19 @@ from lgcnet_research.latency.check import (
     spearman,
 )
 from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_table
+from lgcnet_research.search.agreement import (
+    agreement_per_step,
+    permutation_p_value,
+    read_log,
+    seed_agreement,
+)
 from lgcnet_research.search.agreement import main as agreement_main
-from lgcnet_research.search.agreement import seed_agreement
 from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.edges import edge_specs, genotype_choices
 from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
+from lgcnet_research.search.gradient_snr import compare, favourites, steps_for_2sigma
+from lgcnet_research.search.gradient_snr import main as gradient_snr_main
 from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax, temperature
 from lgcnet_research.search.run import search
 from lgcnet_research.search.supernet import MixedOp, SpaceConfig, Supernet
@@ -127,6 +134,13 @@ def test_gumbel_samples_follow_softmax_and_hard_is_one_hot_with_gradient():
         gumbel_softmax(logits, 0.0)
 
 
+def test_without_gumbel_noise_z_is_the_tempered_softmax():
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.0]])
+    assert torch.equal(gumbel_softmax(logits, 0.5, noise=False), torch.softmax(logits / 0.5, -1))
+    with pytest.raises(ValueError, match="--no-hard"):
+        SearchConfig(hard=True, gumbel=False)
+
+
 def test_temperature_anneals_from_1_to_0_03():
     taus = [temperature(s, 100) for s in range(100)]
     assert taus[0] == pytest.approx(1.0) and taus[-1] == pytest.approx(0.03)
@@ -175,6 +189,22 @@ def test_decision_stats_of_undecided_decided_and_collapsed_edges():
     assert stats["free_op_share"] == 0.0
     decided[..., 1] = 1.0  # skip_connect wins every edge: a collapse
     assert decision_stats(decided, free_ops=(0, 1, 3))["free_op_share"] == 1.0
+
+
+@pytest.mark.parametrize("communication", ["none", "gcn"])
+def test_supernet_decision_tells_raw_alpha_from_the_communication_term(communication):
+    net = Supernet(SpaceConfig(widths=SMALL, communication=communication), 11)
+    with torch.no_grad():
+        net.alpha_cells.zero_()
+        net.alpha_cells[0, :, 2] = 10.0  # only cell 0 decided in α
+        if communication == "gcn":
+            net.communication.links[0].phi2.weight.mul_(100.0)  # a loud GGM term for cell 1
+    stats = net.decision()
+    assert stats["alpha_top1_prob"] == pytest.approx((0.999 + 13 / Q) / 14, abs=1e-3)
+    if communication == "none":
+        assert stats["mean_top1_prob"] == pytest.approx(stats["alpha_top1_prob"])
+    else:  # the GGM passes cell 0's choice on to cell 1: α' is more decided than α
+        assert stats["mean_top1_prob"] > stats["alpha_top1_prob"] + 0.02
 
 
 def test_architect_waits_for_warmup_and_adds_the_latency_term(small_lut, tmp_path):
@@ -358,11 +388,12 @@ def test_search_steps_on_camvid_lower_the_loss_then_resume(small_lut, tmp_path, 
     assert g == result["genotype"] and g.widths == SMALL
     prov = g.provenance
     assert 1 / 8 <= prov["mean_top1_prob"] <= 1 and 0 <= prov["mean_entropy"] <= 2.08
-    assert 0 <= prov["free_op_share"] <= 1
+    assert 0 <= prov["free_op_share"] <= 1 and 1 / 8 <= prov["alpha_top1_prob"] <= 1
     assert prov["beta"] == 0.005 and prov["steps_done"] == 24 and prov["lut"]["sha256"]
     assert prov["config"]["communication"] == "gcn" and "predicted_ms" in prov
     log = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
     assert {"ce", "lat_ms", "tau", "entropy", "derived_ms", "mean_top1_prob"} <= set(log[0])
+    assert len(log[-1]["cell_argmax"]) == 70 and max(log[-1]["cell_argmax"]) < Q
     assert len(log[0]["entropy"]) == 15 and any("val_miou" in r for r in log)
     assert log[-1]["tau"] == pytest.approx(0.03)
     assert (out / "search_curves.png").stat().st_size > 10_000
@@ -386,6 +417,30 @@ def test_search_cli_and_lut_show(small_lut, tmp_path, camvid_val, capsys):
     assert "torch-cpu" in capsys.readouterr().out
     assert cli_main(["search", "--config", str(cfg), "--beta", "0.01",
                      "--lut", str(tmp_path / "nope.json")]) == EXIT_USER_INPUT  # one line, no crash
+    # the α gradient of one frozen supernet against itself: the same favourites everywhere
+    run, out = tmp_path / "search", tmp_path / "snr.json"
+    assert gradient_snr_main([str(run), str(run), "--batches", "4", "--out", str(out)]) == 0
+    snr = json.loads(out.read_text())
+    assert snr["cross_seed_agreement"] == 1.0
+    assert snr["cross_seed_gradient_correlation"] == pytest.approx(1.0)
+    assert snr["runs"] == [str(run)] * 2 and snr["per_run"][0] == snr["per_run"][1]
+    assert snr["per_run"][0]["per_step_std"] > 0
+
+
+def test_gradient_statistics_tell_signal_from_noise():
+    torch.manual_seed(0)
+    signal = torch.zeros(70, Q)
+    signal[:, 3] = -1.0  # every edge: descent raises op 3
+    clear = signal + 0.5 * torch.randn(64, 70, Q)
+    noise = 0.5 * torch.randn(64, 70, Q)
+    assert (favourites(clear) == 3).all() and steps_for_2sigma(clear) < 5
+    assert steps_for_2sigma(noise) > 20 * steps_for_2sigma(clear)
+    both = compare([clear, signal + 0.5 * torch.randn(64, 70, Q)])
+    assert both["cross_seed_agreement"] == 1.0
+    assert both["per_run"][0]["split_half_agreement"] == 1.0
+    chance = compare([noise, 0.5 * torch.randn(64, 70, Q)])
+    assert chance["cross_seed_agreement"] < 0.4 and abs(
+        chance["cross_seed_gradient_correlation"]) < 0.2
 
 
 def test_seed_agreement_and_its_cli(tmp_path, capsys):
@@ -410,17 +465,29 @@ def test_seed_agreement_and_its_cli(tmp_path, capsys):
                                                           "mean_top1_prob": 0.6}}).save(
             run / "genotype.json")
         (run / "search_log.jsonl").write_text("".join(json.dumps(
-            {"step": s, "mean_top1_prob": 0.1 * s, "mean_entropy": 2 - 0.2 * s}) + "\n"
+            {"step": s, "mean_top1_prob": 0.1 * s, "mean_entropy": 2 - 0.2 * s,
+             "cell_argmax": [0] * (70 - s * seed) + [1] * (s * seed)}) + "\n"
             for s in range(1, 6)))
         runs.append(str(run))
     assert agreement_main([*runs, "--out", str(tmp_path / "cmp"), "--write"]) == 0
     written = json.loads((tmp_path / "cmp" / "agreement.json").read_text())
     assert written["seed_agreement"] == agreement and written["seeds"] == [0, 1]
     assert (tmp_path / "cmp" / "convergence.png").stat().st_size > 10_000
+    logs = [read_log(Path(run)) for run in runs]
+    assert agreement_per_step(*logs) == [(s, pytest.approx(1 - s / 70)) for s in range(1, 6)]
+    assert agreement_per_step([{"step": 1}], logs[1]) == []  # logs older than the field
     prov = load_genotype(tmp_path / "s1" / "genotype.json").provenance
     assert prov["seed_agreement"] == agreement["cell_edges"]
     assert prov["seed_agreement_with"]["genotype"] == base.hash
     assert "seed agreement" in capsys.readouterr().out
+
+
+def test_permutation_p_value_separates_agreement_from_shared_op_frequencies():
+    ops = [f"op{i % 7}" for i in range(70)]
+    assert permutation_p_value(ops, ops, n=2000) < 1e-3  # every edge matches: never by shuffle
+    rotated = ops[1:] + ops[:1]  # same op frequencies, no edge matches
+    assert permutation_p_value(ops, rotated, n=2000) == 1.0
+    assert permutation_p_value(["a"] * 70, ["a"] * 70, n=100) == 1.0  # one op: chance is 1
 
 
 def test_sanity_check_trains_searched_and_random_genotypes_alike(small_lut, tmp_path,

@@ -5,9 +5,11 @@
 
 Reads RUN/genotype.json and RUN/search_log.jsonl of each run; writes OUT/agreement.json
 (`seed_agreement`: fraction of the 70 cell edges with the same op, the same for the fusion
-edges, and the agreement two genotypes with these op frequencies would reach by chance) and
+edges, the agreement two genotypes with these op frequencies would reach by chance, and the
+permutation p-value of the observed agreement) and
 OUT/convergence.png (mean top-1 op probability and entropy of the cell edges per step, one line
-per run). `--write` records `seed_agreement` in each run's genotype provenance.
+per run, and the runs' agreement per step where the logs carry `cell_argmax`). `--write` records
+`seed_agreement` in each run's genotype provenance.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
+
+PERMUTATIONS = 10_000
 
 
 def seed_agreement(a: Genotype, b: Genotype) -> dict[str, float]:
     """Fraction of cell edges (and of fusion edges) on which `a` and `b` chose the same op;
-    `chance` is the cell-edge agreement expected from their op frequencies alone."""
+    `chance` is the cell-edge agreement expected from their op frequencies alone, `p_value`
+    the share of random edge shuffles of `b` that agree with `a` at least as often."""
     if a.reductions != b.reductions or a.fusion_inputs != b.fusion_inputs:
         raise ValueError("genotypes of different search spaces (reductions or fusion inputs) "
                          "cannot be compared edge by edge")
@@ -31,7 +38,18 @@ def seed_agreement(a: Genotype, b: Genotype) -> dict[str, float]:
     freq_a, freq_b = Counter(ops_a), Counter(ops_b)
     chance = sum(freq_a[op] * freq_b[op] for op in freq_a) / (len(ops_a) * len(ops_b))
     return {"cell_edges": _same(ops_a, ops_b), "fusion_edges": _same(a.fusion_ops, b.fusion_ops),
-            "chance": chance}
+            "chance": chance, "p_value": permutation_p_value(ops_a, ops_b)}
+
+
+def permutation_p_value(ops_a: list[str], ops_b: list[str], n: int = PERMUTATIONS) -> float:
+    """One-sided permutation test of the edge-by-edge agreement (fixed seed: reproducible):
+    (1 + #shuffles with >= the observed matches) / (1 + n)."""
+    names = sorted(set(ops_a) | set(ops_b))
+    a = np.array([names.index(op) for op in ops_a])
+    b = np.array([names.index(op) for op in ops_b])
+    shuffled = np.random.default_rng(0).permuted(np.tile(b, (n, 1)), axis=1)
+    hits = int(((shuffled == a).sum(1) >= (a == b).sum()).sum())
+    return (1 + hits) / (1 + n)
 
 
 def _same(x: list[str] | tuple[str, ...], y: list[str] | tuple[str, ...]) -> float:
@@ -42,14 +60,23 @@ def read_log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "search_log.jsonl").read_text().splitlines()]
 
 
+def agreement_per_step(log_a: list[dict], log_b: list[dict]) -> list[tuple[int, float]]:
+    """(step, cell-edge agreement of the two runs' argmax) at every step both logs recorded
+    `cell_argmax` for (logs written before that field existed give none)."""
+    by_step = {r["step"]: r["cell_argmax"] for r in log_b if "cell_argmax" in r}
+    return [(r["step"], _same(r["cell_argmax"], by_step[r["step"]])) for r in log_a
+            if "cell_argmax" in r and r["step"] in by_step]
+
+
 def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
-    """Mean top-1 op probability and mean entropy of the cell edges per step, per run."""
+    """Mean top-1 op probability and mean entropy of the cell edges per step, per run, and
+    (when the logs carry each step's argmax) the two runs' agreement per step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
     for label, log in logs.items():
         steps = [r["step"] for r in log]
         ax1.plot(steps, [r["mean_top1_prob"] for r in log], label=label)
@@ -57,9 +84,15 @@ def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
     ax1.axhline(0.5, color="grey", ls="--", lw=1)
     ax1.set(xlabel="step", ylabel="probability", title="mean top-1 op probability (cell edges)")
     ax2.set(xlabel="step", ylabel="nats", title="mean op-choice entropy (ln 8 = 2.08)")
-    for ax in (ax1, ax2):
+    curve = agreement_per_step(*logs.values()) if len(logs) == 2 else []
+    if curve:
+        ax3.plot(*zip(*curve), color="black", label=" vs ".join(logs))
+    ax3.set(xlabel="step", ylabel="fraction", ylim=(0, 1),
+            title="seed agreement of the argmax (cell edges)")
+    for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -93,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      **agreement})
             g.save(run / "genotype.json")
     print(f"seed agreement: {agreement['cell_edges']:.2f} of cell edges "
-          f"(chance {agreement['chance']:.2f}), {agreement['fusion_edges']:.2f} of fusion edges")
+          f"(chance {agreement['chance']:.2f}, p = {agreement['p_value']:.4f}), "
+          f"{agreement['fusion_edges']:.2f} of fusion edges")
     return 0
 
 

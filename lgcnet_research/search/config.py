@@ -26,6 +26,8 @@ class SearchConfig(Settings):
         "batch": "per process",
         "crop": "train crop H W",
         "hard": "straight-through one-hot Gumbel: one op per edge runs (CPU budget)",
+        "gumbel": "Gumbel noise in Z (Eq. 4, the paper); --no-gumbel: Z = softmax(α/λ), "
+                  "DARTS' deterministic mix (soft relaxation only)",
         "arch_warmup": "steps that train only the weights before α moves (paper: 0)",
         "a_lr": "α learning rate (Adam; paper 1e-3)",
         "comm_lr": "learning rate of the cell communication (GGM) weights (default: a_lr, "
@@ -50,6 +52,7 @@ class SearchConfig(Settings):
     tau_max: float = 1.0
     tau_min: float = 0.03
     hard: bool = False  # straight-through one-hot Z: one op per edge runs (CPU budget)
+    gumbel: bool = True  # False: no Gumbel noise, a lower-variance α gradient (DARTS)
     arch_warmup: int = 0  # steps that train only the weights before α moves (paper: 0)
     free_op_dropout: float = 0.0  # P-DARTS anti-collapse regulariser (paper: 0)
     w_lr_max: float = 0.025
@@ -80,6 +83,11 @@ class SearchConfig(Settings):
     device: str = "auto"
     data: str | None = None
     limit: int | None = None  # use only the first N train frames (smoke tests)
+
+    def __post_init__(self) -> None:
+        if self.hard and not self.gumbel:
+            raise ValueError("hard sampling without Gumbel noise runs the argmax op on every "
+                             "step, so the other ops are never tried: use --gumbel or --no-hard")
 
     def widths_obj(self) -> Widths:
         return Widths.from_dict(self.widths)

@@ -14,13 +14,16 @@ import torch
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample relaxed one-hot vectors along the last dim of `logits` at temperature `tau`."""
+                   generator: torch.Generator | None = None, noise: bool = True) -> torch.Tensor:
+    """Sample relaxed one-hot vectors along the last dim of `logits` at temperature `tau`;
+    `noise=False` drops the Gumbel noise: softmax(logits / tau), DARTS' deterministic mix."""
     if tau <= 0:
         raise ValueError(f"temperature must be > 0, got {tau}")
-    u = torch.rand(logits.shape, generator=generator, device=logits.device,
-                   dtype=logits.dtype).clamp_(1e-10, 1.0 - 1e-7)
-    z = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=-1)
+    if noise:
+        u = torch.rand(logits.shape, generator=generator, device=logits.device,
+                       dtype=logits.dtype).clamp_(1e-10, 1.0 - 1e-7)
+        logits = logits - torch.log(-torch.log(u))
+    z = torch.softmax(logits / tau, dim=-1)
     if not hard:
         return z
     one_hot = torch.zeros_like(z).scatter_(-1, z.argmax(-1, keepdim=True), 1.0)

@@ -6,8 +6,8 @@
     python -m lgcnet_research.search ... --resume  # continue from OUT/search_state.pt
 
 Writes OUT/genotype.json (argmax of the GGM-updated α, with provenance), OUT/search_log.jsonl
-(CE, LAT, temperature, α entropy per cell, mean top-1 op probability, val mIoU of the derived
-architecture),
+(CE, LAT, temperature, α entropy per cell, mean top-1 op probability, the argmax op index of
+every cell edge, val mIoU of the derived architecture),
 OUT/search_curves.png, and OUT/search_state.pt every `checkpoint_every` steps.
 """
 
@@ -131,7 +131,7 @@ class Search:
         for g in self.opt_w.param_groups:
             g["lr"] = lr
         self.net.set_free_op_dropout(cfg.free_op_dropout * (1 - step / cfg.steps))
-        logits, lat = self.model(x.to(self.info.device), tau, cfg.hard)
+        logits, lat = self.model(x.to(self.info.device), tau, cfg.hard, cfg.gumbel)
         ce = F.cross_entropy(logits, y.to(self.info.device), ignore_index=CAMVID.ignore_index)
         loss = self.architect.loss(ce, lat)
         self.opt_w.zero_grad(set_to_none=True)
@@ -149,7 +149,8 @@ class Search:
                "lat_ms": float(stats["lat"]) / 1000.0 if self.architect.table else None,
                "loss": float(stats["loss"]), "tau": stats["tau"], "lr": stats["lr"],
                "seconds": round(time.time() - t0, 1), "entropy": self.net.entropies(),
-               **self.net.decision()}
+               **self.net.decision(),
+               "cell_argmax": self.net.cell_logits().detach().argmax(-1).flatten().tolist()}
         if self.architect.table is not None:
             rec["derived_ms"] = self.architect.predict_ms()
         if self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps:

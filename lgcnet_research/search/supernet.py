@@ -145,16 +145,18 @@ class Supernet(nn.Module):
         rows.update({e: self.alpha_fusion_up[i] for i, e in enumerate(UP_EDGES)})
         return [rows[e] for e in range(len(FUSION_EDGES))]
 
-    def sample(self, tau: float, hard: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Z for every cell edge (14, p, q) and every fusion edge (Eq. 4)."""
-        z_cells = gumbel_softmax(self.cell_logits(), tau, hard)
-        z_fusion = [gumbel_softmax(a, tau, hard) for a in self.fusion_logits()]
+    def sample(self, tau: float, hard: bool = False, noise: bool = True
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Z for every cell edge (14, p, q) and every fusion edge (Eq. 4; `noise=False`:
+        without the Gumbel noise)."""
+        z_cells = gumbel_softmax(self.cell_logits(), tau, hard, noise=noise)
+        z_fusion = [gumbel_softmax(a, tau, hard, noise=noise) for a in self.fusion_logits()]
         return z_cells, z_fusion
 
-    def forward(self, x: torch.Tensor, tau: float, hard: bool = False
+    def forward(self, x: torch.Tensor, tau: float, hard: bool = False, noise: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits at input size and the expected latency (µs) of the sampled Z."""
-        z_cells, z_fusion = self.sample(tau, hard)
+        z_cells, z_fusion = self.sample(tau, hard, noise)
         logits = self.frame(x, cell_weights=list(z_cells), fusion_weights=z_fusion)
         return logits, self.latency(z_cells, z_fusion)
 
@@ -187,9 +189,12 @@ class Supernet(nn.Module):
     @torch.no_grad()
     def decision(self) -> dict[str, float]:
         """How decided the cell edges are: mean top-1 op probability of softmax(α'), mean
-        op-choice entropy (nats; ln q = undecided) and the share of parameter-free argmax ops."""
+        op-choice entropy (nats; ln q = undecided) and the share of parameter-free argmax ops;
+        `alpha_top1_prob` is the mean top-1 of the raw α (before the cell communication), so a
+        log tells whether α or the GGM's term made the decision."""
         free = tuple(i for i, name in enumerate(CELL_OPS) if name in PARAMETER_FREE_OPS)
-        return decision_stats(self.cell_logits(), free)
+        raw = decision_stats(self.alpha_cells)["mean_top1_prob"]
+        return {**decision_stats(self.cell_logits(), free), "alpha_top1_prob": raw}
 
     @torch.no_grad()
     def entropies(self) -> dict[str, float]:
