@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -404,6 +405,24 @@ def test_search_steps_on_camvid_lower_the_loss_then_resume(small_lut, tmp_path, 
     # the same settings resume where the state left off: nothing is redone
     again = search(cfg, resume=True)
     assert [h["step"] for h in again["history"]] == [h["step"] for h in result["history"]]
+
+
+def test_time_limited_search_runs_its_schedules_over_the_time(small_lut, tmp_path,
+                                                               camvid_val):
+    cfg = _config(tmp_path, small_lut, steps=100_000, time_limit=3.0, arch_warmup=50_000,
+                  val_every=100_000, checkpoint_every=100_000)
+    t0 = time.time()
+    result = search(cfg)
+    assert time.time() - t0 < 3.0 + 20  # the box, plus the last step's validation and outputs
+    log = result["history"]
+    assert 0 < log[-1]["step"] < 100_000 and log[-1]["schedule_step"] > 90_000
+    assert log[-1]["tau"] < 0.05 and "val_miou" in log[-1]  # annealed, and the end validated
+    steps = [h["schedule_step"] for h in log]
+    assert steps == sorted(steps) and steps[0] < 100_000
+    genotype = json.loads((Path(cfg.out) / "genotype.json").read_text())
+    assert genotype["provenance"]["steps_done"] == log[-1]["step"]
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        search(cfg, resume=True)
 
 
 def test_search_cli_and_lut_show(small_lut, tmp_path, camvid_val, capsys):

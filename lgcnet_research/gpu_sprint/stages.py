@@ -234,13 +234,19 @@ def _finished(report: dict[str, Any] | None) -> dict[str, Any]:
 
 
 # -- search ----------------------------------------------------------------------------------
+SEARCH_RESERVE_S = 60.0  # process start, data, supernet, then the final validation and outputs
+
+
 def search(ctx: StageContext) -> None:
     """`--search-seeds` searches of `--search-config` at once, each its own process, with this
-    call's GPU table if stage lut made one (else the config's `lut`); cut by the box unless
-    their steps fit: each keeps the genotype of its last checkpoint (`checkpoint_every`)."""
+    call's GPU table if stage lut made one (else the config's `lut`); time-limited to the box
+    (`SearchConfig.time_limit`), so λ anneals and α decides within it whatever the GPU's
+    speed, and each seed writes its final genotype."""
     table = lut_file(ctx)
     overrides = {"data": str(ctx.data), "device": ctx.device,
                  **({"lut": str(table)} if table.is_file() else {})}
+    if not ctx.dry:  # the schedules fit the box, however fast this GPU steps
+        overrides["time_limit"] = max(ctx.seconds_left() - SEARCH_RESERVE_S, 30.0)
     cfg = search_settings(ctx, **overrides)
     if not cfg.lut or not Path(cfg.lut).is_file():
         raise StageSkipped(f"no latency table: stage lut made no {table.name} and the search "

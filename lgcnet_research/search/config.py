@@ -37,6 +37,9 @@ class SearchConfig(Settings):
         "widths": 'JSON like {"stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48}',
         "data": "CamVid root",
         "limit": "first N train frames only (smoke tests)",
+        "time_limit": "stop after N seconds; the schedules (λ, weight LR, free-op dropout, "
+                      "α warm-up) then run over the time: step s counts as "
+                      "max(s, steps·elapsed/N) (a box of unknown speed; not resumable)",
     }
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "cell_sharing": ("independent", "shared"), "communication": ("gcn", "fc", "none"),
@@ -83,6 +86,7 @@ class SearchConfig(Settings):
     device: str = "auto"
     data: str | None = None
     limit: int | None = None  # use only the first N train frames (smoke tests)
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         if self.hard and not self.gumbel:

@@ -76,10 +76,16 @@ class Search:
     the weight and α updates; `record` logs; `save` writes state and outputs; `run` loops."""
 
     def __init__(self, cfg: SearchConfig, resume: bool = False) -> None:
+        if resume and cfg.time_limit:
+            raise ValueError("a time-limited search cannot be resumed (its schedules ran over "
+                             "its time); start a new --out")
         self.cfg, self.out = cfg, Path(cfg.out)
+        self.started = time.time()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.info = dist.setup(cfg.device)
+        if cfg.time_limit and self.info.enabled:  # ranks' clocks would disagree on the end
+            raise ValueError("time_limit is for one process; under torchrun give --steps")
         torch.manual_seed(cfg.seed + self.info.rank)
         self.net = Supernet(space_of(cfg), CAMVID.num_classes)
         self.architect = Architect(self.net, cfg, load_latency_table(cfg))
@@ -122,10 +128,18 @@ class Search:
             val_set, shuffle=False) if enabled else None)
         self.batches = _batches(loader, sampler, self.step // max(len(loader), 1))
 
+    def schedule_step(self) -> int:
+        """The step the schedules are at: the step itself, or in a time-limited search the
+        share of the time spent, in steps, when that is further along."""
+        if not self.cfg.time_limit:
+            return self.step
+        spent = (time.time() - self.started) / self.cfg.time_limit
+        return min(self.cfg.steps, max(self.step, int(spent * self.cfg.steps)))
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """Schedules for this step, one forward/backward of Eq. 10, the weight step, then the
         architecture step."""
-        cfg, step = self.cfg, self.step
+        cfg, step = self.cfg, self.schedule_step()
         tau = temperature(step, cfg.steps, cfg.tau_max, cfg.tau_min)
         lr = cosine_lr(step, cfg.steps, cfg.w_lr_max, cfg.w_lr_min)
         for g in self.opt_w.param_groups:
@@ -141,19 +155,23 @@ class Search:
         self.architect.step(step)
         self.step += 1
         return {"ce": ce.detach(), "lat": lat.detach(), "loss": loss.detach(), "tau": tau,
-                "lr": lr}
+                "lr": lr, "schedule_step": step}
 
-    def record(self, stats: dict[str, Any], t0: float) -> dict[str, Any]:
+    def finished(self) -> bool:
+        return self.step >= self.cfg.steps or self.schedule_step() >= self.cfg.steps
+
+    def record(self, stats: dict[str, Any], t0: float, last: bool = False) -> dict[str, Any]:
         """The log line of this step: losses, schedules, α entropy and decision, latency."""
         rec = {"step": self.step, "ce": float(dist.all_reduce_mean(stats["ce"].cpu())),
                "lat_ms": float(stats["lat"]) / 1000.0 if self.architect.table else None,
                "loss": float(stats["loss"]), "tau": stats["tau"], "lr": stats["lr"],
-               "seconds": round(time.time() - t0, 1), "entropy": self.net.entropies(),
+               "seconds": round(time.time() - t0, 1), "schedule_step": stats["schedule_step"],
+               "entropy": self.net.entropies(),
                **self.net.decision(),
                "cell_argmax": self.net.cell_logits().detach().argmax(-1).flatten().tolist()}
         if self.architect.table is not None:
             rec["derived_ms"] = self.architect.predict_ms()
-        if self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps:
+        if self.step % self.cfg.val_every == 0 or last:
             rec["val_miou"] = validate_derived(self.net, self.val_loader, self.info.device)
         self.history.append(rec)
         return rec
@@ -168,18 +186,19 @@ class Search:
     def run(self) -> dict[str, Any]:
         """Step until `cfg.steps`; returns {"genotype": Genotype, "history": [...]}."""
         cfg, t0 = self.cfg, time.time()
+        self.started = t0
         self.out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"search β={cfg.beta}",
                    disable=not self.info.is_main, mininterval=5)
-        while self.step < cfg.steps:
+        while not self.finished():
             stats = self.train_step(*next(self.batches))
             bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                rec = self.record(stats, t0)
+            last = self.finished()
+            if self.step % cfg.log_every == 0 or last:
+                rec = self.record(stats, t0, last)
                 bar.set_postfix(ce=f"{rec['ce']:.3f}", top1=f"{rec['mean_top1_prob']:.2f}",
                                 lat=f"{rec['lat_ms'] or 0:.1f}ms")
-            if self.info.is_main and self.step % cfg.checkpoint_every == 0 \
-                    and self.step < cfg.steps:
+            if self.info.is_main and self.step % cfg.checkpoint_every == 0 and not last:
                 self.save()
             dist.barrier()
         bar.close()
