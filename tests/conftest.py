@@ -24,7 +24,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     no_gpu = pytest.mark.skip(reason="no CUDA GPU on this machine")
     no_trt = pytest.mark.skip(reason="TensorRT (python package `tensorrt`) or CUDA GPU missing")
     has_trt = importlib.util.find_spec("tensorrt") is not None and _has_cuda()
+    no_torchvision = pytest.mark.skip(reason="torchvision missing (the [compare] extra): "
+                                             "the LR-ASPP peer")
+    has_torchvision = importlib.util.find_spec("torchvision") is not None
     for item in items:
+        if "torchvision" in item.keywords and not has_torchvision:
+            item.add_marker(no_torchvision)
         if "gpu" in item.keywords and not _has_cuda():
             item.add_marker(no_gpu)
         if "trt" in item.keywords and not has_trt:

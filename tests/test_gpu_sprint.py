@@ -3,6 +3,7 @@ comes, the time boxes of its stage runner, and (gpu) the CUDA runner's modes."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tarfile
 import time
@@ -20,14 +21,15 @@ from lgcnet_research.gpu_sprint.runner import StageContext, StageSkipped, Summar
 from lgcnet_research.latency.lut import LatencyTable
 
 ROOT = Path(__file__).resolve().parent.parent
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
 def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_val,
                                                               monkeypatch):
     monkeypatch.chdir(ROOT)  # the configs name the shipped weights relative to the root
     out = tmp_path / "out"
-    train_configs = [str(ROOT / "configs" / "train" / f) for f in ("peer_gpu.json",
-                                                                   "gpu_sprint.json")]
+    names = ("peer_gpu.json", "gpu_sprint.json") if HAS_TORCHVISION else ("gpu_sprint.json",)
+    train_configs = [str(ROOT / "configs" / "train" / f) for f in names]
     assert main(["--out", str(out), "--dry-run", "--device", "cpu", "--note", "ci",
                  "--stages", *STAGES, "--train-configs", *train_configs]) == 0
     files = list(out.iterdir())
@@ -59,9 +61,10 @@ def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_v
 def _check_trainings(train: dict, out: Path) -> None:
     """Every run of the plan trained in its own process and came back in a tar."""
     runs = train["runs"]
-    assert list(runs) == ["peer_gpu", "gpu_sprint", "sanity-searched", "sanity-random-0"]
+    peer = ["peer_gpu"] if HAS_TORCHVISION else []  # the image has it; CI's venv does not
+    assert list(runs) == [*peer, "gpu_sprint", "sanity-searched", "sanity-random-0"]
     assert all(r["status"] == "done" and r["epochs"] == 2 for r in runs.values())
-    assert runs["peer_gpu"]["model"] == "lraspp_mbv3_large"
+    assert not peer or runs["peer_gpu"]["model"] == "lraspp_mbv3_large"
     assert 0 < runs["gpu_sprint"]["init_val_miou"] <= 1  # the warm start, validated first
     assert set(runs["sanity-searched"]["best_val_iou"]) >= {"pole", "bicyclist"}
     own = ("genotype", "out", "time_limit")  # time_limit: each to the one deadline
@@ -71,9 +74,10 @@ def _check_trainings(train: dict, out: Path) -> None:
     sanity = train["sanity"]
     assert [r["name"] for r in sanity["rows"]] == ["sanity-searched", "sanity-random-0"]
     assert sanity["summary"]["of"] == 2 and "| sanity-searched |" in sanity["markdown"]
-    with tarfile.open(out / runs["peer_gpu"]["returned_in"]) as tar:
+    name = (peer or ["gpu_sprint"])[0]
+    with tarfile.open(out / runs[name]["returned_in"]) as tar:
         names = set(tar.getnames())
-    assert {"peer_gpu/best.pt", "peer_gpu/log.txt", "peer_gpu/curves.png"} <= names
+    assert {f"{name}/best.pt", f"{name}/log.txt", f"{name}/curves.png"} <= names
     with tarfile.open(out / runs["gpu_sprint"]["returned_in"]) as tar:
         tar.extract("gpu_sprint/best.pt", out / "x", filter="data")
     best = read_checkpoint(out / "x" / "gpu_sprint" / "best.pt")

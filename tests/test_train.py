@@ -188,6 +188,7 @@ def test_validation_every_n_seconds(tmp_path, camvid_val):
     assert read_checkpoint(tmp_path / "last.pt")["metrics"]["epoch"] == 2
 
 
+@pytest.mark.torchvision
 def test_peer_trains_with_the_same_recipe_and_warm_starts_from_its_checkpoint(tmp_path,
                                                                                camvid_val):
     from lgcnet_research.peer import PeerCheckpointError, load_peer, read_peer_checkpoint
