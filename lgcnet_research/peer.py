@@ -13,12 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.measure.bench import lraspp_net
+from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_payload, save_payload
 
 PEER_MODEL = "lraspp_mbv3_large"
 PEER_FORMAT = "lgcnet-research-peer/1"
@@ -39,31 +39,17 @@ def save_peer_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta,
     """Write a peer checkpoint atomically (CPU tensors; the SDK's save_checkpoint signature)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": PEER_FORMAT, "model": PEER_MODEL, "meta": meta.to_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "provenance": provenance or {}, "metrics": metrics or {},
-               "train_state": train_state or {}}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return save_payload(path, {"format": PEER_FORMAT, "model": PEER_MODEL,
+                               "meta": meta.to_dict(), "state_dict": cpu_state_dict(model),
+                               "provenance": provenance or {}, "metrics": metrics or {},
+                               "train_state": train_state or {}})
 
 
 def read_peer_checkpoint(path: str | Path) -> dict[str, Any]:
     """The payload of a peer checkpoint (`weights_only=True`), its format checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"peer checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt or foreign files
-        raise PeerCheckpointError(f"{path}: not a loadable PyTorch checkpoint "
-                                  f"({type(e).__name__}: {e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != PEER_FORMAT:
-        raise PeerCheckpointError(
-            f"{path}: not an LR-ASPP peer checkpoint (expected format {PEER_FORMAT!r}); "
-            f"train one with `python -m lgcnet_research.train --model {PEER_MODEL}`")
-    return payload
+    return load_payload(path, PEER_FORMAT, "LR-ASPP peer checkpoint",
+                        f"train one with `python -m lgcnet_research.train --model {PEER_MODEL}`",
+                        PeerCheckpointError)
 
 
 def load_peer_weights(net: nn.Module, path: str | Path) -> dict[str, Any]:

@@ -25,8 +25,8 @@ def save_checkpoint(path: str | Path, model: LGCNet, meta: ModelMeta,
                     provenance: dict[str, Any] | None = None,
                     metrics: dict[str, Any] | None = None,
                     train_state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically (a crash mid-write never corrupts the previous file);
-    weights are stored on the CPU, so a GPU run's checkpoint loads anywhere."""
+    """Write a checkpoint atomically (a crash mid-write never corrupts the previous file),
+    its weights on the CPU."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -34,31 +34,49 @@ def save_checkpoint(path: str | Path, model: LGCNet, meta: ModelMeta,
         "genotype": model.genotype.to_dict(),
         "meta": meta.replace(genotype_hash=model.genotype.hash,
                              genotype=model.genotype.to_dict()).to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": cpu_state_dict(model),
         "provenance": provenance or {},
         "metrics": metrics or {},
         "train_state": train_state or {},
     }
+    return save_payload(path, payload)
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights on the CPU, so that a GPU run's checkpoint loads anywhere."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def save_payload(path: Path, payload: dict[str, Any]) -> Path:
+    """torch.save under a temporary name, then rename: a crash never leaves half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict safely (`weights_only=True`) and check its format."""
+def load_payload(path: str | Path, expected_format: str, what: str, how_to_make: str,
+                 error: type[ValueError] = CheckpointError) -> dict[str, Any]:
+    """Load a checkpoint dict safely (`weights_only=True`) and check its `format`; `error`
+    names the file, what it should be and how to make one."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: "
-                              f"{e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an LGCNet checkpoint (expected format "
-                              f"{CHECKPOINT_FORMAT!r}); produce one with `lgcnet train`")
+        raise error(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: "
+                    f"{e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise error(f"{path}: not an {what} (expected format {expected_format!r}); "
+                    f"{how_to_make}")
     return payload
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load an LGCNet checkpoint dict safely and check its format."""
+    return load_payload(path, CHECKPOINT_FORMAT, "LGCNet checkpoint",
+                        "produce one with `lgcnet train`")
 
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
