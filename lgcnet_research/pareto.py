@@ -4,10 +4,11 @@ measured in one run.
     python -m lgcnet_research.pareto --models lgcnet-camvid lgcnet-camvid-handwritten \
         --peer-weights runs/train_peer/best.pt --out results/pareto
 
-Per model: CamVid val mIoU at 360x480 through the Segmenter on its ONNX export (101 frames,
-one confusion matrix, void ignored; a model without trained weights shows none; the peer is
-scored the same way from `--peer-weights`, a checkpoint of `python -m lgcnet_research.train
---model lraspp_mbv3_large`, exported by the SDK's peer export), parameters,
+Per model: CamVid val mIoU at 360x480 through the Segmenter on its checkpoint (101 frames,
+one confusion matrix, void ignored; a model without trained weights shows none; the peer,
+from `--peer-weights`, a checkpoint of `python -m lgcnet_research.train --model
+lraspp_mbv3_large`, is scored through the Segmenter on the SDK's peer export to ONNX),
+parameters,
 GFLOPs at 360x480 (torch's FlopCounterMode: 2 per multiply-add), and ONNX Runtime CPU network
 latency at 360x480 and 769x1537 — timed in interleaved rounds (every model once per round,
 the median of the rounds' medians) because this machine's shared cores drift between runs.
@@ -103,7 +104,7 @@ def measure(models: list[str], peer: bool, rounds: int, iters: int, data: str | 
     with tempfile.TemporaryDirectory() as tmp:
         if peer_net is not None:
             rows[PEER] = ParetoRow(PEER, *count(peer_net), val_miou=None)
-        if peer_weights:  # through the same ONNX Runtime path as the models' rows
+        if peer_weights:  # the Segmenter on its ONNX export: the SDK loads no peer checkpoint
             path = peer_lraspp(EVAL_SIZE, CAMVID.num_classes, Path(tmp) / "eval", peer_net)
             with Segmenter(path) as seg:
                 rows[PEER].val_miou = evaluate(seg, "val", data, val_limit,

@@ -96,9 +96,14 @@ class Summary:
 
     def write(self) -> None:
         with self.lock:
-            tmp = self.path.with_name("." + self.path.name + ".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
-            tmp.replace(self.path)
+            write_json(self.path, self.data, indent=1)
+
+
+def write_json(path: Path, data: dict[str, Any], indent: int | None = None) -> None:
+    """JSON under a hidden temporary name, then renamed: a reader never sees half a file."""
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=indent, default=str) + "\n")
+    tmp.replace(path)
 
 
 class Log:

@@ -32,7 +32,7 @@ from typing import Any
 
 from lgcnet_research.gpu_sprint import jobs
 from lgcnet_research.gpu_sprint.config import SprintConfig
-from lgcnet_research.gpu_sprint.runner import StageContext, StageSkipped
+from lgcnet_research.gpu_sprint.runner import StageContext, StageSkipped, write_json
 
 CONFIG, REPORT = "config.json", "report.json"
 RUNS = "runs"  # folder of the run folders in the stage's scratch
@@ -121,9 +121,7 @@ class Report:
         self.write()
 
     def write(self) -> None:
-        tmp = self.path.with_name("." + self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, default=str) + "\n")
-        tmp.replace(self.path)
+        write_json(self.path, self.data)
 
 
 def run_training(folder: Path, deadline: float | None, note: str | None) -> dict[str, Any]:
