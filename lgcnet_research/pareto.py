@@ -60,14 +60,21 @@ def count(net: nn.Module, size: tuple[int, int] = SIZES[0]) -> tuple[float, floa
     return params, counter.get_total_flops() / 1e9
 
 
-def onnx_files(models: list[str], peer: nn.Module | None, size: tuple[int, int],
-               workdir: Path) -> dict[str, Path]:
-    """Each model exported at `size` (uint8 in, class map out), the peer net beside them."""
+def onnx_files(models: list[str], size: tuple[int, int], workdir: Path,
+               peer_onnx: Path | None = None) -> dict[str, Path]:
+    """Each model exported at `size` (uint8 in, class map out), the peer's export beside them."""
     files = {m: make_artifact(m, workdir / f"{Path(m).stem}_{size[0]}x{size[1]}.onnx",
                               ArtifactSpec(input_size=size)).path for m in models}
-    if peer is not None:
-        files[PEER] = peer_lraspp(size, CAMVID.num_classes, workdir, peer)
+    if peer_onnx is not None:
+        files[PEER] = peer_onnx
     return files
+
+
+def peer_exports(peer: nn.Module, sizes: list[tuple[int, int]],
+                 workdir: Path) -> dict[tuple[int, int], Path]:
+    """The peer exported once per distinct size (the scoring size may be a latency size too)."""
+    return {size: peer_lraspp(size, CAMVID.num_classes, workdir, peer)
+            for size in dict.fromkeys(sizes)}
 
 
 def interleaved_latency(files: dict[str, Path], rounds: int, iters: int) -> dict[str, float]:
@@ -102,16 +109,18 @@ def measure(models: list[str], peer: bool, rounds: int, iters: int, data: str | 
             with Segmenter(m) as seg:
                 rows[m].val_miou = evaluate(seg, "val", data, val_limit, progress=False).miou
     with tempfile.TemporaryDirectory() as tmp:
+        peer_onnx = {}
         if peer_net is not None:
             rows[PEER] = ParetoRow(PEER, *count(peer_net), val_miou=None)
+            scored = [EVAL_SIZE] if peer_weights else []
+            peer_onnx = peer_exports(peer_net, [*scored, *sizes], Path(tmp))
         if peer_weights:  # the Segmenter on its ONNX export: the SDK loads no peer checkpoint
-            path = peer_lraspp(EVAL_SIZE, CAMVID.num_classes, Path(tmp) / "eval", peer_net)
-            with Segmenter(path) as seg:
+            with Segmenter(peer_onnx[EVAL_SIZE]) as seg:
                 rows[PEER].val_miou = evaluate(seg, "val", data, val_limit,
                                                progress=False).miou
         for size in sizes:
-            latency = interleaved_latency(onnx_files(models, peer_net, size, Path(tmp)), rounds,
-                                          iters)
+            files = onnx_files(models, size, Path(tmp), peer_onnx.get(size))
+            latency = interleaved_latency(files, rounds, iters)
             for name, ms in latency.items():
                 rows[name].latency_ms[f"{size[0]}x{size[1]}"] = ms
     return list(rows.values())

@@ -109,26 +109,35 @@ def lineage(provenance: dict) -> list[dict]:
     return runs[::-1]
 
 
-def plot_lineage(provenance: dict, path: Path) -> Path:
-    """Val mIoU over the cumulative epochs of every run in a checkpoint's lineage, one colour
-    per run, labelled with its hardware, epochs and base LR."""
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    offset = 0
-    for run in lineage(provenance):
-        history = run.get("val_history") or []
-        recipe = run.get("recipe") if isinstance(run.get("recipe"), dict) else {}
-        epochs = run.get("epochs_run") or (history[-1][0] if history else 0)
-        label = (f"{run.get('hardware', '?')[:28]}: {epochs} ep, lr {recipe.get('lr', '?')}")
-        ax.plot([offset + e for e, _ in history], [100 * m for _, m in history], marker=".",
-                label=label)
-        offset += epochs
-    ax.set(xlabel="epoch (cumulative)", ylabel="mIoU %", title="CamVid val mIoU (360x480)")
+def plot_val_lines(lines: list[tuple[str, list[float], list[float]]], path: Path, *,
+                   xlabel: str, title: str, size: tuple[float, float] = (9, 3.8)) -> Path:
+    """Val mIoU (fractions, drawn in %) against epoch, one labelled line per (label, epochs,
+    mious): the one plot behind a checkpoint's lineage and the sprint's side-by-side runs."""
+    fig, ax = plt.subplots(figsize=size)
+    for label, epochs, mious in lines:
+        ax.plot(epochs, [100 * m for m in mious], marker=".", label=label)
+    ax.set(xlabel=xlabel, ylabel="val mIoU %", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_lineage(provenance: dict, path: Path) -> Path:
+    """Val mIoU over the cumulative epochs of every run in a checkpoint's lineage, one colour
+    per run, labelled with its hardware, epochs and base LR."""
+    lines, offset = [], 0
+    for run in lineage(provenance):
+        history = run.get("val_history") or []
+        recipe = run.get("recipe") if isinstance(run.get("recipe"), dict) else {}
+        epochs = run.get("epochs_run") or (history[-1][0] if history else 0)
+        label = (f"{run.get('hardware', '?')[:28]}: {epochs} ep, lr {recipe.get('lr', '?')}")
+        lines.append((label, [offset + e for e, _ in history], [m for _, m in history]))
+        offset += epochs
+    return plot_val_lines(lines, path, xlabel="epoch (cumulative)",
+                          title="CamVid val mIoU (360x480)")
 
 
 def main(argv: list[str] | None = None) -> None:

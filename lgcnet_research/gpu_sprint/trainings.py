@@ -231,23 +231,15 @@ def _add_run(tar: tarfile.TarFile, folder: Path) -> None:
 def plot_runs(reports: dict[str, dict[str, Any]], path: Path) -> Path:
     """Val mIoU against epoch of every run, one line each (the curves of each run are in the
     tar, from the Trainer)."""
-    import matplotlib
+    from lgcnet_research.plots import plot_val_lines
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    lines = []
     for name, report in reports.items():
         evals = [h for h in report["history"] if "val_miou" in h]
-        ax.plot([h["epoch"] for h in evals], [100 * h["val_miou"] for h in evals], marker=".",
-                label=f"{name} ({report.get('model')})")
-    ax.set(xlabel="epoch", ylabel="val mIoU %", title="stage train: every run, side by side")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+        lines.append((f"{name} ({report.get('model')})", [h["epoch"] for h in evals],
+                      [h["val_miou"] for h in evals]))
+    return plot_val_lines(lines, path, xlabel="epoch", size=(7, 4),
+                          title="stage train: every run, side by side")
 
 
 if __name__ == "__main__":
