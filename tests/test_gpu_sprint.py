@@ -120,6 +120,18 @@ def test_stage_runner_kills_at_the_box_and_keeps_what_was_reported(tmp_path, mon
     assert "broken on purpose" in (tmp_path / "sprint.log").read_text()  # the child's output
 
 
+def test_dry_search_without_stage_lut_measures_its_own_table(tmp_path, camvid_val,
+                                                             monkeypatch):
+    """The default plan runs no lut stage; a dry run's tiny widths fit no committed table."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--dry-run", "--device", "cpu",
+                 "--stages", "env", "search", "--search-seeds", "0"]) == 0
+    stages = json.loads((out / "summary.json").read_text())["stages"]
+    assert stages["search"]["status"] == "done", stages["search"]
+    assert stages["search"]["config"]["lut"].endswith("lut_torch-cpu_48x64.json")
+
+
 def test_budget_and_switches(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["--out", str(out), "--dry-run", "--stages", "env", "lut", "--skip", "lut",

@@ -225,9 +225,10 @@ def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
     from lgcnet_research.sanity import SanityConfig
 
     peer = TrainConfig.load(ROOT / "configs" / "train" / "peer_gpu.json").to_dict()
-    mirror = TrainConfig.load(ROOT / "configs" / "train" / "default_scratch_gpu.json").to_dict()
     sanity = SanityConfig.load(ROOT / "configs" / "sanity" / "camvid_gpu.json")
     recipe = json.loads(json.dumps(TrainConfig.from_dict(sanity.recipe).to_dict()))
-    differ = {k for k in peer if peer[k] != mirror[k]}
-    assert differ == {"model", "out"} and peer["init"] is None  # from scratch, both
+    assert peer["init"] is None and recipe["init"] is None  # from scratch, both
     assert {k for k in peer if json.loads(json.dumps(peer))[k] != recipe[k]} == {"model", "out"}
+    # the sanity check's searched genotype is the shipped one: it is also the peer's mirror
+    assert (ROOT / sanity.genotype).resolve() == (ROOT / "lgcnet_deploy" / "model" / "genotypes"
+                                                  / "default.json").resolve()

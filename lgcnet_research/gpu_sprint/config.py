@@ -8,8 +8,9 @@ seconds to the next ones and the last ones get only what is left. The stages of 
 nets leave a launch-bound GPU mostly idle, so they share it at little cost.
 
 The default is what the next sprint should answer (issue 14): env, then the trainings (the
-LR-ASPP peer and the shipped genotype from scratch with one recipe, and the NAS sanity check's
-genotypes with that recipe) side by side with two search seeds. tests, speed and lut ran on an
+LR-ASPP peer from scratch, and the NAS sanity check's genotypes with the same recipe: the
+shipped genotype from scratch and 3 random ones at its predicted latency) side by side with
+two search seeds. tests, speed and lut ran on an
 H100 in call 1 (docs/gpu.md); `--stages env tests speed lut train search` runs them all.
 """
 
@@ -80,8 +81,7 @@ class SprintConfig(Settings):
     dry_run: bool = False
     device: str = "auto"
     data: str | None = None
-    train_configs: tuple[str, ...] = ("configs/train/peer_gpu.json",
-                                      "configs/train/default_scratch_gpu.json")
+    train_configs: tuple[str, ...] = ("configs/train/peer_gpu.json",)
     sanity_config: str | None = "configs/sanity/camvid_gpu.json"
     train_schedule: str = "time"
     search_config: str | None = "configs/search/camvid_gpu_soft.json"

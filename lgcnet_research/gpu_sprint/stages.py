@@ -129,8 +129,21 @@ def lut_file(ctx: StageContext) -> Path:
 def lut(ctx: StageContext) -> None:
     """A torch-cuda latency table at the paper's input size for the search's widths, then
     Spearman's rho of its predictions against measured random genotypes."""
-    from lgcnet_deploy.model.genotype import Genotype, load_genotype
     from lgcnet_research.latency.check import check, random_genotype
+
+    table, ref = measure_lut(ctx)
+    rng = np.random.default_rng(0)
+    n = 2 if ctx.dry else ctx.cfg.lut_genotypes
+    genotypes = [ref, *(random_genotype(rng, table, f"random-{i}") for i in range(n))]
+    result = check(table, genotypes, iters=1 if ctx.dry else 8, rounds=1 if ctx.dry else 5)
+    ctx.report(spearman_rho=result["spearman_rho"], check_rows=result["rows"],
+               check="fp32 eager deployed networks (latency.check), best round's median")
+
+
+def measure_lut(ctx: StageContext) -> tuple[Any, Any]:
+    """Measure and save this device's table (`lut_file`) for the search's widths; the table
+    and its reference genotype (the hand-written one at those widths)."""
+    from lgcnet_deploy.model.genotype import Genotype, load_genotype
     from lgcnet_research.latency.lut import measure_table
 
     scfg = search_settings(ctx)
@@ -148,12 +161,7 @@ def lut(ctx: StageContext) -> None:
     ctx.report(file=path.name, device=table.device, versions=table.versions,
                widths=widths.to_dict(), entries=len(table.entries),
                frame_ms=round(table.frame_us / 1000, 3), seconds=table.extra["seconds"])
-    rng = np.random.default_rng(0)
-    n = 2 if ctx.dry else ctx.cfg.lut_genotypes
-    genotypes = [ref, *(random_genotype(rng, table, f"random-{i}") for i in range(n))]
-    result = check(table, genotypes, iters=1 if ctx.dry else 8, rounds=1 if ctx.dry else 5)
-    ctx.report(spearman_rho=result["spearman_rho"], check_rows=result["rows"],
-               check="fp32 eager deployed networks (latency.check), best round's median")
+    return table, ref
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -243,6 +251,8 @@ def search(ctx: StageContext) -> None:
     (`SearchConfig.time_limit`), so λ anneals and α decides within it whatever the GPU's
     speed, and each seed writes its final genotype."""
     table = lut_file(ctx)
+    if ctx.dry and not table.is_file():  # no committed table has a dry run's tiny widths
+        measure_lut(ctx)
     overrides = {"data": str(ctx.data), "device": ctx.device,
                  **({"lut": str(table)} if table.is_file() else {})}
     if not ctx.dry:  # the schedules fit the box, however fast this GPU steps
