@@ -27,6 +27,8 @@ from lgcnet_research.gpu_sprint import speed as speed_stage
 from lgcnet_research.gpu_sprint.runner import REPO, StageContext, StageSkipped
 
 if TYPE_CHECKING:
+    from lgcnet_deploy.model.genotype import Genotype
+    from lgcnet_research.latency.lut import LatencyTable
     from lgcnet_research.search.config import SearchConfig
 
 # The only files the sprint writes into OUT (the device returns at most 8, none in subfolders).
@@ -140,7 +142,7 @@ def lut(ctx: StageContext) -> None:
                check="fp32 eager deployed networks (latency.check), best round's median")
 
 
-def measure_lut(ctx: StageContext) -> tuple[Any, Any]:
+def measure_lut(ctx: StageContext) -> tuple[LatencyTable, Genotype]:
     """Measure and save this device's table (`lut_file`) for the search's widths; the table
     and its reference genotype (the hand-written one at those widths)."""
     from lgcnet_deploy.model.genotype import Genotype, load_genotype
