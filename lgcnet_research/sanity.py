@@ -101,10 +101,12 @@ def finished_record(run: Path, epochs: int) -> dict[str, Any] | None:
     state = payload["train_state"]
     if state.get("epoch") != epochs:
         return None
-    last = next(h for h in reversed(state["history"]) if "val_miou" in h)
+    evals = [h for h in state["history"] if "val_miou" in h]
     net = LGCNet(Genotype.from_dict(payload["genotype"]), CAMVID.num_classes)
-    return {"final_val_miou": last["val_miou"], "best_val_miou": state["best_miou"],
-            "epochs": epochs, "params": sum(p.numel() for p in net.parameters())}
+    return {"final_val_miou": evals[-1]["val_miou"], "best_val_miou": state["best_miou"],
+            "epochs": epochs, "params": sum(p.numel() for p in net.parameters()),
+            "final_val_iou": dict(zip(CAMVID.classes, evals[-1].get("val_iou", []))),
+            "val_history": [[h["epoch"], h["val_miou"]] for h in evals]}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -142,27 +144,41 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Val mIoU against epoch of every trained genotype, one line each."""
+    from lgcnet_research.plots import plot_val_lines
+
+    lines = [(f"{r['name']} ({r['hash']})", [e for e, _ in r["val_history"]],
+              [m for _, m in r["val_history"]]) for r in rows if "val_history" in r]
+    return plot_val_lines(lines, path, xlabel="epoch", size=(7, 4),
+                          title="sanity check: searched vs random genotypes, one recipe")
+
+
 def run(cfg: SanityConfig) -> dict[str, Any]:
-    """Sample, train every genotype, write sanity.json and sanity.md; returns the result."""
+    """Sample, train every genotype, write sanity.json, sanity.md, sanity_curves.png and the
+    genotypes beside them; returns the result."""
     from lgcnet_research.train_config import TrainConfig
 
     genotypes, sampling = candidates(cfg)
     out, results = Path(cfg.out), Path(cfg.results)
-    (out / "genotypes").mkdir(parents=True, exist_ok=True)
+    for folder in (out, results):
+        (folder / "genotypes").mkdir(parents=True, exist_ok=True)
     epochs = TrainConfig.from_dict(cfg.recipe).epochs
     rows = []
     for g in genotypes:
         name = "searched" if g is genotypes[0] else g.name
         path = g.save(out / "genotypes" / f"{name}.json")
+        g.save(results / "genotypes" / f"{name}.json")
         record = finished_record(out / name, epochs) if cfg.report_only \
             else train_one(path, cfg.recipe, out / name)
         rows.append({"name": name, "hash": g.hash,
                      "predicted_ms": sampling["predicted_ms"][g.name], **(record or {})})
     summary = summarize(rows)
     result = {"config": cfg.to_dict(), "sampling": sampling, "rows": rows, "summary": summary}
-    results.mkdir(parents=True, exist_ok=True)
     (results / "sanity.json").write_text(json.dumps(result, indent=1) + "\n")
     (results / "sanity.md").write_text(markdown(rows, summary))
+    if any("val_history" in r for r in rows):
+        plot(rows, results / "sanity_curves.png")
     return result
 
 

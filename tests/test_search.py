@@ -536,12 +536,15 @@ def test_sanity_check_trains_searched_and_random_genotypes_alike(small_lut, tmp_
     for r in rows:  # every genotype trained with the recipe, in its own run folder
         ckpt = torch.load(tmp_path / "runs" / r["name"] / "last.pt", weights_only=False)
         assert 0 <= r["final_val_miou"] <= 1 and r["epochs"] == 1
+        assert r["val_history"] == [[1, r["final_val_miou"]]] and len(r["final_val_iou"]) == 11
+        assert load_genotype(tmp_path / "res" / "genotypes" / f"{r['name']}.json").hash == r["hash"]
         assert tuple(ckpt["provenance"]["recipe"]["crop"]) == (64, 64)
     scores = [r["final_val_miou"] for r in rows[1:]]
     assert summary["random_mean"] == pytest.approx(sum(scores) / 3)
     assert summary["margin_vs_mean"] == pytest.approx(rows[0]["final_val_miou"]
                                                       - summary["random_mean"])
     assert "| searched |" in (tmp_path / "res" / "sanity.md").read_text()
+    assert (tmp_path / "res" / "sanity_curves.png").stat().st_size > 0
     mtime = (tmp_path / "runs" / "searched" / "last.pt").stat().st_mtime
     assert sanity_main(["--config", str(tmp_path / "sanity.json")]) == 0  # resumes: no retrain
     assert (tmp_path / "runs" / "searched" / "last.pt").stat().st_mtime == mtime
