@@ -227,7 +227,6 @@ def _add_run(tar: tarfile.TarFile, folder: Path) -> None:
         tar.addfile(info, io.BytesIO(tail))
 
 
-
 def plot_runs(reports: dict[str, dict[str, Any]], path: Path) -> Path:
     """Val mIoU against epoch of every run, one line each (the curves of each run are in the
     tar, from the Trainer)."""
