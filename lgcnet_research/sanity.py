@@ -101,10 +101,19 @@ def finished_record(run: Path, epochs: int) -> dict[str, Any] | None:
     state = payload["train_state"]
     if state.get("epoch") != epochs:
         return None
-    evals = [h for h in state["history"] if "val_miou" in h]
     net = LGCNet(Genotype.from_dict(payload["genotype"]), CAMVID.num_classes)
-    return {"final_val_miou": evals[-1]["val_miou"], "best_val_miou": state["best_miou"],
-            "epochs": epochs, "params": sum(p.numel() for p in net.parameters()),
+    return {"best_val_miou": state["best_miou"], "epochs": epochs,
+            "params": sum(p.numel() for p in net.parameters()),
+            **history_scores(state["history"])}
+
+
+def history_scores(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """A row's final val mIoU, final per-class IoU and val history from a training's epoch
+    records (the Trainer's history; the GPU sprint's reports hold the same records)."""
+    from lgcnet_deploy.core.classes import CAMVID
+
+    evals = [h for h in history if "val_miou" in h]
+    return {"final_val_miou": evals[-1]["val_miou"],
             "final_val_iou": dict(zip(CAMVID.classes, evals[-1].get("val_iou", []))),
             "val_history": [[h["epoch"], h["val_miou"]] for h in evals]}
 

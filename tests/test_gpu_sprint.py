@@ -74,6 +74,10 @@ def _check_trainings(train: dict, out: Path) -> None:
     sanity = train["sanity"]
     assert [r["name"] for r in sanity["rows"]] == ["sanity-searched", "sanity-random-0"]
     assert sanity["summary"]["of"] == 2 and "| sanity-searched |" in sanity["markdown"]
+    for row in sanity["rows"]:  # the CPU check's row form: per-class IoU and val history
+        assert set(row["final_val_iou"]) >= {"pole", "bicyclist"}
+        assert [e for e, _ in row["val_history"]][-1] == 2
+        assert row["val_history"][-1][1] == row["final_val_miou"]
     name = (peer or ["gpu_sprint"])[0]
     with tarfile.open(out / runs[name]["returned_in"]) as tar:
         names = set(tar.getnames())

@@ -237,10 +237,14 @@ def tars_left(ctx: StageContext) -> int:
 
 
 def _finished(report: dict[str, Any] | None) -> dict[str, Any]:
-    """A sanity row's scores from a run that finished its schedule (none otherwise)."""
+    """A sanity row's scores from a run that finished its schedule (none otherwise), in the
+    CPU check's row form (final per-class IoU, val history)."""
+    from lgcnet_research.sanity import history_scores
+
     if not report or report.get("status") != "done" or "final_val_miou" not in report:
         return {}
-    return {k: report[k] for k in ("final_val_miou", "best_val_miou", "epochs", "params")}
+    return {**{k: report[k] for k in ("best_val_miou", "epochs", "params")},
+            **history_scores(report["history"])}
 
 
 # -- search ----------------------------------------------------------------------------------
