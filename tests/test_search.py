@@ -35,7 +35,14 @@ from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.edges import edge_specs, genotype_choices
 from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
-from lgcnet_research.search.gradient_snr import compare, favourites, steps_for_2sigma
+from lgcnet_research.search.gradient_snr import (
+    alpha_gradients,
+    compare,
+    draw_batches,
+    favourites,
+    load_supernet,
+    steps_for_2sigma,
+)
 from lgcnet_research.search.gradient_snr import main as gradient_snr_main
 from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax, temperature
 from lgcnet_research.search.run import search
@@ -459,6 +466,14 @@ def test_search_cli_and_lut_show(small_lut, tmp_path, camvid_val, capsys):
     assert snr["cross_seed_gradient_correlation"] == pytest.approx(1.0)
     assert snr["runs"] == [str(run)] * 2 and snr["per_run"][0] == snr["per_run"][1]
     assert snr["per_run"][0]["per_step_std"] > 0
+    # --ce-only drops exactly the latency term: β ∂log LAT/∂α, the same on every batch
+    net, architect, run_cfg = load_supernet(run)
+    batches = draw_batches(run_cfg, 2)
+    full, ce = (alpha_gradients(net, architect, batches, 0.5, hard=False, gumbel=False,
+                                ce_only=c) for c in (False, True))
+    latency_part = full - ce
+    assert latency_part.abs().max() > 0
+    assert torch.allclose(latency_part[0], latency_part[1], atol=1e-6)
 
 
 def test_gradient_statistics_tell_signal_from_noise():

@@ -59,15 +59,16 @@ def draw_batches(cfg: SearchConfig, n: int, seed: int = 1234) -> list[tuple[torc
 
 
 def alpha_gradients(net: Supernet, architect: Architect, batches: list, tau: float,
-                    hard: bool, gumbel: bool) -> torch.Tensor:
-    """(batches, cells·p, q): ∂(CE + β log LAT)/∂α_cells on each batch, the weights frozen."""
+                    hard: bool, gumbel: bool, ce_only: bool = False) -> torch.Tensor:
+    """(batches, cells·p, q): ∂(CE + β log LAT)/∂α_cells on each batch, the weights frozen
+    (`ce_only`: ∂CE/∂α, the data's part without the latency term)."""
     net.train()
     grads = []
     for x, y in batches:
         net.zero_grad(set_to_none=True)
         logits, lat = net(x, tau, hard, gumbel)
         ce = F.cross_entropy(logits, y, ignore_index=CAMVID.ignore_index)
-        architect.loss(ce, lat).backward()
+        (ce if ce_only else architect.loss(ce, lat)).backward()
         grads.append(net.alpha_cells.grad.detach().reshape(-1, net.alpha_cells.shape[-1]))
     return torch.stack(grads)
 
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tau", type=float, default=0.5, help="Gumbel temperature λ")
     p.add_argument("--hard", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--gumbel", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--ce-only", action="store_true",
+                   help="the CE gradient alone: the latency term's gradient is the same for "
+                        "two supernets with the same α, so it correlates them by construction")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = p.parse_args(argv)
@@ -126,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     grads = []
     for net, architect, _ in loaded:
         torch.manual_seed(0)  # the same Gumbel noise for both supernets
-        grads.append(alpha_gradients(net, architect, batches, args.tau, args.hard, args.gumbel))
+        grads.append(alpha_gradients(net, architect, batches, args.tau, args.hard, args.gumbel,
+                                     args.ce_only))
     result = {"runs": [str(r) for r in args.runs], "batches": args.batches, "tau": args.tau,
-              "hard": args.hard, "gumbel": args.gumbel, **compare(grads)}
+              "hard": args.hard, "gumbel": args.gumbel, "ce_only": args.ce_only,
+              **compare(grads)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
