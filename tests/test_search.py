@@ -487,9 +487,16 @@ def test_gradient_statistics_tell_signal_from_noise():
     both = compare([clear, signal + 0.5 * torch.randn(64, 70, Q)])
     assert both["cross_seed_agreement"] == 1.0
     assert both["per_run"][0]["split_half_agreement"] == 1.0
+    assert both["cross_seed_held_out_correlation"] > 0.8
     chance = compare([noise, 0.5 * torch.randn(64, 70, Q)])
     assert chance["cross_seed_agreement"] < 0.4 and abs(
         chance["cross_seed_gradient_correlation"]) < 0.2
+    # two supernets fed the same batches and noise, no preference: correlated on the same
+    # batches, not across halves
+    echo = compare([noise + 0.1 * torch.randn(64, 70, Q), noise + 0.1 * torch.randn(64, 70, Q)])
+    assert echo["cross_seed_gradient_correlation"] > 0.8
+    assert abs(echo["cross_seed_held_out_correlation"]) < 0.2
+    assert abs(echo["per_run"][0]["split_half_correlation"]) < 0.2
 
 
 def test_seed_agreement_and_its_cli(tmp_path, capsys):

@@ -93,20 +93,30 @@ def steps_for_2sigma(grads: torch.Tensor) -> float:
     return float(torch.where(diff.mean(0) > 0, steps, torch.inf).median())
 
 
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two (batches, edges, q) gradients' means, each edge centred over
+    its ops (only differences between an edge's ops move its softmax)."""
+    centred = [g.mean(0) - g.mean(0).mean(-1, keepdim=True) for g in (a, b)]
+    return float(torch.corrcoef(torch.stack([c.flatten() for c in centred]))[0, 1])
+
+
 def compare(grads: list[torch.Tensor]) -> dict:
-    """Within-run and cross-run statistics of the α gradients of two runs."""
+    """Within-run and cross-run statistics of the α gradients of two runs. The two runs see the
+    same batches and Gumbel noise, which alone can correlate them; the held-out correlation
+    (one run's first half of the batches against the other's second half) cannot share that."""
     half = len(grads[0]) // 2
     per_run = [{"steps_for_2sigma": steps_for_2sigma(g),
                 "split_half_agreement": float((favourites(g[:half]) == favourites(g[half:]))
                                               .float().mean()),
+                "split_half_correlation": correlation(g[:half], g[half:]),
                 "mean_abs_gradient": float(g.mean(0).abs().mean()),
                 "per_step_std": float(g.std(0).mean())} for g in grads]
-    centred = [g.mean(0) - g.mean(0).mean(-1, keepdim=True) for g in grads]
-    corr = torch.corrcoef(torch.stack([c.flatten() for c in centred]))[0, 1]
+    a, b = grads
     return {"per_run": per_run,
-            "cross_seed_agreement": float((favourites(grads[0]) == favourites(grads[1]))
-                                          .float().mean()),
-            "cross_seed_gradient_correlation": float(corr)}
+            "cross_seed_agreement": float((favourites(a) == favourites(b)).float().mean()),
+            "cross_seed_gradient_correlation": correlation(a, b),
+            "cross_seed_held_out_correlation": (correlation(a[:half], b[half:])
+                                                + correlation(a[half:], b[:half])) / 2}
 
 
 def main(argv: list[str] | None = None) -> int:
