@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ from lgcnet_research.search.gradient_snr import (
 )
 from lgcnet_research.search.gradient_snr import main as gradient_snr_main
 from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax, temperature
-from lgcnet_research.search.run import search
+from lgcnet_research.search.run import Search, search
 from lgcnet_research.search.supernet import MixedOp, SpaceConfig, Supernet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -411,6 +412,26 @@ def test_search_steps_on_camvid_lower_the_loss_then_resume(small_lut, tmp_path, 
     # the same settings resume where the state left off: nothing is redone
     again = search(cfg, resume=True)
     assert [h["step"] for h in again["history"]] == [h["step"] for h in result["history"]]
+    _branch_continues_another_search(tmp_path, small_lut, out / "search_state.pt", result)
+
+
+def _branch_continues_another_search(tmp_path: Path, lut: Path, state: Path, parent: dict
+                                     ) -> None:
+    """--branch-from: the parent's weights, α, step and log, then other settings."""
+    branch = _config(tmp_path, lut, steps=32, a_lr=0.05, branch_from=str(state),
+                     out=str(tmp_path / "branch"))
+    start = Search(branch).net.state_dict()
+    stored = torch.load(state, weights_only=True)["model"]
+    assert all(torch.equal(start[k], v) for k, v in stored.items())
+    history = search(branch)["history"]
+    assert history[:len(parent["history"])] == parent["history"]
+    assert history[-1]["step"] == 32 and history[-1]["step"] > parent["history"][-1]["step"]
+    with pytest.raises(ValueError, match="give more --steps"):
+        Search(replace(branch, steps=24))
+    with pytest.raises(ValueError, match="another search space"):
+        Search(replace(branch, communication="none"))  # no GGM weights
+    with pytest.raises(FileNotFoundError, match="no search state"):
+        Search(replace(branch, branch_from=str(tmp_path / "nope.pt")))
 
 
 class TickingClock:

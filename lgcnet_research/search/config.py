@@ -37,6 +37,10 @@ class SearchConfig(Settings):
         "widths": 'JSON like {"stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48}',
         "data": "CamVid root",
         "limit": "first N train frames only (smoke tests)",
+        "branch_from": "another search's state (its OUT/search_state.pt) to start from: its "
+                       "weights, α, step and log, then this config's settings (e.g. another "
+                       "α lr after one shared weight-only warm-up); the α optimizer starts "
+                       "fresh",
         "time_limit": "stop after N seconds; the schedules (λ, weight LR, free-op dropout, "
                       "α warm-up) then run over the time: step s counts as "
                       "max(s, steps·elapsed/N) (a box of unknown speed; not resumable)",
@@ -87,6 +91,7 @@ class SearchConfig(Settings):
     data: str | None = None
     limit: int | None = None  # use only the first N train frames (smoke tests)
     time_limit: float | None = None
+    branch_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.hard and not self.gumbel:

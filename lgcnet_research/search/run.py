@@ -95,6 +95,8 @@ class Search:
         self.step, self.history = 0, []
         if resume and (self.out / STATE).is_file():
             self._resume()
+        elif cfg.branch_from:
+            self._branch(Path(cfg.branch_from))
         self.model = DistributedDataParallel(self.net, find_unused_parameters=True) \
             if self.info.enabled else self.net
         self._build_data()
@@ -110,6 +112,24 @@ class Search:
         self.net.load_state_dict(state["model"])
         self.opt_w.load_state_dict(state["opt_w"])
         self.architect.optimizer.load_state_dict(state["opt_a"])
+        self.step, self.history = state["step"], state["history"]
+
+    def _branch(self, state_file: Path) -> None:
+        """Start where another search's state is (weights, α, step, log); from here on, this
+        config's settings. The α optimizer starts fresh: its settings may be the change."""
+        if not state_file.is_file():
+            raise FileNotFoundError(f"{state_file}: no search state to branch from (a "
+                                    f"search writes OUT/{STATE})")
+        state = torch.load(state_file, map_location=self.info.device, weights_only=True)
+        if state["step"] >= self.cfg.steps:
+            raise ValueError(f"{state_file} is at step {state['step']}, not before this "
+                             f"search's end ({self.cfg.steps} steps): give more --steps")
+        try:
+            self.net.load_state_dict(state["model"])
+        except RuntimeError:
+            raise ValueError(f"{state_file} holds another search space: branch from a search "
+                             f"with the same widths and space switches") from None
+        self.opt_w.load_state_dict(state["opt_w"])
         self.step, self.history = state["step"], state["history"]
 
     def _build_data(self) -> None:
