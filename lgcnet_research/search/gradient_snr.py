@@ -16,7 +16,10 @@ the runner-up against that lead's per-step noise give:
   (within one supernet: is there a stable preference at all?);
 - `cross_seed_agreement`: the favourites of the two runs' supernets on the same batches (is the
   preference the same across seeds, given unlimited α steps at these weights?), with the
-  correlation of their mean gradients.
+  correlation of their mean gradients and the held-out correlation (one run's first half of
+  the batches against the other's second half: the shared batches and Gumbel noise, with
+  `--hard` the same sampled paths, cannot correlate these). `--ce-only` leaves out the
+  latency term, whose gradient two supernets at the same α share by construction.
 """
 
 from __future__ import annotations
