@@ -556,7 +556,23 @@ def test_seed_agreement_and_its_cli(tmp_path, capsys):
     prov = load_genotype(tmp_path / "s1" / "genotype.json").provenance
     assert prov["seed_agreement"] == agreement["cell_edges"]
     assert prov["seed_agreement_with"]["genotype"] == base.hash
-    assert "seed agreement" in capsys.readouterr().out
+    assert "seeds 0 vs 1: " in capsys.readouterr().out
+    # more runs: every pair, and their mean
+    third = tmp_path / "s2"
+    third.mkdir()
+    Genotype.from_dict({**base.to_dict(), "provenance": {"seed": 2}}).save(third / "genotype.json")
+    (third / "search_log.jsonl").write_text((Path(runs[0]) / "search_log.jsonl").read_text())
+    assert agreement_main([*runs, str(third), "--out", str(tmp_path / "cmp3")]) == 0
+    written = json.loads((tmp_path / "cmp3" / "agreement.json").read_text())
+    assert [pair["seeds"] for pair in written["pairs"]] == [[0, 1], [0, 2], [1, 2]]
+    assert [pair["cell_edges"] for pair in written["pairs"]] == [
+        agreement["cell_edges"], 1.0, agreement["cell_edges"]]
+    mean = written["seed_agreement"]
+    assert mean["pairs"] == 3 and mean["cell_edges"] == pytest.approx(
+        (2 * agreement["cell_edges"] + 1) / 3)
+    assert "mean of 3 pairs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # --write records one pair
+        agreement_main([*runs, str(third), "--out", str(tmp_path / "cmp4"), "--write"])
 
 
 def test_permutation_p_value_separates_agreement_from_shared_op_frequencies():

@@ -1,15 +1,17 @@
-"""Do two searches (seeds) decide alike? Edge-by-edge agreement and the convergence figure.
+"""Do searches (seeds) decide alike? Edge-by-edge agreement and the convergence figure.
 
     python -m lgcnet_research.search.agreement runs/search_s0 runs/search_s1 \\
         --out results/search/decisive --write
+    python -m lgcnet_research.search.agreement runs/s0 runs/s1 runs/s2 --out OUT  # every pair
 
 Reads RUN/genotype.json and RUN/search_log.jsonl of each run; writes OUT/agreement.json
-(`seed_agreement`: fraction of the 70 cell edges with the same op, the same for the fusion
-edges, the agreement two genotypes with these op frequencies would reach by chance, and the
-permutation p-value of the observed agreement) and
-OUT/convergence.png (mean top-1 op probability and entropy of the cell edges per step, one line
-per run, and the runs' agreement per step where the logs carry `cell_argmax`). `--write` records
-`seed_agreement` in each run's genotype provenance.
+(`pairs`, per pair of runs: fraction of the 70 cell edges with the same op, the same for the
+fusion edges, the agreement two genotypes with these op frequencies would reach by chance, and
+the permutation p-value of the observed agreement; `seed_agreement`: that of the one pair, or
+with more runs the pairs' mean) and OUT/convergence.png (mean top-1 op probability and entropy
+of the cell edges per step, one line per run, and each pair's agreement per step where the logs
+carry `cell_argmax`). `--write` (two runs) records `seed_agreement` in each run's genotype
+provenance.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +87,11 @@ def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
     ax1.axhline(0.5, color="grey", ls="--", lw=1)
     ax1.set(xlabel="step", ylabel="probability", title="mean top-1 op probability (cell edges)")
     ax2.set(xlabel="step", ylabel="nats", title="mean op-choice entropy (ln 8 = 2.08)")
-    curve = agreement_per_step(*logs.values()) if len(logs) == 2 else []
-    if curve:
-        ax3.plot(*zip(*curve), color="black", label=" vs ".join(logs))
+    for (label_a, log_a), (label_b, log_b) in combinations(logs.items(), 2):
+        curve = agreement_per_step(log_a, log_b)
+        if curve:
+            ax3.plot(*zip(*curve), lw=1, label=f"{label_a} vs {label_b}",
+                     **({"color": "black"} if len(logs) == 2 else {}))
     ax3.set(xlabel="step", ylabel="fraction", ylim=(0, 1),
             title="seed agreement of the argmax (cell edges)")
     for ax in (ax1, ax2, ax3):
@@ -99,22 +104,35 @@ def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
     return path
 
 
+def mean_agreement(pairs: list[dict[str, float]]) -> dict[str, float]:
+    """The pairs' mean cell-edge, fusion-edge and chance agreement (no p-value: the pairs
+    share genotypes, so they are not independent tests)."""
+    return {k: float(np.mean([pair[k] for pair in pairs]))
+            for k in ("cell_edges", "fusion_edges", "chance")} | {"pairs": len(pairs)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lgcnet_research.search.agreement",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs=2, type=Path, help="two search run folders")
+    p.add_argument("runs", nargs="+", type=Path, help="two or more search run folders")
     p.add_argument("--out", type=Path, required=True, help="folder for agreement.json/.png")
     p.add_argument("--write", action="store_true",
-                   help="record seed_agreement in both runs' genotype.json provenance")
+                   help="record seed_agreement in both runs' genotype.json provenance (two runs)")
     args = p.parse_args(argv)
+    if len(args.runs) < 2 or (args.write and len(args.runs) != 2):
+        p.error("give two or more runs; --write records one pair's agreement: give two")
     genotypes = [load_genotype(run / "genotype.json") for run in args.runs]
-    agreement = seed_agreement(*genotypes)
+    pairs = [{"seeds": [a.provenance.get("seed"), b.provenance.get("seed")],
+              "genotypes": [a.hash, b.hash], **seed_agreement(a, b)}
+             for a, b in combinations(genotypes, 2)]
+    agreement = {k: v for k, v in pairs[0].items() if k not in ("seeds", "genotypes")} \
+        if len(pairs) == 1 else mean_agreement(pairs)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"runs": [str(r) for r in args.runs], "genotypes": [g.hash for g in genotypes],
               "seeds": [g.provenance.get("seed") for g in genotypes],
               "mean_top1_prob": [g.provenance.get("mean_top1_prob") for g in genotypes],
-              "seed_agreement": agreement}
+              "seed_agreement": agreement, "pairs": pairs}
     (args.out / "agreement.json").write_text(json.dumps(result, indent=1) + "\n")
     plot_convergence({f"seed {g.provenance.get('seed')}": read_log(run)
                       for g, run in zip(genotypes, args.runs)}, args.out / "convergence.png")
@@ -125,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
                                                      "seed": other.provenance.get("seed"),
                                                      **agreement})
             g.save(run / "genotype.json")
-    print(f"seed agreement: {agreement['cell_edges']:.2f} of cell edges "
-          f"(chance {agreement['chance']:.2f}, p = {agreement['p_value']:.4f}), "
-          f"{agreement['fusion_edges']:.2f} of fusion edges")
+    for pair in pairs:
+        print(f"seeds {pair['seeds'][0]} vs {pair['seeds'][1]}: {pair['cell_edges']:.2f} of cell "
+              f"edges (chance {pair['chance']:.2f}, p = {pair['p_value']:.4f}), "
+              f"{pair['fusion_edges']:.2f} of fusion edges")
+    if len(pairs) > 1:
+        print(f"mean of {len(pairs)} pairs: {agreement['cell_edges']:.2f} of cell edges "
+              f"(chance {agreement['chance']:.2f})")
     return 0
 
 
