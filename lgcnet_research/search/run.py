@@ -109,10 +109,8 @@ class Search:
             raise ValueError(f"{self.out / STATE} was written with other settings "
                              f"({', '.join(changed)}); resume with the same config or use a "
                              f"new --out")
-        self.net.load_state_dict(state["model"])
-        self.opt_w.load_state_dict(state["opt_w"])
+        self._continue(state, self.out / STATE)
         self.architect.optimizer.load_state_dict(state["opt_a"])
-        self.step, self.history = state["step"], state["history"]
 
     def _branch(self, state_file: Path) -> None:
         """Start where another search's state is (weights, α, step, log); from here on, this
@@ -124,10 +122,14 @@ class Search:
         if state["step"] >= self.cfg.steps:
             raise ValueError(f"{state_file} is at step {state['step']}, not before this "
                              f"search's end ({self.cfg.steps} steps): give more --steps")
+        self._continue(state, state_file)
+
+    def _continue(self, state: dict[str, Any], state_file: Path) -> None:
+        """The weights, their optimizer, the step and the log of a search state."""
         try:
             self.net.load_state_dict(state["model"])
         except RuntimeError:
-            raise ValueError(f"{state_file} holds another search space: branch from a search "
+            raise ValueError(f"{state_file} holds another search space: start from a search "
                              f"with the same widths and space switches") from None
         self.opt_w.load_state_dict(state["opt_w"])
         self.step, self.history = state["step"], state["history"]
