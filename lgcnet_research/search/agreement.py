@@ -123,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.runs) < 2 or (args.write and len(args.runs) != 2):
         p.error("give two or more runs; --write records one pair's agreement: give two")
     genotypes = [load_genotype(run / "genotype.json") for run in args.runs]
+    scores = [seed_agreement(a, b) for a, b in combinations(genotypes, 2)]
     pairs = [{"seeds": [a.provenance.get("seed"), b.provenance.get("seed")],
-              "genotypes": [a.hash, b.hash], **seed_agreement(a, b)}
-             for a, b in combinations(genotypes, 2)]
-    agreement = {k: v for k, v in pairs[0].items() if k not in ("seeds", "genotypes")} \
-        if len(pairs) == 1 else mean_agreement(pairs)
+              "genotypes": [a.hash, b.hash], **score}
+             for (a, b), score in zip(combinations(genotypes, 2), scores)]
+    agreement = scores[0] if len(scores) == 1 else mean_agreement(scores)
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"runs": [str(r) for r in args.runs], "genotypes": [g.hash for g in genotypes],
               "seeds": [g.provenance.get("seed") for g in genotypes],
