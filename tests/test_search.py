@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,6 +28,7 @@ from lgcnet_research.latency.check import (
 from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_table
 from lgcnet_research.search.agreement import (
     agreement_per_step,
+    alpha_correlation,
     permutation_p_value,
     read_log,
     seed_agreement,
@@ -147,6 +149,22 @@ def test_without_gumbel_noise_z_is_the_tempered_softmax():
     assert torch.equal(gumbel_softmax(logits, 0.5, noise=False), torch.softmax(logits / 0.5, -1))
     with pytest.raises(ValueError, match="--no-hard"):
         SearchConfig(hard=True, gumbel=False)
+
+
+def test_uniform_paths_ignore_alpha_in_the_forward_but_not_in_the_gradient():
+    torch.manual_seed(0)
+    decided = torch.tensor([6.0, 0.0, 0.0, 0.0]).expand(20000, 4).clone().requires_grad_(True)
+    z = gumbel_softmax(decided, tau=1.0, hard=True, uniform_paths=True)
+    freq = torch.bincount(z.argmax(-1), minlength=4).float() / 20000
+    assert torch.allclose(freq, torch.full((4,), 0.25), atol=0.015)  # α does not steer paths
+    steered = gumbel_softmax(decided, tau=1.0, hard=True).argmax(-1)
+    assert (steered == 0).float().mean() > 0.95  # the paper's: α does
+    (z * torch.arange(4.0)).sum().backward()
+    assert decided.grad.abs().sum() > 0  # α still learns through the soft Z
+    with pytest.raises(ValueError, match="hard"):
+        gumbel_softmax(decided, 1.0, hard=False, uniform_paths=True)
+    with pytest.raises(ValueError, match="--hard"):
+        SearchConfig(uniform_paths=True)
 
 
 def test_temperature_anneals_from_1_to_0_03():
@@ -573,6 +591,20 @@ def test_seed_agreement_and_its_cli(tmp_path, capsys):
     assert "mean of 3 pairs" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # --write records one pair
         agreement_main([*runs, str(third), "--out", str(tmp_path / "cmp4"), "--write"])
+
+
+def test_alpha_correlation_tells_a_shared_cell_pull_from_shared_edge_preferences():
+    rng = np.random.default_rng(0)
+    pull = np.broadcast_to(rng.normal(size=(14, 1, Q)), (14, 5, Q))  # the same for every edge
+    own = [pull + 0.3 * rng.normal(size=(14, 5, Q)) for _ in range(2)]
+    pulled = alpha_correlation(*own)
+    assert pulled["alpha_correlation"] > 0.8 and len(pulled["alpha_correlation_per_cell"]) == 14
+    assert abs(pulled["alpha_correlation_within_cells"]) < 0.2  # nothing edge-specific shared
+    shared = rng.normal(size=(14, 5, Q))
+    edges = alpha_correlation(shared + 0.3 * rng.normal(size=shared.shape),
+                              shared + 0.3 * rng.normal(size=shared.shape))
+    assert edges["alpha_correlation_within_cells"] > 0.8
+    assert alpha_correlation(shared, None) == {}
 
 
 def test_permutation_p_value_separates_agreement_from_shared_op_frequencies():

@@ -6,12 +6,14 @@
 
 Reads RUN/genotype.json and RUN/search_log.jsonl of each run; writes OUT/agreement.json
 (`pairs`, per pair of runs: fraction of the 70 cell edges with the same op, the same for the
-fusion edges, the agreement two genotypes with these op frequencies would reach by chance, and
-the permutation p-value of the observed agreement; `seed_agreement`: that of the one pair, or
-with more runs the pairs' mean) and OUT/convergence.png (mean top-1 op probability and entropy
-of the cell edges per step, one line per run, and each pair's agreement per step where the logs
-carry `cell_argmax`). `--write` (two runs) records `seed_agreement` in each run's genotype
-provenance.
+fusion edges, the agreement two genotypes with these op frequencies would reach by chance, the
+permutation p-value of the observed agreement and, where both runs still hold
+search_state.pt, the correlations of their final cell logits α′ (`alpha_correlation*`),
+which see a shared preference before the argmax does; `seed_agreement`: that of the one
+pair, or with more runs the pairs' mean) and OUT/convergence.png (mean top-1 op probability
+and entropy of the cell edges per step, one line per run, and each pair's agreement per step
+where the logs carry `cell_argmax`). `--write` (two runs) records `seed_agreement` in each
+run's genotype provenance.
 """
 
 from __future__ import annotations
@@ -57,6 +59,38 @@ def permutation_p_value(ops_a: list[str], ops_b: list[str], n: int = PERMUTATION
 
 def _same(x: list[str] | tuple[str, ...], y: list[str] | tuple[str, ...]) -> float:
     return sum(u == v for u, v in zip(x, y, strict=True)) / len(x)
+
+
+def final_cell_logits(run: Path) -> np.ndarray | None:
+    """The GGM-updated cell logits α′ (14, p, q) of a run's last state; None without
+    RUN/search_state.pt (committed result folders leave it out: it holds the weights)."""
+    from lgcnet_research.search.gradient_snr import load_supernet
+    from lgcnet_research.search.run import STATE
+
+    if not (run / STATE).is_file():
+        return None
+    net, _, _ = load_supernet(run)
+    return net.cell_logits().detach().numpy()
+
+
+def alpha_correlation(a: np.ndarray | None, b: np.ndarray | None) -> dict:
+    """How alike two runs' final cell logits α′ (cells, edges, q) are, {} when either is
+    missing; each an edge-centred correlation: `alpha_correlation` over all cell edges,
+    `alpha_correlation_per_cell` cell by cell, and `alpha_correlation_within_cells` after each
+    cell's mean logit per op is taken out. The latency table pulls every edge of a cell alike
+    (only the reduction cells' input edges differ), so only the within-cell figure is free of
+    that pull, which the two runs share by construction."""
+    if a is None or b is None:
+        return {}
+    import torch
+
+    from lgcnet_research.search.relax import edge_centred_correlation
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    return {"alpha_correlation": edge_centred_correlation(ta, tb),
+            "alpha_correlation_per_cell": [edge_centred_correlation(x, y)
+                                           for x, y in zip(ta, tb)],
+            "alpha_correlation_within_cells": edge_centred_correlation(
+                ta - ta.mean(1, keepdim=True), tb - tb.mean(1, keepdim=True))}
 
 
 def read_log(run: Path) -> list[dict]:
@@ -107,8 +141,10 @@ def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
 def mean_agreement(pairs: list[dict[str, float]]) -> dict[str, float]:
     """The pairs' mean cell-edge, fusion-edge and chance agreement (no p-value: the pairs
     share genotypes, so they are not independent tests)."""
-    return {k: float(np.mean([pair[k] for pair in pairs]))
-            for k in ("cell_edges", "fusion_edges", "chance")} | {"pairs": len(pairs)}
+    keys = ["cell_edges", "fusion_edges", "chance"]
+    if all("alpha_correlation" in pair for pair in pairs):
+        keys += ["alpha_correlation", "alpha_correlation_within_cells"]
+    return {k: float(np.mean([pair[k] for pair in pairs])) for k in keys} | {"pairs": len(pairs)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.runs) < 2 or (args.write and len(args.runs) != 2):
         p.error("give two or more runs; --write records one pair's agreement: give two")
     genotypes = [load_genotype(run / "genotype.json") for run in args.runs]
-    scores = [seed_agreement(a, b) for a, b in combinations(genotypes, 2)]
+    logits = [final_cell_logits(run) for run in args.runs]
+    scores = [seed_agreement(a, b) | alpha_correlation(la, lb)
+              for (a, la), (b, lb) in combinations(zip(genotypes, logits), 2)]
     pairs = [{"seeds": [a.provenance.get("seed"), b.provenance.get("seed")],
               "genotypes": [a.hash, b.hash], **score}
              for (a, b), score in zip(combinations(genotypes, 2), scores)]
@@ -146,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     for pair in pairs:
         print(f"seeds {pair['seeds'][0]} vs {pair['seeds'][1]}: {pair['cell_edges']:.2f} of cell "
               f"edges (chance {pair['chance']:.2f}, p = {pair['p_value']:.4f}), "
-              f"{pair['fusion_edges']:.2f} of fusion edges")
+              f"{pair['fusion_edges']:.2f} of fusion edges"
+              + (f"; α′ correlation {pair['alpha_correlation']:.2f} "
+                 f"({pair['alpha_correlation_within_cells']:.2f} within cells)"
+                 if "alpha_correlation" in pair else ""))
     if len(pairs) > 1:
         print(f"mean of {len(pairs)} pairs: {agreement['cell_edges']:.2f} of cell edges "
               f"(chance {agreement['chance']:.2f})")

@@ -28,6 +28,9 @@ class SearchConfig(Settings):
         "hard": "straight-through one-hot Gumbel: one op per edge runs (CPU budget)",
         "gumbel": "Gumbel noise in Z (Eq. 4, the paper); --no-gumbel: Z = softmax(α/λ), "
                   "DARTS' deterministic mix (soft relaxation only)",
+        "uniform_paths": "with --hard: the op run on each edge is drawn uniformly, not from Z, "
+                         "so a lead in α does not train its own op more (SPOS-style "
+                         "decoupling); α's gradient still flows through Z (paper: false)",
         "arch_warmup": "steps that train only the weights before α moves (paper: 0)",
         "a_lr": "α learning rate (Adam; paper 1e-3)",
         "comm_lr": "learning rate of the cell communication (GGM) weights (default: a_lr, "
@@ -60,6 +63,7 @@ class SearchConfig(Settings):
     tau_min: float = 0.03
     hard: bool = False  # straight-through one-hot Z: one op per edge runs (CPU budget)
     gumbel: bool = True  # False: no Gumbel noise, a lower-variance α gradient (DARTS)
+    uniform_paths: bool = False  # hard only: paths drawn uniformly, not steered by α
     arch_warmup: int = 0  # steps that train only the weights before α moves (paper: 0)
     free_op_dropout: float = 0.0  # P-DARTS anti-collapse regulariser (paper: 0)
     w_lr_max: float = 0.025
@@ -97,6 +101,9 @@ class SearchConfig(Settings):
         if self.hard and not self.gumbel:
             raise ValueError("hard sampling without Gumbel noise runs the argmax op on every "
                              "step, so the other ops are never tried: use --gumbel or --no-hard")
+        if self.uniform_paths and not self.hard:
+            raise ValueError("uniform_paths draws the one op each edge runs: it needs --hard "
+                             "(the soft relaxation runs every op)")
 
     def widths_obj(self) -> Widths:
         return Widths.from_dict(self.widths)

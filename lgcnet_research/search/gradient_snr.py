@@ -35,6 +35,7 @@ from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_research.data import CamVidTorch
 from lgcnet_research.search.architect import Architect, load_latency_table
 from lgcnet_research.search.config import SearchConfig
+from lgcnet_research.search.relax import edge_centred_correlation
 from lgcnet_research.search.run import STATE, space_of
 from lgcnet_research.search.supernet import Supernet
 
@@ -97,10 +98,8 @@ def steps_for_2sigma(grads: torch.Tensor) -> float:
 
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Pearson correlation of two (batches, edges, q) gradients' means, each edge centred over
-    its ops (only differences between an edge's ops move its softmax)."""
-    centred = [g.mean(0) - g.mean(0).mean(-1, keepdim=True) for g in (a, b)]
-    return float(torch.corrcoef(torch.stack([c.flatten() for c in centred]))[0, 1])
+    """Edge-centred correlation of two (batches, edges, q) gradients' means."""
+    return edge_centred_correlation(a.mean(0), b.mean(0))
 
 
 def compare(grads: list[torch.Tensor]) -> dict:

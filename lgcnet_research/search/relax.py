@@ -14,19 +14,27 @@ import torch
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
-                   generator: torch.Generator | None = None, noise: bool = True) -> torch.Tensor:
+                   generator: torch.Generator | None = None, noise: bool = True,
+                   uniform_paths: bool = False) -> torch.Tensor:
     """Sample relaxed one-hot vectors along the last dim of `logits` at temperature `tau`;
-    `noise=False` drops the Gumbel noise: softmax(logits / tau), DARTS' deterministic mix."""
+    `noise=False` drops the Gumbel noise: softmax(logits / tau), DARTS' deterministic mix.
+    `uniform_paths` (hard only): the one-hot is the argmax of the noise alone, a uniform draw
+    that α does not steer, while the gradient still flows through softmax((logits + G)/tau)."""
     if tau <= 0:
         raise ValueError(f"temperature must be > 0, got {tau}")
+    if uniform_paths and not (hard and noise):
+        raise ValueError("uniform_paths draws the one-hot op from the Gumbel noise: it needs "
+                         "hard=True and noise=True")
+    gumbel = torch.zeros_like(logits)
     if noise:
         u = torch.rand(logits.shape, generator=generator, device=logits.device,
                        dtype=logits.dtype).clamp_(1e-10, 1.0 - 1e-7)
-        logits = logits - torch.log(-torch.log(u))
-    z = torch.softmax(logits / tau, dim=-1)
+        gumbel = -torch.log(-torch.log(u))
+    z = torch.softmax((logits + gumbel) / tau, dim=-1)
     if not hard:
         return z
-    one_hot = torch.zeros_like(z).scatter_(-1, z.argmax(-1, keepdim=True), 1.0)
+    chosen = (gumbel if uniform_paths else z).argmax(-1, keepdim=True)
+    one_hot = torch.zeros_like(z).scatter_(-1, chosen, 1.0)
     return one_hot - z.detach() + z
 
 
@@ -52,3 +60,11 @@ def decision_stats(logits: torch.Tensor, free_ops: tuple[int, ...] = ()) -> dict
     free = sum(int((top1 == i).sum()) for i in free_ops) / len(top1)
     return {"mean_top1_prob": float(probs.max(-1).values.mean()),
             "mean_entropy": float(entropy(logits.detach())), "free_op_share": free}
+
+
+def edge_centred_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two (..., q) arrays of per-edge op scores (logits or gradients),
+    each edge centred over its q ops first: only differences between an edge's ops move its
+    softmax."""
+    centred = [x - x.mean(-1, keepdim=True) for x in (a, b)]
+    return float(torch.corrcoef(torch.stack([c.flatten() for c in centred]))[0, 1])

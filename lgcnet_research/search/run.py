@@ -167,7 +167,8 @@ class Search:
         for g in self.opt_w.param_groups:
             g["lr"] = lr
         self.net.set_free_op_dropout(cfg.free_op_dropout * (1 - step / cfg.steps))
-        logits, lat = self.model(x.to(self.info.device), tau, cfg.hard, cfg.gumbel)
+        logits, lat = self.model(x.to(self.info.device), tau, cfg.hard, cfg.gumbel,
+                                 cfg.uniform_paths)
         ce = F.cross_entropy(logits, y.to(self.info.device), ignore_index=CAMVID.ignore_index)
         loss = self.architect.loss(ce, lat)
         self.opt_w.zero_grad(set_to_none=True)

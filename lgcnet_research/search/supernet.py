@@ -145,18 +145,18 @@ class Supernet(nn.Module):
         rows.update({e: self.alpha_fusion_up[i] for i, e in enumerate(UP_EDGES)})
         return [rows[e] for e in range(len(FUSION_EDGES))]
 
-    def sample(self, tau: float, hard: bool = False, noise: bool = True
-               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def sample(self, tau: float, hard: bool = False, noise: bool = True,
+               uniform_paths: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Z for every cell edge (14, p, q) and every fusion edge (Eq. 4; `noise=False`:
-        without the Gumbel noise)."""
-        z_cells = gumbel_softmax(self.cell_logits(), tau, hard, noise=noise)
-        z_fusion = [gumbel_softmax(a, tau, hard, noise=noise) for a in self.fusion_logits()]
-        return z_cells, z_fusion
+        without the Gumbel noise; `uniform_paths`: see `gumbel_softmax`)."""
+        def draw(logits: torch.Tensor) -> torch.Tensor:
+            return gumbel_softmax(logits, tau, hard, noise=noise, uniform_paths=uniform_paths)
+        return draw(self.cell_logits()), [draw(a) for a in self.fusion_logits()]
 
-    def forward(self, x: torch.Tensor, tau: float, hard: bool = False, noise: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, tau: float, hard: bool = False, noise: bool = True,
+                uniform_paths: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits at input size and the expected latency (µs) of the sampled Z."""
-        z_cells, z_fusion = self.sample(tau, hard, noise)
+        z_cells, z_fusion = self.sample(tau, hard, noise, uniform_paths)
         logits = self.frame(x, cell_weights=list(z_cells), fusion_weights=z_fusion)
         return logits, self.latency(z_cells, z_fusion)
 
