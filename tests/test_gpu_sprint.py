@@ -54,6 +54,7 @@ def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_v
     assert set(search["seeds"]) == {"seed0", "seed1"}
     assert all(s["log"][-1]["step"] == 2 for s in search["seeds"].values())
     assert 0 <= stages["search"]["seed_agreement"]["cell_edges"] <= 1
+    assert -1 <= stages["search"]["seed_agreement"]["alpha_correlation"] <= 1  # states kept
     assert search["agreement"] == stages["search"]["seed_agreement"]
     assert (out / "train_curves.png").is_file() and (out / "search_curves.png").is_file()
 

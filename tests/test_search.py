@@ -29,6 +29,7 @@ from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_
 from lgcnet_research.search.agreement import (
     agreement_per_step,
     alpha_correlation,
+    latency_pull,
     permutation_p_value,
     read_log,
     seed_agreement,
@@ -444,6 +445,11 @@ def _branch_continues_another_search(tmp_path: Path, lut: Path, state: Path, par
     history = search(branch)["history"]
     assert history[:len(parent["history"])] == parent["history"]
     assert history[-1]["step"] == 32 and history[-1]["step"] > parent["history"][-1]["step"]
+    # runs that keep their states: agreement also compares their final α′
+    assert agreement_main([str(state.parent), branch.out, "--out", str(tmp_path / "cmp")]) == 0
+    compared = json.loads((tmp_path / "cmp" / "agreement.json").read_text())
+    assert -1 <= compared["seed_agreement"]["alpha_correlation"] <= 1
+    assert [len(pull) for pull in compared["latency_pull_per_cell"]] == [14, 14]
     with pytest.raises(ValueError, match="give more --steps"):
         Search(replace(branch, steps=24))
     with pytest.raises(ValueError, match="another search space"):
@@ -593,7 +599,7 @@ def test_seed_agreement_and_its_cli(tmp_path, capsys):
         agreement_main([*runs, str(third), "--out", str(tmp_path / "cmp4"), "--write"])
 
 
-def test_alpha_correlation_tells_a_shared_cell_pull_from_shared_edge_preferences():
+def test_alpha_correlation_tells_a_shared_cell_pull_from_shared_edge_preferences_and_latency():
     rng = np.random.default_rng(0)
     pull = np.broadcast_to(rng.normal(size=(14, 1, Q)), (14, 5, Q))  # the same for every edge
     own = [pull + 0.3 * rng.normal(size=(14, 5, Q)) for _ in range(2)]
@@ -605,6 +611,9 @@ def test_alpha_correlation_tells_a_shared_cell_pull_from_shared_edge_preferences
                               shared + 0.3 * rng.normal(size=shared.shape))
     assert edges["alpha_correlation_within_cells"] > 0.8
     assert alpha_correlation(shared, None) == {}
+    latency = rng.uniform(100, 3000, size=(14, 5, Q))
+    assert latency_pull(-latency, latency) == pytest.approx([1.0] * 14)
+    assert latency_pull(latency, latency) == pytest.approx([-1.0] * 14)
 
 
 def test_permutation_p_value_separates_agreement_from_shared_op_frequencies():

@@ -287,8 +287,14 @@ def search(ctx: StageContext) -> None:
 
 def collect_search(ctx: StageContext) -> dict[str, Any]:
     """Each seed's genotype, log and output tail into OUT/search.json; the seeds' agreement
-    (search.agreement) when two have a genotype; their convergence figure beside it."""
-    from lgcnet_research.search.agreement import plot_convergence, seed_agreement
+    (search.agreement: the argmax's, and their final α′'s correlation where the states are
+    there) when two have a genotype; their convergence figure beside it."""
+    from lgcnet_research.search.agreement import (
+        alpha_correlation,
+        final_cell_state,
+        plot_convergence,
+        seed_agreement,
+    )
 
     seeds: dict[str, dict[str, Any]] = {}
     for folder in sorted(ctx.scratch.glob(SEARCH_RUN.format("*"))):
@@ -307,7 +313,9 @@ def collect_search(ctx: StageContext) -> dict[str, Any]:
         from lgcnet_deploy.model.genotype import Genotype
 
         a, b = (Genotype.from_dict(s["genotype"]) for s in list(done.values())[:2])
-        agreement = {"runs": list(done)[:2], **seed_agreement(a, b)}
+        states = [final_cell_state(ctx.scratch / name) for name in list(done)[:2]]
+        agreement = {"runs": list(done)[:2], **seed_agreement(a, b),
+                     **alpha_correlation(*(state[0] if state else None for state in states))}
     (ctx.out / SEARCH_JSON).write_text(json.dumps({"seeds": seeds, "agreement": agreement})
                                        + "\n")
     logs = {name: s["log"] for name, s in seeds.items() if s["log"]}

@@ -9,7 +9,8 @@ Reads RUN/genotype.json and RUN/search_log.jsonl of each run; writes OUT/agreeme
 fusion edges, the agreement two genotypes with these op frequencies would reach by chance, the
 permutation p-value of the observed agreement and, where both runs still hold
 search_state.pt, the correlations of their final cell logits α′ (`alpha_correlation*`),
-which see a shared preference before the argmax does; `seed_agreement`: that of the one
+which see a shared preference before the argmax does; per run `latency_pull_per_cell`;
+`seed_agreement`: that of the one
 pair, or with more runs the pairs' mean) and OUT/convergence.png (mean top-1 op probability
 and entropy of the cell edges per step, one line per run, and each pair's agreement per step
 where the logs carry `cell_argmax`). `--write` (two runs) records `seed_agreement` in each
@@ -61,36 +62,44 @@ def _same(x: list[str] | tuple[str, ...], y: list[str] | tuple[str, ...]) -> flo
     return sum(u == v for u, v in zip(x, y, strict=True)) / len(x)
 
 
-def final_cell_logits(run: Path) -> np.ndarray | None:
-    """The GGM-updated cell logits α′ (14, p, q) of a run's last state; None without
-    RUN/search_state.pt (committed result folders leave it out: it holds the weights)."""
+def final_cell_state(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The GGM-updated cell logits α′ (cells, edges, q) of a run's last state and the latency
+    table's cost (µs) of each; None without RUN/search_state.pt (committed result folders
+    leave it out: it holds the weights)."""
     from lgcnet_research.search.gradient_snr import load_supernet
     from lgcnet_research.search.run import STATE
 
     if not (run / STATE).is_file():
         return None
     net, _, _ = load_supernet(run)
-    return net.cell_logits().detach().numpy()
+    return net.cell_logits().detach().numpy(), net.lat_cells.numpy()
+
+
+def latency_pull(logits: np.ndarray, latency: np.ndarray) -> list[float]:
+    """Per cell, the correlation of its mean logit per op with minus its mean latency per op:
+    near 1, what the cell prefers is the latency table's pull; below 0, the cell prefers ops
+    against their cost."""
+    return [float(np.corrcoef(a.mean(0), -t.mean(0))[0, 1]) for a, t in zip(logits, latency)]
 
 
 def alpha_correlation(a: np.ndarray | None, b: np.ndarray | None) -> dict:
     """How alike two runs' final cell logits α′ (cells, edges, q) are, {} when either is
     missing; each an edge-centred correlation: `alpha_correlation` over all cell edges,
-    `alpha_correlation_per_cell` cell by cell, and `alpha_correlation_within_cells` after each
-    cell's mean logit per op is taken out. The latency table pulls every edge of a cell alike
-    (only the reduction cells' input edges differ), so only the within-cell figure is free of
-    that pull, which the two runs share by construction."""
+    `alpha_correlation_per_cell` cell by cell, and `alpha_correlation_within_cells`, the mean
+    over cells of the correlation left once each cell's mean logit per op is taken out. The
+    latency table pulls every edge of a cell alike (only the reduction cells' input edges
+    differ) and both runs the same way, so only the within-cell figure is free of it."""
     if a is None or b is None:
         return {}
     import torch
 
     from lgcnet_research.search.relax import edge_centred_correlation
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    return {"alpha_correlation": edge_centred_correlation(ta, tb),
-            "alpha_correlation_per_cell": [edge_centred_correlation(x, y)
-                                           for x, y in zip(ta, tb)],
-            "alpha_correlation_within_cells": edge_centred_correlation(
-                ta - ta.mean(1, keepdim=True), tb - tb.mean(1, keepdim=True))}
+    pairs = list(zip(torch.from_numpy(a), torch.from_numpy(b)))
+    within = [edge_centred_correlation(x - x.mean(0), y - y.mean(0)) for x, y in pairs]
+    return {"alpha_correlation": edge_centred_correlation(torch.from_numpy(a),
+                                                          torch.from_numpy(b)),
+            "alpha_correlation_per_cell": [edge_centred_correlation(x, y) for x, y in pairs],
+            "alpha_correlation_within_cells": float(np.mean(within))}
 
 
 def read_log(run: Path) -> list[dict]:
@@ -159,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.runs) < 2 or (args.write and len(args.runs) != 2):
         p.error("give two or more runs; --write records one pair's agreement: give two")
     genotypes = [load_genotype(run / "genotype.json") for run in args.runs]
-    logits = [final_cell_logits(run) for run in args.runs]
+    states = [final_cell_state(run) for run in args.runs]
+    logits = [state[0] if state else None for state in states]
     scores = [seed_agreement(a, b) | alpha_correlation(la, lb)
               for (a, la), (b, lb) in combinations(zip(genotypes, logits), 2)]
     pairs = [{"seeds": [a.provenance.get("seed"), b.provenance.get("seed")],
@@ -170,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"runs": [str(r) for r in args.runs], "genotypes": [g.hash for g in genotypes],
               "seeds": [g.provenance.get("seed") for g in genotypes],
               "mean_top1_prob": [g.provenance.get("mean_top1_prob") for g in genotypes],
+              "latency_pull_per_cell": [latency_pull(*state) if state else None
+                                        for state in states],
               "seed_agreement": agreement, "pairs": pairs}
     (args.out / "agreement.json").write_text(json.dumps(result, indent=1) + "\n")
     plot_convergence({f"seed {g.provenance.get('seed')}": read_log(run)
