@@ -8,13 +8,12 @@ Reads RUN/genotype.json and RUN/search_log.jsonl of each run; writes OUT/agreeme
 (`pairs`, per pair of runs: fraction of the 70 cell edges with the same op, the same for the
 fusion edges, the agreement two genotypes with these op frequencies would reach by chance, the
 permutation p-value of the observed agreement and, where both runs still hold
-search_state.pt, the correlations of their final cell logits α′ (`alpha_correlation*`),
-which see a shared preference before the argmax does; per run `latency_pull_per_cell`;
-`seed_agreement`: that of the one
-pair, or with more runs the pairs' mean) and OUT/convergence.png (mean top-1 op probability
-and entropy of the cell edges per step, one line per run, and each pair's agreement per step
-where the logs carry `cell_argmax`). `--write` (two runs) records `seed_agreement` in each
-run's genotype provenance.
+search_state.pt, the correlations of their final cell logits α′ (`alpha_correlation*`), which
+see a shared preference before the argmax does; per run `latency_pull_per_cell`;
+`seed_agreement`: that of the one pair, or with more runs the pairs' mean) and
+OUT/convergence.png (mean top-1 op probability and entropy of the cell edges per step, one
+line per run, and each pair's agreement per step where the logs carry `cell_argmax`).
+`--write` (two runs) records `seed_agreement` in each run's genotype provenance.
 """
 
 from __future__ import annotations
@@ -94,11 +93,11 @@ def alpha_correlation(a: np.ndarray | None, b: np.ndarray | None) -> dict:
     import torch
 
     from lgcnet_research.search.relax import edge_centred_correlation
-    pairs = list(zip(torch.from_numpy(a), torch.from_numpy(b)))
-    within = [edge_centred_correlation(x - x.mean(0), y - y.mean(0)) for x, y in pairs]
-    return {"alpha_correlation": edge_centred_correlation(torch.from_numpy(a),
-                                                          torch.from_numpy(b)),
-            "alpha_correlation_per_cell": [edge_centred_correlation(x, y) for x, y in pairs],
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    within = [edge_centred_correlation(x - x.mean(0), y - y.mean(0)) for x, y in zip(ta, tb)]
+    return {"alpha_correlation": edge_centred_correlation(ta, tb),
+            "alpha_correlation_per_cell": [edge_centred_correlation(x, y)
+                                           for x, y in zip(ta, tb)],
             "alpha_correlation_within_cells": float(np.mean(within))}
 
 
