@@ -450,6 +450,7 @@ def _branch_continues_another_search(tmp_path: Path, lut: Path, state: Path, par
     compared = json.loads((tmp_path / "cmp" / "agreement.json").read_text())
     assert -1 <= compared["seed_agreement"]["alpha_correlation"] <= 1
     assert [len(pull) for pull in compared["latency_pull_per_cell"]] == [14, 14]
+    assert (tmp_path / "cmp" / "alpha_correlation.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="give more --steps"):
         Search(replace(branch, steps=24))
     with pytest.raises(ValueError, match="another search space"):

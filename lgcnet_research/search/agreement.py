@@ -12,8 +12,9 @@ search_state.pt, the correlations of their final cell logits α′ (`alpha_corre
 see a shared preference before the argmax does; per run `latency_pull_per_cell`;
 `seed_agreement`: that of the one pair, or with more runs the pairs' mean) and
 OUT/convergence.png (mean top-1 op probability and entropy of the cell edges per step, one
-line per run, and each pair's agreement per step where the logs carry `cell_argmax`).
-`--write` (two runs) records `seed_agreement` in each run's genotype provenance.
+line per run, and each pair's agreement per step where the logs carry `cell_argmax`), and
+with the states OUT/alpha_correlation.png (per cell). `--write` (two runs) records
+`seed_agreement` in each run's genotype provenance.
 """
 
 from __future__ import annotations
@@ -146,6 +147,29 @@ def plot_convergence(logs: dict[str, list[dict]], path: Path) -> Path:
     return path
 
 
+def plot_alpha_correlation(pairs: dict[str, list[float]], pulls: dict[str, list[float]],
+                           path: Path) -> Path:
+    """Per cell: each pair's α′ correlation (left) and each run's latency pull (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+    for ax, lines, title in ((ax1, pairs, "seeds' correlation of the final α′"),
+                             (ax2, pulls, "latency pull (α′ against minus the LUT cost)")):
+        for label, values in lines.items():
+            ax.plot(range(len(values)), values, marker="o", lw=1, label=label)
+        ax.axhline(0, color="grey", lw=1)
+        ax.set(xlabel="cell", ylabel="correlation", ylim=(-1, 1), title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def mean_agreement(pairs: list[dict[str, float]]) -> dict[str, float]:
     """The pairs' mean cell-edge, fusion-edge and chance agreement (no p-value: the pairs
     share genotypes, so they are not independent tests)."""
@@ -185,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "agreement.json").write_text(json.dumps(result, indent=1) + "\n")
     plot_convergence({f"seed {g.provenance.get('seed')}": read_log(run)
                       for g, run in zip(genotypes, args.runs)}, args.out / "convergence.png")
+    if all(state is not None for state in states):
+        plot_alpha_correlation(
+            {"seeds {} vs {}".format(*pair["seeds"]): pair["alpha_correlation_per_cell"]
+             for pair in pairs},
+            {f"seed {seed}": pull for seed, pull in zip(result["seeds"],
+                                                         result["latency_pull_per_cell"])},
+            args.out / "alpha_correlation.png")
     if args.write:
         for run, g, other in zip(args.runs, genotypes, genotypes[::-1]):
             g.provenance.update(seed_agreement=agreement["cell_edges"],
