@@ -255,6 +255,28 @@ def test_architect_waits_for_warmup_and_adds_the_latency_term(small_lut, tmp_pat
     assert float(no_lut.loss(ce, lat)) == 2.0 and no_lut.predict_ms() is None
 
 
+def test_entropy_penalty_ramps_after_warmup_and_decides_raw_alpha_only(small_lut, tmp_path):
+    cfg = _config(tmp_path, small_lut, arch_warmup=10, steps=30, entropy_weight=2.0, a_lr=0.05)
+    net = Supernet(SpaceConfig(widths=SMALL), 11)
+    architect = Architect(net, cfg, None)
+    assert [architect.entropy_ramp(s) for s in (0, 9, 29, 50)] == pytest.approx(
+        [0.0, 0.0, 2.0, 2.0])
+    assert architect.entropy_ramp(19) == pytest.approx(1.0)
+    ce, lat = torch.tensor(2.0), torch.tensor(1000.0)
+    assert float(architect.loss(ce, lat, step=5)) == 2.0  # warming up: the paper's loss
+    comm_before = [p.detach().clone() for p in net.communication.parameters()]
+    for step in range(10, 200):  # the penalty alone drives α to a decision
+        architect.zero_grad()
+        architect.loss(torch.tensor(0.0), lat, step).backward()
+        architect.step(step)
+    assert decision_stats(net.alpha_cells)["mean_top1_prob"] > 0.9
+    assert all(torch.equal(a, b) for a, b in zip(comm_before, net.communication.parameters()))
+    assert float(architect.choice_entropy().detach()) < 0.3
+    assert Architect(net, _config(tmp_path, small_lut), None).entropy_ramp(10**6) == 0.0
+    with pytest.raises(ValueError, match="entropy_weight"):
+        SearchConfig(entropy_weight=-1.0)
+
+
 def test_mixed_up_op():
     mixed = MixedOp(UP_OPS, 8, 8, 1).eval()
     x = torch.randn(1, 8, 5, 7)

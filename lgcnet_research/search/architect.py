@@ -3,6 +3,10 @@
 The paper updates α and the weights from one loss in one backward pass (first order, same
 batch): the Architect owns α's optimizer (Adam), the latency term of Eq. 10 and the α update,
 which waits `arch_warmup` steps so α does not follow the gradients of a random network.
+`entropy_weight` (0 in the paper) adds the op-choice entropy of α to that loss, ramped up
+over the α phase. It reads the raw α, not α′: on α′ the GGM can sharpen every edge at once by
+growing its own weights (measured: mean top-1 0.19 → 0.58 in 50 steps, the free-op share 0.54
+→ 0.76). The term does not depend on the weights, so their gradient stays the paper's.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import torch
 
 from lgcnet_research.latency.lut import LatencyTable
 from lgcnet_research.search.config import SearchConfig
+from lgcnet_research.search.relax import entropy
 from lgcnet_research.search.supernet import Supernet
 
 
@@ -30,6 +35,7 @@ class Architect:
     def __init__(self, net: Supernet, cfg: SearchConfig, table: LatencyTable | None) -> None:
         self.net, self.table = net, table
         self.beta, self.warmup = cfg.beta, cfg.arch_warmup
+        self.entropy_weight, self.steps = cfg.entropy_weight, cfg.steps
         if table is not None:
             net.set_latency_table(table)
         groups: list[dict] = [{"params": net.arch_parameters()}]  # the paper: one optimizer
@@ -41,9 +47,27 @@ class Architect:
         self.optimizer = torch.optim.Adam(groups, lr=cfg.a_lr, betas=tuple(cfg.a_betas),
                                           weight_decay=cfg.a_wd)
 
-    def loss(self, ce: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
-        """Eq. 10 with LAT in µs; CE alone when there is no latency table."""
-        return ce + self.beta * torch.log(lat) if self.table is not None else ce
+    def loss(self, ce: torch.Tensor, lat: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """Eq. 10 with LAT in µs (CE alone when there is no latency table), plus the entropy
+        penalty at `step` when `entropy_weight` > 0."""
+        loss = ce + self.beta * torch.log(lat) if self.table is not None else ce
+        weight = self.entropy_ramp(step) if step is not None else 0.0
+        return loss + weight * self.choice_entropy() if weight > 0 else loss
+
+    def entropy_ramp(self, step: int) -> float:
+        """The entropy weight at `step`: 0 until the α warm-up ends, then linear up to
+        `entropy_weight` at the last step."""
+        if self.entropy_weight <= 0 or step < self.warmup:
+            return 0.0
+        return self.entropy_weight * min(1.0, (step - self.warmup + 1)
+                                         / max(self.steps - self.warmup, 1))
+
+    def choice_entropy(self) -> torch.Tensor:
+        """Mean op-choice entropy (nats) of the raw α over all cell and fusion edges."""
+        cells = self.net.alpha_cells
+        n_cell = cells.shape[0] * cells.shape[1]
+        fusion = [entropy(a) for a in self.net.fusion_logits()]
+        return (entropy(cells) * n_cell + torch.stack(fusion).sum()) / (n_cell + len(fusion))
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)

@@ -35,6 +35,10 @@ class SearchConfig(Settings):
         "a_lr": "α learning rate (Adam; paper 1e-3)",
         "comm_lr": "learning rate of the cell communication (GGM) weights (default: a_lr, "
                    "one optimizer as in the paper)",
+        "entropy_weight": "weight w of an entropy penalty on the op choice, w·H(softmax(α′)) "
+                          "averaged over cell and fusion edges, ramped linearly from 0 at the "
+                          "end of the α warm-up to w at the last step, so the search ends on a "
+                          "decision (DA²S, Tian et al. 2021; paper: 0)",
         "free_op_dropout": "dropout on parameter-free cell ops' outputs, decayed linearly to 0 "
                            "over the search (P-DARTS; paper: 0)",
         "widths": 'JSON like {"stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48}',
@@ -66,6 +70,7 @@ class SearchConfig(Settings):
     uniform_paths: bool = False  # hard only: paths drawn uniformly, not steered by α
     arch_warmup: int = 0  # steps that train only the weights before α moves (paper: 0)
     free_op_dropout: float = 0.0  # P-DARTS anti-collapse regulariser (paper: 0)
+    entropy_weight: float = 0.0  # DA²S-style push to a one-hot decision (paper: 0)
     w_lr_max: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -104,6 +109,9 @@ class SearchConfig(Settings):
         if self.uniform_paths and not self.hard:
             raise ValueError("uniform_paths draws the one op each edge runs: it needs --hard "
                              "(the soft relaxation runs every op)")
+        if self.entropy_weight < 0:
+            raise ValueError(f"entropy_weight {self.entropy_weight} would reward undecided "
+                             f"edges: use 0 (the paper) or a positive weight")
 
     def widths_obj(self) -> Widths:
         return Widths.from_dict(self.widths)

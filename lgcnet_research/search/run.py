@@ -170,7 +170,7 @@ class Search:
         logits, lat = self.model(x.to(self.info.device), tau, cfg.hard, cfg.gumbel,
                                  cfg.uniform_paths)
         ce = F.cross_entropy(logits, y.to(self.info.device), ignore_index=CAMVID.ignore_index)
-        loss = self.architect.loss(ce, lat)
+        loss = self.architect.loss(ce, lat, step)
         self.opt_w.zero_grad(set_to_none=True)
         self.architect.zero_grad()
         loss.backward()
@@ -178,7 +178,8 @@ class Search:
         self.architect.step(step)
         self.step += 1
         return {"ce": ce.detach(), "lat": lat.detach(), "loss": loss.detach(), "tau": tau,
-                "lr": lr, "schedule_step": step}
+                "lr": lr, "schedule_step": step,
+                "entropy_weight": self.architect.entropy_ramp(step)}
 
     def finished(self) -> bool:
         return self.step >= self.cfg.steps or self.schedule_step() >= self.cfg.steps
@@ -189,6 +190,7 @@ class Search:
                "lat_ms": float(stats["lat"]) / 1000.0 if self.architect.table else None,
                "loss": float(stats["loss"]), "tau": stats["tau"], "lr": stats["lr"],
                "seconds": round(time.time() - t0, 1), "schedule_step": stats["schedule_step"],
+               "entropy_weight": stats["entropy_weight"],
                "entropy": self.net.entropies(),
                **self.net.decision(),
                "cell_argmax": self.net.cell_logits().detach().argmax(-1).flatten().tolist()}
