@@ -39,9 +39,12 @@ def plot_search(history: list[dict], path: Path) -> Path:
         twin.plot([h["step"] for h in evals], [100 * h["val_miou"] for h in evals], "o-",
                   color="tab:green", label="val mIoU %")
         twin.set_ylabel("val mIoU %")
-    if history[0].get("lat_ms") is not None:
-        axes[1].plot(steps, [h["lat_ms"] for h in history], label="E[LAT] of sampled Z (ops)")
-        axes[1].plot(steps, [h["derived_ms"] for h in history], label="argmax net (predicted)")
+    timed = [h for h in history if h.get("lat_ms") is not None]  # β = 0 logs no latency
+    if timed:
+        axes[1].plot([h["step"] for h in timed], [h["lat_ms"] for h in timed],
+                     label="E[LAT] of sampled Z (ops)")
+        axes[1].plot([h["step"] for h in timed], [h["derived_ms"] for h in timed],
+                     label="argmax net (predicted)")
         axes[1].legend(fontsize=7)
     axes[1].set(xlabel="step", ylabel="ms", title="latency (LUT)")
     axes[2].plot(steps, [h["tau"] for h in history])

@@ -277,6 +277,18 @@ def test_entropy_penalty_ramps_after_warmup_and_decides_raw_alpha_only(small_lut
         SearchConfig(entropy_weight=-1.0)
 
 
+def test_search_curves_of_a_latency_search_branched_into_beta_0(tmp_path):
+    from lgcnet_research.plots import plot_search
+
+    def record(step: int, lat: float | None) -> dict:
+        return {"step": step, "ce": 1.0, "tau": 0.5, "lat_ms": lat,
+                "entropy": {"cell0": 2.0, "fusion": 1.0},
+                **({"derived_ms": lat} if lat is not None else {})}
+
+    history = [record(10, 150.0), record(20, 149.0), record(30, None)]  # β = 0 after step 20
+    assert plot_search(history, tmp_path / "curves.png").stat().st_size > 0
+
+
 def test_mixed_up_op():
     mixed = MixedOp(UP_OPS, 8, 8, 1).eval()
     x = torch.randn(1, 8, 5, 7)
