@@ -1,7 +1,8 @@
 """The Pareto table: accuracy against cost for each shipped model and the LR-ASPP peer,
 measured in one run.
 
-    python -m lgcnet_research.pareto --models lgcnet-camvid lgcnet-camvid-handwritten \
+    python -m lgcnet_research.pareto --models lgcnet-camvid lgcnet-camvid-searched \
+        lgcnet-camvid-handwritten \
         --peer-weights runs/train_peer/best.pt --out results/pareto
 
 Per model: CamVid val mIoU at 360x480 through the Segmenter on its checkpoint (101 frames,
@@ -143,7 +144,8 @@ def markdown(rows: list[ParetoRow]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lgcnet_research.pareto", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["lgcnet-camvid", "lgcnet-camvid-handwritten"])
+    p.add_argument("--models", nargs="+", default=["lgcnet-camvid", "lgcnet-camvid-searched",
+                                                   "lgcnet-camvid-handwritten"])
     p.add_argument("--peer", action="store_true",
                    help="add LR-ASPP MobileNetV3-Large (random init: no val mIoU)")
     p.add_argument("--peer-weights", type=Path, default=None,

@@ -80,6 +80,14 @@ def validate(net: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Te
     return out
 
 
+def run_record(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a checkpoint's provenance says of its own run (a lineage reads it): the epochs run
+    so far and the val mIoU at every validated epoch."""
+    return {"epochs_run": history[-1]["epoch"] if history else 0,
+            "val_history": [[h["epoch"], round(h["val_miou"], 4)] for h in history
+                            if "val_miou" in h]}
+
+
 class Trainer:
     """One training run in named steps: `__init__` builds the net, optimizer and data (and
     resumes or warm-starts), `train_epoch` runs one epoch, `record_epoch` validates and
@@ -266,12 +274,13 @@ class Trainer:
         metrics = {"val_miou": self.best, "epoch": record["epoch"]}
         state = {"optimizer": self.opt.state_dict(), "epoch": record["epoch"],
                  "best_miou": self.best, "history": self.history}
-        self.save_checkpoint(self.out / "last.pt", self.net, self.meta, self.provenance, metrics,
+        provenance = {**self.provenance, **run_record(self.history)}
+        self.save_checkpoint(self.out / "last.pt", self.net, self.meta, provenance, metrics,
                              state)
         if improved:
             iou = dict(zip(CAMVID.classes, record["val_iou"]))
             seconds = round(time.time() - self.started, 1)
-            self.save_checkpoint(self.out / "best.pt", self.net, self.meta, self.provenance,
+            self.save_checkpoint(self.out / "best.pt", self.net, self.meta, provenance,
                                  {**metrics, "val_per_class_iou": iou, "train_seconds": seconds})
             if self.cfg.ship:  # atomic: readers of the shipped model never see half a file
                 ship = Path(self.cfg.ship)

@@ -104,7 +104,8 @@ def test_ctrl_c_exits_130_without_a_traceback():
 
 
 def test_shipped_models_by_short_name(camvid_val):
-    assert set(SHIPPED_MODELS) == {"lgcnet-camvid", "lgcnet-camvid-handwritten"}
+    assert set(SHIPPED_MODELS) == {"lgcnet-camvid", "lgcnet-camvid-searched",
+                                   "lgcnet-camvid-handwritten"}
     path = resolve_model("lgcnet-camvid")
     assert Path(path).is_file() and Path(path).suffix == ".pt"
     assert resolve_model("x.onnx") == "x.onnx"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lgcnet_deploy.measure.evaluate import evaluate
 from lgcnet_deploy.model.checkpoint import read_checkpoint
-from lgcnet_deploy.model.shipped import default_model_path
+from lgcnet_deploy.model.shipped import default_model_path, resolve_model
 from lgcnet_deploy.runtime.segmenter import Segmenter
 from lgcnet_research.plots import lineage, plot_lineage
 
@@ -29,7 +29,16 @@ def test_lineage_walks_warm_starts_oldest_first(tmp_path):
 
 
 def test_shipped_default_lineage_is_complete():
-    runs = lineage(read_checkpoint(default_model_path())["provenance"])
+    checkpoint = read_checkpoint(default_model_path())
+    runs = lineage(checkpoint["provenance"])
+    assert len(runs) == 3  # 80 + 60 + 250 CPU epochs, each warm-started from the last
+    assert all(run["val_history"] and run["genotype_hash"] == "738e90861bbb" for run in runs)
+    assert [run["epochs_run"] for run in runs] == [80, 60, 250]
+    assert "random search" in checkpoint["genotype"]["provenance"]["source"]
+
+
+def test_searched_model_lineage_is_complete():
+    runs = lineage(read_checkpoint(resolve_model("lgcnet-camvid-searched"))["provenance"])
     assert len(runs) == 5  # 80 + 100 CPU epochs, then three H100 runs
     assert all(run["val_history"] and run["genotype_hash"] == "0ae83e9cc699" for run in runs)
     assert [run["epochs_run"] for run in runs] == [80, 100, 248, 269, 31]

@@ -56,8 +56,12 @@ def test_training_lowers_loss_then_resumes(tmp_path, camvid_val):
     assert 0.0 <= ckpt["metrics"]["val_miou"] <= 1.0
     assert (out / "best.pt").is_file() and (out / "curves.png").is_file()
     assert main([*common, "--resume"]) == 0  # continues at epoch 3, not 1
-    history = read_checkpoint(out / "last.pt")["train_state"]["history"]
+    last = read_checkpoint(out / "last.pt")
+    history = last["train_state"]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert last["provenance"]["epochs_run"] == 4  # a lineage reads the run from its provenance
+    assert last["provenance"]["val_history"] == [[h["epoch"], round(h["val_miou"], 4)]
+                                                 for h in history if "val_miou" in h]
     best = read_checkpoint(out / "best.pt")
     assert set(best["metrics"]["val_per_class_iou"]) >= {"road", "car"}
     assert best["provenance"]["genotype_hash"] == best["meta"]["genotype_hash"]
@@ -229,6 +233,6 @@ def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
     recipe = json.loads(json.dumps(TrainConfig.from_dict(sanity.recipe).to_dict()))
     assert peer["init"] is None and recipe["init"] is None  # from scratch, both
     assert {k for k in peer if json.loads(json.dumps(peer))[k] != recipe[k]} == {"model", "out"}
-    # the sanity check's searched genotype is the shipped one: it is also the peer's mirror
+    # the sanity check's searched genotype is the gradient search's shipped one
     assert (ROOT / sanity.genotype).resolve() == (ROOT / "lgcnet_deploy" / "model" / "genotypes"
-                                                  / "default.json").resolve()
+                                                  / "searched.json").resolve()

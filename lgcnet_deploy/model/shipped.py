@@ -9,7 +9,8 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # short name -> checkpoint file in weights/
 SHIPPED_MODELS = {
-    "lgcnet-camvid": "lgcnet_camvid.pt",  # the default: searched genotype, CamVid, 11 classes
+    "lgcnet-camvid": "lgcnet_camvid.pt",  # the default: random-search genotype, CamVid, 11 classes
+    "lgcnet-camvid-searched": "lgcnet_camvid_searched.pt",  # the gradient search's genotype
     "lgcnet-camvid-handwritten": "lgcnet_camvid_handwritten.pt",  # paper-like widths
 }
 DEFAULT_MODEL = "lgcnet-camvid"
