@@ -10,7 +10,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -635,18 +634,21 @@ def test_seed_agreement_and_its_cli(tmp_path, capsys):
 
 
 def test_alpha_correlation_tells_a_shared_cell_pull_from_shared_edge_preferences_and_latency():
-    rng = np.random.default_rng(0)
-    pull = np.broadcast_to(rng.normal(size=(14, 1, Q)), (14, 5, Q))  # the same for every edge
-    own = [pull + 0.3 * rng.normal(size=(14, 5, Q)) for _ in range(2)]
+    gen = torch.Generator().manual_seed(0)
+
+    def noise(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen)
+
+    pull = noise(14, 1, Q).expand(14, 5, Q)  # the same for every edge
+    own = [pull + 0.3 * noise(14, 5, Q) for _ in range(2)]
     pulled = alpha_correlation(*own)
     assert pulled["alpha_correlation"] > 0.8 and len(pulled["alpha_correlation_per_cell"]) == 14
     assert abs(pulled["alpha_correlation_within_cells"]) < 0.2  # nothing edge-specific shared
-    shared = rng.normal(size=(14, 5, Q))
-    edges = alpha_correlation(shared + 0.3 * rng.normal(size=shared.shape),
-                              shared + 0.3 * rng.normal(size=shared.shape))
+    shared = noise(14, 5, Q)
+    edges = alpha_correlation(shared + 0.3 * noise(14, 5, Q), shared + 0.3 * noise(14, 5, Q))
     assert edges["alpha_correlation_within_cells"] > 0.8
     assert alpha_correlation(shared, None) == {}
-    latency = rng.uniform(100, 3000, size=(14, 5, Q))
+    latency = 100 + 2900 * torch.rand(14, 5, Q, generator=gen)
     assert latency_pull(-latency, latency) == pytest.approx([1.0] * 14)
     assert latency_pull(latency, latency) == pytest.approx([-1.0] * 14)
 

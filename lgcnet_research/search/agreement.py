@@ -24,10 +24,14 @@ import json
 from collections import Counter
 from itertools import combinations
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
+
+if TYPE_CHECKING:  # torch only where a run's state is read: the agreement itself needs none
+    import torch
 
 PERMUTATIONS = 10_000
 
@@ -62,7 +66,7 @@ def _same(x: list[str] | tuple[str, ...], y: list[str] | tuple[str, ...]) -> flo
     return sum(u == v for u, v in zip(x, y, strict=True)) / len(x)
 
 
-def final_cell_state(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def final_cell_state(run: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The GGM-updated cell logits α′ (cells, edges, q) of a run's last state and the latency
     table's cost (µs) of each; None without RUN/search_state.pt (committed result folders
     leave it out: it holds the weights)."""
@@ -72,17 +76,20 @@ def final_cell_state(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if not (run / STATE).is_file():
         return None
     net, _, _ = load_supernet(run)
-    return net.cell_logits().detach().numpy(), net.lat_cells.numpy()
+    return net.cell_logits().detach(), net.lat_cells.clone()
 
 
-def latency_pull(logits: np.ndarray, latency: np.ndarray) -> list[float]:
+def latency_pull(logits: torch.Tensor, latency: torch.Tensor) -> list[float]:
     """Per cell, the correlation of its mean logit per op with minus its mean latency per op:
     near 1, what the cell prefers is the latency table's pull; below 0, the cell prefers ops
     against their cost."""
-    return [float(np.corrcoef(a.mean(0), -t.mean(0))[0, 1]) for a, t in zip(logits, latency)]
+    import torch
+
+    return [float(torch.corrcoef(torch.stack([a.mean(0), -t.mean(0)]))[0, 1])
+            for a, t in zip(logits, latency)]
 
 
-def alpha_correlation(a: np.ndarray | None, b: np.ndarray | None) -> dict:
+def alpha_correlation(a: torch.Tensor | None, b: torch.Tensor | None) -> dict:
     """How alike two runs' final cell logits α′ (cells, edges, q) are, {} when either is
     missing; each an edge-centred correlation: `alpha_correlation` over all cell edges,
     `alpha_correlation_per_cell` cell by cell, and `alpha_correlation_within_cells`, the mean
@@ -91,14 +98,11 @@ def alpha_correlation(a: np.ndarray | None, b: np.ndarray | None) -> dict:
     differ) and both runs the same way, so only the within-cell figure is free of it."""
     if a is None or b is None:
         return {}
-    import torch
-
     from lgcnet_research.search.relax import edge_centred_correlation
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    within = [edge_centred_correlation(x - x.mean(0), y - y.mean(0)) for x, y in zip(ta, tb)]
-    return {"alpha_correlation": edge_centred_correlation(ta, tb),
-            "alpha_correlation_per_cell": [edge_centred_correlation(x, y)
-                                           for x, y in zip(ta, tb)],
+
+    within = [edge_centred_correlation(x - x.mean(0), y - y.mean(0)) for x, y in zip(a, b)]
+    return {"alpha_correlation": edge_centred_correlation(a, b),
+            "alpha_correlation_per_cell": [edge_centred_correlation(x, y) for x, y in zip(a, b)],
             "alpha_correlation_within_cells": float(np.mean(within))}
 
 
