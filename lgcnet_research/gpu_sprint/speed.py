@@ -32,15 +32,14 @@ from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.core.timing import Stats, time_calls
 from lgcnet_deploy.export.io_wrapper import InGraphIO, wrap_io
 from lgcnet_deploy.measure.bench import PAPER, lraspp_net
+from lgcnet_deploy.model.shipped import SHIPPED_MODELS, resolve_model
 from lgcnet_deploy.runtime.backends.base import Backend
 from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 from lgcnet_deploy.runtime.segmenter import Segmenter
 from lgcnet_research.gpu_sprint.runner import StageContext
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "lgcnet_deploy" / "model" / "weights"
-SHIPPED = {"default": WEIGHTS / "lgcnet_camvid.pt",
-           "handwritten": WEIGHTS / "lgcnet_camvid_handwritten.pt"}
-MODELS = ("default", "handwritten", "lraspp_mbv3_large")
+SHIPPED = {name: Path(resolve_model(name)) for name in SHIPPED_MODELS}  # short name -> .pt
+MODELS = ("default", "handwritten", "lraspp_mbv3_large", "searched")  # genotypes, the peer
 DRY_SIZES = {"input_size": (64, 128), "frame_size": (128, 256)}
 
 
