@@ -35,7 +35,7 @@ class SearchConfig(Settings):
         "a_lr": "α learning rate (Adam; paper 1e-3)",
         "comm_lr": "learning rate of the cell communication (GGM) weights (default: a_lr, "
                    "one optimizer as in the paper)",
-        "entropy_weight": "weight w of an entropy penalty on the op choice, w·H(softmax(α′)) "
+        "entropy_weight": "weight w of an entropy penalty on the op choice, w·H(softmax(α)) "
                           "averaged over cell and fusion edges, ramped linearly from 0 at the "
                           "end of the α warm-up to w at the last step, so the search ends on a "
                           "decision (DA²S, Tian et al. 2021; paper: 0)",
