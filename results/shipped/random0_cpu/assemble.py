@@ -64,7 +64,7 @@ def main() -> None:
     best = read_checkpoint(BEST)
     genotype = Genotype.from_dict({**json.loads(DRAWN.read_text()), "name": "random-camvid-cpu",
                                    "provenance": GENOTYPE_PROVENANCE})
-    GENOTYPE.write_text(json.dumps(genotype.to_dict(), indent=2) + "\n")
+    genotype.save(GENOTYPE)
     assert genotype.hash == best["meta"]["genotype_hash"], "not the genotype that was trained"
     net = LGCNet(genotype, len(best["meta"]["classes"]))
     net.load_state_dict(best["state_dict"])
