@@ -65,7 +65,8 @@ def candidates(cfg: SanityConfig) -> tuple[list, dict[str, Any]]:
     searched = load_genotype(cfg.genotype)
     target = table.predict_ms(searched)
     randoms, tries = random_genotypes_at(table, target, cfg.n_random, cfg.band, cfg.seed,
-                                         cfg.concentration, searched.fusion_inputs)
+                                         cfg.concentration, searched.fusion_inputs,
+                                         exclude=frozenset({searched.hash}))
     sampling = {"target_ms": round(target, 2), "band": cfg.band, "draws": tries,
                 "concentration": cfg.concentration, "seed": cfg.seed,
                 "predicted_ms": {g.name: round(table.predict_ms(g), 2)

@@ -424,6 +424,10 @@ def test_random_genotypes_in_a_latency_band(small_lut):
     assert len({g.hash for g in found}) == 4 and tries >= 4
     assert all(abs(table.predict_ms(g) / target - 1) <= 0.05 for g in found)
     assert all(g.fusion_inputs == (0, 5, 13) and g.widths == SMALL for g in found)
+    others, _ = random_genotypes_at(table, target, 4, band=0.05, seed=3, fusion_inputs=(0, 5, 13),
+                                    exclude=frozenset({found[0].hash}))  # e.g. the searched one
+    assert found[0].hash not in {g.hash for g in others}
+    assert [g.hash for g in others[:3]] == [g.hash for g in found[1:]]  # the same draws otherwise
     with pytest.raises(RuntimeError, match="widen the band"):
         random_genotypes_at(table, 10 * target, 1, band=0.01, max_tries=200)
 
@@ -666,7 +670,8 @@ def test_sanity_check_trains_searched_and_random_genotypes_alike(small_lut, tmp_
     from lgcnet_research.sanity import SanityConfig
     from lgcnet_research.sanity import main as sanity_main
 
-    searched = Genotype.from_dict({**load_genotype().to_dict(), "widths": SMALL.to_dict(),
+    searched = Genotype.from_dict({**load_genotype("searched").to_dict(),
+                                   "widths": SMALL.to_dict(),
                                    "name": "searched-test"}).save(tmp_path / "searched.json")
     recipe = {"epochs": 1, "batch": 4, "crop": [64, 64], "limit": [8, 2], "eval_every": 1,
               "threads": 2, "device": "cpu", "seed": 0}

@@ -53,14 +53,17 @@ def random_genotype(rng: np.random.Generator, table: LatencyTable, name: str,
 def random_genotypes_at(table: LatencyTable, target_ms: float, n: int, band: float = 0.05,
                         seed: int = 0, concentration: float | None = None,
                         fusion_inputs: tuple[int, ...] = DEFAULT_FUSION_INPUTS,
-                        max_tries: int = 100_000) -> tuple[list[Genotype], int]:
+                        max_tries: int = 100_000,
+                        exclude: frozenset[str] = frozenset()) -> tuple[list[Genotype], int]:
     """Rejection sampling: `n` distinct random genotypes whose LUT-predicted latency is within
-    ±`band` of `target_ms`; returns them and the number of draws it took."""
+    ±`band` of `target_ms`, none of whose hashes is in `exclude` (the genotype they are drawn
+    to be compared with); returns them and the number of draws it took."""
     rng = np.random.default_rng(seed)
     found: dict[str, Genotype] = {}
     for tries in range(1, max_tries + 1):
         g = random_genotype(rng, table, f"random-{len(found)}", concentration, fusion_inputs)
-        if abs(table.predict_ms(g) / target_ms - 1) <= band and g.hash not in found:
+        if (abs(table.predict_ms(g) / target_ms - 1) <= band and g.hash not in found
+                and g.hash not in exclude):
             found[g.hash] = g
             if len(found) == n:
                 return list(found.values()), tries
