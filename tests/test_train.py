@@ -233,6 +233,9 @@ def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
     recipe = json.loads(json.dumps(TrainConfig.from_dict(sanity.recipe).to_dict()))
     assert peer["init"] is None and recipe["init"] is None  # from scratch, both
     assert {k for k in peer if json.loads(json.dumps(peer))[k] != recipe[k]} == {"model", "out"}
+    decided = json.loads(json.dumps(TrainConfig.load(ROOT / "configs" / "train"
+                                                     / "decided_gpu.json").to_dict()))
+    assert {k for k in decided if decided[k] != recipe[k]} == {"genotype", "out"}
     # the sanity check's searched genotype is the gradient search's shipped one
     assert (ROOT / sanity.genotype).resolve() == (ROOT / "lgcnet_deploy" / "model" / "genotypes"
                                                   / "searched.json").resolve()

@@ -81,7 +81,8 @@ class SprintConfig(Settings):
     dry_run: bool = False
     device: str = "auto"
     data: str | None = None
-    train_configs: tuple[str, ...] = ("configs/train/peer_gpu.json",)
+    train_configs: tuple[str, ...] = ("configs/train/peer_gpu.json",
+                                      "configs/train/decided_gpu.json")
     sanity_config: str | None = "configs/sanity/camvid_gpu.json"
     train_schedule: str = "time"
     search_config: str | None = "configs/search/camvid_gpu_soft.json"
