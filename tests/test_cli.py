@@ -193,6 +193,14 @@ def test_info_prints_for_people_and_json_for_machines(small_onnx):
     assert data["weights_sha256"]["ok"] is True and data["input_size"] == [64, 96]
 
 
+def test_info_names_the_genotype_and_how_decided_its_search_was(capsys):
+    assert main(["info", "lgcnet-camvid-searched"]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("genotype"))
+    assert "0ae83e9cc699 (searched-camvid-cpu; search mean top-1 <= 0.14)" in row
+    assert main(["info", "lgcnet-camvid"]) == 0
+    assert "738e90861bbb (random-camvid-cpu)" in capsys.readouterr().out
+
+
 def test_export_refuses_impossible_batch(tmp_path):
     out = tmp_path / "b0.onnx"
     assert_one_line_error(lgcnet("export", "default", "-o", out, "--batch", "0"), "batch")

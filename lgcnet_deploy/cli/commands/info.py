@@ -43,6 +43,20 @@ def _weights(info: dict[str, Any]) -> str:
     return "-"
 
 
+def _genotype(meta: dict[str, Any]) -> str:
+    """Hash, name and, for a searched genotype, how decided its search was."""
+    genotype = meta.get("genotype") or {}
+    prov = genotype.get("provenance") or {}
+    parts = [f"search mean top-1 {prov['mean_top1_prob']:.2f}"
+             if prov.get("mean_top1_prob") is not None else None,
+             f"search mean top-1 <= {prov['mean_top1_prob_at_most']:.2f}"
+             if prov.get("mean_top1_prob_at_most") is not None else None,
+             f"seed agreement {prov['seed_agreement']:.2f}"
+             if prov.get("seed_agreement") is not None else None]
+    details = "; ".join(p for p in [genotype.get("name"), *parts] if p)
+    return str(meta.get("genotype_hash") or "-") + (f" ({details})" if details else "")
+
+
 def _provenance(info: dict[str, Any], meta: dict[str, Any]) -> str:
     extra, prov = meta.get("extra") or {}, info.get("provenance") or {}
     parts = [str(extra[k]) for k in ("producer", "weights") if k in extra]
@@ -80,7 +94,7 @@ def summary(path: Path, info: dict[str, Any]) -> list[tuple[str, str]]:
         ("input", input_text),
         ("output", output_text),
         ("precision", str(info.get("precision", meta.get("precision", "?")))),
-        ("genotype", str(meta.get("genotype_hash") or "-")),
+        ("genotype", _genotype(meta)),
         ("weights", _weights(info)),
         ("provenance", _provenance(info, meta)),
     ]
