@@ -18,8 +18,8 @@ SIZE = (120, 160)
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory):
     # A trained model (a random net's near-tied logits make argmax agreement noise): the
-    # hand-written one, for which INT8 is recommended. The narrow searched default loses
-    # 6-7 mIoU points to min-max INT8 (README, Shipped models): measured, not tested here.
+    # hand-written one, for which INT8 is recommended. The narrow default's INT8 cost is
+    # measured by `lgcnet_research.parity` (README), not tested here.
     net, _, _ = load_checkpoint(DEFAULT_MODEL.with_name("lgcnet_camvid_handwritten.pt"))
     meta = ModelMeta.for_dataset(CAMVID, input_size=SIZE, input_format=INPUT_UINT8_NHWC_BGR,
                                  output_kind=OUTPUT_ARGMAX)

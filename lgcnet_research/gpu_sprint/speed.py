@@ -1,8 +1,9 @@
 """Stage speed: the paper's speed setting on PyTorch-CUDA, and GPU-vs-CPU mask parity.
 
 Setting (section IV-B): 769x1537 input, batch 1, FP16 (fp32 in a CPU dry run); 1024x2048
-frames end to end. Models: the default (searched) genotype, the hand-written genotype at the
-paper's widths, and torchvision's LR-ASPP MobileNetV3-Large (weights=None: latency only), all
+frames end to end. Models: the default genotype (random-0), the hand-written genotype at the
+paper's widths, torchvision's LR-ASPP MobileNetV3-Large (weights=None: latency only) and the
+searched genotype, all
 19-class (Cityscapes) with the deployed I/O (uint8 BGR frame in, int32 class map out), through
 `CudaRunner` in three modes: eager, CUDA graph, torch.compile + CUDA graph. Network =
 `CudaRunner.forward` on a frame already on the GPU, synchronised; end to end =
