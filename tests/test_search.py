@@ -262,11 +262,11 @@ def test_entropy_penalty_ramps_after_warmup_and_decides_raw_alpha_only(small_lut
         [0.0, 0.0, 2.0, 2.0])
     assert architect.entropy_ramp(19) == pytest.approx(1.0)
     ce, lat = torch.tensor(2.0), torch.tensor(1000.0)
-    assert float(architect.loss(ce, lat, step=5)) == 2.0  # warming up: the paper's loss
+    assert float(architect.loss(ce, lat, architect.entropy_ramp(5))) == 2.0  # warming up
     comm_before = [p.detach().clone() for p in net.communication.parameters()]
     for step in range(10, 200):  # the penalty alone drives α to a decision
         architect.zero_grad()
-        architect.loss(torch.tensor(0.0), lat, step).backward()
+        architect.loss(torch.tensor(0.0), lat, architect.entropy_ramp(step)).backward()
         architect.step(step)
     assert decision_stats(net.alpha_cells)["mean_top1_prob"] > 0.9
     assert all(torch.equal(a, b) for a, b in zip(comm_before, net.communication.parameters()))

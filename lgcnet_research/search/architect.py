@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from lgcnet_deploy.model.space import FUSION_EDGES
 from lgcnet_research.latency.lut import LatencyTable
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.relax import entropy
@@ -47,12 +48,12 @@ class Architect:
         self.optimizer = torch.optim.Adam(groups, lr=cfg.a_lr, betas=tuple(cfg.a_betas),
                                           weight_decay=cfg.a_wd)
 
-    def loss(self, ce: torch.Tensor, lat: torch.Tensor, step: int | None = None) -> torch.Tensor:
-        """Eq. 10 with LAT in µs (CE alone when there is no latency table), plus the entropy
-        penalty at `step` when `entropy_weight` > 0."""
+    def loss(self, ce: torch.Tensor, lat: torch.Tensor,
+             entropy_weight: float = 0.0) -> torch.Tensor:
+        """Eq. 10 with LAT in µs (CE alone when there is no latency table), plus
+        `entropy_weight` (this step's `entropy_ramp`) times the op-choice entropy."""
         loss = ce + self.beta * torch.log(lat) if self.table is not None else ce
-        weight = self.entropy_ramp(step) if step is not None else 0.0
-        return loss + weight * self.choice_entropy() if weight > 0 else loss
+        return loss + entropy_weight * self.choice_entropy() if entropy_weight > 0 else loss
 
     def entropy_ramp(self, step: int) -> float:
         """The entropy weight at `step`: 0 until the α warm-up ends, then linear up to
@@ -65,9 +66,9 @@ class Architect:
     def choice_entropy(self) -> torch.Tensor:
         """Mean op-choice entropy (nats) of the raw α over all cell and fusion edges."""
         cells = self.net.alpha_cells
-        n_cell = cells.shape[0] * cells.shape[1]
-        fusion = [entropy(a) for a in self.net.fusion_logits()]
-        return (entropy(cells) * n_cell + torch.stack(fusion).sum()) / (n_cell + len(fusion))
+        n_cell, n_fusion = cells.shape[0] * cells.shape[1], len(FUSION_EDGES)
+        return ((entropy(cells) * n_cell + self.net.fusion_entropy() * n_fusion)
+                / (n_cell + n_fusion))
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)

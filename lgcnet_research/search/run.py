@@ -170,7 +170,8 @@ class Search:
         logits, lat = self.model(x.to(self.info.device), tau, cfg.hard, cfg.gumbel,
                                  cfg.uniform_paths)
         ce = F.cross_entropy(logits, y.to(self.info.device), ignore_index=CAMVID.ignore_index)
-        loss = self.architect.loss(ce, lat, step)
+        entropy_weight = self.architect.entropy_ramp(step)
+        loss = self.architect.loss(ce, lat, entropy_weight)
         self.opt_w.zero_grad(set_to_none=True)
         self.architect.zero_grad()
         loss.backward()
@@ -179,7 +180,7 @@ class Search:
         self.step += 1
         return {"ce": ce.detach(), "lat": lat.detach(), "loss": loss.detach(), "tau": tau,
                 "lr": lr, "schedule_step": step,
-                "entropy_weight": self.architect.entropy_ramp(step)}
+                "entropy_weight": entropy_weight}
 
     def finished(self) -> bool:
         return self.step >= self.cfg.steps or self.schedule_step() >= self.cfg.steps

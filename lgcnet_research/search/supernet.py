@@ -196,13 +196,16 @@ class Supernet(nn.Module):
         raw = decision_stats(self.alpha_cells)["mean_top1_prob"]
         return {**decision_stats(self.cell_logits(), free), "alpha_top1_prob": raw}
 
+    def fusion_entropy(self) -> torch.Tensor:
+        """Mean op-choice entropy (nats) over the fusion edges, with gradient."""
+        return ((entropy(self.alpha_fusion_op) * len(OP_EDGES)
+                 + entropy(self.alpha_fusion_up) * len(UP_EDGES)) / len(FUSION_EDGES))
+
     @torch.no_grad()
     def entropies(self) -> dict[str, float]:
         """Mean op-choice entropy per cell and for the fusion cell (nats)."""
         out = {f"cell{k}": float(entropy(a)) for k, a in enumerate(self.cell_logits())}
-        out["fusion"] = float((entropy(self.alpha_fusion_op) * len(OP_EDGES)
-                               + entropy(self.alpha_fusion_up) * len(UP_EDGES))
-                              / len(FUSION_EDGES))
+        out["fusion"] = float(self.fusion_entropy())
         return out
 
     @torch.no_grad()
