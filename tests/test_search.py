@@ -384,6 +384,9 @@ def test_lut_round_trip_and_errors(small_lut, tmp_path):
         LatencyTable.load(tmp_path / "old.json")
     assert LatencyTable.load(tmp_path / "old.json", check_versions=False).versions["torch"] \
         == "1.0.0"
+    # another device's record (the GPU sprint reads the CPU table): loads as is
+    (tmp_path / "elsewhere.json").write_text(json.dumps({**d, "device": "Other CPU x64"}))
+    assert LatencyTable.load(tmp_path / "elsewhere.json").versions["torch"] == "1.0.0"
     (tmp_path / "schema.json").write_text(json.dumps({**d, "schema": "lgcnet-lut/0"}))
     with pytest.raises(LutError, match="schema"):
         LatencyTable.load(tmp_path / "schema.json")

@@ -5,7 +5,10 @@ the op's marginal cost between two 1x1 convs (what surrounds every edge in the n
 a same-shape stand-in, and 0 for the zero op (derived networks drop those edges). The table is a
 JSON file with a header naming the backend, device, library versions, input size and widths
 it was measured for; a lookup of a missing key is an error (never a silent re-measure), and
-loading a table measured with other library versions fails with the command that rebuilds it.
+loading a table measured on this device with other library versions fails with the command
+that rebuilds it. A table measured on another device is that device's record (the search's
+target need not be the machine that searches: the GPU sprint reads the CPU table) and loads
+as is.
 
 `frame_us` is the latency of everything that is not searched (stem, cell pre-processing,
 fusion 1x1 reductions, classifier, resize, in-graph I/O): the measured whole network of a
@@ -146,7 +149,8 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path, check_versions: bool = True) -> LatencyTable:
-        """Read a table; with `check_versions`, refuse one measured with other libraries."""
+        """Read a table; with `check_versions`, refuse one measured on this device with other
+        libraries (stale); a table of another device loads as is."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"latency table not found: {path}; measure one with "
@@ -165,7 +169,7 @@ class LatencyTable:
                         float(d["frame_us"]), dict(d.get("extra", {})))
         except (KeyError, TypeError, ValueError) as e:
             raise LutError(f"{path}: malformed latency table ({type(e).__name__}: {e})") from e
-        if check_versions:
+        if check_versions and table.measured_here():
             here = library_versions(table.backend)
             diff = {k: (v, here.get(k)) for k, v in table.versions.items() if here.get(k) != v}
             if diff:
@@ -175,6 +179,13 @@ class LatencyTable:
                                f"--backend {table.backend} --imgsz {table.input_size[0]}x"
                                f"{table.input_size[1]} -o {path}`")
         return table
+
+    def measured_here(self) -> bool:
+        """Whether this machine is the device the table was measured on."""
+        try:
+            return device_name(self.backend) == self.device
+        except (RuntimeError, AssertionError):  # a CUDA table read where CUDA is absent
+            return False
 
     def check_matches(self, widths: Widths, reductions: tuple[int, ...]) -> None:
         if widths != self.widths or tuple(reductions) != tuple(self.reductions):
