@@ -40,7 +40,7 @@ class SanityConfig(Settings):
         "report_only": "train nothing: write the tables from the trainings finished so far",
     }
 
-    genotype: str = "lgcnet_deploy/model/genotypes/searched.json"
+    genotype: str = "results/search/camvid_cpu_b0.005/genotype.json"
     lut: str = "results/luts/onnxruntime-cpu_769x1537.json"
     n_random: int = 3
     band: float = 0.05

@@ -1,3 +1,4 @@
+import itertools
 import json
 import signal
 import subprocess
@@ -195,8 +196,12 @@ def test_info_prints_for_people_and_json_for_machines(small_onnx):
 
 def test_info_names_the_genotype_and_how_decided_its_search_was(capsys):
     assert main(["info", "lgcnet-camvid-searched"]) == 0
-    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("genotype"))
-    assert "0ae83e9cc699 (searched-camvid-cpu; search mean top-1 <= 0.14)" in row
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("genotype"))
+    wrapped = itertools.takewhile(lambda ln: ln.startswith(" "), lines[at + 1:])
+    row = " ".join(ln.strip() for ln in [lines[at], *wrapped])
+    assert ("217a4c530fff (searched-camvid-decided; search mean top-1 0.99; "
+            "seed agreement 0.20, chance 0.14)") in row
     assert main(["info", "lgcnet-camvid"]) == 0
     assert "738e90861bbb (random-camvid-cpu)" in capsys.readouterr().out
 

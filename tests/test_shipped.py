@@ -1,10 +1,14 @@
-"""The shipped default: measured on the 101 CamVid val frames, and its lineage."""
+"""The shipped models: the default measured on the 101 CamVid val frames, every lineage, and
+the decision record of every searched genotype that ships."""
 
 from __future__ import annotations
 
+import pytest
+
 from lgcnet_deploy.measure.evaluate import evaluate
 from lgcnet_deploy.model.checkpoint import read_checkpoint
-from lgcnet_deploy.model.shipped import default_model_path, resolve_model
+from lgcnet_deploy.model.genotype import GENOTYPE_DIR, load_genotype
+from lgcnet_deploy.model.shipped import SHIPPED_MODELS, default_model_path, resolve_model
 from lgcnet_deploy.runtime.segmenter import Segmenter
 from lgcnet_research.plots import lineage, plot_lineage
 
@@ -39,6 +43,23 @@ def test_shipped_default_lineage_is_complete():
 
 def test_searched_model_lineage_is_complete():
     runs = lineage(read_checkpoint(resolve_model("lgcnet-camvid-searched"))["provenance"])
-    assert len(runs) == 5  # 80 + 100 CPU epochs, then three H100 runs
-    assert all(run["val_history"] and run["genotype_hash"] == "0ae83e9cc699" for run in runs)
-    assert [run["epochs_run"] for run in runs] == [80, 100, 248, 269, 31]
+    assert len(runs) == 5  # 80 + 60 + 75 CPU epochs, 196 on an H100, 8 on the CPU
+    assert all(run["val_history"] and run["genotype_hash"] == "217a4c530fff" for run in runs)
+    assert all(run["command"] for run in runs)
+    assert [run["epochs_run"] for run in runs] == [80, 60, 75, 196, 8]
+
+
+SHIPPED_GENOTYPES = {
+    **{f"genotypes/{p.name}": load_genotype(p).provenance for p in GENOTYPE_DIR.glob("*.json")},
+    **{name: read_checkpoint(resolve_model(name))["genotype"].get("provenance", {})
+       for name in SHIPPED_MODELS},
+}
+
+
+@pytest.mark.parametrize("where", sorted(SHIPPED_GENOTYPES))
+def test_every_shipped_searched_genotype_records_a_decided_search(where):
+    provenance = SHIPPED_GENOTYPES[where]
+    if not str(provenance.get("source", "")).startswith("search"):
+        pytest.skip(f"{where}: not from the gradient search")
+    assert provenance["mean_top1_prob"] >= 0.5  # issue 14: the search decided
+    assert isinstance(provenance["seed_agreement"], float)  # and says how far seeds agree

@@ -51,10 +51,16 @@ def _genotype(meta: dict[str, Any]) -> str:
              if prov.get("mean_top1_prob") is not None else None,
              f"search mean top-1 <= {prov['mean_top1_prob_at_most']:.2f}"
              if prov.get("mean_top1_prob_at_most") is not None else None,
-             f"seed agreement {prov['seed_agreement']:.2f}"
+             f"seed agreement {prov['seed_agreement']:.2f}" + _chance(prov)
              if prov.get("seed_agreement") is not None else None]
     details = "; ".join(p for p in [genotype.get("name"), *parts] if p)
     return str(meta.get("genotype_hash") or "-") + (f" ({details})" if details else "")
+
+
+def _chance(prov: dict[str, Any]) -> str:
+    """What two seeds would share by chance alone, where the search recorded it."""
+    chance = (prov.get("seed_agreement_with") or {}).get("chance")
+    return f", chance {chance:.2f}" if chance is not None else ""
 
 
 def _provenance(info: dict[str, Any], meta: dict[str, Any]) -> str:
