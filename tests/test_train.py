@@ -12,7 +12,7 @@ import torch
 
 from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from lgcnet_deploy.model.genotype import Genotype
+from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_research.data import DeviceBatches, augment_batch, normalize
 from lgcnet_research.losses import OhemCrossEntropy
 from lgcnet_research.train import Trainer, main, poly_lr, train
@@ -236,6 +236,7 @@ def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
     decided = json.loads(json.dumps(TrainConfig.load(ROOT / "configs" / "train"
                                                      / "decided_gpu.json").to_dict()))
     assert {k for k in decided if decided[k] != recipe[k]} == {"genotype", "out"}
-    # the sanity check's searched genotype is the gradient search's shipped one
-    assert (ROOT / sanity.genotype).resolve() == (ROOT / "lgcnet_deploy" / "model" / "genotypes"
-                                                  / "searched.json").resolve()
+    # the GPU check compares the genotype the committed CPU check did (same draw, same band)
+    cpu = SanityConfig.load(ROOT / "configs" / "sanity" / "camvid_cpu.json")
+    assert (ROOT / sanity.genotype).resolve() == (ROOT / cpu.genotype).resolve()
+    assert load_genotype(ROOT / sanity.genotype).hash == "0ae83e9cc699"
