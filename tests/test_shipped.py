@@ -63,3 +63,30 @@ def test_every_shipped_searched_genotype_records_a_decided_search(where):
         pytest.skip(f"{where}: not from the gradient search")
     assert provenance["mean_top1_prob"] >= 0.5  # issue 14: the search decided
     assert isinstance(provenance["seed_agreement"], float)  # and says how far seeds agree
+
+
+def test_ship_checkpoint_renames_the_genotype_and_refuses_other_weights(tmp_path, trained_like_net):
+    from lgcnet_deploy.core.classes import CAMVID
+    from lgcnet_deploy.core.metadata import ModelMeta
+    from lgcnet_deploy.model.checkpoint import save_checkpoint
+    from lgcnet_deploy.model.genotype import Genotype
+    from lgcnet_research.ship import ship_checkpoint
+
+    path = save_checkpoint(tmp_path / "best.pt", trained_like_net, ModelMeta.for_dataset(CAMVID),
+                           provenance={"recipe": {"lr": 0.01}}, metrics={"val_miou": 0.5})
+    best = read_checkpoint(path)
+    named = Genotype.from_dict({**trained_like_net.genotype.to_dict(), "name": "shipped-name",
+                                "provenance": {"source": "a test"}})
+    out = ship_checkpoint(best, named, best["provenance"], tmp_path / "m.pt", tmp_path / "g.json",
+                          summary="one line", assembled="this test")
+    shipped = read_checkpoint(out)
+    assert shipped["genotype"]["name"] == "shipped-name" and shipped["metrics"]["val_miou"] == 0.5
+    assert shipped["provenance"] == {"recipe": {"lr": 0.01}, "summary": "one line",
+                                     "assembled": "this test"}
+    assert load_genotype(tmp_path / "g.json").provenance == {"source": "a test"}
+    other = Genotype.from_dict({**named.to_dict(), "widths": {"stem": [8, 16, 16],
+                                                              "cells": [16, 32, 64], "fusion": 32}})
+    with pytest.raises(ValueError, match="not the one these weights were trained for"):
+        ship_checkpoint(best, other, {}, tmp_path / "x.pt", tmp_path / "x.json", summary="",
+                        assembled="")
+    assert not (tmp_path / "x.pt").exists()

@@ -11,11 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.model.checkpoint import read_checkpoint, save_checkpoint
+from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_deploy.model.genotype import Genotype
-from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research.plots import lineage
+from lgcnet_research.ship import ship_checkpoint
 
 SHIPPED = Path("lgcnet_deploy/model/weights/lgcnet_camvid_searched.pt")
 GENOTYPE = Path("lgcnet_deploy/model/genotypes/searched.json")
@@ -62,23 +61,16 @@ def main(best_path: str) -> None:
     genotype = Genotype.from_dict({**json.loads(SEARCHED.read_text()),
                                    "name": "searched-camvid-decided",
                                    "provenance": genotype_provenance()})
-    assert genotype.hash == best["meta"]["genotype_hash"], "not the genotype that was trained"
-    genotype.save(GENOTYPE)
-    net = LGCNet(genotype, len(best["meta"]["classes"]))
-    net.load_state_dict(best["state_dict"])
     runs = lineage(best["provenance"])
     assert len(runs) == len(COMMANDS), f"{len(runs)} runs in the chain, expected {len(COMMANDS)}"
     for run, command in zip(runs, COMMANDS):
         run["command"] = command
     runs[3]["git"] = "a9edc6d (the device reported 118141c: its .git was not the tree's)"
-    prov = best["provenance"]
-    prov["summary"] = (
+    ship_checkpoint(best, genotype, best["provenance"], SHIPPED, GENOTYPE, summary=(
         "the entropy-decided search's genotype (217a4c530fff) from scratch: 80 + 60 + 75 CPU "
         "epochs, 196 H100 epochs (5 min), then a CPU fine-tune at LR 0.003; no pretraining, "
-        "CamVid train only (367 frames); the last run's best val checkpoint")
-    prov["assembled"] = "results/shipped/decided/assemble.py (session 2026-11-26, seventh)"
-    save_checkpoint(SHIPPED, net, ModelMeta.from_dict(best["meta"]), provenance=prov,
-                    metrics=best["metrics"])
+        "CamVid train only (367 frames); the last run's best val checkpoint"),
+        assembled="results/shipped/decided/assemble.py (session 2026-11-26, seventh)")
     print(f"{SHIPPED}: {100 * best['metrics']['val_miou']:.2f} % val, {len(runs)} runs")
 
 

@@ -8,10 +8,9 @@ Run from the repository root after `git mv` of the previous default to `lgcnet-c
 import json
 from pathlib import Path
 
-from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.model.checkpoint import read_checkpoint, save_checkpoint
+from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_deploy.model.genotype import Genotype
-from lgcnet_deploy.model.network import LGCNet
+from lgcnet_research.ship import ship_checkpoint
 from lgcnet_research.train import run_record
 
 SHIPPED = Path("lgcnet_deploy/model/weights/lgcnet_camvid.pt")
@@ -64,20 +63,14 @@ def main() -> None:
     best = read_checkpoint(BEST)
     genotype = Genotype.from_dict({**json.loads(DRAWN.read_text()), "name": "random-camvid-cpu",
                                    "provenance": GENOTYPE_PROVENANCE})
-    genotype.save(GENOTYPE)
-    assert genotype.hash == best["meta"]["genotype_hash"], "not the genotype that was trained"
-    net = LGCNet(genotype, len(best["meta"]["classes"]))
-    net.load_state_dict(best["state_dict"])
-    prov = chained_provenance(best["provenance"])
-    prov["summary"] = (
+    ship_checkpoint(best, genotype, chained_provenance(best["provenance"]), SHIPPED, GENOTYPE,
+                    summary=(
         "random-0 (738e90861bbb), the best of a latency-constrained random search of 3, from "
         "scratch on this project's 2-core CPU: 80 epochs (crop 256, batch 8, LR 0.02 poly) -> "
         "+60 (LR 0.01) -> +250 (crop 360x480, batch 16, LR 0.01 poly): 390 epochs, no "
         "pretraining, CamVid train only (367 frames); the last run's best val checkpoint "
-        "(epoch 220 of 250; its final epoch: 64.58 %)")
-    prov["assembled"] = "results/shipped/random0_cpu/assemble.py (session 2026-11-26)"
-    save_checkpoint(SHIPPED, net, ModelMeta.from_dict(best["meta"]), provenance=prov,
-                    metrics=best["metrics"])
+        "(epoch 220 of 250; its final epoch: 64.58 %)"),
+                    assembled="results/shipped/random0_cpu/assemble.py (session 2026-11-26)")
     print(SHIPPED, genotype.hash, json.dumps(best["metrics"])[:200])
 
 
