@@ -1,8 +1,13 @@
-"""CamVid as torch tensors with the paper's augmentation: flip, random scale, random crop.
+"""CamVid as torch tensors with the paper's augmentation (flip, random scale, random crop)
+and, optionally, photometric augmentation (`photometric_batch`: brightness, contrast,
+saturation, hue, gamma, blur, noise: the held-out drives include a dusk drive).
 
 `CamVidTorch` decodes and augments frame by frame on the CPU (for a DataLoader);
 `DeviceCamVid` + `DeviceBatches` hold a split on the training device and augment whole
 batches there (`TrainConfig.device_data`: on a GPU the CPU never touches a frame after loading).
+A split is a CamVid folder name ("train", "val") or a `folds.Frames` list. Every random draw
+is a function of (seed, epoch, frame), so a resumed run sees exactly the batches an unbroken
+run would have.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from torch.utils.data import Dataset
 
 from lgcnet_deploy.core.classes import MEAN_RGB, STD_RGB
 from lgcnet_deploy.core.data import CamVid
+from lgcnet_research.folds import Frames
 
 _MEAN = np.asarray(MEAN_RGB, np.float32)
 _STD = np.asarray(STD_RGB, np.float32)
@@ -31,32 +37,105 @@ def normalize(bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((rgb - _MEAN) / _STD).transpose(2, 0, 1).copy())
 
 
+def frames_of(split: str | Frames, root: str | None = None) -> CamVid | Frames:
+    """A CamVid folder split by name, or a fold's `Frames` as they are."""
+    return split if isinstance(split, Frames) else CamVid(split, root)
+
+
+def photometric_batch(bgr: torch.Tensor, generator: torch.Generator | None = None,
+                      p: float = 0.5) -> torch.Tensor:
+    """Random photometric changes per frame of a BGR NCHW float batch in 0-255, each with
+    probability `p` (blur and noise with p/2): brightness x U(0.7, 1.3), contrast and
+    saturation x U(0.7, 1.3), hue rotated by up to ±18° (YIQ), gamma exp(U(-0.4, 0.4)),
+    Gaussian blur σ U(0.3, 1.5), Gaussian noise σ U(2, 8). Geometry and labels are untouched."""
+    n, dev = bgr.shape[0], bgr.device
+    r = torch.rand(n, 14, generator=generator, device=dev)
+    on = r[:, :7] < torch.tensor([p] * 5 + [p / 2] * 2, device=dev)
+    amount = r[:, 7:]
+
+    def per_frame(enabled: torch.Tensor, value: torch.Tensor, off: float) -> torch.Tensor:
+        return torch.where(enabled, value, torch.full_like(value, off)).view(n, 1, 1, 1)
+
+    x = bgr * per_frame(on[:, 0], 0.7 + 0.6 * amount[:, 0], 1.0)
+    gray = (x * torch.tensor([0.114, 0.587, 0.299], device=dev).view(1, 3, 1, 1)).sum(1, True)
+    mean = gray.mean((2, 3), keepdim=True)
+    x = mean + (x - mean) * per_frame(on[:, 1], 0.7 + 0.6 * amount[:, 1], 1.0)
+    x = gray + (x - gray) * per_frame(on[:, 2], 0.7 + 0.6 * amount[:, 2], 1.0)
+    x = _rotate_hue(x, per_frame(on[:, 3], (amount[:, 3] - 0.5) * 0.2 * math.pi, 0.0).view(n))
+    gamma = per_frame(on[:, 4], torch.exp(0.8 * amount[:, 4] - 0.4), 1.0)
+    x = 255.0 * (x.clamp(0, 255) / 255.0) ** gamma
+    x = _blur(x, per_frame(on[:, 5], 0.3 + 1.2 * amount[:, 5], 0.0).view(n))
+    noise = torch.randn(x.shape, generator=generator, device=dev)
+    x = x + noise * per_frame(on[:, 6], 2.0 + 6.0 * amount[:, 6], 0.0)
+    return x.clamp(0, 255)
+
+
+def _rotate_hue(bgr: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate each frame's chroma by `angle` radians in YIQ space."""
+    rgb_to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                               [0.211, -0.523, 0.312]], device=bgr.device)
+    yiq_to_rgb = torch.linalg.inv(rgb_to_yiq)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.zeros(len(angle), 3, 3, device=bgr.device)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+    mix = yiq_to_rgb @ rot @ rgb_to_yiq  # (N, 3, 3) acting on RGB
+    rgb = torch.einsum("nij,njhw->nihw", mix, bgr.flip(1))
+    return rgb.flip(1)
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur (5x5, separable) with a σ per frame; σ = 0 leaves a frame as it is."""
+    n, c = x.shape[:2]
+    taps = torch.arange(-2, 3, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-taps[None] ** 2 / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, 5)
+    y = x.reshape(1, n * c, *x.shape[2:])
+    y = F.conv2d(F.pad(y, (2, 2, 0, 0), mode="replicate"), kernel[:, None, None, :],
+                 groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, 2, 2), mode="replicate"), kernel[:, None, :, None],
+                 groups=n * c)
+    return y.reshape(x.shape)
+
+
 class CamVidTorch(Dataset):
     """(image tensor, long label tensor) pairs; augmentation only when `train`.
 
     Training: random scale in `scale_range`, random crop of `crop` (H, W) padded with void
-    where the scaled image is smaller, horizontal flip. Evaluation: frames as they are.
+    where the scaled image is smaller, horizontal flip, and `photometric_batch` when
+    `photometric`. Evaluation: frames as they are. The draws for frame i in epoch e depend on
+    (seed, e, i) only: call `set_epoch` before each epoch.
     """
 
-    def __init__(self, split: str = "train", crop: tuple[int, int] | None = (360, 480),
+    def __init__(self, split: str | Frames = "train", crop: tuple[int, int] | None = (360, 480),
                  scale_range: tuple[float, float] = (0.5, 2.0), train: bool = True,
-                 root: str | None = None, seed: int = 0) -> None:
-        self.data = CamVid(split, root)
+                 root: str | None = None, seed: int = 0, photometric: bool = False) -> None:
+        self.data = frames_of(split, root)
         self.crop, self.scale_range, self.train = crop, scale_range, train
+        self.photometric = photometric
         self.ignore = self.data.dataset.ignore_index
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         img, label = self.data[i]
-        if self.train:
-            img, label = self._augment(img, label)
-        return normalize(img), torch.from_numpy(label.astype(np.int64))
+        if not self.train:
+            return normalize(img), torch.from_numpy(label.astype(np.int64))
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        img, label = self._augment(img, label, rng)
+        x = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32))[None]
+        if self.photometric:
+            gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+            x = photometric_batch(x, gen)
+        return normalize_batch(x)[0], torch.from_numpy(label.astype(np.int64))
 
-    def _augment(self, img: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(self.rng.integers(1 << 31) + torch.initial_seed() % (1 << 31))
+    def _augment(self, img: np.ndarray, label: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         s = rng.uniform(*self.scale_range)
         h, w = label.shape
         size = (max(1, round(w * s)), max(1, round(h * s)))
@@ -93,14 +172,16 @@ def normalize_batch(bgr: torch.Tensor) -> torch.Tensor:
 
 def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, int],
                   scale_range: tuple[float, float], ignore: int,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None = None,
+                  photometric: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """CamVidTorch's augmentation for a batch, on the batch's device, by one `grid_sample`.
 
     Per frame: scale s ~ U(scale_range) (sizes rounded as cv2.resize gets them), a random
     `crop` (H, W) of the scaled frame padded bottom/right with black and void where it is
     smaller, then a horizontal flip with p = 0.5. Images are sampled bilinearly at cv2's pixel
-    centres, labels by nearest neighbour. `images` (N, H, W, 3) BGR uint8, `labels` (N, H, W);
-    returns normalised RGB NCHW float and int64 labels.
+    centres, labels by nearest neighbour; then `photometric_batch` when `photometric`.
+    `images` (N, H, W, 3) BGR uint8, `labels` (N, H, W); returns normalised RGB NCHW float and
+    int64 labels.
     """
     n, h, w = labels.shape
     dev, (ch, cw) = labels.device, crop
@@ -122,6 +203,8 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
     lab = F.grid_sample(labels[:, None].float(), grid, mode="nearest", padding_mode="border",
                         align_corners=False)[:, 0]
     img = img * inside[:, None]  # black padding, as cv2.copyMakeBorder(value=0) before normalize
+    if photometric:
+        img = photometric_batch(img, generator)
     return normalize_batch(img), torch.where(inside, lab.long(), ignore)
 
 
@@ -129,9 +212,9 @@ class DeviceCamVid:
     """One CamVid split held as uint8 tensors on `device`: `images` (N, H, W, 3) BGR and
     `labels` (N, H, W); all frames must share one size (CamVid's are 360x480)."""
 
-    def __init__(self, split: str, device: torch.device | str, root: str | None = None,
+    def __init__(self, split: str | Frames, device: torch.device | str, root: str | None = None,
                  limit: int | None = None) -> None:
-        data = CamVid(split, root)
+        data = frames_of(split, root)
         n = min(len(data), limit) if limit else len(data)
         with ThreadPoolExecutor(max_workers=8) as pool:  # cv2 decodes outside the GIL
             frames = list(pool.map(data.__getitem__, range(n)))
@@ -156,8 +239,9 @@ class DeviceBatches:
     def __init__(self, data: DeviceCamVid, batch: int, crop: tuple[int, int] | None = None,
                  scale_range: tuple[float, float] = (0.5, 2.0), shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, photometric: bool = False) -> None:
         self.data, self.batch, self.crop, self.scale_range = data, batch, crop, scale_range
+        self.photometric = photometric
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
 
@@ -187,4 +271,4 @@ class DeviceBatches:
                 yield normalize_batch(images.permute(0, 3, 1, 2).float()), labels.long()
             else:
                 yield augment_batch(images, labels, self.crop, self.scale_range,
-                                    self.data.ignore, gen)
+                                    self.data.ignore, gen, self.photometric)

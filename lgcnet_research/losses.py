@@ -1,4 +1,5 @@
-"""Online bootstrapping (OHEM) cross-entropy, as in the paper's fine-tuning recipe."""
+"""Online bootstrapping (OHEM) cross-entropy, as in the paper's fine-tuning recipe, optionally
+class-weighted for the thin classes."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ from torch import nn
 class OhemCrossEntropy(nn.Module):
     """Cross-entropy over the hard pixels only: those whose true-class probability is below
     `thresh`, and at least `min_kept` of them per batch (the hardest first). Void is ignored.
+    With `weight` (one per class) the kept pixels' losses are averaged with their class's
+    weight; which pixels are hard is decided on the unweighted loss, so the weights change
+    how much a hard pixel counts, not which pixels are hard.
 
     Written without data-dependent shapes or `.item()`, so a GPU step never waits for the host:
     both candidate means are computed and `torch.where` picks one.
     """
 
-    def __init__(self, ignore_index: int, thresh: float = 0.7, min_kept: int = 100_000) -> None:
+    def __init__(self, ignore_index: int, thresh: float = 0.7, min_kept: int = 100_000,
+                 weight: torch.Tensor | None = None) -> None:
         super().__init__()
         self.ignore_index, self.thresh, self.min_kept = ignore_index, thresh, min_kept
+        self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pixel_loss = F.cross_entropy(logits, target, ignore_index=self.ignore_index,
@@ -30,7 +36,12 @@ class OhemCrossEntropy(nn.Module):
         k = valid.sum().clamp(max=self.min_kept)  # at least this many pixels count
         top = torch.where(valid, pixel_loss, -1.0).topk(min(self.min_kept,
                                                              pixel_loss.numel())).values
-        in_top_k = torch.arange(top.numel(), device=top.device) < k
-        hardest_k = (top * in_top_k).sum() / k.clamp(min=1)
-        hard_mean = (pixel_loss * hard).sum() / n_hard.clamp(min=1)
-        return torch.where(n_hard < k, hardest_k, hard_mean)  # 0 (with a graph) if all void
+        if self.weight is None:
+            in_top_k = torch.arange(top.numel(), device=top.device) < k
+            hardest_k = (top * in_top_k).sum() / k.clamp(min=1)
+            hard_mean = (pixel_loss * hard).sum() / n_hard.clamp(min=1)
+            return torch.where(n_hard < k, hardest_k, hard_mean)  # 0 (with a graph) if all void
+        w = self.weight[target.flatten().clamp(0, len(self.weight) - 1)] * valid
+        kth = top[(k - 1).clamp(min=0)]  # the k-th hardest loss: hardest_k's cut
+        keep = torch.where(n_hard < k, valid & (pixel_loss >= kth), hard)
+        return (pixel_loss * w * keep).sum() / (w * keep).sum().clamp(min=1e-12)

@@ -9,7 +9,10 @@ DDP-ready.
 SGD + poly LR, OHEM cross-entropy (void ignored), random flip / scale 0.5-2.0 / crop; val
 mIoU every `eval_every` epochs; `last.pt` every epoch and `best.pt` on a new best (lgcnet
 checkpoints; the peer's: lgcnet_research.peer); `ship` copies each new best to the model
-`make demo` uses.
+`make demo` uses. The generalising recipe adds a fold (`--fold A`: train on all drives but one,
+evaluate on that one), class weights, photometric augmentation and an EMA of the weights
+(configs/train/fold_a_recipe.json); a fold run is judged by its final epoch's EMA weights
+(`lgcnet folds eval OUT/last.pt`), never by a best-of-many reading.
 On a GPU (configs/train/gpu_sprint.json): `--amp bf16 --channels-last --device-data` (splits
 resident on the GPU, augmented there), `--eval-every-s 60`, `--time-limit SECONDS`.
 """
@@ -21,10 +24,11 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
@@ -34,13 +38,15 @@ from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.measure.bench import lraspp_net
-from lgcnet_deploy.model.checkpoint import load_checkpoint, save_checkpoint
+from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_checkpoint, save_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research import distributed as dist
 from lgcnet_research.data import CamVidTorch, DeviceBatches, DeviceCamVid
-from lgcnet_research.latency.lut import device_name
+from lgcnet_research.ema import WeightEma
+from lgcnet_research.folds import class_frequencies, fold_frames, inverse_log_weights
 from lgcnet_research.losses import OhemCrossEntropy
+from lgcnet_research.machine import device_name
 from lgcnet_research.peer import load_peer_weights, peer_meta, save_peer_checkpoint
 from lgcnet_research.plots import plot_curves
 from lgcnet_research.train_config import TrainConfig, add_arguments
@@ -88,6 +94,26 @@ def run_record(history: list[dict[str, Any]]) -> dict[str, Any]:
                             if "val_miou" in h]}
 
 
+def training_labels(train_set: CamVidTorch | Subset | DeviceCamVid) -> Iterator[np.ndarray]:
+    """The label maps of a training set as they are on disk (no augmentation)."""
+    if isinstance(train_set, DeviceCamVid):
+        yield from (label.cpu().numpy() for label in train_set.labels)
+        return
+    whole = train_set.dataset if isinstance(train_set, Subset) else train_set
+    indices = train_set.indices if isinstance(train_set, Subset) else range(len(train_set))
+    yield from (whole.data[i][1] for i in indices)
+
+
+def portable_path(path: str | Path) -> str:
+    """`path` relative to the working directory (the repository, where runs start) when it
+    lies inside it; else its last two parts: provenance never records a machine's layout."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(*path.parts[-2:]))
+
+
 class Trainer:
     """One training run in named steps: `__init__` builds the net, optimizer and data (and
     resumes or warm-starts), `train_epoch` runs one epoch, `record_epoch` validates and
@@ -110,14 +136,16 @@ class Trainer:
                                    weight_decay=cfg.wd)
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.init_record: dict[str, Any] | None = None
+        self.ema: WeightEma | None = None
         if resume and (self.out / "last.pt").is_file():
             self._load(self.out / "last.pt", with_state=True)
         elif cfg.init:
             self._load(Path(cfg.init), with_state=False)
+        if cfg.ema and self.ema is None:
+            self.ema = WeightEma(self.net, cfg.ema)
         self.model = DistributedDataParallel(self.net) if self.info.enabled else self.net
         self._build_data()
-        self.criterion = OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh,
-                                          cfg.ohem_min_kept)
+        self.criterion = self._build_criterion()
         self.total_steps = cfg.epochs * len(self.loader)
         self.provenance = self._provenance()
         self.started = self.last_eval = time.time()
@@ -145,11 +173,15 @@ class Trainer:
                                                  num_classes=CAMVID.num_classes)
             self.net.load_state_dict(loaded.state_dict())
         if not with_state:  # a warm start: its history travels on in our provenance
-            self.init_record = {"path": str(path), "metrics": payload.get("metrics"),
+            self.init_record = {"path": portable_path(path), "metrics": payload.get("metrics"),
                                 "provenance": payload.get("provenance")}
             return
         state = payload["train_state"]
         self.init_record = (payload.get("provenance") or {}).get("init")
+        if "raw_state_dict" in state:  # an EMA run: the checkpoint's weights are the EMA's
+            self.ema = WeightEma(self.net, self.cfg.ema or state["ema_decay"],
+                                 state["ema_updates"])
+            self.net.load_state_dict(state["raw_state_dict"])
         self.opt.load_state_dict(state["optimizer"])
         self.start_epoch, self.best = state["epoch"], state["best_miou"]
         self.history = state["history"]
@@ -158,37 +190,63 @@ class Trainer:
         """Train batches (`loader`, reshuffled through `sampler.set_epoch`) and val batches."""
         cfg, info = self.cfg, self.info
         train_limit, val_limit = cfg.limit or (None, None)
+        train_frames, self.val_frames = (fold_frames(cfg.fold, cfg.data) if cfg.fold
+                                         else ("train", "val"))
         if cfg.device_data:
-            self.train_set = DeviceCamVid("train", info.device, cfg.data, train_limit)
-            val_set = DeviceCamVid("val", info.device, cfg.data, val_limit)
-            self.loader = DeviceBatches(self.train_set, cfg.batch, tuple(cfg.crop), shuffle=True,
-                                        drop_last=True, seed=cfg.seed, rank=info.rank,
-                                        world_size=info.world_size)
+            self.train_set = DeviceCamVid(train_frames, info.device, cfg.data, train_limit)
+            val_set = DeviceCamVid(self.val_frames, info.device, cfg.data, val_limit)
+            self.loader = DeviceBatches(self.train_set, cfg.batch, tuple(cfg.crop),
+                                        tuple(cfg.scale_range), shuffle=True, drop_last=True,
+                                        seed=cfg.seed, rank=info.rank, world_size=info.world_size,
+                                        photometric=cfg.photometric)
             self.sampler = self.loader  # reshuffles per epoch, as a DistributedSampler does
             self.val_loader = DeviceBatches(val_set, 4, rank=info.rank,
                                             world_size=info.world_size)
             return
-        self.train_set = CamVidTorch("train", crop=tuple(cfg.crop), root=cfg.data, seed=cfg.seed)
-        val_set = CamVidTorch("val", crop=None, train=False, root=cfg.data)
+        self.dataset = CamVidTorch(train_frames, tuple(cfg.crop), tuple(cfg.scale_range),
+                                   root=cfg.data, seed=cfg.seed, photometric=cfg.photometric)
+        self.train_set = self.dataset
+        val_set = CamVidTorch(self.val_frames, crop=None, train=False, root=cfg.data)
         if cfg.limit:
             self.train_set = Subset(self.train_set, range(train_limit))
             val_set = Subset(val_set, range(val_limit))
         self.sampler = DistributedSampler(self.train_set, shuffle=True,
                                           seed=cfg.seed) if info.enabled else None
+        # one shuffle per epoch, seeded by (seed, epoch) in train_epoch: resumes are exact
+        self.shuffle = torch.Generator()
         self.loader = DataLoader(self.train_set, cfg.batch, shuffle=self.sampler is None,
-                                 sampler=self.sampler, num_workers=cfg.workers, drop_last=True)
+                                 sampler=self.sampler, num_workers=cfg.workers, drop_last=True,
+                                 generator=self.shuffle)
         val_sampler = DistributedSampler(val_set, shuffle=False) if info.enabled else None
         self.val_loader = DataLoader(val_set, 4, sampler=val_sampler, num_workers=cfg.workers)
 
+    def _build_criterion(self) -> OhemCrossEntropy:
+        """OHEM CE, class-weighted by the training frames' pixel shares when asked."""
+        cfg, weight = self.cfg, None
+        if cfg.class_weights == "inverse_log":
+            freq = class_frequencies(list(training_labels(self.train_set)),
+                                     CAMVID.num_classes, CAMVID.ignore_index)
+            weight = torch.tensor(inverse_log_weights(freq), dtype=torch.float32)
+            self.class_weight_record = dict(zip(CAMVID.classes, weight.tolist()))
+        return OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh, cfg.ohem_min_kept,
+                                weight).to(self.info.device)
+
     def _provenance(self) -> dict[str, Any]:
-        device = self.info.device
-        return {"recipe": self.cfg.to_dict(), "model": self.cfg.model,
+        device, recipe = self.info.device, self.cfg.to_dict()
+        for key in ("out", "init", "data"):  # no machine's layout in provenance
+            recipe[key] = recipe[key] and portable_path(recipe[key])
+        train_name = getattr(self.train_set, "data", None)
+        return {"recipe": recipe, "model": self.cfg.model,
                 "genotype_hash": self.genotype.hash if self.genotype else None,
                 "git": git_commit(), "world_size": self.info.world_size,
                 "hardware": torch.cuda.get_device_name(device) if device.type == "cuda"
                 else device_name("torch-cpu"), "torch": str(torch.__version__),
-                "data": f"CamVid train ({len(self.train_set)} frames)",
+                "data": f"CamVid {getattr(train_name, 'name', None) or 'train'} "
+                        f"({len(self.train_set)} frames)",
+                "evaluated_on": getattr(self.val_frames, "name", self.val_frames),
                 "pretraining": "none (no ImageNet weights available)",
+                **({"class_weights": self.class_weight_record}
+                   if self.cfg.class_weights != "none" else {}),
                 **({"init": self.init_record} if self.init_record else {})}
 
     @property
@@ -217,12 +275,18 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
         return loss.detach()
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the train split; returns the epoch's record (loss, lr, seconds)."""
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
+        else:
+            self.shuffle.manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        if hasattr(self, "dataset"):
+            self.dataset.set_epoch(epoch)
         self.model.train()
         t0, losses, lr = time.time(), [], self.cfg.lr
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
@@ -258,7 +322,7 @@ class Trainer:
         due = (time.time() - self.last_eval >= every_s) if every_s else (
             epoch % self.cfg.eval_every == 0)
         if final or self._agree(due):
-            cm = validate(self.net, self.val_loader, self.info.device)
+            cm = validate(self.evaluated_net, self.val_loader, self.info.device)
             record.update(val_miou=cm.miou(), val_iou=[float(v) for v in cm.iou()])
             self.last_eval = time.time()
         self.history.append(record)
@@ -268,19 +332,27 @@ class Trainer:
                 self._save(record)
         dist.barrier()
 
+    @property
+    def evaluated_net(self) -> torch.nn.Module:
+        """What is validated and saved: the EMA weights when the run keeps them."""
+        return self.net if self.ema is None else self.ema.module
+
     def _save(self, record: dict[str, Any]) -> None:
         improved = record.get("val_miou", -1.0) > self.best
         self.best = max(self.best, record.get("val_miou", -1.0))
         metrics = {"val_miou": self.best, "epoch": record["epoch"]}
         state = {"optimizer": self.opt.state_dict(), "epoch": record["epoch"],
                  "best_miou": self.best, "history": self.history}
+        if self.ema is not None:
+            state.update(raw_state_dict=cpu_state_dict(self.net), ema_decay=self.ema.decay,
+                         ema_updates=self.ema.updates)
         provenance = {**self.provenance, **run_record(self.history)}
-        self.save_checkpoint(self.out / "last.pt", self.net, self.meta, provenance, metrics,
-                             state)
+        self.save_checkpoint(self.out / "last.pt", self.evaluated_net, self.meta, provenance,
+                             metrics, state)
         if improved:
             iou = dict(zip(CAMVID.classes, record["val_iou"]))
             seconds = round(time.time() - self.started, 1)
-            self.save_checkpoint(self.out / "best.pt", self.net, self.meta, provenance,
+            self.save_checkpoint(self.out / "best.pt", self.evaluated_net, self.meta, provenance,
                                  {**metrics, "val_per_class_iou": iou, "train_seconds": seconds})
             if self.cfg.ship:  # atomic: readers of the shipped model never see half a file
                 ship = Path(self.cfg.ship)

@@ -12,9 +12,11 @@ import argparse
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lgcnet_research.folds import FOLD_CHOICES
 from lgcnet_research.settings import Settings
 
 MODELS = ("lgcnet", "lraspp_mbv3_large")
+CLASS_WEIGHTS = ("none", "inverse_log")
 
 
 @dataclass
@@ -25,6 +27,9 @@ class TrainConfig(Settings):
                  "MobileNetV3-Large, random init: the from-scratch peer; research checkpoint "
                  "format, see lgcnet_research.peer)",
         "genotype": "genotype name or JSON path (model lgcnet)",
+        "fold": "train on a sequence-held-out fold of the 468 labelled frames and evaluate on "
+                "its held-out drive: A holds out 0006R0, B 0001TP; all = every labelled frame "
+                "(evaluated on val, which it then contains). Default: CamVid train, val",
         "out": "run folder: last.pt, best.pt, curves.png",
         "init": "start from these weights (a checkpoint of the same genotype) with a fresh "
                 "optimizer and schedule (fine-tuning)",
@@ -33,6 +38,12 @@ class TrainConfig(Settings):
         "batch": "per process",
         "crop": "train crop H W",
         "lr": "poly base LR (paper: 0.01 after ImageNet pretraining; from scratch 0.02)",
+        "scale_range": "random scale range of the crops",
+        "class_weights": "none, or inverse_log: weight each class 1/ln(1.10 + p) by its pixel "
+                         "share p in the training frames (CGNet's CamVid rule)",
+        "photometric": "random brightness, contrast, saturation, hue, gamma, blur and noise",
+        "ema": "keep an EMA of the weights with this decay (e.g. 0.999); checkpoints then "
+               "hold the EMA weights (what is evaluated and shipped)",
         "eval_every": "val mIoU every N epochs (and at the last one)",
         "threads": "torch CPU threads",
         "data": "CamVid root",
@@ -47,11 +58,13 @@ class TrainConfig(Settings):
         "time_limit": "stop after N seconds; the poly LR then runs over the time, not the "
                       "epochs (a time-boxed run: warm-start it with --init, not --resume)",
     }
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"amp": ("off", "bf16"),
-                                                     "model": MODELS}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "amp": ("off", "bf16"), "model": MODELS, "fold": FOLD_CHOICES,
+        "class_weights": CLASS_WEIGHTS}
 
     model: str = "lgcnet"
     genotype: str = "default"
+    fold: str | None = None
     out: str = "runs/train_default"
     init: str | None = None
     epochs: int = 400
@@ -59,6 +72,10 @@ class TrainConfig(Settings):
     batch: int = 8
     crop: tuple[int, int] = (256, 256)
     lr: float = 0.02
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    class_weights: str = "none"
+    photometric: bool = False
+    ema: float | None = None
     momentum: float = 0.9
     wd: float = 5e-4
     ohem_thresh: float = 0.7
