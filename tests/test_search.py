@@ -36,7 +36,7 @@ from lgcnet_research.search.agreement import (
 from lgcnet_research.search.agreement import main as agreement_main
 from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
-from lgcnet_research.search.edges import edge_specs, genotype_choices
+from lgcnet_research.edges import edge_specs, genotype_choices
 from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
 from lgcnet_research.search.gradient_snr import (
     alpha_gradients,

@@ -18,8 +18,6 @@ reference genotype minus its LUT sum. `predict(genotype)` = frame_us + Σ edge l
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +28,8 @@ from typing import Any, NamedTuple
 from lgcnet_deploy.core.metadata import read_json
 from lgcnet_deploy.core.timing import time_calls
 from lgcnet_deploy.model.genotype import Genotype, Widths
-from lgcnet_research.search.edges import EdgeSpec, edge_specs, genotype_choices
+from lgcnet_research.edges import EdgeSpec, edge_specs, genotype_choices
+from lgcnet_research.machine import device_name
 
 LUT_SCHEMA = "lgcnet-lut/1"
 
@@ -75,20 +74,6 @@ def library_versions(backend: str) -> dict[str, str]:
 
         versions["onnxruntime"] = onnxruntime.__version__
     return versions
-
-
-def device_name(backend: str) -> str:
-    if backend.endswith("cuda"):
-        import torch
-
-        return torch.cuda.get_device_name()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Every searchable edge of the LGCNet frame with the shapes it sees at a given input size.
 
-Torch-free and analytic (stride-2 layers round up, as `lgcnet_deploy.network` does), so the
+Torch-free and analytic (stride-2 layers round up, as `lgcnet_deploy.model.network` does), so the
 latency table, the supernet's latency cost and the LUT check enumerate the same edges.
 """
 
