@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: venv
-	$(PY) samples/demo.py --model $(MODEL) --out out/demo
+	LGCNET_CAMVID=$(abspath $(CAMVID)) $(PY) samples/demo.py --model $(MODEL) --out out/demo
 
 test: venv
 	$(PY) -m ruff check .
@@ -29,7 +29,7 @@ test: venv
 # The built wheel without extras, in a fresh venv outside the checkout: --help everywhere and
 # the ONNX path (what CI runs after the tests).
 wheel-smoke: venv
-	$(PY) .ci/wheel_smoke.py
+	LGCNET_CAMVID=$(abspath $(CAMVID)) $(PY) .ci/wheel_smoke.py
 
 lint: venv
 	$(PY) -m ruff check .
@@ -42,9 +42,12 @@ OUT ?= runs/gpu_sprint
 gpu-sprint:
 	PYTHONUNBUFFERED=1 $(SPRINT_PY) -m lgcnet_research.gpu_sprint --out $(OUT) $(SPRINT_ARGS)
 
+# CamVid for demo, wheel-smoke and camvid-carry (the tests: tests/conftest.py): $LGCNET_CAMVID,
+# else the checkout's sibling shared/data/camvid, as on the developers' machines and CI. The
+# package itself reads only --data or $LGCNET_CAMVID.
+CAMVID ?= $(or $(LGCNET_CAMVID),../shared/data/camvid)
 # CamVid train+val (~36 MB) into the ignored .carry/ that the device call carries (../shared
 # does not travel).
-CAMVID ?= ../shared/data/camvid
 camvid-carry:
 	test -d $(CAMVID)/train/images && test -d $(CAMVID)/val/images
 	rm -rf .carry/camvid && mkdir -p .carry/camvid

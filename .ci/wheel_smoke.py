@@ -2,7 +2,7 @@
 outside the checkout, runs every command's --help and the ONNX path (info, predict, eval,
 bench); commands that need an extra fail with one line and exit code 4, never a traceback.
 
-    python .ci/wheel_smoke.py            # from the checkout, with the dev venv's python
+    LGCNET_CAMVID=DIR python .ci/wheel_smoke.py   # from the checkout, with the dev venv's python
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def build(work: Path) -> tuple[Path, Path]:
 
 
 def main() -> int:
-    camvid = os.environ.get("LGCNET_CAMVID", str(ROOT.parent / "shared" / "data" / "camvid"))
+    if not os.environ.get("LGCNET_CAMVID"):
+        sys.exit("set LGCNET_CAMVID to the CamVid root (`make wheel-smoke` does)")
+    camvid = os.environ["LGCNET_CAMVID"]
     with tempfile.TemporaryDirectory(prefix="lgcnet-smoke-") as tmp:
         work = Path(tmp)
         wheel, onnx = build(work)

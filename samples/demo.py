@@ -1,7 +1,8 @@
 """`make demo`: export the shipped model to ONNX and segment CamVid val frames on the CPU.
 
-Uses ../shared/data/camvid when present, else a generated street-like frame that is labelled
-SYNTHETIC on the image itself. Writes overlays and prints where they are.
+Uses CamVid ($LGCNET_CAMVID; `make demo` sets it in a checkout) when present, else a generated
+street-like frame that is labelled SYNTHETIC on the image itself. Writes overlays and prints
+where they are.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def main() -> int:
         print(f"segmenting {len(frames)} CamVid val frames from {camvid_root()}")
     else:
         frames = {"synthetic": synthetic_frame()}
-        print(f"CamVid not found at {camvid_root()}: segmenting a generated, labelled frame")
+        print("CamVid not found (set LGCNET_CAMVID): segmenting a generated, labelled frame")
 
     with Segmenter(onnx_path) as seg:
         results = seg.predict(list(frames.values()))

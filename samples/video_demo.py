@@ -1,6 +1,6 @@
 """Segment a video, an image folder or a webcam; overlay + legend + live FPS; write an MP4.
 
-    python samples/video_demo.py ../shared/data/camvid/val/images -o out/camvid_val.mp4
+    python samples/video_demo.py $LGCNET_CAMVID/val/images -o out/camvid_val.mp4
     python samples/video_demo.py 0 --model lgcnet.engine --device cuda     # webcam 0
 """
 

@@ -1,8 +1,15 @@
-"""Shared fixtures: real CamVid frames from ../shared, a small genotype net, markers."""
+"""Shared fixtures: real CamVid frames, a small genotype net, markers.
+
+CamVid: $LGCNET_CAMVID, else the checkout's sibling shared/data/camvid (the developers' and CI's
+layout, as the Makefile's CAMVID), set here for the tests and the processes they start; the
+package itself reads only --data or $LGCNET_CAMVID.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +21,8 @@ from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet
 
 torch.set_num_threads(2)
+os.environ.setdefault("LGCNET_CAMVID", str(Path(__file__).resolve().parents[2] / "shared" / "data"
+                                           / "camvid"))
 
 
 def _has_cuda() -> bool:
@@ -39,7 +48,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def camvid_val() -> CamVid:
     if not CamVid.available():
-        pytest.skip("CamVid not found at ../shared/data/camvid (set LGCNET_CAMVID)")
+        pytest.skip(f"CamVid not found at {os.environ['LGCNET_CAMVID']} (set LGCNET_CAMVID)")
     return CamVid("val")
 
 

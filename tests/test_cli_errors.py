@@ -24,7 +24,7 @@ from lgcnet_deploy.cli import (
     exit_code,
     one_line,
 )
-from lgcnet_deploy.core.data import DatasetNotFoundError, require_camvid
+from lgcnet_deploy.core.data import CamVid, DatasetNotFoundError, require_camvid
 from lgcnet_deploy.core.formats import MissingExtraError, ModelFileError
 from lgcnet_deploy.export.int8 import DEFAULT_LIST
 from lgcnet_deploy.model.shipped import SHIPPED_MODELS, resolve_model
@@ -114,6 +114,10 @@ def test_shipped_models_by_short_name(camvid_val):
 
 
 def test_camvid_location_errors_say_how_to_point_at_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("LGCNET_CAMVID")  # the package knows no default location
+    with pytest.raises(DatasetNotFoundError, match=r"not set: pass --data DIR.*LGCNET_CAMVID"):
+        require_camvid()
+    assert not CamVid.available()
     monkeypatch.setenv("LGCNET_CAMVID", str(tmp_path))
     with pytest.raises(DatasetNotFoundError, match=r"--data DIR.*LGCNET_CAMVID"):
         require_camvid()

@@ -25,7 +25,7 @@ class Dataset:
         return np.asarray(self.palette_rgb, dtype=np.uint8)[:, ::-1].copy()
 
 
-# ../shared/data/camvid/README.md: 11 SegNet classes, id 11 is void.
+# CamVid's own README: 11 SegNet classes, id 11 is void.
 CAMVID = Dataset(
     name="camvid",
     classes=("sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car",

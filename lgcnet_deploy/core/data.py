@@ -10,12 +10,8 @@ import numpy as np
 
 from lgcnet_deploy.core.classes import CAMVID, Dataset
 
-# In a source checkout (pyproject.toml two folders up), CamVid defaults to the checkout's
-# sibling `shared/data/camvid`, as on developers' machines and CI. An installed package has no
-# such default: it reads $LGCNET_CAMVID or the --data flag.
-_CHECKOUT = Path(__file__).resolve().parents[2]
-CHECKOUT_CAMVID = _CHECKOUT.parent / "shared" / "data" / "camvid"
 CAMVID_ENV = "LGCNET_CAMVID"
+POINT_AT_CAMVID = f"pass --data DIR (the folder with train/ and val/) or set {CAMVID_ENV}=DIR"
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -23,22 +19,21 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 def camvid_root(root: str | Path | None = None) -> Path:
-    """Where CamVid lives: `root` if given, else $LGCNET_CAMVID, else (in a source checkout)
-    ../shared/data/camvid. Does not check that it exists (see `require_camvid`)."""
+    """Where CamVid lives: `root` (a --data flag) if given, else $LGCNET_CAMVID; neither set
+    is a DatasetNotFoundError saying so. Does not check that it exists (see `require_camvid`)."""
     if root is not None:
         return Path(root)
     if os.environ.get(CAMVID_ENV):
         return Path(os.environ[CAMVID_ENV])
-    return CHECKOUT_CAMVID if (_CHECKOUT / "pyproject.toml").is_file() else Path("camvid")
+    raise DatasetNotFoundError(f"CamVid's location is not set: {POINT_AT_CAMVID}")
 
 
 def require_camvid(root: str | Path | None = None, split: str = "val") -> Path:
     """The CamVid root holding `split`, or DatasetNotFoundError saying how to point at it."""
     path = camvid_root(root)
     if not (path / split / "images").is_dir():
-        raise DatasetNotFoundError(
-            f"CamVid {split} split not found under {path}: pass --data DIR (the folder with "
-            f"train/ and val/) or set {CAMVID_ENV}=DIR")
+        raise DatasetNotFoundError(f"CamVid {split} split not found under {path}: "
+                                   f"{POINT_AT_CAMVID}")
     return path
 
 
@@ -85,4 +80,7 @@ class CamVid:
 
     @classmethod
     def available(cls, root: str | Path | None = None) -> bool:
-        return (camvid_root(root) / "val" / "images").is_dir()
+        try:
+            return (camvid_root(root) / "val" / "images").is_dir()
+        except DatasetNotFoundError:
+            return False

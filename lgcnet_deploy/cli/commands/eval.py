@@ -19,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path)
     p.add_argument("--split", default="val", choices=("train", "val"))
     p.add_argument("--data", type=Path, default=None,
-                   help="CamVid root (default: $LGCNET_CAMVID; in a source checkout "
-                   "../shared/data/camvid)")
+                   help="CamVid root (default: $LGCNET_CAMVID)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the ONNX weights-digest check (for graphs edited on purpose)")
     p.add_argument("--limit", type=int, default=None, help="only the first N frames")
