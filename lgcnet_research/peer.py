@@ -1,11 +1,11 @@
-"""The from-scratch peer of issue 14: torchvision's LR-ASPP MobileNetV3-Large (`weights=None,
-weights_backbone=None`), and its research-side checkpoint.
+"""The research side of the LR-ASPP peer (torchvision's LR-ASPP MobileNetV3-Large trained from
+scratch, `weights=None, weights_backbone=None`): its checkpoint.
 
-The SDK's checkpoint rebuilds an LGCNet from the genotype it stores; the peer has none, so its
-checkpoint is its own format: the state dict of `lgcnet_deploy.measure.bench.lraspp_net` (the
-same module the SDK times and exports), the CamVid metadata, provenance, metrics and, for
-`last.pt`, the train state — the same fields as an LGCNet checkpoint, minus the genotype.
-`lgcnet_research.pareto --peer-weights` exports it through the SDK's peer export.
+The network is the SDK's one definition, `lgcnet_deploy.measure.bench.lraspp_net` (the same
+module the SDK times and exports). The SDK's checkpoint rebuilds an LGCNet from the genotype it
+stores; the peer has none, so its checkpoint is its own format: the peer's state dict, the
+CamVid metadata, provenance, metrics and, for `last.pt`, the train state — the same fields as
+an LGCNet checkpoint, minus the genotype. `experiments.pareto --peer-weights` scores one.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from torch import nn
 
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.measure.bench import lraspp_net
+from lgcnet_deploy.measure.bench import LRASPP_NAME, lraspp_net
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_payload, save_payload
 
-PEER_MODEL = "lraspp_mbv3_large"
 PEER_FORMAT = "lgcnet-research-peer/1"
 
 
@@ -29,7 +28,7 @@ class PeerCheckpointError(ValueError):
 
 
 def peer_meta(input_size: tuple[int, int] = (360, 480)) -> ModelMeta:
-    return ModelMeta.for_dataset(CAMVID, input_size=input_size, genotype_hash=PEER_MODEL)
+    return ModelMeta.for_dataset(CAMVID, input_size=input_size, genotype_hash=LRASPP_NAME)
 
 
 def save_peer_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta,
@@ -39,7 +38,7 @@ def save_peer_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta,
     """Write a peer checkpoint atomically (CPU tensors; the SDK's save_checkpoint signature)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_payload(path, {"format": PEER_FORMAT, "model": PEER_MODEL,
+    return save_payload(path, {"format": PEER_FORMAT, "model": LRASPP_NAME,
                                "meta": meta.to_dict(), "state_dict": cpu_state_dict(model),
                                "provenance": provenance or {}, "metrics": metrics or {},
                                "train_state": train_state or {}})
@@ -48,7 +47,7 @@ def save_peer_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta,
 def read_peer_checkpoint(path: str | Path) -> dict[str, Any]:
     """The payload of a peer checkpoint (`weights_only=True`), its format checked."""
     return load_payload(path, PEER_FORMAT, "LR-ASPP peer checkpoint",
-                        f"train one with `python -m lgcnet_research.train --model {PEER_MODEL}`",
+                        f"train one with `python -m lgcnet_research.train --model {LRASPP_NAME}`",
                         PeerCheckpointError)
 
 

@@ -197,8 +197,12 @@ def _import_lraspp():
     return lraspp_mobilenet_v3_large
 
 
+LRASPP_NAME = "lraspp_mbv3_large"  # the peer's name in metadata, file names and checkpoints
+
+
 def lraspp_net(num_classes: int) -> nn.Module:
-    """torchvision's LR-ASPP MobileNetV3-Large (random init) returning logits only."""
+    """torchvision's LR-ASPP MobileNetV3-Large (random init) returning logits only: the one
+    definition of the peer, for timing, export and training."""
     from torch import nn
 
     lraspp_mobilenet_v3_large = _import_lraspp()
@@ -224,10 +228,10 @@ def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path,
 
     ds = next(d for d in DATASETS.values() if d.num_classes == num_classes)
     meta = ModelMeta.for_dataset(ds, input_size=input_size, input_format=INPUT_UINT8_NHWC_BGR,
-                                 output_kind=OUTPUT_ARGMAX, genotype_hash="lraspp_mbv3_large")
+                                 output_kind=OUTPUT_ARGMAX, genotype_hash=LRASPP_NAME)
     h, w = input_size
     return export_onnx(net if net is not None else lraspp_net(num_classes), meta,
-                       workdir / f"lraspp_mbv3_large_{h}x{w}.onnx", dynamic_batch=True, fold=False)
+                       workdir / f"{LRASPP_NAME}_{h}x{w}.onnx", dynamic_batch=True, fold=False)
 
 
 def latency_vs_resolution(source: str | Path, sizes: list[tuple[int, int]], **kw) -> dict:
