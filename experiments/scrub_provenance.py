@@ -17,6 +17,7 @@ path, or the word "session", is left as it was and reported.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -143,14 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="rewrite paths under the folder OLD as NEW/... (repeatable)")
     p.add_argument("--data-root", action="append", default=[], type=Path,
                    help="a CamVid root to write as $LGCNET_CAMVID (repeatable; default: "
-                        "the one lgcnet_deploy finds)")
+                        "$LGCNET_CAMVID when set)")
     p.add_argument("--replace", action="append", default=[], metavar="OLD=NEW",
                    help="literal text to replace in every string (wording), repeatable")
     p.add_argument("--check", action="store_true", help="only report what a file names")
     args = p.parse_args(argv)
-    from lgcnet_deploy.core.data import camvid_root
+    from lgcnet_deploy.core.data import CAMVID_ENV
 
-    data_roots = tuple(args.data_root) or (camvid_root().resolve(),)
+    env_root = os.environ.get(CAMVID_ENV)
+    data_roots = tuple(args.data_root) or ((Path(env_root).resolve(),) if env_root else ())
     move = path_rewriter(parse_pairs(args.map, "--map"), ROOT, data_roots)
     words = parse_pairs(args.replace, "--replace")
 
