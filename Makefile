@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH ?= torch==2.13.0
 MODEL ?= lgcnet_deploy/model/weights/lgcnet_camvid.pt
 
-.PHONY: venv demo test wheel-smoke lint clean gpu-sprint camvid-carry
+.PHONY: venv demo test wheel-smoke lint clean gpu-sprint camvid-carry shipped-onnx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: venv
 # the ONNX path (what CI runs after the tests).
 wheel-smoke: venv
 	LGCNET_CAMVID=$(abspath $(CAMVID)) $(PY) .ci/wheel_smoke.py
+
+# Each shipped checkpoint's ONNX beside it (package data: what the base install runs). Run it
+# after replacing a .pt in weights/; tests/test_shipped.py fails until the ONNX is re-exported.
+shipped-onnx: venv
+	for pt in lgcnet_deploy/model/weights/*.pt; do \
+		$(VENV)/bin/lgcnet export "$$pt" -o "$${pt%.pt}.onnx" || exit 1; done
 
 lint: venv
 	$(PY) -m ruff check .

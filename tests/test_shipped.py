@@ -8,7 +8,12 @@ import pytest
 from lgcnet_deploy.measure.evaluate import evaluate
 from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_deploy.model.genotype import GENOTYPE_DIR, load_genotype
-from lgcnet_deploy.model.shipped import SHIPPED_MODELS, default_model_path, resolve_model
+from lgcnet_deploy.model.shipped import (
+    SHIPPED_MODELS,
+    default_model_path,
+    resolve_model,
+    shipped_file,
+)
 from lgcnet_deploy.runtime.segmenter import Segmenter
 from lgcnet_research.plots import lineage, plot_lineage
 
@@ -91,3 +96,24 @@ def test_ship_checkpoint_renames_the_genotype_and_refuses_other_weights(tmp_path
         ship_checkpoint(best, other, {}, tmp_path / "x.pt", tmp_path / "x.json", summary="",
                         assembled="")
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_shipped_onnx_is_the_export_of_its_checkpoint(name, tmp_path, camvid_val):
+    """`make shipped-onnx` (`lgcnet export NAME.pt -o NAME.onnx`) run now gives the shipped
+    ONNX's weights, metadata and masks: a replaced checkpoint fails here until re-exported."""
+    from lgcnet_deploy.cli import main
+    from lgcnet_deploy.export.integrity import digest_status
+
+    shipped, fresh = shipped_file(name, ".onnx"), tmp_path / "fresh.onnx"
+    assert main(["export", str(shipped_file(name)), "-o", str(fresh)]) == 0
+    recorded = digest_status(shipped)
+    assert recorded["ok"], f"{shipped.name} changed after export"
+    assert recorded["recorded"] == digest_status(fresh)["actual"], (
+        f"{shipped.name} is not the export of {shipped_file(name).name}: run make shipped-onnx")
+    frame = camvid_val[0][0]
+    with Segmenter(shipped) as a, Segmenter(fresh) as b:
+        assert a.meta == b.meta and a.meta.genotype == b.meta.genotype
+        assert a.meta.input_size == (360, 480) and a.meta.output_kind == "argmax"
+        assert (a.predict(frame).mask == b.predict(frame).mask).all()

@@ -1,29 +1,43 @@
 """The models shipped inside the package, addressable by short name: `Segmenter("lgcnet-camvid")`,
-`lgcnet predict --model lgcnet-camvid ...`. Their provenance is in each checkpoint
-(`lgcnet info lgcnet-camvid`)."""
+`lgcnet predict --model lgcnet-camvid ...`. Each ships twice in weights/: NAME.pt, the
+checkpoint (provenance in it: `lgcnet info`), and NAME.onnx, its export (360x480 uint8 BGR in,
+class map out, weights digest in its metadata) that the base install runs without torch.
+`make shipped-onnx` re-exports every .pt; tests/test_shipped.py holds each ONNX to a fresh
+export of its checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-# short name -> checkpoint file in weights/
+# short name -> file stem in weights/ (STEM.pt and STEM.onnx)
 SHIPPED_MODELS = {
-    "lgcnet-camvid": "lgcnet_camvid.pt",  # the default: random-search genotype, CamVid, 11 classes
-    "lgcnet-camvid-searched": "lgcnet_camvid_searched.pt",  # the gradient search's genotype
-    "lgcnet-camvid-handwritten": "lgcnet_camvid_handwritten.pt",  # paper-like widths
+    "lgcnet-camvid": "lgcnet_camvid",  # the default: random-search genotype, CamVid, 11 classes
+    "lgcnet-camvid-searched": "lgcnet_camvid_searched",  # the gradient search's genotype
+    "lgcnet-camvid-handwritten": "lgcnet_camvid_handwritten",  # paper-like widths
 }
-DEFAULT_MODEL = "lgcnet-camvid"
+DEFAULT_MODEL = "lgcnet-camvid"  # what Segmenter() and `lgcnet predict` run without --model
+SHIPPED_SUFFIXES = (".pt", ".onnx")
 
 
-def resolve_model(source: str | Path) -> str | Path:
-    """A shipped model's short name -> its checkpoint path; anything else unchanged (an
-    existing file of that name wins over the short name)."""
+def shipped_file(name: str, suffix: str = ".pt") -> Path:
+    """The checkpoint (.pt) or the exported ONNX (.onnx) of a shipped model."""
+    if suffix not in SHIPPED_SUFFIXES:
+        raise ValueError(f"shipped models are {' and '.join(SHIPPED_SUFFIXES)} files, not "
+                         f"{suffix!r}")
+    return WEIGHTS_DIR / f"{SHIPPED_MODELS[name]}{suffix}"
+
+
+def resolve_model(source: str | Path, suffix: str = ".pt") -> str | Path:
+    """A shipped model's short name -> its checkpoint (.pt: export, training) or, with
+    suffix=".onnx", its shipped ONNX (what runs); anything else unchanged (an existing file
+    of that name wins over the short name)."""
     name = str(source)
     if name in SHIPPED_MODELS and not Path(name).exists():
-        return WEIGHTS_DIR / SHIPPED_MODELS[name]
+        return shipped_file(name, suffix)
     return source
 
 
 def default_model_path() -> Path:
-    return WEIGHTS_DIR / SHIPPED_MODELS[DEFAULT_MODEL]
+    """The default model's checkpoint."""
+    return shipped_file(DEFAULT_MODEL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import textwrap
 from pathlib import Path
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Print a model file's classes, input, output, precision, "
                        "genotype hash, weights digest (checked) and provenance.")
     p.add_argument("model", type=Path, help=".onnx, .pt checkpoint, .engine, or a shipped "
-                   "model's short name (lgcnet-camvid)")
+                   "model's short name (lgcnet-camvid: its checkpoint, or without torch its "
+                   "ONNX)")
     p.add_argument("--json", action="store_true", help="everything, as JSON (for machines)")
     p.set_defaults(func=run)
 
@@ -107,7 +109,10 @@ def summary(path: Path, info: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(resolve_model(args.model))
+    # a short name shows its checkpoint (provenance, val mIoU) where torch can read it, else
+    # the ONNX that the base install runs
+    have_torch = importlib.util.find_spec("torch") is not None
+    path = Path(resolve_model(args.model, ".pt" if have_torch else ".onnx"))
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     info = format_of(path).describe_file(path)

@@ -8,6 +8,7 @@ Lifecycle as in Polygraphy's runners: construct (load), `infer` many times, `clo
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -91,10 +92,22 @@ def backend_for(path: str | Path) -> type[Backend]:
     return format_of(path).load_backend_class()
 
 
+def shipped_suffix(device: str) -> str:
+    """Which file of a shipped model runs on `device`: its ONNX, except on CUDA with torch
+    installed, where the checkpoint's PyTorch CUDA path (fp16, CUDA graphs) runs and no
+    onnxruntime-gpu is needed. On a CPU the ONNX is the right one even with torch: ONNX
+    Runtime loads it in about 0.2 s (the checkpoint: about 2 s, torch import included) and
+    infers as fast, and every install gets the same masks from the same file."""
+    if device.startswith("cuda") and importlib.util.find_spec("torch") is not None:
+        return ".pt"
+    return ".onnx"
+
+
 def load_backend(path: str | Path, device: str = "cpu", verify: bool = True) -> Backend:
-    """Load a model file, or a shipped model by short name (e.g. "lgcnet-camvid");
-    `verify=False` skips the ONNX weights-digest check."""
-    path = resolve_model(path)
+    """Load a model file, or a shipped model by short name (e.g. "lgcnet-camvid", see
+    `shipped_suffix` for which of its files); `verify=False` skips the ONNX weights-digest
+    check."""
+    path = resolve_model(path, shipped_suffix(device))
     backend = backend_for(path)
     if verify:
         return backend(path, device=device)
