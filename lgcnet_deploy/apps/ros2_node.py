@@ -1,0 +1,231 @@
+"""A ROS 2 node that segments camera frames: `lgcnet ros2`, or
+`python -m lgcnet_deploy.apps.ros2_node --ros-args -p model:=...`.
+
+It subscribes `image` (`sensor_msgs/Image`: bgr8, rgb8, mono8) or, with
+`image_transport:=compressed`, `image/compressed` (`sensor_msgs/CompressedImage`), and publishes
+the class map on `segmentation/mask` (mono8 class ids) and the overlay on
+`segmentation/overlay` (bgr8), each under the input's header. A camera faster than the model
+never builds a queue: the subscription keeps one message (sensor-data QoS, depth 1) and a
+worker thread always takes the newest one; frames it had no time for are counted as dropped.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+try:
+    import rclpy
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import ParameterException
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
+    from rclpy.qos_overriding_options import QoSOverridingOptions
+    from rclpy.signals import SignalHandlerOptions
+    from rclpy.utilities import remove_ros_args
+    from sensor_msgs.msg import CompressedImage, Image
+except ModuleNotFoundError as e:
+    raise ImportError(f"the ROS 2 node needs rclpy and sensor_msgs (no module {e.name!r}): pip "
+                      f"install 'lgcnet-deploy[ros2]' (Linux x86-64), or source a ROS 2 "
+                      f"install first (source /opt/ros/<distro>/setup.bash)") from e
+
+from lgcnet_deploy.apps.ros2_image import compressed_to_bgr, fill_image, image_to_bgr
+from lgcnet_deploy.core.timing import Stats
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL
+from lgcnet_deploy.runtime.segmenter import Segmenter
+
+NODE_NAME = "lgcnet_segmentation"
+TRANSPORTS = {"raw": ("image", Image, image_to_bgr),
+              "compressed": ("image/compressed", CompressedImage, compressed_to_bgr)}
+# Keep only the newest frame: best effort, volatile, depth 1 (`qos_overrides.<topic>.*`
+# parameters change it per topic, e.g. a reliable publisher for a subscriber that needs one).
+QOS = QoSProfile(history=qos_profile_sensor_data.history, depth=1,
+                 reliability=qos_profile_sensor_data.reliability,
+                 durability=qos_profile_sensor_data.durability)
+
+
+def _descriptor(text: str, read_only: bool = False, **ranges) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, read_only=read_only, **ranges)
+
+
+# name -> (default, descriptor); read-only ones are fixed at start.
+PARAMETERS = {
+    "model": (DEFAULT_MODEL, _descriptor(
+        "model file (.onnx, .pt, .engine) or shipped model name", read_only=True)),
+    "device": ("cpu", _descriptor("cpu, cuda[:N] or tensorrt", read_only=True)),
+    "image_transport": ("raw", _descriptor(
+        "raw: sensor_msgs/Image on `image`; compressed: CompressedImage on `image/compressed`",
+        read_only=True)),
+    "overlay": (True, _descriptor("publish segmentation/overlay")),
+    "alpha": (0.5, _descriptor("overlay colour weight", floating_point_range=[
+        FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)])),
+    "stats_every": (0, _descriptor("log latency every N frames (0: never)", integer_range=[
+        IntegerRange(from_value=0, to_value=1_000_000, step=1)])),
+}
+
+
+class NewestOnly:
+    """A one-slot mailbox: `put` replaces a message not yet taken (counted in `dropped`),
+    `take` waits for the newest one."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._item: tuple[object, float] | None = None
+        self.dropped = 0
+
+    def put(self, msg: object) -> None:
+        with self._ready:
+            self.dropped += self._item is not None
+            self._item = (msg, time.perf_counter())
+            self._ready.notify()
+
+    def take(self, timeout: float) -> tuple[object, float] | None:
+        """(message, arrival time), or None after `timeout` seconds without one."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._item is not None, timeout)
+            item, self._item = self._item, None
+            return item
+
+
+class SegmentationNode(Node):
+    """Segments the newest frame of `image` and publishes its mask and overlay."""
+
+    POLL_S = 0.1  # how often the idle worker checks for shutdown
+
+    def __init__(self, overrides: dict[str, object] | None = None) -> None:
+        super().__init__(NODE_NAME, parameter_overrides=[
+            Parameter(k, value=v) for k, v in (overrides or {}).items()])
+        try:
+            for name, (default, descriptor) in PARAMETERS.items():
+                self.declare_parameter(name, default, descriptor)
+        except ParameterException as e:  # a wrong type or range, from -p or a flag
+            raise ValueError(f"ROS parameter: {e}") from e
+        transport = self._param("image_transport")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"image_transport must be one of {', '.join(TRANSPORTS)}, got "
+                             f"{transport!r}")
+        topic, msg_type, self._to_bgr = TRANSPORTS[transport]
+        self.segmenter = Segmenter(self._param("model"), device=self._param("device"))
+        self.mask_pub = self._publisher("segmentation/mask")
+        self.overlay_pub = self._publisher("segmentation/overlay")
+        self.inbox = NewestOnly()
+        self.sub = self.create_subscription(
+            msg_type, self._input_topic(topic), self.inbox.put, QOS,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self.frames, self._latency_ms, self._warned = 0, [], set()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="lgcnet-ros2", daemon=True)
+        self._worker.start()
+        h, w = self.segmenter.input_size
+        self.get_logger().info(
+            f"segmenting {self.sub.topic_name} ({msg_type.__name__}) with "
+            f"{self._param('model')} ({self._param('device')}, {h}x{w}) -> "
+            f"{self.mask_pub.topic_name}, {self.overlay_pub.topic_name}")
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _publisher(self, topic: str):
+        return self.create_publisher(
+            Image, topic, QOS, qos_overriding_options=QoSOverridingOptions.with_default_policies())
+
+    def _input_topic(self, topic: str) -> str:
+        # like image_transport: `image/compressed` follows a remapped `image`
+        base, _, suffix = topic.partition("/")
+        return self.resolve_topic_name(base) + (f"/{suffix}" if suffix else "")
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self.inbox.take(self.POLL_S)
+            if item is None:
+                continue
+            msg, arrived = item
+            try:
+                self._segment(msg, arrived)
+            except ValueError as e:  # a frame this node cannot read: say so once per kind
+                if str(e) not in self._warned:
+                    self._warned.add(str(e))
+                    self.get_logger().warning(f"skipped a frame: {e}")
+            except Exception as e:  # the worker must not die silently
+                if not self._stop.is_set() and self.context.ok():
+                    self.get_logger().error(f"{type(e).__name__}: {e}")
+
+    def _segment(self, msg, arrived: float) -> None:
+        result = self.segmenter.predict(self._to_bgr(msg))
+        self.mask_pub.publish(fill_image(Image(), result.mask, msg.header))
+        if self._param("overlay") and self.overlay_pub.get_subscription_count():
+            overlay = result.overlay(self._param("alpha"))
+            self.overlay_pub.publish(fill_image(Image(), overlay, msg.header))
+        self.frames += 1
+        self._latency_ms.append((time.perf_counter() - arrived) * 1e3)
+        every = self._param("stats_every")
+        if every and len(self._latency_ms) >= every:
+            self._log_stats(Stats.of(self._latency_ms), result.speed)
+            self._latency_ms = []
+
+    def _log_stats(self, stats: Stats, speed: dict[str, float]) -> None:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in speed.items())
+        self.get_logger().info(
+            f"{len(stats.samples)} frames: {stats.p50:.1f} ms median, {stats.p90:.1f} ms p90 "
+            f"from a frame's arrival to its mask published (last frame's Segmenter ms: "
+            f"{stages}); {self.inbox.dropped} dropped so far")
+
+    def close(self) -> None:
+        """Stop the worker (after the frame in progress), then the node and the model."""
+        self._stop.set()
+        self._worker.join()
+        self.get_logger().info(f"stopped: {self.frames} frames segmented, {self.inbox.dropped} "
+                               f"dropped for a newer one")
+        self.destroy_node()
+        self.segmenter.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def spin(argv: list[str], overrides: dict[str, object] | None = None) -> int:
+    """Run the node until SIGINT/SIGTERM; `argv` may carry `--ros-args ...` (remapping,
+    parameters), `overrides` set parameters over them."""
+    # Our own handlers, not rclpy's (which shut the context down first): the context stays
+    # valid until the node has stopped its worker and logged. Set even where SIGINT was
+    # ignored (a background job of a shell), as `ros2 launch` stops nodes with it.
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    node = None
+    try:
+        node = SegmentationNode(overrides)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SegmentationNode.POLL_S)  # Python sees signals
+    except KeyboardInterrupt:
+        pass  # Ctrl-C / SIGTERM: the normal way to stop a node
+    finally:
+        if node is not None:
+            node.close()
+        rclpy.try_shutdown()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lgcnet_deploy.apps.ros2_node --ros-args -p model:=M ...`: ROS arguments only."""
+    argv = sys.argv if argv is None else argv
+    extra = remove_ros_args(argv)[1:]
+    if extra:
+        raise ValueError(f"unexpected arguments {extra}: configure the node with --ros-args -p "
+                         f"NAME:=VALUE (parameters {', '.join(PARAMETERS)}) and -r FROM:=TO")
+    return spin(argv)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as e:
+        sys.exit(f"{NODE_NAME}: error: {e}")

@@ -1,0 +1,202 @@
+"""The ROS 2 node for real: the node and a publisher/subscriber peer (tests/ros2_peer.py) in
+separate processes on a DDS domain of their own, kept on this machine; the mask and overlay
+that come back equal the Segmenter's for the same frame, under the frame's header. Also the
+message conversions, the newest-only mailbox, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from itertools import count
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from lgcnet_deploy import Segmenter
+from lgcnet_deploy.apps.ros2_image import compressed_to_bgr, fill_image, image_to_bgr
+from lgcnet_deploy.cli import EXIT_MISSING_DEPENDENCY, EXIT_USER_INPUT, main
+
+HERE = Path(__file__).resolve().parent
+LGCNET = str(Path(sys.executable).parent / "lgcnet")
+MODEL = "lgcnet-camvid"
+_domains = count()
+
+
+def _needs_rclpy() -> None:
+    pytest.importorskip("rclpy", reason="rclpy is not importable: the [ros2] extra "
+                        "(pip install '.[ros2]', Linux x86-64) or a sourced ROS 2 install")
+
+
+@pytest.fixture
+def ros_env(tmp_path) -> dict[str, str]:
+    """DDS discovery on this machine only, a domain no other run uses, logs in tmp_path."""
+    _needs_rclpy()
+    domain = 1 + (os.getpid() + next(_domains)) % 100
+    return dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1",
+                ROS_DOMAIN_ID=str(domain), ROS_LOG_DIR=str(tmp_path / "ros_log"),
+                PYTHONUNBUFFERED="1")
+
+
+def _message(pixels: np.ndarray, encoding: str, pad: int = 0) -> SimpleNamespace:
+    rows = pixels.reshape(pixels.shape[0], -1)
+    rows = np.concatenate([rows, np.full((rows.shape[0], pad), 255, np.uint8)], axis=1)
+    return SimpleNamespace(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
+                           step=rows.shape[1], data=rows.tobytes())
+
+
+def test_image_messages_convert_to_bgr(real_frames):
+    bgr = real_frames[0]
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    assert np.array_equal(image_to_bgr(_message(bgr, "bgr8")), bgr)
+    assert np.array_equal(image_to_bgr(_message(bgr[..., ::-1], "rgb8", pad=5)), bgr)
+    assert np.array_equal(image_to_bgr(_message(gray, "mono8", pad=3)),
+                          cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    png = cv2.imencode(".png", bgr)[1].tobytes()
+    assert np.array_equal(compressed_to_bgr(SimpleNamespace(format="png", data=png)), bgr)
+
+
+def test_bad_image_messages_say_what_is_accepted(real_frames):
+    with pytest.raises(ValueError, match="bgr8, rgb8, mono8"):
+        image_to_bgr(_message(real_frames[0], "bgra8"))
+    short = _message(real_frames[0], "bgr8")
+    short.data = short.data[:-1]
+    with pytest.raises(ValueError, match="do not hold 360 rows"):
+        image_to_bgr(short)
+    with pytest.raises(ValueError, match="could not be decoded"):
+        compressed_to_bgr(SimpleNamespace(format="jpeg", data=b"not a jpeg"))
+
+
+def test_fill_image_round_trips(real_frames):
+    header = object()
+    mask = (real_frames[0][..., 0] // 32).astype(np.uint8)
+    for pixels, encoding in ((real_frames[0], "bgr8"), (mask, "mono8")):
+        msg = fill_image(SimpleNamespace(), pixels, header)
+        assert (msg.encoding, msg.header, msg.step) == (encoding, header, pixels[0].size)
+        back = image_to_bgr(msg)
+        assert np.array_equal(back if pixels.ndim == 3 else back[..., 0], pixels)
+
+
+def test_newest_only_keeps_the_newest_and_counts_the_rest():
+    _needs_rclpy()
+    from lgcnet_deploy.apps.ros2_node import QOS, NewestOnly
+
+    inbox = NewestOnly()
+    assert inbox.take(timeout=0.01) is None
+    for msg in ("a", "b", "c"):
+        inbox.put(msg)
+    assert inbox.take(timeout=0.01)[0] == "c"
+    assert inbox.dropped == 2 and inbox.take(timeout=0.01) is None
+    assert QOS.depth == 1
+
+
+def test_missing_extra_is_one_line_with_the_install_hint(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "rclpy", None)  # import rclpy now fails
+    monkeypatch.delitem(sys.modules, "lgcnet_deploy.apps.ros2_node", raising=False)
+    assert main(["ros2"]) == EXIT_MISSING_DEPENDENCY
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'lgcnet-deploy[ros2]'" in lines[0], lines
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--alpha", "2"], "alpha"),
+    (["--ros-args", "-p", "image_transport:=theora"], "image_transport must be one of raw"),
+])
+def test_bad_parameters_are_one_line_errors(ros_env, args, needle):
+    proc = subprocess.run([LGCNET, "ros2", *args], capture_output=True, text=True,
+                          timeout=120, env=ros_env)
+    assert proc.returncode == EXIT_USER_INPUT, proc.stderr
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("lgcnet ros2: error")]
+    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr
+
+
+def _node(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _stop(node: subprocess.Popen, log: Path) -> str:
+    """SIGINT, as Ctrl-C and `ros2 launch` stop a node; its log."""
+    if node.poll() is None:
+        node.send_signal(signal.SIGINT)
+    try:
+        rc = node.wait(timeout=60)
+    finally:
+        node.kill()
+    text = log.read_text()
+    assert rc == 0, text
+    return text
+
+
+def _exchange(tmp_path: Path, env: dict[str, str], node_cmd: list[str], peer_args: list[str],
+              frames: list[tuple[np.ndarray, str]]) -> tuple[list[dict], str]:
+    """Run the node and the peer; the peer's replies (masks, overlays loaded) and the node's
+    log after SIGINT."""
+    specs = []
+    for i, (frame, kind) in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"in_{i}.png"), frame)
+        specs.append(f"{tmp_path / f'in_{i}.png'}:{kind}")
+    log = tmp_path / "node.log"
+    node = _node(node_cmd, env, log)
+    try:
+        peer = subprocess.run([sys.executable, str(HERE / "ros2_peer.py"), *peer_args, "--out",
+                               str(tmp_path / "out"), *specs], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert peer.returncode == 0, f"{peer.stderr}\nnode log:\n{log.read_text()}"
+    finally:
+        text = _stop(node, log)
+    replies = json.loads((tmp_path / "out" / "replies.json").read_text())
+    for r in replies:
+        for kind in ("mask", "overlay"):
+            path = tmp_path / "out" / f"{kind}_{r['frame']}.npy"
+            r[f"{kind}_pixels"] = np.load(path) if path.exists() else None
+    return replies, text
+
+
+def _assert_segmented(replies: list[dict], frames: list[np.ndarray], overlay: bool) -> None:
+    seg = Segmenter(MODEL)
+    for r, frame in zip(replies, frames):
+        want = seg.predict(frame)
+        assert np.array_equal(r["mask_pixels"], want.mask), r["kind"]
+        assert r["mask"]["encoding"] == "mono8"
+        assert r["mask"]["frame_id"] == r["frame_id"] and r["mask"]["stamp"] == r["sent_stamp"]
+        if overlay:
+            assert np.array_equal(r["overlay_pixels"], want.overlay(0.5)), r["kind"]
+            assert r["overlay"]["encoding"] == "bgr8"
+            assert r["overlay"]["stamp"] == r["sent_stamp"]
+
+
+def test_node_segments_raw_images_under_a_remapped_topic(tmp_path, ros_env, real_frames):
+    """`lgcnet ros2`, input remapped and node in a namespace; bgr8, rgb8 with padded rows,
+    and a smaller mono8 frame (the mask comes back at the frame's size)."""
+    bgr = real_frames[0]
+    small = real_frames[1][:300, :400]
+    gray_bgr = cv2.cvtColor(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    node_cmd = [LGCNET, "ros2", "--model", MODEL, "--stats", "1", "--ros-args",
+                "-r", "image:=/cam/image_raw", "-r", "__ns:=/robot1"]
+    peer_args = ["--topic", "/cam/image_raw", "--mask-topic", "/robot1/segmentation/mask",
+                 "--overlay-topic", "/robot1/segmentation/overlay"]
+    replies, log = _exchange(tmp_path, ros_env, node_cmd, peer_args,
+                             [(bgr, "bgr8"), (bgr, "rgb8"), (small, "mono8")])
+    assert [r["kind"] for r in replies] == ["bgr8", "rgb8", "mono8"]
+    assert replies[2]["mask_pixels"].shape == (300, 400)
+    _assert_segmented(replies, [bgr, bgr, gray_bgr], overlay=True)
+    assert "segmenting /cam/image_raw (Image)" in log and "/robot1/segmentation/mask" in log
+    assert "ms median" in log and "stopped:" in log and "Traceback" not in log
+
+
+def test_node_segments_compressed_images_python_m(tmp_path, ros_env, real_frames):
+    """`python -m lgcnet_deploy.apps.ros2_node`, parameters from --ros-args: a PNG on
+    image/compressed, mask only."""
+    node_cmd = [sys.executable, "-m", "lgcnet_deploy.apps.ros2_node", "--ros-args",
+                "-p", f"model:={MODEL}", "-p", "image_transport:=compressed",
+                "-p", "overlay:=false"]
+    replies, log = _exchange(tmp_path, ros_env, node_cmd,
+                             ["--topic", "image/compressed", "--no-overlay"],
+                             [(real_frames[2], "png")])
+    _assert_segmented(replies, [real_frames[2]], overlay=False)
+    assert "segmenting /image/compressed (CompressedImage)" in log and "stopped:" in log
