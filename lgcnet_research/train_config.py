@@ -15,7 +15,7 @@ from typing import ClassVar
 from lgcnet_research.folds import FOLD_CHOICES
 from lgcnet_research.settings import Settings
 
-MODELS = ("lgcnet", "lraspp_mbv3_large")
+MODELS = ("lgcnet", "lraspp_mbv3_large", "effnet_lite0_seg")
 CLASS_WEIGHTS = ("none", "inverse_log")
 
 
@@ -23,9 +23,10 @@ CLASS_WEIGHTS = ("none", "inverse_log")
 class TrainConfig(Settings):
     KIND: ClassVar[str] = "training"
     HELP: ClassVar[dict[str, str]] = {
-        "model": "lgcnet (the net of --genotype) or lraspp_mbv3_large (torchvision's LR-ASPP "
-                 "MobileNetV3-Large, random init: the from-scratch peer; research checkpoint "
-                 "format, see lgcnet_research.peer)",
+        "model": "lgcnet (the net of --genotype), lraspp_mbv3_large (torchvision's LR-ASPP "
+                 "MobileNetV3-Large, random init: the from-scratch peer) or effnet_lite0_seg "
+                 "(the teacher: EfficientNet-Lite0 from ImageNet + a segmentation head); the "
+                 "last two use lgcnet_research.peer's checkpoint format",
         "genotype": "genotype name or JSON path (model lgcnet)",
         "fold": "train on a sequence-held-out fold of the 468 labelled frames and evaluate on "
                 "its held-out drive: A holds out 0006R0, B 0001TP; all = every labelled frame "
