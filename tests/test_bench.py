@@ -1,13 +1,18 @@
 import json
+import sys
 
 import pytest
 
-from lgcnet_deploy.cli import main
+from lgcnet_deploy.cli import EXIT_MISSING_DEPENDENCY, main
+from lgcnet_deploy.cli.commands.bench import _table
+from lgcnet_deploy.core.host import physical_cores
+from lgcnet_deploy.core.timing import MIN_CALLS_P99
 from lgcnet_deploy.measure.bench import (
     PAPER,
+    BenchResult,
     Stats,
-    _import_lraspp,
     benchmark,
+    import_lraspp,
     paper_preset,
     peer_lraspp,
     save_json,
@@ -29,8 +34,57 @@ def test_benchmark_genotype_tiny(tmp_path, camvid_val):
         assert s.fps == pytest.approx(1000 / s.mean)
     assert set(r.throughput_fps) == {2} and r.throughput_fps[2] > 0
     assert "cpu" in r.machine and "onnxruntime" in r.machine
+    assert r.machine["providers"] == ["CPUExecutionProvider"] and r.threads == physical_cores()
     data = json.loads(save_json([r], tmp_path / "b.json").read_text())
     assert data["results"][0]["network"]["fps"] == pytest.approx(r.network.fps)
+
+
+def _result(calls: int, threads: int | None = 2, providers=("CPUExecutionProvider",)):
+    """A BenchResult from synthetic timings: 10 ms calls and one 50 ms outlier."""
+    samples = [10.0] * (calls - 1) + [50.0]
+    return BenchResult("LGCNet x", "onnxruntime", "cpu", "int8", 2, (360, 480),
+                       Stats.of(samples), Stats.of(samples), (720, 1280), {4: 321.0},
+                       {"cpu": "Some CPU x8", "onnxruntime": "1.0", "providers": providers},
+                       threads)
+
+
+def test_table_has_units_threads_providers_and_says_when_p99_is_missing():
+    short = _table([_result(30)], None)
+    head, _, row, *notes = short.splitlines()
+    for col in ("providers", "threads", "input px", "calls", "mean ms", "p50 ms", "p90 ms",
+                "p99 ms", "FPS", "e2e ms", "e2e FPS", "frame px"):
+        assert col in head
+    cells = row.split()
+    assert cells[:7] == ["LGCNet", "x", "onnxruntime", "CPU", "int8", "2", "360x480"]
+    assert cells[7:9] == ["2", "30"] and cells[12] == "-"  # batch, calls; no p99 from 30
+    fps = 2 * 1000 / Stats.of([10.0] * 29 + [50.0]).mean  # batch 2: frames, not calls
+    assert float(cells[13]) == pytest.approx(fps, abs=0.05)
+    assert any("p99: needs >= 100 calls, this run timed 30" in n for n in notes)
+    assert any("batch 4: 321.0 FPS" in n for n in notes)
+    assert any("Some CPU x8" in n and "threads" in n for n in notes)
+    full = _table([_result(MIN_CALLS_P99)], None)
+    assert float(full.splitlines()[2].split()[12]) > 10 and "needs >=" not in full
+    gpu = _table([_result(100, None, ("CUDAExecutionProvider", "CPUExecutionProvider"))], None)
+    assert gpu.splitlines()[2].split()[3:6] == ["CUDA,CPU", "int8", "-"]
+
+
+def test_json_reports_calls_frames_per_second_and_no_p99_from_few_calls():
+    short, full = _result(30).to_json(), _result(MIN_CALLS_P99).to_json()
+    assert short["network"]["calls"] == 30 and short["network"]["p99"] is None
+    assert full["network"]["p99"] == pytest.approx(Stats.of([10.0] * 99 + [50.0]).p99)
+    assert full["network"]["fps"] == pytest.approx(2 * full["end_to_end"]["fps"])  # batch 2
+    assert full["threads"] == 2
+
+
+def test_compare_checks_its_extras_before_timing_anything(monkeypatch, capsys):
+    import lgcnet_deploy.measure.bench as bench
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import fails as if not installed
+    monkeypatch.setattr(bench, "benchmark", lambda *a, **k: pytest.fail("timed before check"))
+    assert main(["bench", "default", "--compare"]) == EXIT_MISSING_DEPENDENCY
+    err = capsys.readouterr().err
+    assert "torch and torchvision" in err and "pip install '.[export,compare]'" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_paper_preset_falls_back_loudly_without_tensorrt():
@@ -54,7 +108,7 @@ def test_cli_bench_prints_table_and_json(tmp_path, capsys, camvid_val):
 
 def test_compare_needs_torchvision(tmp_path):
     try:
-        _import_lraspp()  # also imports a CUDA torchvision wheel beside the CPU torch
+        import_lraspp()  # also imports a CUDA torchvision wheel beside the CPU torch
     except ImportError:
         with pytest.raises(ImportError, match="torchvision"):
             peer_lraspp((64, 96), 11, tmp_path)
@@ -92,6 +146,7 @@ def test_bench_writes_only_where_asked(static_onnx, tmp_path):
                "--warmup", "0", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "p99" in r.stdout and "64x96" in r.stdout and "latency vs input size" in r.stdout
+    assert "\r" not in r.stderr and "it/s" not in r.stderr  # no progress bars in a log
     assert not list(tmp_path.iterdir())  # no runs/bench/bench.json without --json
     out = tmp_path / "b.json"
     assert lgcnet("bench", static_onnx, "--iters", "2", "--warmup", "0", "--json", out,

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+# A p99 from fewer calls is the slowest call or an interpolation towards it, not a percentile
+# to compare: reports print "-" (JSON null) below this many calls.
+MIN_CALLS_P99 = 100
+
 
 @dataclass
 class Stats:
@@ -34,11 +38,12 @@ class Stats:
 
 def time_calls(fn: Callable[[], object], warmup: int, iters: int,
                desc: str | None = None) -> Stats:
-    """Time `iters` calls after `warmup` untimed ones; a progress bar when `desc` is given."""
+    """Time `iters` calls after `warmup` untimed ones; with `desc`, a progress bar on stderr
+    when it is a terminal (none in logs)."""
     for _ in range(warmup):
         fn()
     samples = []
-    for _ in tqdm(range(iters), desc=desc, leave=False, unit="it", disable=desc is None):
+    for _ in tqdm(range(iters), desc=desc, leave=False, unit="it", disable=None if desc else True):
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)

@@ -19,9 +19,10 @@ import numpy as np
 
 from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
 from lgcnet_deploy.core.data import CamVid
-from lgcnet_deploy.core.formats import find_format
+from lgcnet_deploy.core.formats import MissingExtraError, find_format
+from lgcnet_deploy.core.host import cpu_label, physical_cores, tensorrt_gpu
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
-from lgcnet_deploy.core.timing import Stats, time_calls
+from lgcnet_deploy.core.timing import MIN_CALLS_P99, Stats, time_calls
 from lgcnet_deploy.export.pipeline import ArtifactSpec, check_input_sizes, deployable_path
 from lgcnet_deploy.runtime.backends.base import Backend, load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
@@ -34,6 +35,9 @@ if TYPE_CHECKING:  # torch comes with the export extra; the ONNX path does not n
 PAPER = {"input_size": PAPER_INPUT_SIZE, "frame_size": (1024, 2048), "batch": 1,
          "precision": "fp16", "dataset": "cityscapes", "fps_tensorrt": 205.6,
          "fps_pytorch": 115.2, "device": "NVIDIA Titan Xp, TensorRT 5.1.5"}
+
+
+COMPARE_INSTALL = "pip install '.[export,compare]' in the lgcnet-deploy checkout"
 
 
 class BenchOptionError(ValueError):
@@ -53,12 +57,21 @@ class BenchResult:
     frame_size: tuple[int, int] | None = None
     throughput_fps: dict[int, float] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # CPU threads the network runs on; None on a GPU
+
+    @property
+    def network_fps(self) -> float:
+        """Frames per second through the network: `batch` frames per call."""
+        return self.batch * self.network.fps
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("network", "end_to_end"):
             if d[k] is not None:
-                d[k]["fps"] = getattr(self, k).fps
+                stats = getattr(self, k)
+                fps = self.network_fps if k == "network" else stats.fps
+                d[k].update(fps=fps, calls=len(stats.samples),
+                            p99=stats.p99 if len(stats.samples) >= MIN_CALLS_P99 else None)
                 d[k].pop("samples")
         return d
 
@@ -66,17 +79,21 @@ class BenchResult:
 def machine_info(backend: Backend) -> dict[str, Any]:
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = f"{names[0]} x{len(names)}" if names else cpu
-    info = {"cpu": cpu, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+    info = {"cpu": cpu_label(), "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version()}
     providers = getattr(backend, "providers", None)
     if providers:
         info["providers"] = providers
     return info
+
+
+def network_threads(backend: Backend) -> int | None:
+    """The CPU threads running the network: ONNX Runtime's intra-op pool on its CPU provider
+    (unset, ONNX Runtime uses one per physical core); None when a GPU runs it."""
+    providers = getattr(backend, "providers", None)
+    if not providers or providers[0] != "CPUExecutionProvider":
+        return None
+    return getattr(backend, "threads", None) or physical_cores()
 
 
 def test_frame(size: tuple[int, int]) -> np.ndarray:
@@ -163,10 +180,10 @@ def _measure(backend: Backend, name: str, batch: int, frame_size: tuple[int, int
                                        max(3, iters // n), f"{name} batch {n}").fps
     return BenchResult(name, backend.name, backend.device, backend.meta.precision, batch, size,
                        network, e2e, frame.shape[:2] if end_to_end else None, throughput,
-                       machine_info(backend))
+                       machine_info(backend), network_threads(backend))
 
 
-def _import_lraspp():
+def import_lraspp():
     """torchvision's LR-ASPP factory, also beside a CPU torch with a CUDA torchvision wheel.
 
     PyPI's torchvision wheels are CUDA builds: beside the CPU torch their C++ ops do not load,
@@ -179,10 +196,11 @@ def _import_lraspp():
         from torchvision.models.segmentation import lraspp_mobilenet_v3_large
     except RuntimeError as e:
         if "torchvision::nms" not in str(e):
-            raise ImportError(f"--compare: torchvision does not import: {e}") from e
+            raise MissingExtraError(f"--compare: torchvision does not import ({e}); install "
+                                    f"the one built for your torch: {COMPARE_INSTALL}") from e
     except ImportError as e:
-        raise ImportError(f"--compare needs torchvision matching your torch "
-                          f"(pip install 'lgcnet-deploy[compare]'): {e}") from e
+        raise MissingExtraError(f"--compare needs torch and torchvision ({e}): "
+                                f"{COMPARE_INSTALL}") from e
     else:
         return lraspp_mobilenet_v3_large
     import torch
@@ -205,7 +223,7 @@ def lraspp_net(num_classes: int) -> nn.Module:
     definition of the peer, for timing, export and training."""
     from torch import nn
 
-    lraspp_mobilenet_v3_large = _import_lraspp()
+    lraspp_mobilenet_v3_large = import_lraspp()
 
     class Out(nn.Module):
         def __init__(self) -> None:
@@ -250,17 +268,9 @@ def save_json(results: list[BenchResult], path: Path, extra: dict | None = None)
 def paper_preset(source: str | Path) -> dict[str, Any]:
     """Arguments reproducing the paper's setting on the best backend present, and a warning
     when that is not TensorRT."""
-    from importlib.util import find_spec
-
     kw = {"input_size": PAPER["input_size"], "batch": PAPER["batch"],
           "frame_size": PAPER["frame_size"], "dataset": PAPER["dataset"]}
-    try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    except ImportError:
-        cuda = False
-    if find_spec("tensorrt") is not None and cuda:
+    if tensorrt_gpu():
         return {**kw, "engine": True, "device": "cuda", "warning": None}
     return {**kw, "engine": False, "device": "cpu", "warning": (
         "TensorRT/CUDA not available here: measuring ONNX Runtime on the CPU in fp32 "

@@ -7,7 +7,9 @@ import tempfile
 from pathlib import Path
 
 from lgcnet_deploy.cli.args import add_device, image_size
+from lgcnet_deploy.core.timing import MIN_CALLS_P99
 
+DEFAULT_ITERS = MIN_CALLS_P99
 DEFAULT_SIZES = [(360, 480), (512, 1024), (769, 1537), (1024, 2048)]
 
 
@@ -36,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, choices=("camvid", "cityscapes"),
                    help="class count for genotypes (default camvid; model files carry theirs)")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--iters", type=int, default=DEFAULT_ITERS,
+                   help=f"timed calls per measurement (default {DEFAULT_ITERS}; p99 needs "
+                   f">= {MIN_CALLS_P99})")
     p.add_argument("--compare", action="store_true",
                    help="also time torchvision's LR-ASPP MobileNetV3-Large, same I/O and backend")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
@@ -53,22 +57,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _cells(r) -> list[str]:
+    """One table row: what ran, on what, and its timings (ms per call, frames per second)."""
+    n, e = r.network, r.end_to_end
+    providers = ",".join(p.removesuffix("ExecutionProvider")
+                         for p in r.machine.get("providers", [])) or "-"
+    p99 = f"{n.p99:.1f}" if len(n.samples) >= MIN_CALLS_P99 else "-"
+    e2e = [f"{e.mean:.1f}", f"{e.fps:.1f}", "x".join(map(str, r.frame_size))] if e else \
+        ["-"] * 3
+    return [r.name, r.backend, providers, r.precision, str(r.threads or "-"),
+            "x".join(map(str, r.input_size)), str(r.batch), str(len(n.samples)),
+            f"{n.mean:.1f}", f"{n.p50:.1f}", f"{n.p90:.1f}", p99, f"{r.network_fps:.1f}", *e2e]
+
+
+HEADER = ("model", "backend", "providers", "prec", "threads", "input px", "batch", "calls",
+          "mean ms", "p50 ms", "p90 ms", "p99 ms", "FPS", "e2e ms", "e2e FPS", "frame px")
+LEFT = 4  # the first four columns are words, the rest numbers
+
+
 def _table(results, paper: dict | None) -> str:
-    head = (f"{'model':<22}{'backend':<13}{'prec':<6}{'input':<11}{'mean':>8}{'p50':>8}"
-            f"{'p90':>8}{'p99':>8}{'FPS':>8}   end-to-end FPS (frame)")
-    lines = [head, "-" * len(head)]
+    rows = [list(HEADER), *(_cells(r) for r in results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(c.ljust(w) if i < LEFT else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
     for r in results:
-        n = r.network
-        e2e = f"{r.end_to_end.fps:7.1f} ({r.frame_size[0]}x{r.frame_size[1]})" \
-            if r.end_to_end else "-"
-        lines.append(f"{r.name:<22}{r.backend:<13}{r.precision:<6}"
-                     f"{r.input_size[0]}x{r.input_size[1]:<6}{n.mean:8.1f}{n.p50:8.1f}"
-                     f"{n.p90:8.1f}{n.p99:8.1f}{n.fps:8.1f}   {e2e}")
-        for b, fps in r.throughput_fps.items():
-            lines.append(f"{'':<22}batch {b}: {fps:.1f} FPS")
+        lines += [f"throughput, {r.name}, batch {b}: {fps:.1f} FPS"
+                  for b, fps in r.throughput_fps.items()]
+    calls = min(len(r.network.samples) for r in results)
+    lines.append("ms: per call (network: backend inference on a prepared batch; e2e: "
+                 "Segmenter.predict, BGR frame in, class map out); FPS: frames per second")
+    if calls < MIN_CALLS_P99:
+        lines.append(f"p99: needs >= {MIN_CALLS_P99} calls, this run timed {calls} "
+                     f"(--iters {MIN_CALLS_P99})")
+    machine = results[0].machine
+    lines.append(f"CPU: {machine.get('cpu')}, onnxruntime {machine.get('onnxruntime')}"
+                 + ("; threads: ONNX Runtime's (its default: one per physical core)"
+                    if any(r.threads for r in results) else ""))
     if paper:
         lines.append(f"paper: {paper['fps_tensorrt']} FPS ({paper['device']}); measured: "
-                     f"{results[0].network.fps:.1f} FPS on {results[0].machine.get('cpu')} "
+                     f"{results[0].network_fps:.1f} FPS on {machine.get('cpu')} "
                      f"({results[0].backend}, {results[0].precision})")
     return "\n".join(lines)
 
@@ -123,7 +151,17 @@ def _compare_line(ours, peer) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lgcnet_deploy.measure.bench import PAPER, benchmark, check_options, peer_lraspp, save_json
+    from lgcnet_deploy.measure.bench import (
+        PAPER,
+        benchmark,
+        check_options,
+        import_lraspp,
+        peer_lraspp,
+        save_json,
+    )
+
+    if args.compare:
+        import_lraspp()  # its extras, before timing anything
 
     kw = dict(device=args.device, batch=args.batch, input_size=args.imgsz,
               dataset=args.dataset or "camvid", frame_size=args.frame, warmup=args.warmup,
