@@ -23,6 +23,7 @@ ArgMax) stay unquantised: that would cost accuracy and gain nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -54,6 +55,11 @@ def calibration_frames(list_file: str | Path = DEFAULT_LIST, root: str | Path | 
         raise FileNotFoundError(f"{len(missing)} calibration frame(s) missing, e.g. "
                                 f"{missing[0]}; set LGCNET_CAMVID or pass --data")
     return paths
+
+
+def frames_digest(frames: Sequence[Path]) -> str:
+    """A digest of the frames' contents, in order: calibration caches key on it."""
+    return hashlib.sha256("".join(map(file_sha256, frames)).encode()).hexdigest()[:12]
 
 
 def _node_names_outside_network(model: onnx.ModelProto) -> list[str]:
@@ -119,8 +125,9 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path]
         raise ValueError(f"{fp32_onnx} is {meta.precision}; quantise the fp32 export")
     cache_dir = cache_dir or cache_root() / "calibration"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # ranges are collected for the tensors the placement quantizes, so per target
-    key = f"{file_sha256(fp32_onnx)[:12]}-{method}-{len(frames)}-{target}"
+    # ranges are collected for the tensors the placement quantizes, so per target; a folder
+    # of other frames (or the same names with new contents) is another calibration
+    key = f"{file_sha256(fp32_onnx)[:12]}-{method}-{len(frames)}-{frames_digest(frames)}-{target}"
     for_tensorrt = target == QDQ_FOR_TENSORRT
     placement = dict(op_types_to_quantize=list(WEIGHTED_OPS), extra_options={
         **TENSORRT_QDQ_OPTIONS, "OpTypesToExcludeOutputQuantization": sorted(
