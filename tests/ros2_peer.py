@@ -5,7 +5,9 @@ Each frame is published again every --period seconds until its mask arrives (dis
 best-effort transport may lose the first ones), the next frame only then; a reply is matched to
 its frame by header.frame_id. It builds and reads the messages itself, not with the node's
 conversion code. Writes OUT/mask_<i>.npy, OUT/overlay_<i>.npy and OUT/replies.json (headers,
-encodings, the round trip in ms). Also a load generator: `--repeat N` sends every frame N times.
+encodings, the round trip in ms). Latency beside the Segmenter's (docs/ros2.md): `--repeat N`
+sends every frame N times, and `--predict MODEL` times `Segmenter(MODEL).predict` on the same
+frame in this process before each send, while the node waits.
 
     python tests/ros2_peer.py --topic /cam/image_raw --out out/peer a.png:bgr8 b.png:rgb8
 """
@@ -23,6 +25,8 @@ import numpy as np
 import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
+
+from lgcnet_deploy import Segmenter
 
 ROW_PADDING = 8  # bytes after every row of the rgb8 frames: the node must honour `step`
 
@@ -50,13 +54,13 @@ def read_image(msg: Image) -> np.ndarray:
 
 
 class Peer:
-    def __init__(self, node, topic: str, mask_topic: str, overlay_topic: str) -> None:
+    def __init__(self, node, topic: str, replies_on: dict[str, str]) -> None:
         self.node = node
         compressed = topic.endswith("/compressed")
         self.pub = node.create_publisher(CompressedImage if compressed else Image, topic,
                                          qos_profile_sensor_data)
         self.replies: dict[str, dict[str, Image]] = {}
-        for kind, name in (("mask", mask_topic), ("overlay", overlay_topic)):
+        for kind, name in replies_on.items():  # the node draws overlays only when asked
             node.create_subscription(Image, name, lambda m, k=kind: self._reply(k, m),
                                      qos_profile_sensor_data)
 
@@ -81,6 +85,22 @@ class Peer:
         return (time.perf_counter() - sent) * 1e3
 
 
+def _time_predict(seg: Segmenter, frame: np.ndarray) -> float:
+    t0 = time.perf_counter()
+    seg.predict(frame)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _summary(log: list[dict]) -> None:
+    """Medians after the first tenth of the sends (warm-up)."""
+    rest = log[len(log) // 10:]
+    for key in ("round_trip_ms", "predict_ms"):
+        values = [r[key] for r in rest if r[key] is not None]
+        if values:
+            print(f"{key}: median {np.median(values):.1f}, p90 "
+                  f"{np.percentile(values, 90):.1f} over {len(values)} frames")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("frames", nargs="+", help="IMAGE:KIND, KIND one of bgr8 rgb8 mono8 png")
@@ -92,22 +112,28 @@ def main() -> None:
     ap.add_argument("--period", type=float, default=0.5)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--predict", metavar="MODEL", help="also time Segmenter(MODEL).predict")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rclpy.init()
     node = rclpy.create_node("lgcnet_test_peer")
-    peer = Peer(node, args.topic, args.mask_topic, args.overlay_topic)
     want = ("mask",) if args.no_overlay else ("mask", "overlay")
+    topics = {"mask": args.mask_topic, "overlay": args.overlay_topic}
+    peer = Peer(node, args.topic, {k: topics[k] for k in want})
+    seg = Segmenter(args.predict) if args.predict else None
     deadline = time.monotonic() + args.timeout
     log = []
     for i, spec in enumerate(args.frames):
         path, kind = spec.rsplit(":", 1)
-        msg = make_message(cv2.imread(path, cv2.IMREAD_COLOR), kind)
+        frame = cv2.imread(path, cv2.IMREAD_COLOR)
+        msg = make_message(frame, kind)
         for r in range(args.repeat):
             frame_id = f"{i}.{r}"
+            predict_ms = _time_predict(seg, frame) if seg else None
             ms = peer.exchange(msg, frame_id, want, args.period, deadline)
             got = peer.replies[frame_id]
             log.append({"frame": i, "kind": kind, "frame_id": frame_id, "round_trip_ms": ms,
+                        "predict_ms": predict_ms,
                         "sent_stamp": [msg.header.stamp.sec, msg.header.stamp.nanosec],
                         **{k: {"encoding": m.encoding, "frame_id": m.header.frame_id,
                                "stamp": [m.header.stamp.sec, m.header.stamp.nanosec]}
@@ -115,6 +141,7 @@ def main() -> None:
         for k, m in peer.replies[frame_id].items():
             np.save(args.out / f"{k}_{i}.npy", read_image(m))
     (args.out / "replies.json").write_text(json.dumps(log, indent=1))
+    _summary(log)
     node.destroy_node()
     rclpy.shutdown()
 

@@ -84,7 +84,7 @@ def test_fill_image_round_trips(real_frames):
 
 def test_newest_only_keeps_the_newest_and_counts_the_rest():
     _needs_rclpy()
-    from lgcnet_deploy.apps.ros2_node import QOS, NewestOnly
+    from lgcnet_deploy.apps.ros2_node import NewestOnly
 
     inbox = NewestOnly()
     assert inbox.take(timeout=0.01) is None
@@ -92,7 +92,33 @@ def test_newest_only_keeps_the_newest_and_counts_the_rest():
         inbox.put(msg)
     assert inbox.take(timeout=0.01)[0] == "c"
     assert inbox.dropped == 2 and inbox.take(timeout=0.01) is None
-    assert QOS.depth == 1
+
+
+def test_qos_keeps_one_frame_and_an_override_changes_only_its_topic(ros_env, monkeypatch):
+    """Sensor data, depth 1, everywhere; a reliability override for the overlay stays there
+    (rclpy writes overrides into the profile object it is given)."""
+    import rclpy
+    from rclpy.qos import ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
+
+    from lgcnet_deploy.apps.ros2_node import SegmentationNode
+
+    for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID",
+                 "ROS_LOG_DIR"):
+        monkeypatch.setenv(name, ros_env[name])
+    rclpy.init(args=["test", "--ros-args", "-p",
+                     "qos_overrides./segmentation/overlay.publisher.reliability:=reliable"],
+               signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = SegmentationNode({"model": MODEL})
+        entities = (node.sub, node.mask_pub, node.overlay_pub)
+        got = {e.topic_name: (e.qos_profile.reliability, e.qos_profile.depth) for e in entities}
+        node.close()
+    finally:
+        rclpy.try_shutdown()
+    best_effort, reliable = ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE
+    assert got == {"/image": (best_effort, 1), "/segmentation/mask": (best_effort, 1),
+                   "/segmentation/overlay": (reliable, 1)}
 
 
 def test_missing_extra_is_one_line_with_the_install_hint(monkeypatch, capsys):
@@ -143,9 +169,9 @@ def _exchange(tmp_path: Path, env: dict[str, str], node_cmd: list[str], peer_arg
     log = tmp_path / "node.log"
     node = _node(node_cmd, env, log)
     try:
-        peer = subprocess.run([sys.executable, str(HERE / "ros2_peer.py"), *peer_args, "--out",
-                               str(tmp_path / "out"), *specs], env=env, capture_output=True,
-                              text=True, timeout=300)
+        peer = subprocess.run([sys.executable, str(HERE / "ros2_peer.py"), *peer_args,
+                               "--timeout", "240", "--out", str(tmp_path / "out"), *specs],
+                              env=env, capture_output=True, text=True, timeout=360)
         assert peer.returncode == 0, f"{peer.stderr}\nnode log:\n{log.read_text()}"
     finally:
         text = _stop(node, log)
@@ -186,7 +212,7 @@ def test_node_segments_raw_images_under_a_remapped_topic(tmp_path, ros_env, real
     assert replies[2]["mask_pixels"].shape == (300, 400)
     _assert_segmented(replies, [bgr, bgr, gray_bgr], overlay=True)
     assert "segmenting /cam/image_raw (Image)" in log and "/robot1/segmentation/mask" in log
-    assert "ms median" in log and "stopped:" in log and "Traceback" not in log
+    assert "of which Segmenter.predict" in log and "stopped:" in log and "Traceback" not in log
 
 
 def test_node_segments_compressed_images_python_m(tmp_path, ros_env, real_frames):

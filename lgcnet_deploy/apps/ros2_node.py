@@ -41,11 +41,15 @@ from lgcnet_deploy.runtime.segmenter import Segmenter
 NODE_NAME = "lgcnet_segmentation"
 TRANSPORTS = {"raw": ("image", Image, image_to_bgr),
               "compressed": ("image/compressed", CompressedImage, compressed_to_bgr)}
-# Keep only the newest frame: best effort, volatile, depth 1 (`qos_overrides.<topic>.*`
-# parameters change it per topic, e.g. a reliable publisher for a subscriber that needs one).
-QOS = QoSProfile(history=qos_profile_sensor_data.history, depth=1,
-                 reliability=qos_profile_sensor_data.reliability,
-                 durability=qos_profile_sensor_data.durability)
+
+
+def sensor_qos() -> QoSProfile:
+    """Keep only the newest frame: best effort, volatile, depth 1 (`qos_overrides.<topic>.*`
+    parameters change it per topic, e.g. a reliable publisher for a subscriber that needs one).
+    A new profile each call: rclpy writes those overrides into the profile it is given."""
+    return QoSProfile(history=qos_profile_sensor_data.history, depth=1,
+                      reliability=qos_profile_sensor_data.reliability,
+                      durability=qos_profile_sensor_data.durability)
 
 
 def _descriptor(text: str, read_only: bool = False, **ranges) -> ParameterDescriptor:
@@ -114,9 +118,10 @@ class SegmentationNode(Node):
         self.overlay_pub = self._publisher("segmentation/overlay")
         self.inbox = NewestOnly()
         self.sub = self.create_subscription(
-            msg_type, self._input_topic(topic), self.inbox.put, QOS,
+            msg_type, self._input_topic(topic), self.inbox.put, sensor_qos(),
             qos_overriding_options=QoSOverridingOptions.with_default_policies())
-        self.frames, self._latency_ms, self._warned = 0, [], set()
+        self.frames, self._warned = 0, set()
+        self._times_ms: tuple[list[float], list[float]] = ([], [])  # node, Segmenter.predict
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="lgcnet-ros2", daemon=True)
         self._worker.start()
@@ -131,7 +136,8 @@ class SegmentationNode(Node):
 
     def _publisher(self, topic: str):
         return self.create_publisher(
-            Image, topic, QOS, qos_overriding_options=QoSOverridingOptions.with_default_policies())
+            Image, topic, sensor_qos(),
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
 
     def _input_topic(self, topic: str) -> str:
         # like image_transport: `image/compressed` follows a remapped `image`
@@ -161,18 +167,18 @@ class SegmentationNode(Node):
             overlay = result.overlay(self._param("alpha"))
             self.overlay_pub.publish(fill_image(Image(), overlay, msg.header))
         self.frames += 1
-        self._latency_ms.append((time.perf_counter() - arrived) * 1e3)
+        self._times_ms[0].append((time.perf_counter() - arrived) * 1e3)
+        self._times_ms[1].append(sum(result.speed.values()))
         every = self._param("stats_every")
-        if every and len(self._latency_ms) >= every:
-            self._log_stats(Stats.of(self._latency_ms), result.speed)
-            self._latency_ms = []
+        if every and len(self._times_ms[0]) >= every:
+            self._log_stats(*map(Stats.of, self._times_ms))
+            self._times_ms = ([], [])
 
-    def _log_stats(self, stats: Stats, speed: dict[str, float]) -> None:
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in speed.items())
+    def _log_stats(self, node: Stats, predict: Stats) -> None:
         self.get_logger().info(
-            f"{len(stats.samples)} frames: {stats.p50:.1f} ms median, {stats.p90:.1f} ms p90 "
-            f"from a frame's arrival to its mask published (last frame's Segmenter ms: "
-            f"{stages}); {self.inbox.dropped} dropped so far")
+            f"{len(node.samples)} frames, ms median/p90: {node.p50:.1f}/{node.p90:.1f} from a "
+            f"frame's arrival to its outputs published, of which Segmenter.predict "
+            f"{predict.p50:.1f}/{predict.p90:.1f}; {self.inbox.dropped} dropped so far")
 
     def close(self) -> None:
         """Stop the worker (after the frame in progress), then the node and the model."""
