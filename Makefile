@@ -46,7 +46,7 @@ lint: venv
 SPRINT_PY ?= python3
 OUT ?= runs/gpu_sprint
 gpu-sprint:
-	PYTHONUNBUFFERED=1 $(SPRINT_PY) -m lgcnet_research.gpu_sprint --out $(OUT) $(SPRINT_ARGS)
+	PYTHONUNBUFFERED=1 $(SPRINT_PY) -m experiments.gpu_sprint --out $(OUT) $(SPRINT_ARGS)
 
 # CamVid for demo, wheel-smoke and camvid-carry (the tests: tests/conftest.py): $LGCNET_CAMVID,
 # else the checkout's sibling shared/data/camvid, as on the developers' machines and CI. The

@@ -1,6 +1,7 @@
-"""The tree reads as the flow: stages import only from earlier stages, the SDK never imports
-the research package, there are no import cycles, no function is longer than 60 lines, and
-the README's layout section lists the packages that exist."""
+"""The tree reads as the flow: stages import only from earlier stages (the SDK's and the
+research package's), the SDK never imports the research package, neither imports the
+experiments, there are no import cycles (imports inside functions included), no function is
+longer than 60 lines, and the README's layout section lists the packages that exist."""
 
 from __future__ import annotations
 
@@ -11,9 +12,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SDK, RESEARCH = "lgcnet_deploy", "lgcnet_research"
+SDK, RESEARCH, EXPERIMENTS = "lgcnet_deploy", "lgcnet_research", "experiments"
+OURS = (SDK, RESEARCH, EXPERIMENTS)
 # genotype -> network -> folded/ONNX/engine -> runtime -> measurement -> command line
-STAGES = {"core": 0, "model": 1, "export": 2, "runtime": 3, "measure": 4, "cli": 5}
+STAGES = {"core": 0, "model": 1, "export": 2, "runtime": 3, "measure": 4, "apps": 4,
+          "cli": 5}
+# what every part shares -> training parts -> latency tables -> training -> search -> commands
+RESEARCH_STAGES = {
+    "settings": 0, "machine": 0, "edges": 0,
+    "data": 1, "losses": 1, "distributed": 1, "plots": 1, "peer": 1, "train_config": 1,
+    "ema": 1, "folds": 1, "teacher": 1,
+    "latency": 2,
+    "train": 3, "fold_eval": 3,
+    "search": 4,
+    "commands": 5,
+}
 MAX_FUNCTION_LINES = 60
 
 
@@ -22,15 +35,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def source_files() -> list[Path]:
-    return sorted(p for pkg in (SDK, RESEARCH) for p in (ROOT / pkg).rglob("*.py"))
+def source_files(packages: tuple[str, ...] = OURS) -> list[Path]:
+    return sorted(p for pkg in packages for p in (ROOT / pkg).rglob("*.py"))
 
 
-def imports(path: Path, top_level_only: bool = False) -> set[str]:
-    """Modules `path` imports (relative imports resolved); with `top_level_only`, only those
-    run at import time (not inside functions)."""
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+def imports(path: Path) -> set[str]:
+    """Every module `path` imports, wherever the import stands (module level, inside a
+    function, under TYPE_CHECKING); relative imports resolved."""
+    nodes = list(ast.walk(ast.parse(path.read_text())))
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(
         ".")[0]
     found: set[str] = set()
@@ -44,14 +56,15 @@ def imports(path: Path, top_level_only: bool = False) -> set[str]:
                 base = ".".join([*parent, *([base] if base else [])])
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
-    return {m for m in found if m.split(".")[0] in (SDK, RESEARCH)}
+    return {m for m in found if m.split(".")[0] in OURS}
 
 
-def stage_of(module: str) -> int | None:
+def stage_of(module: str, package: str = SDK,
+             stages: dict[str, int] = STAGES) -> int | None:
     parts = module.split(".")
-    if parts[0] != SDK or len(parts) < 2 or parts[1] not in STAGES:
-        return None  # the package front door (lgcnet_deploy/__init__.py)
-    return STAGES[parts[1]]
+    if parts[0] != package or len(parts) < 2 or parts[1] not in stages:
+        return None  # the package front door (its __init__.py)
+    return stages[parts[1]]
 
 
 def existing(module: str) -> bool:
@@ -64,21 +77,41 @@ def test_every_sdk_module_belongs_to_a_stage():
     assert loose == [], f"modules outside the stage packages {sorted(STAGES)}: {loose}"
 
 
-@pytest.mark.parametrize("path", [p for p in source_files() if p.is_relative_to(ROOT / SDK)],
-                         ids=lambda p: module_name(p))
-def test_sdk_imports_only_earlier_stages_and_never_research(path):
-    own = stage_of(module_name(path))
+def test_every_research_module_belongs_to_a_stage():
+    loose = sorted({module_name(p).split(".")[1] for p in source_files((RESEARCH,))
+                    if module_name(p) != RESEARCH} - set(RESEARCH_STAGES))
+    assert loose == [], f"give {loose} a stage in RESEARCH_STAGES (tests/test_layout.py)"
+
+
+def assert_flows_forward(path: Path, package: str, stages: dict[str, int],
+                         never: tuple[str, ...]) -> None:
+    own = stage_of(module_name(path), package, stages)
     for imported in imports(path):
-        assert not imported.startswith(RESEARCH), f"{path}: the SDK imports {imported}"
-        theirs = stage_of(imported)
+        assert not imported.startswith(never), f"{path}: {package} imports {imported}"
+        theirs = stage_of(imported, package, stages)
         if own is not None and theirs is not None and existing(imported):
             assert theirs <= own, (f"{module_name(path)} (stage {own}) imports {imported} "
                                    f"(stage {theirs}, later)")
 
 
+@pytest.mark.parametrize("path", source_files((SDK,)), ids=lambda p: module_name(p))
+def test_sdk_imports_only_earlier_stages_and_never_research(path):
+    assert_flows_forward(path, SDK, STAGES, (RESEARCH, EXPERIMENTS))
+
+
+@pytest.mark.parametrize("path", source_files((RESEARCH,)), ids=lambda p: module_name(p))
+def test_research_imports_only_earlier_stages_and_never_experiments(path):
+    assert_flows_forward(path, RESEARCH, RESEARCH_STAGES, (EXPERIMENTS,))
+
+
+def test_imports_inside_functions_are_seen():
+    lazy = ROOT / RESEARCH / "commands" / "search.py"  # entry points import inside functions
+    assert "lgcnet_research.search.config" in imports(lazy)
+
+
 def test_no_import_cycles():
-    graph = {module_name(p): {m for m in imports(p, top_level_only=True)
-                              if existing(m) and m != module_name(p)} for p in source_files()}
+    graph = {module_name(p): {m for m in imports(p) if existing(m) and m != module_name(p)}
+             for p in source_files()}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(module: str, path: list[str]) -> None:
@@ -111,7 +144,7 @@ def test_layout_doc_names_every_package_and_module():
     layout = doc[doc.index("## Layout"):].split("\n## ", 1)[0]
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", layout))
     missing = []
-    for path in source_files():
+    for path in source_files((SDK, RESEARCH)):
         name = path.parent.name if path.name == "__init__.py" else path.stem
         if name not in words and path.name != "__main__.py":
             missing.append(str(path.relative_to(ROOT)))

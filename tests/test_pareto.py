@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lgcnet_deploy.model.checkpoint import load_net
-from lgcnet_research.pareto import count, markdown, measure
+from experiments.pareto import count, markdown, measure
 
 
 def test_pareto_rows_measure_every_model_at_every_size():
@@ -30,7 +30,7 @@ def test_trained_peer_row_is_scored_through_the_onnx_export(tmp_path, camvid_val
     from lgcnet_deploy.measure.bench import lraspp_net, peer_lraspp
     from lgcnet_deploy.runtime.segmenter import Segmenter
     from lgcnet_research.data import normalize
-    from lgcnet_research.pareto import PEER, main
+    from experiments.pareto import PEER, main
     from lgcnet_research.peer import peer_meta, save_peer_checkpoint
 
     torch.manual_seed(0)

@@ -29,7 +29,7 @@ SIZE = (120, 160)
 def fp32(tmp_path_factory):
     # A trained model (a random net's near-tied logits make argmax agreement noise): the
     # hand-written one, for which INT8 is recommended. The narrow default's INT8 cost is
-    # measured by `lgcnet_research.parity` (README), not tested here.
+    # measured by `experiments.parity` (README), not tested here.
     net, _, _ = load_checkpoint(shipped_file("lgcnet-camvid-handwritten"))
     meta = ModelMeta.for_dataset(CAMVID, input_size=SIZE, input_format=INPUT_UINT8_NHWC_BGR,
                                  output_kind=OUTPUT_ARGMAX)

@@ -13,19 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lgcnet_deploy.cli import EXIT_USER_INPUT
-from lgcnet_deploy.cli import main as cli_main
-from lgcnet_deploy.model.genotype import Genotype, Widths, load_genotype
-from lgcnet_deploy.model.network import LGCNet
-from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
-from lgcnet_research.latency.check import (
-    check,
-    random_genotype,
-    random_genotypes_at,
-    spearman,
-)
-from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_table
-from lgcnet_research.search.agreement import (
+from experiments.agreement import (
     agreement_per_step,
     alpha_correlation,
     latency_pull,
@@ -33,12 +21,8 @@ from lgcnet_research.search.agreement import (
     read_log,
     seed_agreement,
 )
-from lgcnet_research.search.agreement import main as agreement_main
-from lgcnet_research.search.architect import Architect
-from lgcnet_research.search.config import SearchConfig
-from lgcnet_research.edges import edge_specs, genotype_choices
-from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
-from lgcnet_research.search.gradient_snr import (
+from experiments.agreement import main as agreement_main
+from experiments.gradient_snr import (
     alpha_gradients,
     compare,
     draw_batches,
@@ -46,7 +30,23 @@ from lgcnet_research.search.gradient_snr import (
     load_supernet,
     steps_for_2sigma,
 )
-from lgcnet_research.search.gradient_snr import main as gradient_snr_main
+from experiments.gradient_snr import main as gradient_snr_main
+from lgcnet_deploy.cli import EXIT_USER_INPUT
+from lgcnet_deploy.cli import main as cli_main
+from lgcnet_deploy.model.genotype import Genotype, Widths, load_genotype
+from lgcnet_deploy.model.network import LGCNet
+from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
+from lgcnet_research.edges import edge_specs, genotype_choices
+from lgcnet_research.latency.check import (
+    check,
+    random_genotype,
+    random_genotypes_at,
+    spearman,
+)
+from lgcnet_research.latency.lut import LatencyTable, LutError, LutKey, measure_table
+from lgcnet_research.search.architect import Architect
+from lgcnet_research.search.config import SearchConfig
+from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
 from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax, temperature
 from lgcnet_research.search.run import Search, search
 from lgcnet_research.search.supernet import MixedOp, SpaceConfig, Supernet
@@ -670,8 +670,8 @@ def test_permutation_p_value_separates_agreement_from_shared_op_frequencies():
 
 def test_sanity_check_trains_searched_and_random_genotypes_alike(small_lut, tmp_path,
                                                                  camvid_val):
-    from lgcnet_research.sanity import SanityConfig
-    from lgcnet_research.sanity import main as sanity_main
+    from experiments.sanity import SanityConfig
+    from experiments.sanity import main as sanity_main
 
     searched = Genotype.from_dict({**load_genotype("searched").to_dict(),
                                    "widths": SMALL.to_dict(),

@@ -72,11 +72,11 @@ def test_every_shipped_searched_genotype_records_a_decided_search(where):
 
 
 def test_ship_checkpoint_renames_the_genotype_and_refuses_other_weights(tmp_path, trained_like_net):
+    from experiments.ship import ship_checkpoint
     from lgcnet_deploy.core.classes import CAMVID
     from lgcnet_deploy.core.metadata import ModelMeta
     from lgcnet_deploy.model.checkpoint import save_checkpoint
     from lgcnet_deploy.model.genotype import Genotype
-    from lgcnet_research.ship import ship_checkpoint
 
     path = save_checkpoint(tmp_path / "best.pt", trained_like_net, ModelMeta.for_dataset(CAMVID),
                            provenance={"recipe": {"lr": 0.01}}, metrics={"val_miou": 0.5})
@@ -117,3 +117,44 @@ def test_shipped_onnx_is_the_export_of_its_checkpoint(name, tmp_path, camvid_val
         assert a.meta == b.meta and a.meta.genotype == b.meta.genotype
         assert a.meta.input_size == (360, 480) and a.meta.output_kind == "argmax"
         assert (a.predict(frame).mask == b.predict(frame).mask).all()
+
+
+def test_ship_config_records_the_lineage_commands_and_the_genotype_provenance(
+        tmp_path, trained_like_net):
+    import json
+
+    from experiments.ship import ShipConfig, main
+    from lgcnet_deploy.core.classes import CAMVID
+    from lgcnet_deploy.core.metadata import ModelMeta
+    from lgcnet_deploy.model.checkpoint import save_checkpoint
+
+    meta = ModelMeta.for_dataset(CAMVID)
+    history = [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.9, "val_miou": 0.31234}]
+    first = save_checkpoint(tmp_path / "first" / "last.pt", trained_like_net, meta,
+                            provenance={"recipe": {"lr": 0.02}}, train_state={"history": history})
+    save_checkpoint(tmp_path / "best.pt", trained_like_net, meta, metrics={"val_miou": 0.5},
+                    provenance={"recipe": {"lr": 0.01}, "init": {"path": str(first),
+                                                                 "provenance": {"recipe": {}}}})
+    trained_like_net.genotype.save(tmp_path / "g.json")
+    (tmp_path / "agreement.json").write_text(json.dumps({"seed_agreement": {"pairs": 1, "x": 2}}))
+    cfg = ShipConfig(genotype=str(tmp_path / "g.json"), name="shipped", summary="one line",
+                     weights=str(tmp_path / "m.pt"), genotype_out=str(tmp_path / "out.json"),
+                     runs=[{"last": str(first), "command": "first"}, {"command": "second",
+                                                                      "git": "abc"}],
+                     genotype_provenance={"source": "a test"}, lineage_png=str(tmp_path / "l.png"),
+                     genotype_provenance_from={"agreement": [str(tmp_path / "agreement.json"),
+                                                             "seed_agreement", ["pairs"]]})
+    (tmp_path / "ship.json").write_text(json.dumps(cfg.to_dict()))
+    assert main([str(tmp_path / "ship.json"), "--best", str(tmp_path / "best.pt")]) == 0
+    shipped = read_checkpoint(tmp_path / "m.pt")
+    runs = lineage(shipped["provenance"])
+    assert [r["command"] for r in runs] == ["first", "second"] and runs[1]["git"] == "abc"
+    assert runs[0]["epochs_run"] == 2 and runs[0]["val_history"] == [[2, 0.3123]]
+    assert shipped["provenance"]["assembled"].startswith("python -m experiments.ship ")
+    provenance = load_genotype(tmp_path / "out.json").provenance
+    assert provenance["source"] == "a test" and provenance["agreement"] == {"pairs": 1}
+    assert (tmp_path / "l.png").stat().st_size > 0
+    cfg.runs.pop()
+    (tmp_path / "short.json").write_text(json.dumps(cfg.to_dict()))
+    with pytest.raises(ValueError, match="2 runs in the checkpoint's lineage, the config lists 1"):
+        main([str(tmp_path / "short.json"), "--best", str(tmp_path / "best.pt")])

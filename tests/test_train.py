@@ -230,7 +230,7 @@ def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
     from experiments.sanity import SanityConfig
 
     peer = TrainConfig.load(ROOT / "configs" / "train" / "peer_gpu.json").to_dict()
-    sanity = SanityConfig.load(ROOT / "configs" / "sanity" / "camvid_gpu.json")
+    sanity = SanityConfig.load(ROOT / "experiments" / "configs" / "sanity" / "camvid_gpu.json")
     recipe = json.loads(json.dumps(TrainConfig.from_dict(sanity.recipe).to_dict()))
     assert peer["init"] is None and recipe["init"] is None  # from scratch, both
     assert {k for k in peer if json.loads(json.dumps(peer))[k] != recipe[k]} == {"model", "out"}
@@ -238,6 +238,6 @@ def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
                                                      / "decided_gpu.json").to_dict()))
     assert {k for k in decided if decided[k] != recipe[k]} == {"genotype", "out"}
     # the GPU check compares the genotype the committed CPU check did (same draw, same band)
-    cpu = SanityConfig.load(ROOT / "configs" / "sanity" / "camvid_cpu.json")
+    cpu = SanityConfig.load(ROOT / "experiments" / "configs" / "sanity" / "camvid_cpu.json")
     assert (ROOT / sanity.genotype).resolve() == (ROOT / cpu.genotype).resolve()
     assert load_genotype(ROOT / sanity.genotype).hash == "0ae83e9cc699"

@@ -1,0 +1,109 @@
+"""The sprint's settings (`lgcnet_research.settings` style: `--config` JSON, then flags).
+
+Torch-free, so `python -m experiments.gpu_sprint -h` answers at once. Every stage has a
+time box (`--box-STAGE SECONDS`) and can be switched off (`--skip STAGE ...`) or picked
+(`--stages STAGE ...`); `--budget` bounds the whole run, so a stage that ends early leaves its
+seconds to the next ones and the last ones get only what is left. The stages of `--together`
+(default: train and search) start at the same moment, each under its own box: their small
+nets leave a launch-bound GPU mostly idle, so they share it at little cost.
+
+The default is what the next sprint should answer (issue 14): env, then the trainings (the
+LR-ASPP peer from scratch, and the NAS sanity check's genotypes with the same recipe: the
+shipped genotype from scratch and 3 random ones at its predicted latency) side by side with
+two search seeds. tests, speed and lut ran on an
+H100 in call 1 (docs/gpu.md); `--stages env tests speed lut train search` runs them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lgcnet_research.settings import Settings
+
+# In order of value: what a lent GPU should answer first comes first.
+STAGES = ("env", "tests", "speed", "lut", "train", "search")
+SPEED_MODES = ("eager", "graph", "compile")
+TRAIN_SCHEDULES = ("time", "epochs")
+
+
+@dataclass
+class SprintConfig(Settings):
+    KIND: ClassVar[str] = "sprint"
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"train_schedule": TRAIN_SCHEDULES}
+    HELP: ClassVar[dict[str, str]] = {
+        "out": "results folder ($OUT on the device): at most 8 files, no subfolders",
+        "stages": f"stages to run, in this order: {' '.join(STAGES)}",
+        "skip": "stages to leave out",
+        "budget": "seconds for the whole sprint (a device command may run 600)",
+        "box_env": "time box of stage env (GPU, driver, torch/CUDA, Triton, tensorrt?)",
+        "box_tests": "time box of stage tests (pytest -m gpu)",
+        "box_speed": "time box of stage speed (paper setting: eager, CUDA graphs, "
+                     "torch.compile; mask parity GPU vs CPU)",
+        "box_lut": "time box of stage lut (torch-cuda latency table and its Spearman rho)",
+        "box_train": "time box of stage train (every run of the plan, side by side)",
+        "box_search": "time box of stage search (its seeds side by side, --search-config)",
+        "together": "selected stages that start at the same moment (after the ones before)",
+        "dry_run": "tiny sizes on any device: the CPU check that the sprint still runs",
+        "device": "auto (cuda if present), cuda or cpu",
+        "data": "CamVid root (default: $LGCNET_CAMVID, else .carry/camvid)",
+        "train_configs": "TrainConfig JSONs of stage train, one process each (none: no flag "
+                         "values)",
+        "sanity_config": "SanityConfig JSON: stage train also trains its searched genotype and "
+                         "its random genotypes at the same predicted latency with its recipe "
+                         "('': none)",
+        "train_schedule": "time: every run's poly LR spans the box (equal seconds, own epochs); "
+                          "epochs: each run's own epochs, the box only stops it",
+        "search_config": "SearchConfig JSON of stage search ('': the paper's settings); its "
+                         "widths also set stage lut's table, its `lut` is used unless stage "
+                         "lut made one in this call",
+        "search_seeds": "seeds of stage search, one process each, then their agreement",
+        "speed_modes": f"modes of stage speed: {' '.join(SPEED_MODES)}",
+        "speed_iters": "timed calls per model and mode (network; a third of it end to end)",
+        "parity_frames": "CamVid val frames for the GPU-vs-CPU mask parity",
+        "lut_genotypes": "random genotypes measured against the latency table",
+        "pytest_args": "arguments of stage tests' pytest run, as one string",
+        "note": "free text stored in summary.json (e.g. the commit the tree came from)",
+    }
+
+    out: str = "runs/gpu_sprint"
+    stages: tuple[str, ...] = ("env", "train", "search")
+    skip: tuple[str, ...] = ()
+    budget: float = 510.0
+    box_env: float = 30.0
+    box_tests: float = 90.0
+    box_speed: float = 150.0
+    box_lut: float = 90.0
+    box_train: float = 450.0
+    box_search: float = 450.0
+    together: tuple[str, ...] = ("train", "search")
+    dry_run: bool = False
+    device: str = "auto"
+    data: str | None = None
+    train_configs: tuple[str, ...] = ("configs/train/peer_gpu.json",
+                                      "configs/train/decided_gpu.json")
+    sanity_config: str | None = "experiments/configs/sanity/camvid_gpu.json"
+    train_schedule: str = "time"
+    search_config: str | None = "configs/search/camvid_gpu_soft.json"
+    search_seeds: tuple[int, ...] = (0, 1)
+    speed_modes: tuple[str, ...] = SPEED_MODES
+    speed_iters: int = 300
+    parity_frames: int = 30
+    lut_genotypes: int = 10
+    pytest_args: str = "-m gpu tests"
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("stages", STAGES), ("skip", STAGES), ("together", STAGES),
+                               ("speed_modes", SPEED_MODES)):
+            unknown = sorted(set(getattr(self, field)) - set(allowed))
+            if unknown:
+                raise ValueError(f"sprint setting {field}: unknown {', '.join(unknown)}; "
+                                 f"choose from {', '.join(allowed)}")
+
+    def box(self, stage: str) -> float:
+        return getattr(self, f"box_{stage}")
+
+    def selected(self) -> list[str]:
+        """The stages to run, in the sprint's order."""
+        return [s for s in STAGES if s in self.stages and s not in self.skip]
