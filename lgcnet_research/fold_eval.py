@@ -54,16 +54,21 @@ def trained_fold(provenance: dict[str, Any]) -> str | None:
 
 
 def check_unseen(fold: str, provenance: dict[str, Any], path: Path) -> None:
-    """FoldError unless every run in the checkpoint's lineage trained on `fold`'s frames."""
-    record: dict[str, Any] | None = provenance
-    while record:
+    """FoldError unless every run in the checkpoint's lineage, and every teacher it learnt
+    from, trained on `fold`'s frames only."""
+    pending: list[dict[str, Any]] = [provenance]
+    while pending:
+        record = pending.pop()
         seen = trained_fold(record)
         if seen != fold:
             what = "every labelled drive" if seen in (None, ALL) else f"fold {seen}'s frames"
-            raise FoldError(f"{path} was trained on {what}, including drive {FOLDS[fold]}: "
-                            f"its fold {fold} number would not measure generalisation; "
-                            f"evaluate a run trained with --fold {fold}")
-        record = (record.get("init") or {}).get("provenance")
+            raise FoldError(f"{path} (or a run or teacher it learnt from) was trained on "
+                            f"{what}, including drive {FOLDS[fold]}: its fold {fold} number "
+                            f"would not measure generalisation; evaluate a run trained with "
+                            f"--fold {fold}")
+        for earlier in ("init", "teacher"):
+            if (record.get(earlier) or {}).get("provenance"):
+                pending.append(record[earlier]["provenance"])
 
 
 def load_net(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:

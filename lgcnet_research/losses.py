@@ -45,3 +45,28 @@ class OhemCrossEntropy(nn.Module):
         kth = top[(k - 1).clamp(min=0)]  # the k-th hardest loss: hardest_k's cut
         keep = torch.where(n_hard < k, valid & (pixel_loss >= kth), hard)
         return (pixel_loss * w * keep).sum() / (w * keep).sum().clamp(min=1e-12)
+
+
+class DistillationLoss(nn.Module):
+    """(1 - α)·`hard`(logits, target) + α·T²·KL(teacher ‖ student) at temperature T, the KL
+    averaged over labelled pixels (Hinton et al. 2015; per pixel as in structured KD for
+    segmentation). The teacher's soft labels carry what ImageNet taught it: which wrong
+    classes are near, where a thin object's edge lies."""
+
+    def __init__(self, hard: nn.Module, ignore_index: int, alpha: float = 0.5,
+                 temperature: float = 2.0) -> None:
+        super().__init__()
+        if not 0.0 <= alpha <= 1.0 or temperature <= 0:
+            raise ValueError(f"distillation weight must be in [0, 1] and temperature > 0, got "
+                             f"{alpha} and {temperature}")
+        self.hard, self.ignore_index = hard, ignore_index
+        self.alpha, self.temperature = alpha, temperature
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                teacher_logits: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        kl = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                      reduction="none", log_target=True).sum(1)  # per pixel
+        valid = target != self.ignore_index
+        soft = (kl * valid).sum() / valid.sum().clamp(min=1) * t * t
+        return (1 - self.alpha) * self.hard(logits, target) + self.alpha * soft

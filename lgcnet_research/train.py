@@ -44,9 +44,15 @@ from lgcnet_research import distributed as dist
 from lgcnet_research.data import CamVidTorch, DeviceBatches, DeviceCamVid
 from lgcnet_research.ema import WeightEma
 from lgcnet_research.folds import class_frequencies, fold_frames, inverse_log_weights
-from lgcnet_research.losses import OhemCrossEntropy
+from lgcnet_research.losses import DistillationLoss, OhemCrossEntropy
 from lgcnet_research.machine import device_name
-from lgcnet_research.peer import load_peer_weights, peer_meta, research_net, save_peer_checkpoint
+from lgcnet_research.peer import (
+    load_peer,
+    load_peer_weights,
+    peer_meta,
+    research_net,
+    save_peer_checkpoint,
+)
 from lgcnet_research.plots import plot_curves
 from lgcnet_research.teacher import TEACHER_NAME
 from lgcnet_research.train_config import TrainConfig, add_arguments
@@ -150,6 +156,7 @@ class Trainer:
         self.model = DistributedDataParallel(self.net) if self.info.enabled else self.net
         self._build_data()
         self.criterion = self._build_criterion()
+        self.teacher = self._build_teacher()
         self.total_steps = cfg.epochs * len(self.loader)
         self.provenance = self._provenance()
         self.started = self.last_eval = time.time()
@@ -225,6 +232,18 @@ class Trainer:
         val_sampler = DistributedSampler(val_set, shuffle=False) if info.enabled else None
         self.val_loader = DataLoader(val_set, 4, sampler=val_sampler, num_workers=cfg.workers)
 
+    def _build_teacher(self) -> torch.nn.Module | None:
+        """The frozen teacher whose soft labels join the loss, when the recipe names one."""
+        if not self.cfg.teacher:
+            return None
+        teacher, payload = load_peer(self.cfg.teacher)
+        prov = payload.get("provenance") or {}
+        self.teacher_record = {"path": portable_path(self.cfg.teacher), "model": payload["model"],
+                               "metrics": payload.get("metrics"), "provenance": prov}
+        self.criterion = DistillationLoss(self.criterion, CAMVID.ignore_index, self.cfg.distill,
+                                          self.cfg.distill_temperature)
+        return teacher.requires_grad_(False).to(self.info.device)
+
     def _build_criterion(self) -> OhemCrossEntropy:
         """OHEM CE, class-weighted by the training frames' pixel shares when asked."""
         cfg, weight = self.cfg, None
@@ -252,6 +271,7 @@ class Trainer:
                 "pretraining": PRETRAINING.get(self.cfg.model, "none (from scratch)"),
                 **({"class_weights": self.class_weight_record}
                    if self.cfg.class_weights != "none" else {}),
+                **({"teacher": self.teacher_record} if self.cfg.teacher else {}),
                 **({"init": self.init_record} if self.init_record else {})}
 
     @property
@@ -276,7 +296,12 @@ class Trainer:
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, torch.bfloat16, enabled=self.cfg.amp == "bf16"):
-            loss = self.criterion(self.model(x), y)
+            if self.teacher is None:
+                loss = self.criterion(self.model(x), y)
+            else:
+                with torch.no_grad():
+                    soft = self.teacher(x)
+                loss = self.criterion(self.model(x), y, soft)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

