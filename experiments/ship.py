@@ -43,11 +43,12 @@ class ShipConfig(Settings):
     # {key: [result JSON, field, [keys to copy]]}
     genotype_provenance_from: dict[str, list[Any]] = field(default_factory=dict)
     lineage_png: str | None = None  # the lineage figure to draw, if any
+    metrics: dict[str, Any] = field(default_factory=dict)  # added to the checkpoint's metrics
 
 
 def ship_checkpoint(best: dict[str, Any], genotype: Genotype, provenance: dict[str, Any],
                     out: str | Path, genotype_out: str | Path, *, summary: str,
-                    assembled: str) -> Path:
+                    assembled: str, metrics: dict[str, Any] | None = None) -> Path:
     """Write `best` (a read checkpoint) to `out` as a model of `genotype`, with `provenance`
     plus a one-line `summary` and what `assembled` it, and the genotype to `genotype_out`;
     refuses weights trained for another architecture."""
@@ -59,7 +60,7 @@ def ship_checkpoint(best: dict[str, Any], genotype: Genotype, provenance: dict[s
     net.load_state_dict(best["state_dict"])
     path = save_checkpoint(out, net, ModelMeta.from_dict(best["meta"]),
                            provenance={**provenance, "summary": summary, "assembled": assembled},
-                           metrics=best["metrics"])
+                           metrics={**best["metrics"], **(metrics or {})})
     genotype.save(genotype_out)
     return path
 
@@ -88,11 +89,24 @@ def annotate_lineage(provenance: dict[str, Any], runs: list[dict[str, Any]]) -> 
     return provenance
 
 
+def final_validation(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The last validated epoch's per-class IoU of a run's `last.pt` (its `best.pt` records
+    them in its metrics already)."""
+    history = (checkpoint.get("train_state") or {}).get("history") or []
+    done = [h for h in history if "val_iou" in h]
+    if not done or "val_per_class_iou" in checkpoint["metrics"]:
+        return {}
+    classes = checkpoint["meta"]["classes"]
+    return {"val_miou": done[-1]["val_miou"], "epoch": done[-1]["epoch"],
+            "val_per_class_iou": dict(zip(classes, done[-1]["val_iou"]))}
+
+
 def ship(cfg: ShipConfig, best_path: str | Path, assembled: str) -> Path:
     best = read_checkpoint(best_path)
     provenance = annotate_lineage(best["provenance"], cfg.runs)
     path = ship_checkpoint(best, shipped_genotype(cfg), provenance, cfg.weights,
-                           cfg.genotype_out, summary=cfg.summary, assembled=assembled)
+                           cfg.genotype_out, summary=cfg.summary, assembled=assembled,
+                           metrics={**final_validation(best), **cfg.metrics})
     if cfg.lineage_png:
         plot_lineage(provenance, Path(cfg.lineage_png))
     return path
