@@ -7,11 +7,13 @@ calibration (its ranges are cached per model and shared), two targets:
 - "tensorrt": Q/DQ as NVIDIA ModelOpt places them for TensorRT (TENSORRT_QDQ_OPTIONS): on
   the inputs of weighted layers (Conv, ConvTranspose) only, no quantized outputs after
   Relu/Concat/Add (TensorRT fuses those into the conv and runs them in int8 where its Q/DQ
-  propagation allows), symmetric int8 activations, per-channel symmetric int8 weights on the
-  output-channel axis, zero points 0 and float biases (TensorRT's dequantize layer takes
-  INT8/FP8/INT4 input only, so an INT32 bias DequantizeLinear is rejected). No calibrator
-  on either TensorRT: 10.x builds it weakly typed with BuilderFlag.INT8 + FP16 (layers
-  outside Q/DQ pairs may pick fp16), 11.x strongly typed (they run in the ONNX's fp32).
+  propagation allows), symmetric int8 activations, symmetric int8 weights (Conv per output
+  channel; ConvTranspose per tensor: TensorRT's deconvolution kernels do not take
+  per-output-channel scales, NVIDIA/TensorRT #2380, #1694), zero points 0 and float biases
+  (TensorRT's dequantize layer takes INT8/FP8/INT4 input only, so an INT32 bias
+  DequantizeLinear is rejected). No calibrator on any TensorRT: 10.0-10.11 build it weakly
+  typed with BuilderFlag.INT8 + FP16 (layers outside Q/DQ pairs may pick fp16), 10.12+
+  (where those flags are deprecated) and 11.x strongly typed (they run in the ONNX's fp32).
 - "cpu": ONNX Runtime's default placement (Q/DQ around every quantizable op, int32 biases:
   what its QLinear kernel fusions want) with uint8 activations and zero points (its fast
   x86 U8S8 kernels; the S8S8 path is slower than fp32 on this machine). TensorRT rejects
@@ -98,9 +100,28 @@ TARGETS = (QDQ_FOR_TENSORRT, QDQ_FOR_ORT_CPU)
 WEIGHTED_OPS = ("Conv", "ConvTranspose")
 TENSORRT_QDQ_OPTIONS = {
     "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-    "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},  # Cout axes
+    "QDQOpTypePerChannelSupportToAxis": {"Conv": 0},  # Cout; ConvTranspose: per tensor
     "DedicatedQDQPair": False, "ForceQuantizeNoInputCheck": True,
 }
+
+
+def has_qdq(model: onnx.ModelProto) -> bool:
+    """Whether `model` is explicitly quantized (holds QuantizeLinear/DequantizeLinear nodes):
+    what `lgcnet build --precision int8` needs, and what makes ONNX Runtime's TensorRT provider
+    need trt_int8_enable."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def _tensorrt_placement(model: onnx.ModelProto) -> dict:
+    """quantize_static's arguments for the tensorrt target: TENSORRT_QDQ_OPTIONS, no output
+    Q/DQ, and ConvTranspose weights per tensor (a per-tensor override per weight)."""
+    from onnxruntime.quantization import QuantType
+
+    per_tensor = {n.input[1]: [{"quant_type": QuantType.QInt8, "symmetric": True}]
+                  for n in model.graph.node if n.op_type == "ConvTranspose"}
+    return dict(op_types_to_quantize=list(WEIGHTED_OPS), extra_options={
+        **TENSORRT_QDQ_OPTIONS, "TensorQuantOverrides": per_tensor,
+        "OpTypesToExcludeOutputQuantization": sorted({n.op_type for n in model.graph.node})})
 
 
 def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path],
@@ -129,9 +150,7 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path]
     # of other frames (or the same names with new contents) is another calibration
     key = f"{file_sha256(fp32_onnx)[:12]}-{method}-{len(frames)}-{frames_digest(frames)}-{target}"
     for_tensorrt = target == QDQ_FOR_TENSORRT
-    placement = dict(op_types_to_quantize=list(WEIGHTED_OPS), extra_options={
-        **TENSORRT_QDQ_OPTIONS, "OpTypesToExcludeOutputQuantization": sorted(
-            {n.op_type for n in model.graph.node})}) if for_tensorrt else dict(
+    placement = _tensorrt_placement(model) if for_tensorrt else dict(
         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     tmp = out.with_name(out.name + ".partial")
     quantize_static(

@@ -9,12 +9,15 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check-trt", help="check an ONNX against TensorRT's rules (no GPU needed)",
-        description="Report every TensorRT rule the ONNX breaks: UINT8 only as a graph input "
-        "feeding a Cast or as a graph output; ops and their input types in onnx-tensorrt's "
-        "supported-operator list; DequantizeLinear inputs INT8; Q/DQ zero points 0 and "
-        "per-channel axes on weights' output channels; dynamic dimensions only with a build "
-        "profile. Warnings: fp32 tensors at full resolution in an FP16 graph. Exit status 1 "
-        "when a rule is broken (what `lgcnet build` refuses).",
+        description="Report every TensorRT rule the ONNX breaks. Errors (what TensorRT "
+        "refuses): UINT8 other than a graph input cast to FP32/FP16 or a graph output cast "
+        "from them; ops onnx-tensorrt lists as unsupported; DequantizeLinear inputs other "
+        "than INT8/FP8/INT4/FP4, UINT8 quantization; Q/DQ zero points not constant zeros, "
+        "scales <= 0, per-channel activations; dynamic dimensions without a build profile. "
+        "Warnings (the parser takes it, this check cannot prove it right, or it costs "
+        "speed): ops newer than the operator list, data types it does not name, computed "
+        "scales, per-channel ConvTranspose weights, fp32 tensors at full resolution in an "
+        "FP16 graph. Exit status 1 when there is an error (what `lgcnet build` refuses).",
         epilog="examples:\n  lgcnet check-trt engines/lgcnet.onnx\n"
         "  lgcnet check-trt engines/lgcnet_b.onnx --profile   # built with --batch/--min..",
         formatter_class=argparse.RawDescriptionHelpFormatter)

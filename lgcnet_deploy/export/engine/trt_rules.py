@@ -1,10 +1,14 @@
 """TensorRT-compatibility gate: the rules an ONNX must keep for TensorRT's ONNX parser and
 builder, checked on the ONNX alone (no TensorRT, no GPU), so CI can run it.
 
-`check_onnx(model)` returns every Finding: errors break a rule TensorRT enforces (the build
-would fail), warnings cost speed (fp32 islands on full-resolution tensors of an FP16 graph).
-`lgcnet check-trt x.onnx` prints them; `lgcnet build` refuses a graph with an error.
-Each rule names the source it was read from (repository and path) in RULES.
+`check_onnx(model)` returns every Finding. Errors are what TensorRT's parser or builder
+provably refuses (the build would fail, or NVIDIA's headers say it is unsupported); warnings
+are what the parser accepts but this check cannot prove right (a data type the operator list
+does not name, an op newer than the list, a scale computed in the graph, per-channel weight
+axes TensorRT releases disagree on) and what costs speed (fp32 islands on full-resolution
+tensors of an FP16 graph). `lgcnet check-trt x.onnx` prints them; `lgcnet build` refuses a
+graph with an error. Each rule names the source it was read from (repository and path) in
+RULES.
 """
 
 from __future__ import annotations
@@ -17,39 +21,49 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from lgcnet_deploy.export.engine.trt_operators import SUPPORTED_TYPES
+from lgcnet_deploy.export.engine.trt_operators import (
+    SUPPORTED_TYPES,
+    TABLE_VERSION,
+    UNSUPPORTED,
+)
 
 ERROR, WARNING = "error", "warning"
 
 # rule id -> (what it demands, where TensorRT says so)
 RULES: dict[str, tuple[str, str]] = {
     # The parser asserts "TensorRT does not support UINT8 types for intermediate tensors!" on
-    # any UINT8 node output that is not a graph output; a UINT8 input must feed a Cast directly
-    # (Cast is the only op whose supported types list UINT8).
-    "uint8": ("UINT8 only as a graph input that feeds Casts directly, or as a graph output",
+    # any UINT8 node output that is not a graph output; UINT8 converts only to/from FLOAT and
+    # HALF ("kUINT8 conversions are not supported for {kINT8, kINT32, kBOOL}").
+    "uint8": ("UINT8 only as a graph input feeding Casts to FP32/FP16, or as a graph output "
+              "written by a Cast from FP32/FP16",
               "onnx/onnx-tensorrt ModelImporter.cpp (parseNode) and docs/operators.md; "
-              "NVIDIA/TensorRT issue #3985"),
-    # The supported-operator matrix, with the data types of each op's main input.
-    "operator": ("every op in onnx-tensorrt's supported-operator list, default ONNX domain, "
-                 "with an input type the list gives for it",
-                 "onnx/onnx-tensorrt docs/operators.md"),
-    # IDequantizeLayer: input kINT8, kFP8, kINT4 (or kFP4); the parser's QuantDequantLinearHelper
-    # only builds INT8/FP8/INT4 Q/DQ, so an INT32 bias or a UINT8 activation DQ is rejected.
-    "dequantize-input": ("DequantizeLinear input INT8 (or FP8/INT4)",
-                         "NVIDIA/TensorRT include/NvInfer.h (IDequantizeLayer); "
-                         "onnx/onnx-tensorrt onnxOpImporters.cpp (QuantDequantLinearHelper)"),
-    # "TensorRT only supports symmetric quantization. The zero point ... must be all zeros";
-    # the zero point must be a build-time constant; scales strictly positive.
-    "qdq-zero-point": ("Q/DQ zero points constant and all 0, scales constant and > 0",
-                       "onnx/onnx-tensorrt onnxOpImporters.cpp (QuantDequantLinearHelper); "
-                       "NVIDIA/TensorRT include/NvInfer.h (IQuantizeLayer, IDequantizeLayer)"),
-    # Per-channel only for weights ("Activations cannot be quantized per-channel"), one scale
-    # per channel of the axis, and the axis on output channels: Conv 0, ConvTranspose 1.
-    "qdq-axis": ("per-channel Q/DQ only on weights, one scale per channel, along the output "
-                 "channels (Conv axis 0, ConvTranspose axis 1)",
+              "NVIDIA/TensorRT include/NvInferRuntimeBase.h (DataType::kUINT8); issue #3985"),
+    # The supported-operator matrix. Its types are about an op's data, not its shape or index
+    # inputs (ConstantOfShape's INT64 shape, Gather's indices, Resize's sizes).
+    "operator": ("ops of the default ONNX domain that onnx-tensorrt does not list as "
+                 "unsupported; ops missing from its list and data types it does not name for "
+                 "an op are warnings (the parser decides)",
+                 f"onnx/onnx-tensorrt docs/operators.md ({TABLE_VERSION})"),
+    # IDequantizeLayer: input kINT8, kFP8, kINT4 or kFP4, so an INT32 bias or UINT8 activation
+    # DQ is rejected; QuantDequantLinearHelper refuses a UINT8 QuantizeLinear zero point.
+    "qdq-type": ("DequantizeLinear input INT8 (or FP8/INT4/FP4); QuantizeLinear not to UINT8",
+                 "NVIDIA/TensorRT include/NvInfer.h (IQuantizeLayer, IDequantizeLayer); "
+                 "onnx/onnx-tensorrt onnxOpImporters.cpp (QuantDequantLinearHelper)"),
+    # "zeroPt must only contain zero-valued coefficients ... must be a build-time constant";
+    # the parser finds it through Identity/Cast (getWeightsFromIdentityOrConstant) and accepts
+    # tensor scales, whose positivity ("strictly positive values") it cannot check either.
+    "qdq-zero-point": ("Q/DQ zero points build-time constants of zeros, scales > 0 (computed in "
+                       "the graph: warning)",
+                       "NVIDIA/TensorRT include/NvInfer.h (IQuantizeLayer, IDequantizeLayer); "
+                       "onnx/onnx-tensorrt onnxOpImporters.cpp (QuantDequantLinearHelper, "
+                       "getWeightsFromIdentityOrConstant)"),
+    # "Activations cannot be quantized per-channel"; one scale per channel of the axis. Conv
+    # weights per output channel (axis 0); NVIDIA: deconvolution kernels assume per-input-
+    # channel scales, "We don't support per-output-channel quant for ConvTranspose".
+    "qdq-axis": ("per-channel Q/DQ only on weights, one scale per channel of the axis; Conv "
+                 "weights on axis 0, ConvTranspose weights per tensor (else a warning)",
                  "NVIDIA/TensorRT include/NvInfer.h (IQuantizeLayer); onnx/onnx-tensorrt "
-                 "onnxOpImporters.cpp; NVIDIA/TensorRT-Model-Optimizer "
-                 "modelopt/onnx/quantization/ort_utils.py (QDQOpTypePerChannelSupportToAxis)"),
+                 "onnxOpImporters.cpp; NVIDIA/TensorRT issues #2380, #1694"),
     # A network with dynamic input dimensions needs an optimization profile, or the builder
     # fails ("Network has dynamic or shape inputs, but no optimization profile has been
     # defined"); Polygraphy's CreateConfig/Profile.fill_defaults would silently pin them to 1.
@@ -67,10 +81,16 @@ _TYPE_NAMES = {TensorProto.FLOAT: "FP32", TensorProto.DOUBLE: "FP32",  # cast do
                TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16",
                TensorProto.INT32: "INT32", TensorProto.INT64: "INT64", TensorProto.INT8: "INT8",
                TensorProto.UINT8: "UINT8", TensorProto.BOOL: "BOOL",
-               TensorProto.FLOAT8E4M3FN: "FP8", TensorProto.INT4: "INT4"}
-_DQ_INPUTS = ("INT8", "FP8", "INT4")
+               TensorProto.FLOAT8E4M3FN: "FP8", TensorProto.INT4: "INT4",
+               getattr(TensorProto, "FLOAT4E2M1", -1): "FP4"}  # onnx >= 1.18
+_QUANTIZED = ("INT8", "FP8", "INT4", "FP4")
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
-_OUTPUT_CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1}
+_CASTS = ("Cast", "CastLike")
+_WEIGHTED = ("Conv", "ConvTranspose")
+_UINT8_PEERS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)  # DOUBLE -> FP32
+_PASS_THROUGH = ("Identity", "Cast")  # the parser looks through these for constant weights
+# the formal types of an op's data, as opposed to its shapes, indices and conditions
+_FLOAT_TYPES = {"tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(double)"}
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,8 @@ class _Graph:
     def __init__(self, model: onnx.ModelProto) -> None:
         inferred = onnx.shape_inference.infer_shapes(model)
         self.g = inferred.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                          onnx.defs.onnx_opset_version())
         self.consts = {i.name: i for i in self.g.initializer}
         for n in self.g.node:
             if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
@@ -103,6 +125,7 @@ class _Graph:
         for n in self.g.node:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
+        self.inputs = {i.name for i in self.g.input} - set(self.consts)
         self.outputs = {o.name for o in self.g.output}
 
     def dtype(self, name: str) -> int | None:
@@ -118,8 +141,16 @@ class _Graph:
         return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                      for d in t.shape.dim)
 
+    def constant_source(self, name: str) -> str | None:
+        """The initializer or Constant output `name` comes from through Identity/Cast, if any."""
+        while name not in self.consts and name in self.producer and \
+                self.producer[name].op_type in _PASS_THROUGH:
+            name = self.producer[name].input[0]
+        return name if name in self.consts else None
+
     def const(self, name: str) -> np.ndarray | None:
-        return numpy_helper.to_array(self.consts[name]) if name in self.consts else None
+        source = self.constant_source(name)
+        return None if source is None else numpy_helper.to_array(self.consts[source])
 
 
 def _type_name(dtype: int | None) -> str:
@@ -130,80 +161,182 @@ def _node_name(n: onnx.NodeProto) -> str:
     return n.name or f"{n.op_type}({n.output[0]})"
 
 
-def _uint8(g: _Graph) -> list[Finding]:
+def _cast_target(g: _Graph, n: onnx.NodeProto) -> int | None:
+    if n.op_type == "CastLike":
+        return g.dtype(n.input[1])
+    return next((a.i for a in n.attribute if a.name == "to"), None)
+
+
+def _uint8_inputs(g: _Graph) -> list[Finding]:
     found = []
-    for inp in g.g.input:
-        if g.dtype(inp.name) == TensorProto.UINT8:
-            for user in g.consumers.get(inp.name, []):
-                if user.op_type != "Cast":
-                    found.append(Finding("uint8", ERROR, _node_name(user), (
-                        f"UINT8 graph input {inp.name!r} feeds a {user.op_type}; TensorRT "
-                        f"takes UINT8 only into a Cast (cast to float first, then "
-                        f"{user.op_type})")))
+    for name in sorted(g.inputs):
+        if g.dtype(name) != TensorProto.UINT8:
+            continue
+        for user in g.consumers.get(name, []):
+            if user.op_type not in _CASTS:
+                found.append(Finding("uint8", ERROR, _node_name(user), (
+                    f"UINT8 graph input {name!r} feeds a {user.op_type}; TensorRT takes UINT8 "
+                    f"only into a Cast (cast to float first, then {user.op_type})")))
+            elif _cast_target(g, user) not in _UINT8_PEERS:
+                found.append(Finding("uint8", ERROR, _node_name(user), (
+                    f"casts UINT8 graph input {name!r} to {_type_name(_cast_target(g, user))}; "
+                    f"TensorRT converts UINT8 only to FP32/FP16 (cast to float first)")))
+    return found
+
+
+def _uint8_outputs(g: _Graph) -> list[Finding]:
+    found = []
     for n in g.g.node:
         if n.op_type in _QDQ:
-            continue  # a UINT8 Q/DQ is imported as INT8; qdq rules judge it
+            continue  # a UINT8 Q/DQ is imported as INT8; the qdq rules judge it
         for out in n.output:
-            if g.dtype(out) == TensorProto.UINT8 and out not in g.outputs:
+            if g.dtype(out) != TensorProto.UINT8:
+                continue
+            source = g.dtype(n.input[0]) if n.input and n.input[0] else None
+            if out not in g.outputs:
                 found.append(Finding("uint8", ERROR, _node_name(n), (
                     f"writes UINT8 tensor {out!r} that is not a graph output: TensorRT does "
                     f"not support UINT8 intermediate tensors")))
+            elif n.op_type not in _CASTS or (source is not None and source not in _UINT8_PEERS):
+                what = n.op_type if n.op_type not in _CASTS else f"a Cast from {_type_name(source)}"
+                found.append(Finding("uint8", ERROR, _node_name(n), (
+                    f"writes UINT8 graph output {out!r} from {what}; TensorRT makes UINT8 only "
+                    f"by a Cast from FP32/FP16 (cast to float first)")))
     return found
+
+
+def _data_tensors(n: onnx.NodeProto, opset: int) -> list[str]:
+    """The tensors an op's supported-type list is about: inputs whose formal type admits a
+    float (its data, not shapes, indices or conditions), or, for an op without such inputs
+    (ConstantOfShape, Constant, If), its outputs that do."""
+    try:
+        schema = onnx.defs.get_schema(n.op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return [n.input[0]] if n.input and n.input[0] else []
+    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+
+    def data(names: list[str], formals: list) -> list[str]:
+        return [name for i, name in enumerate(names) if name and formals and _FLOAT_TYPES & (
+            allowed.get(formals[min(i, len(formals) - 1)].type_str)
+            or {formals[min(i, len(formals) - 1)].type_str})]
+
+    return data(list(n.input), schema.inputs) or data(list(n.output), schema.outputs)
+
+
+def _qdq_parameters(g: _Graph) -> set[str]:
+    """(First outputs of) the nodes that only compute Q/DQ scales or zero points: INT8
+    constants and the like, "Quantized Types" the operator list leaves out, which the qdq
+    rules judge. Reverse topological order: every user is decided before its producer."""
+    params: set[str] = set()
+    for n in reversed(g.g.node):
+        users = [(u, out) for out in n.output for u in g.consumers.get(out, [])]
+        if users and all(u.output[0] in params or (u.op_type in _QDQ and u.input[0] != out)
+                         for u, out in users):
+            params.add(n.output[0])
+    return params
 
 
 def _operators(g: _Graph) -> list[Finding]:
-    found = []
+    found, params = [], _qdq_parameters(g)
     for n in g.g.node:
+        where = _node_name(n)
         if n.domain not in ("", "ai.onnx"):
-            found.append(Finding("operator", ERROR, _node_name(n), (
+            found.append(Finding("operator", ERROR, where, (
                 f"{n.domain}::{n.op_type} is not an ONNX standard op (a plugin would be "
                 f"needed)")))
-            continue
-        if n.op_type not in SUPPORTED_TYPES:
-            found.append(Finding("operator", ERROR, _node_name(n),
-                                 f"{n.op_type} is not in onnx-tensorrt's supported operators"))
-            continue
-        dtype = _type_name(g.dtype(n.input[0])) if n.input and n.input[0] else "?"
-        # UINT8 and DequantizeLinear inputs have their own rules (one finding per defect)
-        own_rule = n.op_type == "DequantizeLinear" or dtype in ("?", "UINT8")
-        if not own_rule and dtype not in SUPPORTED_TYPES[n.op_type]:
-            found.append(Finding("operator", ERROR, _node_name(n), (
-                f"{n.op_type} on {dtype}; onnx-tensorrt supports it on "
-                f"{', '.join(SUPPORTED_TYPES[n.op_type])}")))
+        elif n.op_type in UNSUPPORTED:
+            found.append(Finding("operator", ERROR, where,
+                                 f"onnx-tensorrt lists {n.op_type} as unsupported"))
+        elif n.op_type not in SUPPORTED_TYPES:
+            found.append(Finding("operator", WARNING, where, (
+                f"{n.op_type} is not in {TABLE_VERSION}'s list: newer than it, or unsupported; "
+                f"the parser decides")))
+        elif n.op_type != "DequantizeLinear" and n.output[0] not in params:  # qdq rules
+            types = {_type_name(g.dtype(t)) for t in _data_tensors(n, g.opset)}
+            odd = sorted(types - {"?", "UINT8"} - set(SUPPORTED_TYPES[n.op_type]))
+            if odd:  # UINT8 has its own rule
+                found.append(Finding("operator", WARNING, where, (
+                    f"{n.op_type} on {', '.join(odd)}; onnx-tensorrt documents it on "
+                    f"{', '.join(SUPPORTED_TYPES[n.op_type])}")))
     return found
 
 
-def _dequantize_inputs(g: _Graph) -> list[Finding]:
+def _qdq_types(g: _Graph) -> list[Finding]:
     found = []
     for n in g.g.node:
         if n.op_type == "DequantizeLinear":
             dtype = _type_name(g.dtype(n.input[0]))
-            if dtype not in _DQ_INPUTS and dtype != "?":
+            if dtype not in _QUANTIZED and dtype != "?":
                 what = "bias" if dtype == "INT32" else "input"
-                found.append(Finding("dequantize-input", ERROR, _node_name(n), (
+                found.append(Finding("qdq-type", ERROR, _node_name(n), (
                     f"dequantizes a {dtype} {what} {n.input[0]!r}; TensorRT's dequantize "
-                    f"layer takes {'/'.join(_DQ_INPUTS)} only (keep biases float: "
+                    f"layer takes {'/'.join(_QUANTIZED)} only (keep biases float: "
                     f"QuantizeBias=False)")))
+        elif n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] and \
+                g.dtype(n.input[2]) == TensorProto.UINT8:
+            found.append(Finding("qdq-type", ERROR, _node_name(n), (
+                f"quantizes to UINT8 (zero point {n.input[2]!r}); TensorRT's parser refuses "
+                f"UINT8 quantization: quantize to INT8, symmetric")))
     return found
+
+
+def _qdq_scale(g: _Graph, n: onnx.NodeProto) -> Finding | None:
+    scale = g.const(n.input[1])
+    if scale is None:
+        return Finding("qdq-zero-point", WARNING, _node_name(n), (
+            f"scale {n.input[1]!r} is computed in the graph: TensorRT takes it, but needs "
+            f"all its values > 0, which cannot be checked here"))
+    if (scale <= 0).any():
+        return Finding("qdq-zero-point", ERROR, _node_name(n), (
+            f"scale {n.input[1]!r} must have all values > 0"))
+    return None
+
+
+def _qdq_zero_point(g: _Graph, n: onnx.NodeProto) -> Finding | None:
+    name = n.input[2] if len(n.input) > 2 else ""
+    if not name:
+        return None
+    zero = g.const(name)
+    if zero is None:
+        runtime = name in g.inputs
+        return Finding("qdq-zero-point", ERROR if runtime else WARNING, _node_name(n), (
+            f"zero point {name!r} is "
+            + ("a graph input, not a build-time constant" if runtime else
+               "computed in the graph; TensorRT needs a build-time constant of zeros")
+            + " (TensorRT quantizes symmetrically)"))
+    if zero.astype(np.int64).any():
+        return Finding("qdq-zero-point", ERROR, _node_name(n), (
+            f"zero point {name!r} is {zero.ravel()[:4].tolist()} ({_type_name(g.dtype(name))})"
+            f"; TensorRT quantizes symmetrically: zero points must be constant 0"))
+    return None
 
 
 def _qdq_zero_points(g: _Graph) -> list[Finding]:
-    found = []
-    for n in g.g.node:
-        if n.op_type not in _QDQ:
-            continue
-        scale = g.const(n.input[1])
-        if scale is None or (scale <= 0).any():
-            found.append(Finding("qdq-zero-point", ERROR, _node_name(n), (
-                f"scale {n.input[1]!r} must be a constant with all values > 0")))
-        if len(n.input) > 2 and n.input[2]:
-            zero = g.const(n.input[2])
-            if zero is None or zero.astype(np.int64).any():
-                shown = "not a constant" if zero is None else f"{zero.ravel()[:4].tolist()}"
-                found.append(Finding("qdq-zero-point", ERROR, _node_name(n), (
-                    f"zero point {n.input[2]!r} is {shown} ({_type_name(g.dtype(n.input[2]))})"
-                    f"; TensorRT quantizes symmetrically: zero points must be constant 0")))
-    return found
+    checks = [check(g, n) for n in g.g.node if n.op_type in _QDQ
+              for check in (_qdq_scale, _qdq_zero_point)]
+    return [f for f in checks if f is not None]
+
+
+def _weight_source(g: _Graph, n: onnx.NodeProto) -> str | None:
+    """The constant a Q/DQ quantizes: its input's, or for a DQ after a Q, the Q's input's."""
+    data = n.input[0]
+    q = g.producer.get(data)
+    if n.op_type == "DequantizeLinear" and q is not None and q.op_type == "QuantizeLinear":
+        data = q.input[0]
+    return g.constant_source(data)
+
+
+def _weight_axis(user: onnx.NodeProto, axis: int) -> str | None:
+    """Why per-channel weight scales on `axis` are unsure for `user`, or None if fine."""
+    if user.op_type == "ConvTranspose":
+        return (f"per-channel ConvTranspose weights (axis {axis}): TensorRT's deconvolution "
+                f"kernels assume per-input-channel scales and NVIDIA does not support "
+                f"per-output-channel ones (NVIDIA/TensorRT #2380, #1694); quantize "
+                f"ConvTranspose weights per tensor")
+    if axis != 0:
+        return (f"quantizes Conv weights along axis {axis}; TensorRT takes per-channel "
+                f"weight scales on the output channels (axis 0)")
+    return None
 
 
 def _qdq_axes(g: _Graph) -> list[Finding]:
@@ -212,29 +345,23 @@ def _qdq_axes(g: _Graph) -> list[Finding]:
         scale = g.const(n.input[1]) if n.op_type in _QDQ else None
         if scale is None or scale.size <= 1:
             continue
-        data = n.input[0]
-        src = data if n.op_type == "QuantizeLinear" else (
-            g.producer[data].input[0] if data in g.producer and g.producer[data].op_type
-            == "QuantizeLinear" else data)
-        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
-        if src not in g.consts:
+        source = _weight_source(g, n)
+        if source is None:
             found.append(Finding("qdq-axis", ERROR, _node_name(n), (
-                f"per-channel scales on activation {data!r}: TensorRT quantizes only weights "
-                f"per channel")))
+                f"per-channel scales on activation {n.input[0]!r}: TensorRT quantizes only "
+                f"weights per channel")))
             continue
-        dims = g.consts[src].dims
+        dims = list(g.consts[source].dims)
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
         axis = axis % len(dims) if dims else axis
         if not dims or dims[axis] != scale.size:
             found.append(Finding("qdq-axis", ERROR, _node_name(n), (
-                f"{scale.size} scales for axis {axis} of a {list(dims)} weight")))
-        users = [u for u in g.consumers.get(n.output[0], []) if u.op_type in
-                 _OUTPUT_CHANNEL_AXIS and u.input[1] == n.output[0]]  # the weight input
-        for user in users:
-            if _OUTPUT_CHANNEL_AXIS[user.op_type] != axis:
-                found.append(Finding("qdq-axis", ERROR, _node_name(n), (
-                    f"quantizes {user.op_type} {_node_name(user)!r} weights along axis "
-                    f"{axis}; TensorRT wants the output-channel axis "
-                    f"{_OUTPUT_CHANNEL_AXIS[user.op_type]}")))
+                f"{scale.size} scales for axis {axis} of a {dims} weight")))
+        for user in g.consumers.get(n.output[0], []):
+            why = _weight_axis(user, axis) if user.op_type in _WEIGHTED and \
+                user.input[1] == n.output[0] else None
+            if why:
+                found.append(Finding("qdq-axis", WARNING, _node_name(n), why))
     return found
 
 
@@ -262,7 +389,7 @@ def _full_resolution(g: _Graph) -> tuple[int, int] | None:
 
 
 def _fp16_islands(g: _Graph) -> list[Finding]:
-    convs = [n for n in g.g.node if n.op_type in _OUTPUT_CHANNEL_AXIS]
+    convs = [n for n in g.g.node if n.op_type in _WEIGHTED]
     hw = _full_resolution(g)
     if hw is None or not any(g.dtype(n.input[0]) == TensorProto.FLOAT16 for n in convs):
         return []
@@ -285,8 +412,9 @@ def check_onnx(model: onnx.ModelProto | str | Path,
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     g = _Graph(model)
-    found = [*_uint8(g), *_operators(g), *_dequantize_inputs(g), *_qdq_zero_points(g),
-             *_qdq_axes(g), *_dynamic_shapes(g, profiled_inputs), *_fp16_islands(g)]
+    found = [*_uint8_inputs(g), *_uint8_outputs(g), *_operators(g), *_qdq_types(g),
+             *_qdq_zero_points(g), *_qdq_axes(g), *_dynamic_shapes(g, profiled_inputs),
+             *_fp16_islands(g)]
     return sorted(found, key=lambda f: f.severity != ERROR)
 
 
