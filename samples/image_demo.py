@@ -10,7 +10,7 @@ import cv2
 
 from lgcnet_deploy import Segmenter
 from lgcnet_deploy.core.data import read_image
-from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
 ap.add_argument("image")

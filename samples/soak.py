@@ -21,7 +21,7 @@ import numpy as np
 
 from lgcnet_deploy import Segmenter
 from lgcnet_deploy.core.data import CamVid
-from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL
 
 
 def rss_mib() -> float:

@@ -7,7 +7,7 @@
 import argparse
 
 from lgcnet_deploy import Segmenter
-from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL
 from lgcnet_deploy.runtime.video import segment_video
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)

@@ -8,7 +8,7 @@ from lgcnet_deploy.export.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.checkpoint import load_checkpoint
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet, count_parameters
-from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL
+from lgcnet_deploy.model.shipped import default_model_path
 from lgcnet_research.data import normalize
 
 
@@ -59,9 +59,9 @@ def test_bn_folding_fp32_parity_on_real_frames(trained_like_net, real_frames):
     assert (ref - out).abs().max().item() <= max(1e-5, 2 * noise)
 
 
-@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="shipped checkpoint not present")
+@pytest.mark.skipif(not default_model_path().is_file(), reason="shipped checkpoint not present")
 def test_bn_folding_parity_shipped_model(real_frames):
-    net, _, _ = load_checkpoint(DEFAULT_MODEL)
+    net, _, _ = load_checkpoint(default_model_path())
     x = torch.stack([normalize(f) for f in real_frames])
     with torch.no_grad():
         ref, folded = net(x), fold_batchnorm(net)(x)

@@ -1,3 +1,6 @@
+import json
+import warnings
+
 import cv2
 import numpy as np
 import pytest
@@ -8,7 +11,10 @@ from lgcnet_deploy.core.formats import UnknownFormatError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.export.to_onnx import export_onnx
 from lgcnet_deploy.model.checkpoint import CheckpointError, save_checkpoint
-from lgcnet_deploy.runtime.backends.base import BackendError
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL, default_model_path
+from lgcnet_deploy.runtime.backends.base import BackendError, shipped_suffix
+from lgcnet_deploy.runtime.backends.onnx_runtime import OnnxRuntimeBackend
+from lgcnet_deploy.runtime.segmenter import GeometryWarning
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +25,9 @@ def model_files(tmp_path_factory, trained_like_net):
     onnx_meta = meta.replace(genotype_hash=trained_like_net.genotype.hash,
                              input_format=INPUT_UINT8_NHWC_BGR, output_kind=OUTPUT_ARGMAX)
     onnx = export_onnx(trained_like_net, onnx_meta, d / "m.onnx", dynamic_batch=True)
-    return {"pt": ckpt, "onnx": onnx}
+    logits = export_onnx(trained_like_net, onnx_meta.replace(output_kind="logits"),
+                         d / "logits.onnx")
+    return {"pt": ckpt, "onnx": onnx, "logits": logits}
 
 
 @pytest.fixture(scope="module", params=["onnx", "pt"])
@@ -59,7 +67,7 @@ def test_backends_agree(model_files, real_frames):
 
 @pytest.mark.parametrize("bad, exc, words", [
     (None, TypeError, "None"),
-    ("frame.jpg", TypeError, "numpy array"),
+    ([None], TypeError, "frame 0 is None"),
     (np.zeros((360, 480), np.uint8), ValueError, "single-channel"),
     (np.zeros((360, 480, 4), np.uint8), ValueError, "BGRA"),
     (np.zeros((360, 480, 3), np.float32), TypeError, "uint8"),
@@ -112,3 +120,92 @@ def test_unknown_device(model_files):
         Segmenter(model_files["onnx"], device="tpu")
     with pytest.raises(BackendError, match="use 'cpu' or 'cuda"):
         Segmenter(model_files["pt"], device="tpu")
+
+
+def test_shipped_short_name_runs_its_onnx_as_its_checkpoint_does(real_frames):
+    with Segmenter() as seg, Segmenter(default_model_path()) as torch_seg:
+        assert isinstance(seg.backend, OnnxRuntimeBackend)
+        assert seg.backend.path.name == "lgcnet_camvid.onnx" and DEFAULT_MODEL == "lgcnet-camvid"
+        for f in real_frames:
+            assert (seg.predict(f).mask == torch_seg.predict(f).mask).mean() >= 0.999
+    assert shipped_suffix("cpu") == ".onnx" and shipped_suffix("cuda:0") == ".pt"  # torch here
+
+
+def test_result_names_masks_repr_and_json(seg, real_frames):
+    r = seg.predict(real_frames[0])
+    assert r.names == dict(enumerate(CAMVID.classes))
+    masks = r.masks
+    assert masks.shape == (CAMVID.num_classes, 360, 480) and masks.dtype == bool
+    assert (masks.sum(0) == 1).all() and (masks[3] == (r.mask == 3)).all()
+    text = repr(r)
+    assert text.startswith("Result(360x480, m.") and "ms)" in text and len(text) < 120
+    data = json.loads(r.to_json())
+    assert data["model"] == seg.backend.path.name and data["shape"] == [360, 480]
+    assert sum(data["classes"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert set(data["classes"]) == set(CAMVID.classes)
+    assert set(data["speed_ms"]) == {"preprocess", "inference", "postprocess"}
+    assert "mean_confidence" not in data and r.probs is None and r.confidence is None
+
+
+def test_result_save_by_suffix_and_plot_with_legend(seg, real_frames, tmp_path):
+    r = seg.predict(real_frames[0])
+    mask_png = r.save(tmp_path / "m.png")
+    assert (cv2.imread(str(mask_png), cv2.IMREAD_UNCHANGED) == r.mask).all()
+    overlay = cv2.imread(str(r.save(tmp_path / "o.jpg")))
+    assert overlay.shape == (360, 480, 3)
+    assert (cv2.imread(str(r.save(tmp_path / "o.png", kind="overlay"))) == r.plot()).all()
+    with pytest.raises(ValueError, match="lossless"):
+        r.save(tmp_path / "m.jpg", kind="mask")
+    with pytest.raises(ValueError, match=r"\.gif"):
+        r.save(tmp_path / "m.gif")
+    plain, legend = r.plot(0.4, legend=False), r.plot(0.4)
+    assert (plain == r.overlay(0.4)).all() and legend.shape == plain.shape
+    differs = np.argwhere((legend != plain).any(2))
+    assert len(differs) and differs[:, 1].min() >= 480 - 120  # the legend, at the right edge
+    palette = CAMVID.palette_bgr()
+    assert (r.colorize()[r.mask == 3] == palette[3]).all()
+
+
+def test_probs_and_confidence_from_a_logits_model(model_files, real_frames):
+    frame = cv2.resize(real_frames[0], (240, 180))
+    with Segmenter(model_files["logits"]) as seg, Segmenter(model_files["onnx"]) as argmax:
+        r = seg.predict(frame)
+        assert (r.mask == argmax.predict(frame).mask).mean() >= 0.999
+    assert r.probs.shape == (CAMVID.num_classes, 180, 240) and r.probs.dtype == np.float32
+    assert np.allclose(r.probs.sum(0), 1.0, atol=1e-4)
+    assert (r.probs.argmax(0) == r.mask).mean() >= 0.999
+    assert np.allclose(r.confidence, r.probs.max(0), atol=1e-5)
+    assert 0 < json.loads(r.to_json())["mean_confidence"] <= 1
+
+
+def test_another_aspect_warns_once_under_the_default(model_files, real_frames):
+    wide = cv2.resize(real_frames[0], (640, 360))  # 16:9 into a 4:3 model
+    with Segmenter(model_files["onnx"]) as seg:
+        with pytest.warns(GeometryWarning, match=r"360x640 frame .*stretched.*letterbox"):
+            assert seg.predict(wide).mask.shape == (360, 640)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            seg.predict(wide)  # once
+            seg.predict(real_frames[0])
+    for resize in ("stretch", "letterbox"):  # chosen aloud: no warning
+        with warnings.catch_warnings(), Segmenter(model_files["onnx"], resize=resize) as seg:
+            warnings.simplefilter("error")
+            assert seg.predict(wide).mask.shape == (360, 640)
+    with pytest.raises(ValueError, match="resize must be one of stretch, letterbox"):
+        Segmenter(model_files["onnx"], resize="crop")
+
+
+def test_letterbox_pads_with_the_mean_and_crops_the_mask_back(model_files, real_frames):
+    wide = real_frames[0][45:315]  # 270x480: letterboxed into 360x480 without scaling
+    with Segmenter(model_files["onnx"], resize="letterbox") as box, \
+            Segmenter(model_files["onnx"], resize="stretch") as stretch:
+        assert box.placement((270, 480)) == (45, 0, 270, 480)
+        x = box.preprocess([wide])[0]
+        assert (x[45:315] == wide).all() and (x[:45] == [104, 116, 124]).all()
+        padded = np.concatenate([x[:45], wide, x[315:]])
+        assert (box.predict(wide).mask == stretch.predict(padded).mask[45:315]).all()
+        same_aspect = cv2.resize(real_frames[1], (640, 480))
+        assert (box.predict(same_aspect).mask == stretch.predict(same_aspect).mask).all()
+    with Segmenter(model_files["logits"], resize="letterbox") as seg:
+        r = seg.predict(cv2.resize(wide, (640, 360)))
+        assert r.probs.shape == (CAMVID.num_classes, 360, 640)

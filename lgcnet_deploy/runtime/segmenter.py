@@ -1,28 +1,43 @@
-"""The front door: `Segmenter("lgcnet.onnx").predict(frame)`.
+"""The front door: `Segmenter("lgcnet-camvid").predict(source)`, where the source is a frame,
+frames, or a path, camera or URL (`runtime/video.FrameSource` reads those).
 
 Pre/post-processing lives here once for every backend: a backend only declares, through its
 metadata, whether it takes uint8 BGR NHWC or normalised float NCHW and whether it returns
-logits or a class map.
+logits or a class map. Frames of another aspect than the model's are stretched or
+letterboxed (`resize`), and said to be when nobody chose.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS, ModelMeta
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS
 from lgcnet_deploy.export.integrity import IntegrityError
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL
 from lgcnet_deploy.runtime.backends.base import Backend, load_backend
+from lgcnet_deploy.runtime.result import Result
+from lgcnet_deploy.runtime.video import SOURCE_KINDS, FrameSource
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "weights" / "lgcnet_camvid.pt"
+RESIZE_MODES = ("stretch", "letterbox")
+ASPECT_TOLERANCE = 0.01  # relative aspect difference below which a frame counts as the model's
+SOURCES = (f"a frame (HxWx3 uint8 BGR numpy array), a list or NxHxWx3 array of frames, an "
+           f"iterable of frames, or {SOURCE_KINDS}")
+Frames = np.ndarray | Sequence[np.ndarray]
+Source = Frames | str | Path | int | FrameSource | Iterable[np.ndarray]
+
+
+class GeometryWarning(UserWarning):
+    """Frames of another aspect than the model's are being stretched."""
 
 
 def check_frame(frame: object, index: int | None = None) -> np.ndarray:
@@ -31,8 +46,10 @@ def check_frame(frame: object, index: int | None = None) -> np.ndarray:
     if frame is None:
         raise TypeError(f"{where} is None (did cv2.imread or VideoCapture.read fail?)")
     if not isinstance(frame, np.ndarray):
+        hint = "; a path is a source itself: seg.predict(path)" if isinstance(
+            frame, str | Path) else ""
         raise TypeError(f"{where} must be a numpy array (OpenCV BGR image), got "
-                        f"{type(frame).__name__}")
+                        f"{type(frame).__name__}{hint}")
     if frame.size == 0:
         raise ValueError(f"{where} is empty (shape {frame.shape})")
     if frame.dtype != np.uint8:
@@ -56,16 +73,18 @@ _DONE = object()  # end of the frames, put by the prefetch worker
 
 class _Prefetch:
     """A daemon thread that reads and prepares frames ahead of the consumer, into a bounded
-    queue. It never blocks without checking `stop`, so `close()` returns within a poll
-    interval (plus the read of one frame in progress), and it closes the frame iterator in
-    its own thread (a generator cannot be closed from another thread while it runs)."""
+    queue (with `latest`, a one-slot queue that always holds the newest frame). It never
+    blocks without checking `stop`, so `close()` returns within a poll interval (plus the
+    read of one frame in progress), and it closes the frame iterator in its own thread (a
+    generator cannot be closed from another thread while it runs)."""
 
     POLL_S = 0.02
     JOIN_S = 2.0  # a source blocked in a read longer than this is left to its read timeout
 
     def __init__(self, frames: Iterable[np.ndarray], prepare: Callable[[int, np.ndarray], Any],
-                 depth: int) -> None:
-        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+                 depth: int, latest: bool = False) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=1 if latest else max(1, depth))
+        self.latest = latest
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(frames, prepare),
                                        name="lgcnet-prefetch", daemon=True)
@@ -80,12 +99,25 @@ class _Prefetch:
                 continue
         return False
 
+    def _put_newest(self, item: object) -> bool:
+        """latest=True: replace the frame the consumer has not taken yet, so a slow consumer
+        always gets the newest one and never a backlog."""
+        while not self.stop.is_set():
+            try:
+                self.queue.put_nowait(item)
+                return True
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self.queue.get_nowait()
+        return False
+
     def _run(self, frames: Iterable[np.ndarray], prepare: Callable) -> None:
         it = None
+        put = self._put_newest if self.latest else self._put
         try:
             it = iter(frames)
             for i, frame in enumerate(it):
-                if self.stop.is_set() or not self._put(prepare(i, frame)):
+                if self.stop.is_set() or not put(prepare(i, frame)):
                     return
             self._put(_DONE)
         except BaseException as e:  # re-raised in the consumer, never lost
@@ -106,58 +138,60 @@ class _Prefetch:
         self.thread.join(timeout=self.JOIN_S)
 
 
-@dataclass
-class Result:
-    """One frame's segmentation: `.mask` (uint8 class ids at the frame's size) and timings."""
-
-    frame: np.ndarray
-    mask: np.ndarray
-    meta: ModelMeta
-    speed: dict[str, float] = field(default_factory=dict)  # ms per frame, per stage
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self.meta.classes
-
-    def colorize(self) -> np.ndarray:
-        """The class map painted with the model's palette (BGR uint8, HxWx3)."""
-        return self.meta.dataset_info.palette_bgr()[self.mask]
-
-    def overlay(self, alpha: float = 0.5) -> np.ndarray:
-        """The frame blended with the colorized mask (alpha = weight of the colours)."""
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        return cv2.addWeighted(self.frame, 1.0 - alpha, self.colorize(), alpha, 0.0)
-
-    def class_fractions(self) -> dict[str, float]:
-        """Share of the frame's pixels per class."""
-        counts = np.bincount(self.mask.ravel(), minlength=len(self.names))
-        return {n: float(c) / self.mask.size for n, c in zip(self.names, counts)}
-
-
 class Segmenter:
     """Semantic segmentation of OpenCV frames with any exported LGCNet model.
 
-    The backend follows the file's suffix (.onnx: ONNX Runtime, .pt: PyTorch, .engine:
-    TensorRT); `device` is 'cpu' or 'cuda' (and 'tensorrt' for ONNX Runtime's TRT provider).
-    `verify=False` loads an ONNX whose weights no longer match the digest recorded at export
-    (for graphs edited on purpose).
+    `model` is a file (.onnx: ONNX Runtime, .pt: PyTorch, .engine: TensorRT) or a shipped
+    model's short name (default "lgcnet-camvid"); `device` is 'cpu' or 'cuda' (and 'tensorrt'
+    for ONNX Runtime's TRT provider). `resize` maps frames to the model's input size:
+    "stretch" (each side scaled on its own) or "letterbox" (aspect kept, padded with the mean
+    colour; the mask covers the frame only); the default stretches and warns once for a frame
+    whose aspect differs from the model's. `verify=False` loads an ONNX whose weights no
+    longer match the digest recorded at export (for graphs edited on purpose).
     """
 
     def __init__(self, model: str | Path | Backend = DEFAULT_MODEL, device: str = "cpu",
-                 verify: bool = True) -> None:
+                 verify: bool = True, resize: str | None = None) -> None:
+        if resize is not None and resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         self.backend = model if isinstance(model, Backend) else load_backend(model, device,
                                                                              verify)
         self.meta = self.backend.meta
+        self.resize = resize or "stretch"
+        self._warn_aspect = resize is None
+        # letterbox padding: the normalisation mean, which the network sees as zero
+        self._pad_bgr = np.round(np.asarray(self.meta.mean_rgb[::-1]) * 255).astype(np.uint8)
         self.speed: dict[str, float] = {}
 
     @property
     def input_size(self) -> tuple[int, int]:
         return tuple(self.meta.input_size)
 
-    def predict(self, frames: np.ndarray | Sequence[np.ndarray]) -> Result | list[Result]:
-        """Segment one frame (HxWx3 BGR uint8) or a list/batch (NxHxWx3) of them."""
-        single = not (isinstance(frames, (list, tuple))
+    def predict(self, source: Source, *, max_frames: int | None = None,
+                latest: bool = False) -> Result | list[Result]:
+        """Segment `source`: a frame (HxWx3 BGR uint8) or an image file -> one Result; a list
+        or NxHxWx3 batch of frames (run in batches) -> a list; a folder, video, camera index
+        or stream URL -> a list of every frame's Result (a camera or stream needs
+        `max_frames`; for long sources iterate `stream()` instead, which keeps no frames)."""
+        if isinstance(source, np.ndarray | list | tuple):
+            _no_option(source, max_frames=max_frames, latest=latest)
+            return self._predict_frames(source)
+        frames = self._frames(source, max_frames, latest)
+        if isinstance(frames, FrameSource) and frames.kind == "image":
+            return self._run(list(frames))[0]
+        if isinstance(frames, FrameSource) and frames.live and frames.max_frames is None:
+            raise ValueError(f"{frames} never ends: predict() would keep every frame; give "
+                             f"max_frames=N, or iterate seg.stream(source)")
+        return list(self.stream(frames, latest=latest))
+
+    def __call__(self, source: Source, stream: bool = False, **options: Any
+                 ) -> Result | list[Result] | Iterator[Result]:
+        """`seg(source)` is `seg.predict(source)`, `seg(source, stream=True)` is
+        `seg.stream(source)`."""
+        return self.stream(source, **options) if stream else self.predict(source, **options)
+
+    def _predict_frames(self, frames: Frames) -> Result | list[Result]:
+        single = not (isinstance(frames, list | tuple)
                       or (isinstance(frames, np.ndarray) and frames.ndim == 4))
         batch = [frames] if single else list(frames)
         if not batch:
@@ -169,37 +203,60 @@ class Segmenter:
             results += self._run(batch[i:i + step])
         return results[0] if single else results
 
-    __call__ = predict
-
-    def stream(self, frames: Iterable[np.ndarray], prefetch: int = 2) -> Iterator[Result]:
-        """Segment a frame iterable (e.g. a video) in order, pipelined: a worker thread
-        decodes and pre-processes frame t+1 while the backend infers frame t (OpenCV and the
-        runtimes release the GIL, so the two overlap on separate cores).
+    def stream(self, source: Source, prefetch: int = 2, *, latest: bool = False,
+               max_frames: int | None = None) -> Iterator[Result]:
+        """Segment the frames of `source` (anything `predict` takes, or any iterable of
+        frames) one by one, pipelined: a worker thread decodes and pre-processes frame t+1
+        while the backend infers frame t (OpenCV and the runtimes release the GIL, so the two
+        overlap on separate cores). `latest=True` (cameras, streams, your own live iterable)
+        keeps only the newest frame waiting, so a slow consumer skips frames instead of
+        falling behind; `max_frames` stops a path, camera or URL source after N frames.
 
         Stopping early (`break`, the generator's `close()`, garbage collection) stops the
-        worker at once whatever the queue holds, and closes `frames` (releasing a video or
-        camera) if it is a generator or a `FrameSource`.
+        worker at once whatever the queue holds, and closes the frames (releasing a video or
+        camera) if they are a generator or a `FrameSource`.
         """
         def prepare(i: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
             t0 = time.perf_counter()
             x = self.preprocess([check_frame(frame, i)])
             return frame, x, (time.perf_counter() - t0) * 1e3
 
-        worker = _Prefetch(frames, prepare, prefetch)
+        worker = _Prefetch(self._frames(source, max_frames, latest), prepare, prefetch, latest)
         try:
             while (item := worker.get()) is not _DONE:
                 frame, x, pre_ms = item
                 t1 = time.perf_counter()
                 y = self.backend.infer(x)
                 t2 = time.perf_counter()
-                mask = self.postprocess(y, [frame.shape[:2]])[0]
+                result = self._results([frame], y)[0]
                 t3 = time.perf_counter()
                 # preprocess ran on the worker, overlapped with the previous inference
                 self.speed = {"preprocess": pre_ms, "inference": (t2 - t1) * 1e3,
                               "postprocess": (t3 - t2) * 1e3}
-                yield Result(frame, mask, self.meta, dict(self.speed))
+                result.speed = dict(self.speed)
+                yield result
         finally:
             worker.close()
+
+    def _frames(self, source: Source, max_frames: int | None,
+                latest: bool) -> Iterable[np.ndarray]:
+        """The frames of any source: a path, camera or URL opened as a FrameSource, a frame
+        or batch as a list; refuses options that do not fit the source."""
+        if isinstance(source, np.ndarray):
+            _no_option(source, max_frames=max_frames)
+            return list(source) if source.ndim == 4 else [source]
+        if isinstance(source, str | Path | int) and not isinstance(source, bool):
+            source = FrameSource(source)
+        if isinstance(source, FrameSource):
+            source.max_frames = max_frames if max_frames is not None else source.max_frames
+            if latest and not source.live:
+                raise ValueError(f"latest=True skips frames to keep up with a camera or "
+                                 f"stream; {source} would lose frames: leave latest off")
+            return source
+        if isinstance(source, Iterable) and not isinstance(source, bytes | dict):
+            _no_option(source, max_frames=max_frames)
+            return source
+        raise TypeError(f"source must be {SOURCES}; got {type(source).__name__}")
 
     def _run(self, frames: list[np.ndarray]) -> list[Result]:
         t0 = time.perf_counter()
@@ -207,19 +264,55 @@ class Segmenter:
         t1 = time.perf_counter()
         y = self.backend.infer(x)
         t2 = time.perf_counter()
-        masks = self.postprocess(y, [f.shape[:2] for f in frames])
+        results = self._results(frames, y)
         t3 = time.perf_counter()
         n = len(frames)
         self.speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
                       "postprocess": (t3 - t2) * 1e3 / n}
-        return [Result(f, m, self.meta, dict(self.speed)) for f, m in zip(frames, masks)]
+        for r in results:
+            r.speed = dict(self.speed)
+        return results
+
+    def _results(self, frames: list[np.ndarray], y: np.ndarray) -> list[Result]:
+        sizes = [f.shape[:2] for f in frames]
+        for size in sizes:
+            self._check_aspect(size)
+        masks = self.postprocess(y, sizes)
+        if self.meta.output_kind == OUTPUT_LOGITS:  # the frame's own region of the logits
+            scores = [s[:, t:t + h, left:left + w] for s, (t, left, h, w) in
+                      zip(y, map(self.placement, sizes))]
+        else:
+            scores = [None] * len(frames)
+        name = self.backend.path.name
+        return [Result(f, m, self.meta, model=name, scores=s)
+                for f, m, s in zip(frames, masks, scores)]
+
+    def placement(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """Where a frame of `size` (H, W) lands in the model input: (top, left, height,
+        width); the whole input when stretched, the aspect-kept centre when letterboxed."""
+        h, w = self.input_size
+        if self.resize == "stretch":
+            return 0, 0, h, w
+        scale = min(h / size[0], w / size[1])
+        fh, fw = min(h, max(1, round(size[0] * scale))), min(w, max(1, round(size[1] * scale)))
+        return (h - fh) // 2, (w - fw) // 2, fh, fw
+
+    def _check_aspect(self, size: tuple[int, int]) -> None:
+        """Warn, once, that frames of another aspect are stretched (default `resize` only)."""
+        h, w = self.input_size
+        if not self._warn_aspect or abs(size[1] / size[0] / (w / h) - 1) <= ASPECT_TOLERANCE:
+            return
+        self._warn_aspect = False
+        warnings.warn(
+            f"a {size[0]}x{size[1]} frame (aspect {size[1] / size[0]:.2f}) is stretched to the "
+            f"model's {h}x{w} input (aspect {w / h:.2f}), which squashes what it shows; "
+            f"Segmenter(..., resize='letterbox') keeps its geometry, resize='stretch' keeps "
+            f"this and silences this warning", GeometryWarning, stacklevel=4)
 
     def preprocess(self, frames: list[np.ndarray]) -> np.ndarray:
-        """Resize to the model's input size and lay out as the model wants."""
-        h, w = self.input_size
-        resized = [f if f.shape[:2] == (h, w) else
-                   cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames]
-        x = np.stack(resized)
+        """Fit each frame into the model's input size (`resize`) and lay out as the model
+        wants."""
+        x = np.stack([self._fit(f) for f in frames])
         if self.meta.input_format == INPUT_UINT8_NHWC_BGR:
             return x
         mean = np.asarray(self.meta.mean_rgb, np.float32)
@@ -227,18 +320,33 @@ class Segmenter:
         rgb = x[..., ::-1].astype(np.float32) * (1.0 / 255.0)
         return np.ascontiguousarray(((rgb - mean) / std).transpose(0, 3, 1, 2))
 
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        top, left, fh, fw = self.placement(frame.shape[:2])
+        if frame.shape[:2] != (fh, fw):
+            frame = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_LINEAR)
+        if (fh, fw) == self.input_size:
+            return frame
+        canvas = np.empty((*self.input_size, 3), np.uint8)
+        canvas[:] = self._pad_bgr
+        canvas[top:top + fh, left:left + fw] = frame
+        return canvas
+
     def postprocess(self, y: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
-        """Class map per frame, resized (nearest) to each frame's own size."""
+        """Class map per frame: its own region of the model output (`placement`), resized
+        (nearest) to the frame's size."""
         labels = y.argmax(1) if self.meta.output_kind == OUTPUT_LOGITS else y
         if labels.size and not 0 <= labels.min() <= labels.max() < self.meta.num_classes:
             raise IntegrityError(
                 f"{self.backend.path}: the model output class id {int(labels.max())} but its "
                 f"metadata lists {self.meta.num_classes} classes: the metadata belongs to "
                 f"another model; re-export it with `lgcnet export`")
-        labels = labels.astype(np.uint8)
-        return [m if m.shape == size else
-                cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-                for m, size in zip(labels, sizes)]
+        masks = []
+        for m, size in zip(labels.astype(np.uint8), sizes):
+            top, left, fh, fw = self.placement(size)
+            m = m[top:top + fh, left:left + fw]
+            masks.append(m if m.shape == tuple(size) else
+                         cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST))
+        return masks
 
     def close(self) -> None:
         self.backend.close()
@@ -250,4 +358,13 @@ class Segmenter:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Segmenter({self.backend!r}, input_size={self.input_size})"
+        return f"Segmenter({self.backend!r}, input_size={self.input_size}, resize={self.resize!r})"
+
+
+def _no_option(source: object, **options: object) -> None:
+    """Refuse source options given for a source they do not apply to."""
+    given = [k for k, v in options.items() if v not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)} applies to a path, camera or URL source (and "
+                         f"latest also to an iterable of live frames), not to "
+                         f"{type(source).__name__}")

@@ -1,4 +1,4 @@
-"""Frame sources (video file, image folder, webcam, stream), writers that never leave a
+"""Frame sources (image, image folder, video file, webcam, stream), writers that never leave a
 half-written file under its final name, and overlay annotation."""
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 # OpenCV reads a camera index >= 100 as (backend id + index): 1900 is "FFmpeg, device 0".
 CAMERA_INDEX_LIMIT = 100
 LIVE_KINDS = ("camera", "stream")
+# what a source may be, for messages that refuse one
+SOURCE_KINDS = ("an image, a folder of images, a video file, a camera index (0, 1, ...) or a "
+                "stream URL (rtsp://, rtmp://, http(s)://)")
 
 
 class SourceError(RuntimeError):
@@ -32,13 +35,16 @@ class SourceError(RuntimeError):
 
 
 def source_kind(source: str | Path | int) -> str:
-    """'camera' (an index), 'stream' (an RTSP/RTMP/HTTP URL), 'folder' or 'video'."""
+    """'camera' (an index), 'stream' (an RTSP/RTMP/HTTP URL), 'folder', 'image' (by suffix)
+    or 'video'."""
     if isinstance(source, int) or (isinstance(source, str) and source.lstrip("-").isdigit()):
         return "camera"
     text = str(source)
     if urlsplit(text).scheme.lower() in STREAM_SCHEMES and "://" in text:
         return "stream"
-    return "folder" if Path(text).is_dir() else "video"
+    if Path(text).is_dir():
+        return "folder"
+    return "image" if Path(text).suffix.lower() in IMAGE_SUFFIXES else "video"
 
 
 def redact(url: str) -> str:
@@ -77,8 +83,8 @@ def _camera_index(source: str | int) -> int:
 
 
 class FrameSource:
-    """Iterate BGR frames from a video file, a folder of images (sorted), a webcam index or
-    an RTSP/RTMP/HTTP stream. Opening probes the source (one frame) so a bad one fails here
+    """Iterate BGR frames from an image, a folder of images (sorted), a video file, a webcam
+    index or an RTSP/RTMP/HTTP stream. Opening probes the source (one frame) so a bad one fails here
     with SourceError; a live source that stops mid-run just ends the iteration, with
     `frames_read` telling how far it got. `timeout_s` bounds a stream's open and each read.
     """
@@ -95,8 +101,11 @@ class FrameSource:
         else:
             path = Path(source)
             if not path.exists():
-                raise FileNotFoundError(f"source not found: {path}")
+                raise FileNotFoundError(f"source not found: {path} (a source is {SOURCE_KINDS})")
             self.target = str(path)
+            if self.kind == "image":
+                self.images = [path]
+                return
             if self.kind == "folder":
                 self.images = sorted(p for p in path.iterdir()
                                      if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -144,7 +153,7 @@ class FrameSource:
         return cap
 
     def __len__(self) -> int:
-        if self.kind == "folder":
+        if self.kind in ("image", "folder"):
             n = len(self.images)
         elif self.kind == "video":
             cap = self._open()
@@ -156,7 +165,7 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self.frames_read = 0
-        if self.kind == "folder":
+        if self.images:
             for p in itertools.islice(self.images, self.max_frames):
                 yield read_image(p)
                 self.frames_read += 1

@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from lgcnet_deploy.cli.args import add_device
@@ -30,10 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="image file, folder of images, video file, webcam index "
                    "(0, 1, ...) or stream URL (rtsp://, rtmp://, http(s)://)")
     p.add_argument("--model", default=None,
-                   help="model file (.onnx, .pt, .engine); default: the shipped CamVid model")
+                   help="model file (.onnx, .pt, .engine) or a shipped model's short name; "
+                   "default: lgcnet-camvid")
     p.add_argument("-o", "--output", type=Path, default=Path("runs/predict"),
                    help="output folder (default runs/predict); not the source folder itself")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour weight (0..1)")
+    p.add_argument("--resize", choices=("stretch", "letterbox"), default=None,
+                   help="frames of another aspect than the model's: stretch them (default; "
+                   "warns once when nobody chose) or letterbox them (aspect kept, padded)")
     p.add_argument("--no-mask", action="store_true", help="do not write the class-id PNGs")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable image of a folder (default: skip it, "
@@ -61,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
-    kind = source_kind(args.source)
-    if kind in ("camera", "stream") or (kind == "video" and Path(args.source).suffix.lower()
-                                         not in IMAGE_SUFFIXES):
-        # probed before the model loads: a bad source fails fast, and nothing is written
-        src = FrameSource(args.source, timeout_s=args.timeout, max_frames=args.max_frames)
-        return _predict_video(args, src)
-    return _predict_images(args, _image_list(Path(args.source), out))
+    with warnings.catch_warnings():  # the Segmenter's geometry warning, as one line
+        warnings.showwarning = lambda message, *_: print(f"warning: {message}", file=sys.stderr)
+        if source_kind(args.source) in ("camera", "stream", "video"):
+            # probed before the model loads: a bad source fails fast, and nothing is written
+            src = FrameSource(args.source, timeout_s=args.timeout, max_frames=args.max_frames)
+            return _predict_video(args, src)
+        return _predict_images(args, _image_list(Path(args.source), out))
 
 
 def _image_list(src: Path, out: Path) -> list[Path]:
@@ -86,16 +91,18 @@ def _image_list(src: Path, out: Path) -> list[Path]:
 
 
 def _segmenter(args: argparse.Namespace):
-    from lgcnet_deploy.runtime.segmenter import DEFAULT_MODEL, Segmenter
+    from lgcnet_deploy.model.shipped import DEFAULT_MODEL
+    from lgcnet_deploy.runtime.segmenter import Segmenter
 
-    return Segmenter(args.model or DEFAULT_MODEL, device=args.device, verify=not args.no_verify)
+    return Segmenter(args.model or DEFAULT_MODEL, device=args.device, verify=not args.no_verify,
+                     resize=args.resize)
 
 
 def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
     from tqdm import tqdm
 
     from lgcnet_deploy.core.data import read_image
-    from lgcnet_deploy.runtime.video import annotate, write_image
+    from lgcnet_deploy.runtime.video import write_image
 
     written, skipped = 0, []
     with _segmenter(args) as seg, tqdm(images, desc="predict", unit="img", leave=False,
@@ -112,10 +119,9 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
                 skipped.append(path)
                 continue
             r = seg.predict(frame)
-            write_image(args.output / f"{path.stem}_overlay.png",
-                        annotate(r.overlay(args.alpha), seg.meta))
+            write_image(args.output / f"{path.stem}_overlay.png", r.plot(args.alpha))
             if not args.no_mask:
-                write_image(args.output / f"{path.stem}_mask.png", r.mask)
+                r.save(args.output / f"{path.stem}_mask.png")
             written += 1
         if not written:
             raise ValueError(f"none of the {len(images)} images could be read (see warnings)")
