@@ -33,7 +33,9 @@ def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_v
     names = ("peer_gpu.json", "gpu_sprint.json") if HAS_TORCHVISION else ("gpu_sprint.json",)
     train_configs = [str(ROOT / "configs" / "train" / f) for f in names]
     assert main(["--out", str(out), "--dry-run", "--device", "cpu", "--note", "ci",
-                 "--stages", *STAGES, "--train-configs", *train_configs]) == 0
+                 "--stages", *STAGES, "--train-configs", *train_configs,
+                 "--sanity-config", "experiments/configs/sanity/camvid_gpu.json",
+                 "--train-schedule", "time"]) == 0
     files = list(out.iterdir())
     assert len(files) <= 8 and all(f.is_file() for f in files)  # what the device returns
     summary = json.loads((out / "summary.json").read_text())
@@ -106,26 +108,15 @@ def _needs_something(ctx: StageContext) -> None:
     raise StageSkipped("needs the table of stage lut")
 
 
-class StoppedClock:
-    """The runner's clock: it stands still (however slowly the stages start on a loaded
-    machine) until a stage has reported its pid, then jumps past every box."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def time(self) -> float:
-        return self.now
-
-
-def test_stage_runner_kills_at_the_box_and_keeps_what_was_reported(tmp_path, monkeypatch):
-    clock = StoppedClock()
-    monkeypatch.setattr(runner, "time", clock)
+def test_stage_runner_kills_at_the_box_and_keeps_what_was_reported(tmp_path, monkeypatch,
+                                                                    fake_clock):
+    clock = fake_clock(runner)  # stands still, however slowly a stage starts on a busy machine
     summary = Summary(tmp_path / "summary.json", {})
     record = summary.stage
 
     def stage(name: str, **fields):
         entry = record(name, **fields)
-        if "pid" in fields:  # the hanging stage has reported: now its box runs out
+        if "pid" in fields:  # the hanging stage has reported: then its box runs out
             clock.now += 3600
         return entry
 
@@ -219,3 +210,17 @@ def test_stages_of_together_form_one_group_and_train_runs_pack_within_the_limits
         log = tar.extractfile("a/log.txt").read()
     assert len(log) == 1_000 and log.endswith(b"the end")  # the tail of the log travels
     assert [f.name for f in out.iterdir()] == ["train_runs_1.tar"]
+
+
+def test_default_plan_trains_fold_a_three_ways_to_a_fixed_epoch():
+    from experiments.gpu_sprint.config import SprintConfig
+    from lgcnet_research.train_config import TrainConfig
+
+    cfg = SprintConfig()
+    assert cfg.train_schedule == "epochs" and cfg.sanity_config is None
+    runs = [TrainConfig.load(ROOT / path) for path in cfg.train_configs]
+    assert {run.fold for run in runs} == {"A"} and all(run.device_data for run in runs)
+    assert [run.model for run in runs] == ["lgcnet", "lgcnet", "effnet_lite0_seg"]
+    assert runs[0].class_weights == "none" and runs[1].class_weights == "inverse_log"
+    distill = TrainConfig.load(ROOT / "configs/train/fold_a_distill_gpu.json")
+    assert distill.teacher and distill.fold == "A"

@@ -7,11 +7,15 @@ seconds to the next ones and the last ones get only what is left. The stages of 
 (default: train and search) start at the same moment, each under its own box: their small
 nets leave a launch-bound GPU mostly idle, so they share it at little cost.
 
-The default is what the next sprint should answer (issue 14): env, then the trainings (the
-LR-ASPP peer from scratch, and the NAS sanity check's genotypes with the same recipe: the
-shipped genotype from scratch and 3 random ones at its predicted latency) side by side with
-two search seeds. tests, speed and lut ran on an
-H100 in call 1 (docs/gpu.md); `--stages env tests speed lut train search` runs them all.
+The default is what the next sprint should answer: env, then fold A (the drive 0006R0 held
+out) trained three ways side by side, each to a fixed final epoch: today's recipe, the
+generalising recipe (class weights, photometric, EMA) and the ImageNet teacher, with two search
+seeds beside them. Distilling the student needs a fold A teacher carried as
+`.carry/fold_a_teacher.pt` (the CPU one: `cp runs/fold_a_teacher/last.pt .carry/fold_a_teacher.pt`):
+`--stages train --train-configs configs/train/fold_a_distill_gpu.json`.
+Judge each run with `lgcnet folds eval RUN/last.pt --fold A`. `--stages env tests speed lut
+train search` runs every stage; `--sanity-config experiments/configs/sanity/camvid_gpu.json`
+adds the NAS sanity check's genotypes to stage train.
 """
 
 from __future__ import annotations
@@ -80,10 +84,11 @@ class SprintConfig(Settings):
     dry_run: bool = False
     device: str = "auto"
     data: str | None = None
-    train_configs: tuple[str, ...] = ("configs/train/peer_gpu.json",
-                                      "configs/train/decided_gpu.json")
-    sanity_config: str | None = "experiments/configs/sanity/camvid_gpu.json"
-    train_schedule: str = "time"
+    train_configs: tuple[str, ...] = ("configs/train/fold_a_baseline_gpu.json",
+                                      "configs/train/fold_a_recipe_gpu.json",
+                                      "configs/train/fold_a_teacher_gpu.json")
+    sanity_config: str | None = None
+    train_schedule: str = "epochs"
     search_config: str | None = "configs/search/camvid_gpu_soft.json"
     search_seeds: tuple[int, ...] = (0, 1)
     speed_modes: tuple[str, ...] = SPEED_MODES
