@@ -306,8 +306,8 @@ class Segmenter:
         warnings.warn(
             f"a {size[0]}x{size[1]} frame (aspect {size[1] / size[0]:.2f}) is stretched to the "
             f"model's {h}x{w} input (aspect {w / h:.2f}), which squashes what it shows; "
-            f"Segmenter(..., resize='letterbox') keeps its geometry, resize='stretch' keeps "
-            f"this and silences this warning", GeometryWarning, stacklevel=4)
+            f"resize='letterbox' (lgcnet predict --resize letterbox) keeps its geometry, "
+            f"resize='stretch' stretches without this warning", GeometryWarning, stacklevel=2)
 
     def preprocess(self, frames: list[np.ndarray]) -> np.ndarray:
         """Fit each frame into the model's input size (`resize`) and lay out as the model
