@@ -132,6 +132,7 @@ def test_missing_extra_is_one_line_with_the_install_hint(monkeypatch, capsys):
 @pytest.mark.parametrize("args, needle", [
     (["--alpha", "2"], "alpha"),
     (["--ros-args", "-p", "image_transport:=theora"], "image_transport must be one of raw"),
+    (["--resize", "crop"], "resize must be one of"),
 ])
 def test_bad_parameters_are_one_line_errors(ros_env, args, needle):
     proc = subprocess.run([LGCNET, "ros2", *args], capture_output=True, text=True,
@@ -183,15 +184,15 @@ def _exchange(tmp_path: Path, env: dict[str, str], node_cmd: list[str], peer_arg
     return replies, text
 
 
-def _assert_segmented(replies: list[dict], frames: list[np.ndarray], overlay: bool) -> None:
-    seg = Segmenter(MODEL)
+def _assert_segmented(replies: list[dict], frames: list[np.ndarray], overlay: bool,
+                      seg: Segmenter) -> None:
     for r, frame in zip(replies, frames):
         want = seg.predict(frame)
         assert np.array_equal(r["mask_pixels"], want.mask), r["kind"]
         assert r["mask"]["encoding"] == "mono8"
         assert r["mask"]["frame_id"] == r["frame_id"] and r["mask"]["stamp"] == r["sent_stamp"]
         if overlay:
-            assert np.array_equal(r["overlay_pixels"], want.overlay(0.5)), r["kind"]
+            assert np.array_equal(r["overlay_pixels"], want.plot(0.5)), r["kind"]
             assert r["overlay"]["encoding"] == "bgr8"
             assert r["overlay"]["stamp"] == r["sent_stamp"]
 
@@ -210,19 +211,21 @@ def test_node_segments_raw_images_under_a_remapped_topic(tmp_path, ros_env, real
                              [(bgr, "bgr8"), (bgr, "rgb8"), (small, "mono8")])
     assert [r["kind"] for r in replies] == ["bgr8", "rgb8", "mono8"]
     assert replies[2]["mask_pixels"].shape == (300, 400)
-    _assert_segmented(replies, [bgr, bgr, gray_bgr], overlay=True)
+    _assert_segmented(replies, [bgr, bgr, gray_bgr], overlay=True, seg=Segmenter(MODEL))
     assert "segmenting /cam/image_raw (Image)" in log and "/robot1/segmentation/mask" in log
     assert "of which Segmenter.predict" in log and "stopped:" in log and "Traceback" not in log
 
 
 def test_node_segments_compressed_images_python_m(tmp_path, ros_env, real_frames):
-    """`python -m lgcnet_deploy.apps.ros2_node`, parameters from --ros-args: a PNG on
-    image/compressed, mask only."""
+    """`python -m lgcnet_deploy.apps.ros2_node`, parameters from --ros-args: a 16:9 PNG on
+    image/compressed, letterboxed, mask only."""
+    wide = real_frames[2][45:315]  # 270x480
     node_cmd = [sys.executable, "-m", "lgcnet_deploy.apps.ros2_node", "--ros-args",
                 "-p", f"model:={MODEL}", "-p", "image_transport:=compressed",
-                "-p", "overlay:=false"]
+                "-p", "overlay:=false", "-p", "resize:=letterbox"]
     replies, log = _exchange(tmp_path, ros_env, node_cmd,
-                             ["--topic", "image/compressed", "--no-overlay"],
-                             [(real_frames[2], "png")])
-    _assert_segmented(replies, [real_frames[2]], overlay=False)
+                             ["--topic", "image/compressed", "--no-overlay"], [(wide, "png")])
+    _assert_segmented(replies, [wide], overlay=False, seg=Segmenter(MODEL, resize="letterbox"))
+    stretched = Segmenter(MODEL, resize="stretch").predict(wide).mask
+    assert not np.array_equal(replies[0]["mask_pixels"], stretched)  # the parameter took effect
     assert "segmenting /image/compressed (CompressedImage)" in log and "stopped:" in log

@@ -61,10 +61,14 @@ PARAMETERS = {
     "model": (DEFAULT_MODEL, _descriptor(
         "model file (.onnx, .pt, .engine) or shipped model name", read_only=True)),
     "device": ("cpu", _descriptor("cpu, cuda[:N] or tensorrt", read_only=True)),
+    "resize": ("", _descriptor(
+        "frames of another aspect than the model's: stretch or letterbox (empty: stretch, "
+        "warning once)", read_only=True)),
     "image_transport": ("raw", _descriptor(
         "raw: sensor_msgs/Image on `image`; compressed: CompressedImage on `image/compressed`",
         read_only=True)),
     "overlay": (True, _descriptor("publish segmentation/overlay")),
+    "legend": (True, _descriptor("draw the class legend on the overlay")),
     "alpha": (0.5, _descriptor("overlay colour weight", floating_point_range=[
         FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)])),
     "stats_every": (0, _descriptor("log latency every N frames (0: never)", integer_range=[
@@ -113,7 +117,8 @@ class SegmentationNode(Node):
             raise ValueError(f"image_transport must be one of {', '.join(TRANSPORTS)}, got "
                              f"{transport!r}")
         topic, msg_type, self._to_bgr = TRANSPORTS[transport]
-        self.segmenter = Segmenter(self._param("model"), device=self._param("device"))
+        self.segmenter = Segmenter(self._param("model"), device=self._param("device"),
+                                   resize=self._param("resize") or None)
         self.mask_pub = self._publisher("segmentation/mask")
         self.overlay_pub = self._publisher("segmentation/overlay")
         self.inbox = NewestOnly()
@@ -164,7 +169,7 @@ class SegmentationNode(Node):
         result = self.segmenter.predict(self._to_bgr(msg))
         self.mask_pub.publish(fill_image(Image(), result.mask, msg.header))
         if self._param("overlay") and self.overlay_pub.get_subscription_count():
-            overlay = result.overlay(self._param("alpha"))
+            overlay = result.plot(self._param("alpha"), legend=self._param("legend"))
             self.overlay_pub.publish(fill_image(Image(), overlay, msg.header))
         self.frames += 1
         self._times_ms[0].append((time.perf_counter() - arrived) * 1e3)

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="overlay colour weight, 0..1 (parameter `alpha`, default 0.5)")
     p.add_argument("--no-overlay", action="store_true",
                    help="publish only the mask (parameter `overlay`)")
+    p.add_argument("--resize", default=None, metavar="{stretch,letterbox}",
+                   help="frames of another aspect than the model's: stretch them (default; "
+                   "warns once when nobody chose) or letterbox them (parameter `resize`)")
     p.add_argument("--compressed", action="store_true",
                    help="subscribe sensor_msgs/CompressedImage on image/compressed "
                    "(parameter `image_transport`)")
@@ -43,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lgcnet_deploy.apps.ros2_node import spin
 
-    flags = {"model": args.model, "device": args.device, "alpha": args.alpha,
+    flags = {"model": args.model, "device": args.device, "resize": args.resize,
+             "alpha": args.alpha,
              "overlay": False if args.no_overlay else None,
              "image_transport": "compressed" if args.compressed else None,
              "stats_every": args.stats}
