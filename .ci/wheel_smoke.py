@@ -15,8 +15,8 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("bench", "build", "eval", "export", "info", "lut", "predict", "quantize", "search",
-            "train")
+COMMANDS = ("bench", "build", "eval", "export", "info", "lut", "predict", "quantize", "ros2",
+            "search", "train")
 EXIT_MISSING_DEPENDENCY = 4
 
 
@@ -82,6 +82,7 @@ def main() -> int:
              str(work / "pred_pt")], work, env, expect=EXIT_MISSING_DEPENDENCY)
         run([lgcnet, "train", "--epochs", "1", "--out", str(work / "t")], work, env,
             expect=EXIT_MISSING_DEPENDENCY)
+        run([lgcnet, "ros2"], work, env, expect=EXIT_MISSING_DEPENDENCY)  # rclpy: [ros2]
     print("base-install smoke test passed")
     return 0
 
