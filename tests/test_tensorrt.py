@@ -318,6 +318,50 @@ def test_build_help_explains_precision(capsys):
     assert "Precision lives in the ONNX" in out and "--opt BxHxW" in out
 
 
+def test_timing_cache_argument_goes_through_polygraphys_lock_file(tmp_path):
+    """What the build hands EngineFromNetwork as save_timing_cache, fed to Polygraphy's own
+    util.LockFile / load_file / save_file exactly as EngineBytesFromNetwork.call_impl does
+    after a build (a pathlib.Path there broke every build: LockFile does `path + ".lock"`)."""
+    pg = pytest.importorskip("polygraphy.backend.trt", reason="pip install polygraphy")
+    from polygraphy import util
+
+    from lgcnet_deploy.export.engine.build import engine_loader
+
+    cache = tmp_path / "engines" / "timing-trt10.3.0.30-sm87.cache"
+    cache.parent.mkdir()
+    loader = engine_loader(pg, network=None, config=None, cache_path=cache)
+    arg = loader.timing_cache_path
+    for blob in (b"first build", b"merged cache"):  # a fresh cache, then an existing one
+        with util.LockFile(arg):
+            util.save_file(blob, arg, description="tactic timing cache")
+        assert util.load_file(arg) == blob and cache.read_bytes() == blob
+    assert (tmp_path / "engines" / f"{cache.name}.lock").is_file()
+    assert engine_loader(pg, None, None, cache_path=None).timing_cache_path is None
+
+
+def test_precision_flags_by_tensorrt_version():
+    from lgcnet_deploy.export.engine.build import precision_flags, weakly_typed
+
+    # BuilderFlag.INT8/FP16 are deprecated from 10.12 and gone in 11: weak typing before only
+    assert weakly_typed("int8", "10.3.0.30") and weakly_typed("int8", "10.11.0.33")
+    assert not weakly_typed("int8", "10.12.0.36") and not weakly_typed("int8", "11.1.0.5")
+    assert not any(weakly_typed(p, "10.3.0.30") for p in ("fp16", "fp32"))
+    assert precision_flags(False) == {"tf32": True, "int8": False, "fp16": False}
+    assert precision_flags(True) == {"tf32": True, "int8": True, "fp16": True}
+
+
+def test_create_config_keeps_tf32_on():
+    """Polygraphy's CreateConfig clears TF32 unless asked (trtexec keeps it on): the build
+    asks, so fp32 layers of an fp32 engine may use TF32 tensor cores."""
+    pg = pytest.importorskip("polygraphy.backend.trt", reason="pip install polygraphy")
+    from lgcnet_deploy.export.engine.build import precision_flags
+
+    assert pg.CreateConfig().tf32 is False  # Polygraphy's default, what the build overrides
+    for weak in (False, True):
+        config = pg.CreateConfig(**precision_flags(weak))
+        assert config.tf32 is True and config.int8 is weak and config.fp16 is weak
+
+
 def test_cuda_helpers_without_cuda_python(no_cuda_python):
     with pytest.raises(ImportError, match=r"pip install cuda-python"):
         cuda.runtime()
@@ -337,6 +381,74 @@ def test_cuda_check_turns_error_codes_into_exceptions(monkeypatch):
     assert cuda.device_count() == 0  # no device is a count, not an exception
     with pytest.raises(cuda.CudaError, match="CUDA device 1 requested but 0 device"):
         cuda.set_device(1)
+
+
+class _CaptureRuntime:
+    """cuda-python's runtime calls a capture makes, recorded; `fail` names the ones that
+    return an error (the CUDA graph code path without a GPU; the GPU test runs it for real)."""
+
+    cudaError_t = types.SimpleNamespace(cudaSuccess=0, cudaErrorStreamCaptureInvalidated=901,
+                                        cudaErrorInvalidValue=1)
+    cudaStreamCaptureMode = types.SimpleNamespace(cudaStreamCaptureModeThreadLocal=1)
+
+    def __init__(self, fail: dict[str, int]) -> None:
+        self.fail, self.calls = fail, []
+
+    def __getattr__(self, name: str):
+        def call(*args):
+            self.calls.append(name)
+            err = self.fail.get(name, 0)
+            if name == "cudaStreamEndCapture":
+                return err, (None if err else 7)  # the captured graph's handle
+            if name == "cudaGraphInstantiateWithFlags":
+                return err, None if err else 8
+            if name in ("cudaGetErrorName", "cudaGetErrorString"):
+                return 0, f"cudaError{args[0]}".encode()
+            return (err,)
+        return call
+
+
+@pytest.mark.parametrize("fail", [{}, {"cudaStreamEndCapture": 901}])
+def test_failed_capture_ends_destroys_and_reports_its_own_error(fail, monkeypatch):
+    rt = _CaptureRuntime(fail)
+    monkeypatch.setattr(cuda, "runtime", lambda: rt)
+    stream = types.SimpleNamespace(handle=3)
+
+    def enqueue():
+        raise BackendError("TensorRT execute_async_v3 failed")  # what _enqueue raises
+
+    with pytest.raises(BackendError, match="execute_async_v3 failed"):  # not EndCapture's
+        cuda.Graph(stream, enqueue)
+    # trtexec's endCaptureOnError: end the capture, destroy the graph it returned (none
+    # when the capture was invalidated), clear the sticky error
+    destroyed = [] if fail else ["cudaGraphDestroy"]
+    assert rt.calls == ["cudaStreamBeginCapture", "cudaStreamEndCapture", *destroyed,
+                        "cudaGetLastError"]
+
+
+def test_failed_instantiate_destroys_the_graph_and_reports_its_own_error(monkeypatch):
+    rt = _CaptureRuntime({"cudaGraphInstantiateWithFlags": 1, "cudaGraphDestroy": 1})
+    monkeypatch.setattr(cuda, "runtime", lambda: rt)
+    with pytest.raises(cuda.CudaError, match="cudaError1"):
+        cuda.Graph(types.SimpleNamespace(handle=3), lambda: None)
+    assert rt.calls[-3:] == ["cudaGetErrorName", "cudaGetErrorString", "cudaGraphDestroy"]
+
+
+def test_ort_tensorrt_provider_gets_int8_for_qdq_models(onnx_path, tmp_path):
+    """ONNX Runtime's TensorRT provider sets BuilderFlag.INT8 only for trt_int8_enable;
+    TensorRT refuses a weakly typed Q/DQ network without it."""
+    import onnx
+
+    from lgcnet_deploy.export.int8 import calibration_frames, has_qdq, quantize_int8
+    from lgcnet_deploy.runtime.backends.onnx_runtime import ORT_TENSORRT, provider_options
+
+    qdq = quantize_int8(onnx_path, tmp_path / "qdq.onnx", calibration_frames(limit=1),
+                        cache_dir=tmp_path / "cache")
+    assert has_qdq(onnx.load(str(qdq))) and not has_qdq(onnx.load(str(onnx_path)))
+    options = provider_options(ORT_TENSORRT, 0, qdq=True)
+    assert options["trt_int8_enable"] is True and options["trt_fp16_enable"] is True
+    assert "trt_int8_calibration_table_name" not in options  # the Q/DQ scales are the ranges
+    assert provider_options(ORT_TENSORRT, 0)["trt_int8_enable"] is False
 
 
 # --- FP16 on ONNX Runtime / PyTorch CPU ------------------------------------------------------
@@ -490,3 +602,46 @@ def test_torch_cuda_path_matches_cpu(net, meta, frames):
     assert np.array_equal(out1, out2)
     overall, confident = _agreement(ref, out1)
     assert overall >= 0.98 and confident >= 0.995
+
+
+@pytest.mark.gpu
+def test_failed_capture_on_a_gpu_leaves_the_stream_usable():
+    """A real capture broken two ways (enqueue raising; a call not allowed while capturing,
+    which invalidates the capture): each raises its own error, the stream leaves capture
+    mode, and the next capture and replay work."""
+    try:
+        rt = cuda.runtime()
+    except ImportError:
+        pytest.skip("cuda-python not installed")
+    stream = cuda.Stream()
+    a, b = cuda.HostDeviceBuffer((256,), np.float32), cuda.HostDeviceBuffer((256,), np.float32)
+    try:
+        def copy_then_fail():
+            a.to_device(stream)
+            raise ValueError("enqueue failed")
+
+        with pytest.raises(ValueError, match="enqueue failed"):
+            cuda.Graph(stream, copy_then_fail)
+        with pytest.raises(cuda.CudaError) as e:
+            cuda.Graph(stream, stream.synchronize)  # not permitted while capturing
+        assert "cudaErrorStreamCaptureInvalidated" not in str(e.value)  # its own, not End's
+        status = cuda.check(rt.cudaStreamIsCapturing(stream.handle))
+        assert status == rt.cudaStreamCaptureStatus.cudaStreamCaptureStatusNone
+
+        def round_trip():
+            a.to_device(stream)
+            cuda.check(rt.cudaMemcpyAsync(b.device, a.device, a.nbytes,
+                                          rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
+                                          stream.handle))
+            b.to_host(stream)
+
+        graph = cuda.Graph(stream, round_trip)
+        a.host[:] = np.arange(256, dtype=np.float32)
+        graph.launch()
+        stream.synchronize()
+        assert np.array_equal(b.host, np.arange(256, dtype=np.float32))
+        graph.close()
+    finally:
+        for buf in (a, b):
+            buf.close()
+        stream.close()

@@ -140,29 +140,45 @@ class HostDeviceBuffer:
             self.device = None
 
 
+def _end_capture_on_error(stream: Stream) -> None:
+    """Leave a failed capture as trtexec's TrtCudaGraph::endCaptureOnError does: end it,
+    destroy the graph it returns (none when the capture was invalidated) and clear the
+    sticky error, raising nothing so that the error that broke the capture is the one seen."""
+    rt = runtime()
+    err, graph = rt.cudaStreamEndCapture(stream.handle)
+    if err == rt.cudaError_t.cudaSuccess and graph is not None and int(graph):
+        rt.cudaGraphDestroy(graph)
+    rt.cudaGetLastError()
+
+
 class Graph:
     """A CUDA graph captured from the work `enqueue` puts on `stream`, replayed by `launch`.
 
     The captured work keeps its buffer addresses and shapes: the caller copies new data into
     the same buffers and relaunches. Capture is thread-local so that other threads (e.g. a
-    decoder) may keep making CUDA calls meanwhile.
+    decoder) may keep making CUDA calls meanwhile. When `enqueue` raises, the capture is
+    ended, its graph destroyed, and `enqueue`'s error propagates (the stream stays usable).
     """
 
     def __init__(self, stream: Stream, enqueue: Callable[[], None]) -> None:
         rt = runtime()
-        self.stream = stream
+        self.stream, self.exec = stream, None
         check(rt.cudaStreamBeginCapture(
             stream.handle, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
         try:
             enqueue()
-        finally:
-            graph = check(rt.cudaStreamEndCapture(stream.handle))  # always leave capture mode
+        except BaseException:
+            _end_capture_on_error(stream)
+            raise
+        graph = check(rt.cudaStreamEndCapture(stream.handle))
         try:
             # cudaGraphInstantiateWithFlags(graph, flags) has the same signature in CUDA 11.4+,
             # 12 and 13, unlike cudaGraphInstantiate whose arguments changed in CUDA 12.
             self.exec = check(rt.cudaGraphInstantiateWithFlags(graph, 0))
-        finally:
-            check(rt.cudaGraphDestroy(graph))
+        except BaseException:
+            rt.cudaGraphDestroy(graph)  # unchecked: the instantiate error is the one to report
+            raise
+        check(rt.cudaGraphDestroy(graph))
 
     def launch(self) -> None:
         check(runtime().cudaGraphLaunch(self.exec, self.stream.handle))

@@ -18,6 +18,8 @@ INPUT_FORMATS = (INPUT_UINT8_NHWC_BGR, INPUT_FLOAT_NCHW_RGB)
 OUTPUT_LOGITS = "logits"
 OUTPUT_ARGMAX = "argmax"
 OUTPUT_KINDS = (OUTPUT_LOGITS, OUTPUT_ARGMAX)
+# Precisions an exported model or engine can have (ModelMeta.precision).
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def read_json(path: Path, error: type[Exception]) -> Any:

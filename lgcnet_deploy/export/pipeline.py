@@ -18,11 +18,14 @@ from pathlib import Path
 
 from lgcnet_deploy.core.classes import CAMVID, Dataset
 from lgcnet_deploy.core.formats import find_format, format_of
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from lgcnet_deploy.core.metadata import (
+    INPUT_UINT8_NHWC_BGR,
+    OUTPUT_ARGMAX,
+    PRECISIONS,
+    ModelMeta,
+)
 from lgcnet_deploy.model.genotype import Genotype
 from lgcnet_deploy.model.shipped import resolve_model
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class ArtifactError(ValueError):

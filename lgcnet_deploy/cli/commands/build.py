@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lgcnet_deploy.core.metadata import PRECISIONS
+
 DESCRIPTION = """\
 Build a TensorRT engine from an ONNX model exported by `lgcnet export`, and write the
 sidecar <engine>.json (TensorRT version, GPU, precision, shapes, I/O, ONNX hash, model
 metadata) that `Segmenter("x.engine")` checks before loading.
 
-Precision lives in the ONNX (TensorRT 11 removed the FP16/INT8 builder flags):
+Precision lives in the ONNX (the FP16/INT8 builder flags are deprecated since TensorRT
+10.12 and gone in 11):
   fp16  the fp32 ONNX is converted to an FP16 ONNX beside the engine, built strongly typed
-  int8  needs a Q/DQ ONNX from `lgcnet quantize --target tensorrt`; 10.x builds it weakly
-        typed (+FP16: non-quantised layers may run fp16), 11.x strongly typed
-  fp32  the ONNX as exported
+  int8  needs a Q/DQ ONNX from `lgcnet quantize --target tensorrt`; TensorRT 10.0-10.11
+        build it weakly typed (+FP16: non-quantised layers may run fp16), 10.12+ strongly
+        typed
+  fp32  the ONNX as exported (TF32 allowed, as in trtexec)
 
 The ONNX first passes the TensorRT-compatibility gate (`lgcnet check-trt`); a graph that
 breaks a rule is refused before TensorRT is loaded. The build runs through Polygraphy's
@@ -39,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("onnx", type=Path, help="ONNX model from `lgcnet export` (or a Q/DQ ONNX)")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="engine file to write, e.g. engines/lgcnet_fp16.engine")
-    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default="fp16",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
                    help="engine precision (default: fp16)")
     shapes = p.add_argument_group("shapes", "static batch, or an optimisation profile "
                                   "(all three of --min/--opt/--max, each BxHxW)")

@@ -6,15 +6,19 @@ CreateConfig (optimisation profile, workspace pool, precision flags, progress mo
 EngineFromNetwork (build, None checks, timing-cache save and merge) and SaveEngine. Raw
 TensorRT API is kept in one place: `_attach_timing_cache`, because CreateConfig ignores the
 bool that `IBuilderConfig.set_timing_cache` returns (polygraphy/backend/trt/config.py), and a
-cache made for another GPU must be reported rather than silently dropped.
+cache made for another GPU must be reported rather than silently dropped. The timing-cache
+path goes to EngineFromNetwork as a str: Polygraphy locks it with util.LockFile, which
+appends ".lock" with `+`. TF32 is asked for (CreateConfig clears it by default; TensorRT and
+trtexec keep it on), so fp32 layers run as fast as in a trtexec engine.
 
 Before anything touches TensorRT the ONNX passes the compatibility gate (trt_rules.py); a
 graph that breaks a rule is refused with the rules it breaks.
 
-Precision lives in the ONNX (TensorRT 11 removed BuilderFlag.FP16/INT8): fp32 -> as is,
-fp16 -> FP16 ONNX (converted here from fp32 if needed), int8 -> a Q/DQ ONNX. Networks are
-strongly typed, except int8 on 10.x, built weakly typed with BuilderFlag.INT8 + FP16 so that
-layers outside Q/DQ pairs may run in fp16 (on 11.x they run in the ONNX's fp32).
+Precision lives in the ONNX (BuilderFlag.FP16/INT8 are deprecated since TensorRT 10.12,
+"superseded by strong typing", and gone in 11): fp32 -> as is, fp16 -> FP16 ONNX (converted
+here from fp32 if needed), int8 -> a Q/DQ ONNX. Networks are strongly typed, except int8 on
+10.0-10.11, built weakly typed with BuilderFlag.INT8 + FP16 so that layers outside Q/DQ pairs
+may run in fp16 (from 10.12 on they run in the ONNX's fp32).
 
 Sources (NVIDIA/TensorRT, tools/Polygraphy/polygraphy/backend/trt/): loader.py
 (NetworkFromOnnxPath, EngineFromNetwork, SaveEngine), config.py (CreateConfig,
@@ -36,13 +40,16 @@ from typing import Any
 import onnx
 
 from lgcnet_deploy.core import cuda
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, PRECISIONS, ModelMeta, file_sha256
 from lgcnet_deploy.export.engine import INSTALL_TENSORRT, import_tensorrt
 from lgcnet_deploy.export.engine.sidecar import write_sidecar
 from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors
+from lgcnet_deploy.export.int8 import has_qdq
 
-PRECISIONS = ("fp16", "int8", "fp32")
 Shape = tuple[int, int, int]  # (batch, height, width)
+# BuilderFlag.INT8/FP16: "Deprecated in TensorRT 10.12. Superseded by strong typing"
+# (include/NvInfer.h, release/10.12); removed in 11.0.
+STRONG_INT8_FROM = (10, 12)
 
 
 class TrtRuleError(ValueError):
@@ -98,7 +105,7 @@ def prepare_onnx(onnx_path: Path, precision: str, engine_path: Path) -> tuple[Pa
         fp16_path = engine_path.with_name(engine_path.stem + ".fp16.onnx")
         return convert_fp16(onnx_path, fp16_path), meta.replace(precision="fp16")
     if precision == "int8":
-        if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        if not has_qdq(model):
             raise ValueError(f"{onnx_path} has no Q/DQ nodes: INT8 engines are built from a "
                              f"quantised ONNX (lgcnet_deploy.quantize); TensorRT 11 has no "
                              f"implicit INT8 calibration")
@@ -164,6 +171,18 @@ def gate(model: onnx.ModelProto, path: Path, dynamic: bool) -> None:
         warnings.warn(str(f), stacklevel=3)
 
 
+def weakly_typed(precision: str, tensorrt_version: str) -> bool:
+    """Whether to build weakly typed with BuilderFlag.INT8 + FP16: int8 on TensorRT 10.0-10.11
+    only; everything else strongly typed (every tensor in its ONNX type)."""
+    major_minor = tuple(int(p) for p in tensorrt_version.split(".")[:2])
+    return precision == "int8" and major_minor < STRONG_INT8_FROM
+
+
+def precision_flags(weak: bool) -> dict[str, bool]:
+    """CreateConfig's precision arguments: TF32 on, INT8 + FP16 for a weakly typed build."""
+    return {"tf32": True, "int8": weak, "fp16": weak}
+
+
 def _import_polygraphy() -> Any:
     try:
         from polygraphy.backend import trt as pg
@@ -182,15 +201,15 @@ def _attach_timing_cache(config: Any, cache_path: Path) -> None:
 
 
 def _config(trt: Any, pg: Any, shapes: dict[str, list[tuple[int, ...]]], workspace_mib: int,
-            weak_int8: bool, cache_path: Path | None, progress: bool) -> Any:
+            weak: bool, cache_path: Path | None, progress: bool) -> Any:
     """Polygraphy's CreateConfig: one profile (min, opt, max per input; also for a dynamic
-    batch with min == max), workspace pool, 10.x INT8+FP16 flags, progress bars, and our
-    checked timing-cache load."""
+    batch with min == max), workspace pool, precision flags, progress bars, and our checked
+    timing-cache load."""
     config = pg.CreateConfig(
         profiles=[pg.Profile().add(name, *s) for name, s in shapes.items()],
         memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mib << 20},
-        int8=weak_int8, fp16=weak_int8,
-        progress_monitor=_progress_monitor(trt) if progress else None)
+        progress_monitor=_progress_monitor(trt) if progress else None,
+        **precision_flags(weak))
     if cache_path is None:
         return config
     return pg.PostprocessConfig(config, lambda builder, network, cfg: _attach_timing_cache(
@@ -204,6 +223,13 @@ def _engine_io(engine: Any) -> list[dict[str, Any]]:
              "format": engine.get_tensor_format_desc(n)} for n in names]
 
 
+def engine_loader(pg: Any, network: Any, config: Any, cache_path: Path | None) -> Any:
+    """Polygraphy's EngineFromNetwork, saving and merging the timing cache at `cache_path`
+    (a str: Polygraphy's util.LockFile appends ".lock" to it with `+`)."""
+    return pg.EngineFromNetwork(network, config, save_timing_cache=None if cache_path is None
+                                else str(cache_path))
+
+
 def _build_and_save(pg: Any, network: Any, config: Any, cache_path: Path | None,
                     engine_path: Path, verbose: bool, what: str) -> Any:
     """Build through Polygraphy and save atomically (a failed build leaves no engine)."""
@@ -212,8 +238,7 @@ def _build_and_save(pg: Any, network: Any, config: Any, cache_path: Path | None,
     tmp = engine_path.with_name(engine_path.name + ".partial")
     try:
         with G_LOGGER.verbosity(G_LOGGER.EXTRA_VERBOSE if verbose else G_LOGGER.WARNING):
-            engine = pg.SaveEngine(pg.EngineFromNetwork(
-                network, config, save_timing_cache=cache_path), str(tmp))()
+            engine = pg.SaveEngine(engine_loader(pg, network, config, cache_path), str(tmp))()
     except Exception as e:  # Polygraphy raises PolygraphyException with TensorRT's errors logged
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"TensorRT could not build {what}: {e}; rerun with --verbose to "
@@ -247,21 +272,21 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
     cuda.set_device(device)
     gpu = cuda.device_info(device)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    weak_int8 = precision == "int8" and hasattr(trt.BuilderFlag, "INT8")  # 10.x only
+    weak = weakly_typed(precision, trt.__version__)
     cache_path = (Path(timing_cache) if timing_cache else engine_path.parent / (
         f"timing-trt{trt.__version__}-sm{gpu['compute_capability'].replace('.', '')}.cache")
         ) if use_timing_cache else None
     config = _config(trt, pg, {model.graph.input[0].name: [_tensor_shape(meta, s)
                                                             for s in shapes]},
-                     workspace_mib, weak_int8, cache_path, progress)
-    network = pg.NetworkFromOnnxPath(str(built_onnx), strongly_typed=not weak_int8)
+                     workspace_mib, weak, cache_path, progress)
+    network = pg.NetworkFromOnnxPath(str(built_onnx), strongly_typed=not weak)
     t0 = time.perf_counter()
     engine = _build_and_save(pg, network, config, cache_path, engine_path, verbose,
                              f"{built_onnx} ({precision})")
     seconds = time.perf_counter() - t0
     write_sidecar(engine_path, {
         "tensorrt": trt.__version__, "gpu": gpu, "precision": precision,
-        "strongly_typed": not weak_int8, "io": _engine_io(engine),
+        "strongly_typed": not weak, "io": _engine_io(engine),
         "engine_sha256": file_sha256(engine_path),
         "shapes": {k: list(_tensor_shape(meta, s)) for k, s in zip(("min", "opt", "max"),
                                                                    shapes)},

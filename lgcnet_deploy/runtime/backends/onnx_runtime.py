@@ -2,9 +2,11 @@
 execution provider ("ort-tensorrt", not the `.engine` backend), when installed.
 
 The TensorRT provider gets FP16 and its engine and timing caches (otherwise it rebuilds the
-engine in fp32 at every start), and is never left silently: ONNX Runtime falls back to the
-next provider when one fails to register, so a session without it is an error, and nodes
-the TensorRT gate would refuse (they would run on CUDA/CPU) are named in a warning.
+engine in fp32 at every start), INT8 for a Q/DQ model (it sets TensorRT's INT8 builder flag
+only when asked, and TensorRT refuses Q/DQ layers without it), and is never left silently:
+ONNX Runtime falls back to the next provider when one fails to register, so a session without
+it is an error, and nodes the TensorRT gate would refuse (they would run on CUDA/CPU) are
+named in a warning.
 Options: https://onnxruntime.ai/docs/execution-providers/TensorRT-ExecutionProvider.html
 """
 
@@ -40,14 +42,30 @@ def ort_tensorrt_cache() -> Path:
     return base / "lgcnet" / "ort-tensorrt"
 
 
-def provider_options(provider: str, device_index: int) -> dict[str, Any]:
-    """The options each GPU provider gets (ONNX Runtime's documented option names)."""
+def provider_options(provider: str, device_index: int, qdq: bool = False) -> dict[str, Any]:
+    """The options each GPU provider gets (ONNX Runtime's documented option names). `qdq`: the
+    model holds Q/DQ nodes. The TensorRT provider sets BuilderFlag.INT8 only for
+    trt_int8_enable (onnxruntime tensorrt_execution_provider.cc), and TensorRT refuses a Q/DQ
+    network without it ("Int8 precision has been set for a layer or layer output, but int8 is
+    not configured in the builder", microsoft/onnxruntime#13381); no calibration table, which
+    is for models without Q/DQ (microsoft/onnxruntime#8969)."""
     if provider == ORT_TENSORRT:
         cache = str(ort_tensorrt_cache())
-        return {"device_id": device_index, "trt_fp16_enable": True,
+        return {"device_id": device_index, "trt_fp16_enable": True, "trt_int8_enable": qdq,
                 "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
                 "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}
     return {"device_id": device_index} if provider == ORT_CUDA else {}
+
+
+def _has_qdq(path: Path) -> bool:
+    import onnx
+
+    from lgcnet_deploy.export.int8 import has_qdq
+
+    try:
+        return has_qdq(onnx.load(str(path), load_external_data=False))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise BackendError(f"onnxruntime cannot load {path}: {e}") from e
 
 
 class OnnxRuntimeBackend(Backend):
@@ -76,13 +94,14 @@ class OnnxRuntimeBackend(Backend):
                 f"onnxruntime: {wanted[0]} is not available in this onnxruntime build "
                 f"(available: {', '.join(ort.get_available_providers())}); install "
                 f"onnxruntime-gpu for CUDA/TensorRT, or use device='cpu'")
+        qdq = wanted[0] == ORT_TENSORRT and _has_qdq(self.path)
         if wanted[0] == ORT_TENSORRT:
             ort_tensorrt_cache().mkdir(parents=True, exist_ok=True)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             opts.intra_op_num_threads = self.threads
-        providers = [(p, provider_options(p, int(index or 0))) for p in wanted]
+        providers = [(p, provider_options(p, int(index or 0), qdq)) for p in wanted]
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as e:  # ORT raises its own exception types for invalid/corrupt files
