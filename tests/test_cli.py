@@ -101,10 +101,11 @@ def test_predict_folder_skips_counts_and_warns_about_bad_images(small_onnx, imag
     assert r.returncode == 0, r.stderr
     assert "wrote 2 result(s)" in r.stdout and "skipped 1 unreadable" in r.stdout
     assert "warning: skipped" in r.stderr and "broken.png" in r.stderr
+    assert "warning: a 360x480 frame (aspect 1.33) is stretched" in r.stderr  # a 64x96 model
     assert len(list(out.glob("*_overlay.png"))) == 2 and len(list(out.glob("*_mask.png"))) == 2
     assert not [p for p in out.iterdir() if "partial" in p.name]
     strict = lgcnet("predict", "--model", small_onnx, image_folder, "-o", tmp_path / "s",
-                    "--strict")
+                    "--strict", "--resize", "stretch")
     assert_one_line_error(strict, "broken.png", "--strict")
 
 
