@@ -45,6 +45,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_trt)
 
 
+class TickingClock:
+    """A stand-in for a module's `time`: every reading advances `tick` seconds (0: the clock
+    stands still until the test moves `now`), so code that reads the clock runs the same way
+    however loaded the machine is."""
+
+    def __init__(self, tick: float = 0.0, now: float = 1000.0) -> None:
+        self.now, self.tick = now, tick
+
+    def time(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch):
+    """`fake_clock(module, tick)`: a TickingClock in place of `module.time` for this test."""
+
+    def install(module: object, tick: float = 0.0) -> TickingClock:
+        clock = TickingClock(tick)
+        monkeypatch.setattr(module, "time", clock)
+        return clock
+
+    return install
+
+
 @pytest.fixture(scope="session")
 def camvid_val() -> CamVid:
     if not CamVid.available():
