@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lgcnet_deploy.model.checkpoint import load_net
 from experiments.pareto import count, markdown, measure
+from lgcnet_deploy.model.checkpoint import load_net
 
 
 def test_pareto_rows_measure_every_model_at_every_size():
@@ -26,11 +26,11 @@ def test_flops_grow_with_the_input():
 
 @pytest.mark.torchvision
 def test_trained_peer_row_is_scored_through_the_onnx_export(tmp_path, camvid_val, real_frames):
+    from experiments.pareto import PEER, main
     from lgcnet_deploy.core.classes import CAMVID
     from lgcnet_deploy.measure.bench import lraspp_net, peer_lraspp
     from lgcnet_deploy.runtime.segmenter import Segmenter
     from lgcnet_research.data import normalize
-    from experiments.pareto import PEER, main
     from lgcnet_research.peer import peer_meta, save_peer_checkpoint
 
     torch.manual_seed(0)
