@@ -48,7 +48,7 @@ class Settings:
         values = {k: tuple(v) if _is_tuple(hints[k]) and isinstance(v, list) else v
                   for k, v in d.items()}
         for name, allowed in cls.CHOICES.items():
-            if name in values and values[name] not in allowed:
+            if values.get(name) is not None and values[name] not in allowed:  # None: unset
                 raise ValueError(f"{cls.KIND} setting {name}={values[name]!r}: choose one of "
                                  f"{', '.join(allowed)}")
         return cls(**values)

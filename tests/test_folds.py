@@ -195,3 +195,10 @@ def test_a_fold_run_distils_from_a_teacher_of_the_same_fold(tiny_camvid: Path,
     payload = torch.load(tmp_path / "student" / "last.pt", weights_only=True)
     assert payload["provenance"]["teacher"]["model"] == "effnet_lite0_seg"
     assert report.epoch == 1
+
+
+def test_a_config_written_whole_loads_again() -> None:
+    """The GPU sprint writes every field of a config, `fold: null` included."""
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
+    with pytest.raises(ValueError, match="fold='C': choose one of A, B, all"):
+        TrainConfig.from_dict({"fold": "C"})
