@@ -234,7 +234,14 @@ def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
     while not ready():
         assert proc.poll() is None and time.monotonic() - t0 < timeout, "run ended too soon"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    for _ in range(12):  # again until it stops: C code (ORT, OpenCV) can swallow one Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.kill()  # a hang guard; the assertions that follow then fail
     proc.wait(timeout=30)
 
 
