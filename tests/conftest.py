@@ -112,3 +112,11 @@ def trained_like_net(genotype, real_frames) -> LGCNet:
         classes = net(normalize(real_frames[0])[None]).argmax(1).unique()
     assert len(classes) > 1, "calibrated test net should not predict a single class"
     return net
+
+
+def ctrl_c_reaches_python() -> None:
+    """`preexec_fn` for a CLI child that a test interrupts: a job started in the background
+    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt; restore it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ctrl_c_reaches_python
 
 from lgcnet_deploy.cli import EXIT_USER_INPUT, build_parser, main
 
@@ -234,10 +235,10 @@ def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
     while not ready():
         assert proc.poll() is None and time.monotonic() - t0 < timeout, "run ended too soon"
         time.sleep(0.05)
-    for _ in range(12):  # again until it stops: C code (ORT, OpenCV) can swallow one Ctrl-C
+    for _ in range(4):  # again until it stops: C code (ORT, OpenCV) can swallow one Ctrl-C
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=20)  # a clean stop closes its recording first
             return
         except subprocess.TimeoutExpired:
             continue
@@ -257,7 +258,8 @@ def test_interrupted_video_leaves_no_file_under_its_final_name(small_onnx, tmp_p
             w.write(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
     out = tmp_path / "out"
     proc = subprocess.Popen([str(LGCNET), "predict", "--model", str(small_onnx), str(video),
-                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=ctrl_c_reaches_python)
     _interrupt_when(proc, lambda: (out / "long_overlay.partial.mp4").exists())
     assert proc.returncode != 0
     assert not (out / "long_overlay.mp4").exists()
@@ -271,7 +273,7 @@ def test_interrupted_live_stream_keeps_its_recording(small_onnx, tmp_path):
     with mjpeg_stream(frames=100_000, interval_s=0.02) as url:
         proc = subprocess.Popen([str(LGCNET), "predict", "--model", str(small_onnx), url,
                                  "-o", str(out)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, preexec_fn=ctrl_c_reaches_python)
         _interrupt_when(proc, lambda: (out / "stream_cam_overlay.partial.mp4").exists())
     stdout = proc.stdout.read().decode()
     assert proc.returncode == 0, proc.stderr.read().decode()

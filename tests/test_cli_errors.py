@@ -13,6 +13,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from conftest import ctrl_c_reaches_python
 from onnx import TensorProto, helper
 
 from lgcnet_deploy import Segmenter
@@ -95,7 +96,8 @@ def test_exit_codes_tell_kinds_of_failure_apart():
 def test_ctrl_c_exits_130_without_a_traceback():
     proc = subprocess.Popen([LGCNET, "bench", "handwritten", "--imgsz", "64x64", "--iters",
                              "1000000", "--warmup", "0"],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_reaches_python)
     time.sleep(12)  # past the CLI's start (a loaded machine may still be exporting)
     for _ in range(40):  # again until it stops: C code (onnxsim, ORT) can swallow one Ctrl-C
         proc.send_signal(signal.SIGINT)
