@@ -15,7 +15,7 @@ A frame's drive is its file name's prefix (`0006R0_f01230.jpg` -> `0006R0`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,12 +94,10 @@ def fold_frames(fold: str, root: str | Path | None = None) -> tuple[Frames, Fram
     return Frames(f"fold {fold} train", train), Frames(f"fold {fold} held-out {held}", test)
 
 
-def class_frequencies(frames: Frames | Sequence[np.ndarray], num_classes: int,
+def class_frequencies(labels: Iterable[np.ndarray], num_classes: int,
                       ignore_index: int) -> np.ndarray:
-    """Each class's share of the labelled (non-void) pixels of `frames` (or of label arrays)."""
+    """Each class's share of the labelled (non-void) pixels of `labels` (label maps)."""
     counts = np.zeros(num_classes, np.int64)
-    labels = (frames[i][1] for i in range(len(frames))) if isinstance(frames, Frames) \
-        else iter(frames)
     for label in labels:
         counts += np.bincount(label[label != ignore_index].ravel(),
                               minlength=num_classes)[:num_classes]

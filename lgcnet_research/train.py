@@ -248,7 +248,7 @@ class Trainer:
         """OHEM CE, class-weighted by the training frames' pixel shares when asked."""
         cfg, weight = self.cfg, None
         if cfg.class_weights == "inverse_log":
-            freq = class_frequencies(list(training_labels(self.train_set)),
+            freq = class_frequencies(training_labels(self.train_set),
                                      CAMVID.num_classes, CAMVID.ignore_index)
             weight = torch.tensor(inverse_log_weights(freq), dtype=torch.float32)
             self.class_weight_record = dict(zip(CAMVID.classes, weight.tolist()))
