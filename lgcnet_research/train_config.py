@@ -28,12 +28,17 @@ class TrainConfig(Settings):
                  "(the teacher: EfficientNet-Lite0 from ImageNet + a segmentation head); the "
                  "last two use lgcnet_research.peer's checkpoint format",
         "genotype": "genotype name or JSON path (model lgcnet)",
+        "imagenet_stem": "start the genotype's \"mbconv\" stem (widths 32 16 24) from "
+                         "EfficientNet-Lite0's ImageNet weights (lgcnet_research.pretrained)",
         "fold": "train on a sequence-held-out fold of the 468 labelled frames and evaluate on "
                 "its held-out drive: A holds out 0006R0, B 0001TP; all = every labelled frame "
                 "(evaluated on val, which it then contains). Default: CamVid train, val",
         "out": "run folder: last.pt, best.pt, curves.png",
         "init": "start from these weights (a checkpoint of the same genotype) with a fresh "
                 "optimizer and schedule (fine-tuning)",
+        "init_matching": "start every tensor alike in name and shape from this checkpoint of "
+                         "another genotype (e.g. the cells and fusion of a model with another "
+                         "stem), the rest as initialised; a fresh optimizer and schedule",
         "epochs": "length of the poly schedule",
         "stop_after": "stop this run after N more epochs (resume later with --resume)",
         "batch": "per process",
@@ -69,9 +74,11 @@ class TrainConfig(Settings):
 
     model: str = "lgcnet"
     genotype: str = "default"
+    imagenet_stem: bool = False
     fold: str | None = None
     out: str = "runs/train_default"
     init: str | None = None
+    init_matching: str | None = None
     epochs: int = 400
     stop_after: int | None = None
     batch: int = 8

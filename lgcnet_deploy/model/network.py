@@ -1,4 +1,4 @@
-"""The LGCNet frame: 3-conv stem to stride 4, 14 independent cells, dense-connected fusion cell.
+"""The LGCNet frame: stem to stride 4, 14 independent cells, dense-connected fusion cell.
 
 The frame is shared by the derived network (one op per edge, below) and the search supernet
 (a mixed op per edge, `search.supernet`): both pass an edge factory, and forward takes optional
@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lgcnet_deploy.model.genotype import Genotype
-from lgcnet_deploy.model.ops import Zero, build_op, conv_bn_relu
+from lgcnet_deploy.model.ops import Zero, build_op, conv_bn_relu, mbconv_stem
 from lgcnet_deploy.model.space import (
     CELL_EDGES,
+    DEFAULT_STEM,
     FUSION_EDGES,
     FUSION_OUTPUTS,
     NUM_INTERMEDIATE_NODES,
@@ -36,13 +37,17 @@ def _call(edge: nn.Module, x: torch.Tensor, w: torch.Tensor | None, *args) -> to
 
 
 class Stem(nn.Module):
-    """Three conv-BN-ReLU layers: stride 2, stride 2, stride 1."""
+    """The layers to stride 4 (`space.STEMS`): "conv", three conv-BN-ReLU (stride 2, 2, 1),
+    or "mbconv", EfficientNet-Lite0's first layers (`ops.mbconv_stem`)."""
 
-    def __init__(self, widths: Sequence[int]) -> None:
+    def __init__(self, widths: Sequence[int], kind: str = DEFAULT_STEM) -> None:
         super().__init__()
         c1, c2, c3 = widths
-        self.layers = nn.Sequential(conv_bn_relu(3, c1, 3, 2), conv_bn_relu(c1, c2, 3, 2),
-                                    conv_bn_relu(c2, c3, 3, 1))
+        if kind == "mbconv":
+            self.layers = mbconv_stem((c1, c2, c3))
+        else:
+            self.layers = nn.Sequential(conv_bn_relu(3, c1, 3, 2), conv_bn_relu(c1, c2, 3, 2),
+                                        conv_bn_relu(c2, c3, 3, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -115,9 +120,9 @@ class LGCNetFrame(nn.Module):
 
     def __init__(self, widths, reductions: Sequence[int], fusion_inputs: Sequence[int],
                  num_classes: int, cell_edge: CellEdgeFactory, fusion_edge: FusionEdgeFactory,
-                 num_cells: int) -> None:
+                 num_cells: int, stem: str = DEFAULT_STEM) -> None:
         super().__init__()
-        self.stem = Stem(widths.stem)
+        self.stem = Stem(widths.stem, stem)
         self.fusion_inputs = tuple(fusion_inputs)
         strides = cell_strides(tuple(reductions), num_cells)
         c_pp = c_p = widths.stem[-1]
@@ -156,7 +161,7 @@ class LGCNet(LGCNetFrame):
             genotype.widths, genotype.reductions, genotype.fusion_inputs, num_classes,
             cell_edge=lambda k, e, c, s: build_op(genotype.cells[k][e], c, c, s),
             fusion_edge=lambda e, ci, co: build_op(genotype.fusion_ops[e], ci, co),
-            num_cells=len(genotype.cells))
+            num_cells=len(genotype.cells), stem=genotype.stem)
 
 
 def count_parameters(model: nn.Module) -> int:

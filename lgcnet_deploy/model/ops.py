@@ -38,6 +38,43 @@ def sep_conv(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Se
     )
 
 
+def conv_bn_relu6(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
+                  relu6: bool = True) -> nn.Sequential:
+    """Conv, BN with TF's epsilon (what ImageNet-trained EfficientNet-Lite weights expect),
+    ReLU6 unless `relu6` is False."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups,
+                                         bias=False), nn.BatchNorm2d(c_out, eps=1e-3)]
+    if relu6:
+        layers.append(nn.ReLU6())
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """EfficientNet-Lite's inverted residual (no squeeze-excitation, ReLU6): 1x1 expand,
+    kxk depthwise, 1x1 project; residual when the shape is kept."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = c_in * expand
+        self.expand = conv_bn_relu6(c_in, mid, 1) if expand != 1 else nn.Identity()
+        self.depthwise = conv_bn_relu6(mid, mid, kernel, stride, groups=mid)
+        self.project = conv_bn_relu6(mid, c_out, 1, relu6=False)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+def mbconv_stem(widths: tuple[int, int, int]) -> nn.Sequential:
+    """EfficientNet-Lite0's first layers to stride 4: a 3x3 stride-2 conv (c1), an MBConv
+    (c2), two MBConvs with expansion 6 (c3, the first stride 2). With widths (32, 16, 24)
+    they take ImageNet weights (`lgcnet_research.pretrained`)."""
+    c1, c2, c3 = widths
+    return nn.Sequential(conv_bn_relu6(3, c1, 3, 2), MBConv(c1, c2, 3, 1, 1),
+                         MBConv(c2, c3, 3, 2, 6), MBConv(c3, c3, 3, 1, 6))
+
+
 class Zero(nn.Module):
     """The zero op: contributes nothing (output has the strided shape)."""
 

