@@ -11,12 +11,14 @@ from lgcnet_deploy.measure.bench import (
     PAPER,
     BenchResult,
     Stats,
+    bench_source,
     benchmark,
     import_lraspp,
     paper_preset,
     peer_lraspp,
     save_json,
 )
+from lgcnet_deploy.model.shipped import shipped_file
 
 
 def test_stats():
@@ -153,3 +155,27 @@ def test_bench_writes_only_where_asked(static_onnx, tmp_path):
                   cwd=tmp_path).returncode == 0
     assert json.loads(out.read_text())["results"][0]["input_size"] == [64, 96]
     assert sorted(tmp_path.iterdir()) == [out]
+
+
+def test_a_shipped_model_is_timed_from_its_onnx_unless_options_need_a_reexport():
+    onnx, pt = shipped_file("lgcnet-camvid", ".onnx"), shipped_file("lgcnet-camvid")
+    assert bench_source("lgcnet-camvid") == onnx
+    assert bench_source("lgcnet-camvid", [("--imgsz", (360, 480)), ("--sizes", None)],
+                        [("--batch", 1)]) == onnx  # its own size and batch
+    assert bench_source("lgcnet-camvid", [("--imgsz", (64, 96))]) == pt
+    assert bench_source("lgcnet-camvid", batches=[("--batches", 2)]) == pt  # static batch 1
+    assert bench_source("x.onnx", [("--imgsz", (64, 96))]) == "x.onnx"  # not a short name
+
+
+def test_bench_of_a_shipped_model_runs_without_torch(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import fails as if not installed
+    assert main(["bench", "lgcnet-camvid", "--iters", "1", "--warmup", "0"]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[:2] == ["LGCNet", "lgcnet-camvid"] and row[6] == "360x480"
+    for args, asked in ((["--imgsz", "769x1537"], "--imgsz 769x1537"),
+                        (["--batches", "2"], "--batches 2"),
+                        (["--sizes", "360x480", "512x1024"], "--sizes 512x1024")):
+        assert main(["bench", "lgcnet-camvid", *args]) == EXIT_MISSING_DEPENDENCY
+        err = capsys.readouterr().err
+        assert f"{asked} re-exports the checkpoint" in err and "pip install '.[export]'" in err
+        assert len(err.strip().splitlines()) == 1

@@ -7,9 +7,11 @@ span and add nothing for these synchronous calls.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +21,12 @@ import numpy as np
 
 from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
 from lgcnet_deploy.core.data import CamVid
-from lgcnet_deploy.core.formats import MissingExtraError, find_format
+from lgcnet_deploy.core.formats import MissingExtraError, find_format, format_of
 from lgcnet_deploy.core.host import cpu_label, physical_cores, tensorrt_gpu
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
 from lgcnet_deploy.core.timing import MIN_CALLS_P99, Stats, time_calls
 from lgcnet_deploy.export.pipeline import ArtifactSpec, check_input_sizes, deployable_path
+from lgcnet_deploy.model.shipped import resolve_model
 from lgcnet_deploy.runtime.backends.base import Backend, load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
 
@@ -38,6 +41,7 @@ PAPER = {"input_size": PAPER_INPUT_SIZE, "frame_size": (1024, 2048), "batch": 1,
 
 
 COMPARE_INSTALL = "pip install '.[export,compare]' in the lgcnet-deploy checkout"
+EXPORT_INSTALL = "pip install '.[export]' in the lgcnet-deploy checkout"
 
 
 class BenchOptionError(ValueError):
@@ -103,6 +107,28 @@ def test_frame(size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
+def bench_source(source: str | Path, sizes: Sequence[tuple[str, tuple[int, int] | None]] = (),
+                 batches: Sequence[tuple[str, int]] = ()) -> str | Path:
+    """What bench times for a shipped model's short name: its shipped ONNX (the file the base
+    install runs) when it takes every (option, size) and (option, batch) asked, else its
+    checkpoint, re-exported to fit, which needs torch. Anything else comes back unchanged."""
+    onnx = resolve_model(source, ".onnx")
+    if onnx == source:
+        return source
+    info = format_of(onnx).describe_file(onnx)
+    (h, w), batch = info["input_size"], info["inputs"][0][2][0]  # batch: an int when static
+    need = [f"{option} {size[0]}x{size[1]}" for option, size in sizes
+            if size is not None and tuple(size) != (h, w)]
+    need += [f"{option} {n}" for option, n in batches if isinstance(batch, int) and n > batch]
+    if not need:
+        return onnx
+    if importlib.util.find_spec("torch") is None:
+        shape = f"{h}x{w}" + (f", batch {batch}" if isinstance(batch, int) else "")
+        raise MissingExtraError(f"{need[0]} re-exports the checkpoint of {source} (its shipped "
+                                f"ONNX takes {shape}): {EXPORT_INSTALL}")
+    return resolve_model(source)
+
+
 def prepare(source: str | Path, input_size: tuple[int, int] | None, dataset: Dataset,
             workdir: Path, dynamic_batch: bool = True) -> Path:
     """A model file to load: model files as they are; a checkpoint or genotype is exported
@@ -113,10 +139,15 @@ def prepare(source: str | Path, input_size: tuple[int, int] | None, dataset: Dat
 
 def check_options(source: str | Path, input_size: tuple[int, int] | None = None,
                   sizes: list[tuple[int, int]] | None = None, dataset: str | None = None,
-                  size_option: str = "--imgsz") -> None:
+                  size_option: str = "--imgsz", batch: int = 1,
+                  throughput_batches: Sequence[int] = ()) -> None:
     """Refuse what a model file cannot honour: an exported .onnx/.engine has one input size
     (only an equal --imgsz/--sizes passes; others need a re-export from the checkpoint), and
-    every file carries its own classes (--dataset is for genotypes)."""
+    every file carries its own classes (--dataset is for genotypes). A shipped model's short
+    name stands for the file `bench_source` picks for these options."""
+    asked = [(size_option, input_size), *(("--sizes", s) for s in sizes or [])]
+    source = bench_source(source, asked, [("--batch", batch),
+                                          *(("--batches", n) for n in throughput_batches)])
     fmt = find_format(source)
     if fmt is None:  # a genotype: every option applies
         return
@@ -129,7 +160,7 @@ def check_options(source: str | Path, input_size: tuple[int, int] | None = None,
         if dataset != meta.get("dataset"):
             raise BenchOptionError(f"{path} carries its own classes ({meta.get('dataset')}); "
                                    f"--dataset applies to genotypes only")
-    check_input_sizes(path, [(size_option, input_size), *(("--sizes", s) for s in sizes or [])])
+    check_input_sizes(path, asked)
 
 
 def benchmark(source: str | Path, *, device: str = "cpu", batch: int = 1,
@@ -137,17 +168,21 @@ def benchmark(source: str | Path, *, device: str = "cpu", batch: int = 1,
               frame_size: tuple[int, int] | None = None, warmup: int = 5, iters: int = 30,
               end_to_end: bool = True, throughput_batches: tuple[int, ...] = (),
               name: str | None = None, verify: bool = True) -> BenchResult:
-    """Benchmark any model file or genotype. Network = backend.infer on a prepared batch;
-    end to end = Segmenter.predict on a `frame_size` BGR frame (default: the input size)."""
+    """Benchmark any model file, shipped model (see `bench_source`) or genotype. Network =
+    backend.infer on a prepared batch; end to end = Segmenter.predict on a `frame_size` BGR
+    frame (default: the input size)."""
     if batch < 1 or iters < 1 or warmup < 0 or any(n < 1 for n in throughput_batches):
         raise BenchOptionError(f"need batch >= 1, iters >= 1, warmup >= 0 and batches >= 1; "
                                f"got batch {batch}, iters {iters}, warmup {warmup}, batches "
                                f"{list(throughput_batches)}")
+    name = name or Path(str(source)).stem
+    source = bench_source(source, [("input_size", input_size)], [
+        ("batch", batch), *(("throughput batch", n) for n in throughput_batches)])
     with tempfile.TemporaryDirectory() as tmp:
         path = prepare(source, input_size, DATASETS[dataset], Path(tmp))
         backend = load_backend(path, device, verify)
         try:
-            return _measure(backend, name or Path(str(source)).stem, batch, frame_size, warmup,
+            return _measure(backend, name, batch, frame_size, warmup,
                             iters, end_to_end, throughput_batches)
         finally:
             backend.close()

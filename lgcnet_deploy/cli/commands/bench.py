@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  lgcnet bench default --imgsz 360x480 --plot out/bench",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", default="default",
-                   help="model file (.onnx/.pt/.engine) or genotype (default: 'default')")
+                   help="model file (.onnx/.pt/.engine), shipped model (its ONNX; its "
+                   "checkpoint, re-exported, for another --imgsz or batch) or genotype "
+                   "(default: 'default')")
     p.add_argument("--preset", choices=("paper",),
                    help="paper: 769x1537, batch 1, FP16, TensorRT when present, 19 classes")
     p.add_argument("--imgsz", type=image_size, default=None,
@@ -124,9 +126,9 @@ def _paper_source(args: argparse.Namespace, kw: dict, tmp: Path) -> str | Path:
 def _resolution_curve(args: argparse.Namespace, kw: dict) -> dict | None:
     """Network latency at --sizes (or, for --plot of a re-exportable model, the defaults)."""
     from lgcnet_deploy.core.formats import find_format
-    from lgcnet_deploy.measure.bench import latency_vs_resolution
+    from lgcnet_deploy.measure.bench import bench_source, latency_vs_resolution
 
-    fmt = find_format(args.model)
+    fmt = find_format(bench_source(args.model))  # a shipped model: its ONNX, one size
     sizes = args.sizes or (DEFAULT_SIZES if args.plot and (fmt is None or not fmt.deployable)
                            else None)
     if not sizes:
@@ -168,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
               iters=args.iters, throughput_batches=tuple(args.batches),
               verify=not args.no_verify)
     with tempfile.TemporaryDirectory() as tmp:
-        check_options(args.model, args.imgsz, args.sizes, args.dataset)
+        check_options(args.model, args.imgsz, args.sizes, args.dataset, batch=args.batch,
+                      throughput_batches=args.batches)
         source = args.model
         if args.preset == "paper":
             source = _paper_source(args, kw, Path(tmp))
