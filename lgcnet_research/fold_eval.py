@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.measure.evaluate import iou_table
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint
 from lgcnet_research.data import CamVidTorch
 from lgcnet_research.folds import ALL, FOLDS, FoldError, fold_frames
@@ -40,12 +41,11 @@ class FoldReport:
     per_class_iou: dict[str, float]
 
     def table(self) -> str:
-        rows = [f"{name:>12}  {iou * 100:6.2f}" for name, iou in self.per_class_iou.items()]
         epoch = f"epoch {self.epoch} of {self.epochs_planned}" if self.epoch else "epoch ?"
         return "\n".join([
             f"fold {self.fold}: held-out drive {self.held_out_drive}, {self.frames} frames; "
             f"{epoch}, {'EMA' if self.ema else 'raw'} weights",
-            f"{'class':>12}  {'IoU %':>6}", *rows, f"{'mIoU':>12}  {self.miou * 100:6.2f}"])
+            *iou_table(self.per_class_iou, self.miou)])
 
 
 def trained_fold(provenance: dict[str, Any]) -> str | None:

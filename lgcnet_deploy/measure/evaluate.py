@@ -13,6 +13,12 @@ from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.runtime.segmenter import Segmenter
 
 
+def iou_table(per_class_iou: dict[str, float], miou: float) -> list[str]:
+    """The per-class IoU lines of a report: a header, one row per class, then the mIoU."""
+    rows = [f"{name:>12}  {iou * 100:6.2f}" for name, iou in per_class_iou.items()]
+    return [f"{'class':>12}  {'IoU %':>6}", *rows, f"{'mIoU':>12}  {miou * 100:6.2f}"]
+
+
 @dataclass
 class EvalReport:
     model: str
@@ -25,10 +31,8 @@ class EvalReport:
     latency_ms: dict[str, float] = field(default_factory=dict)  # mean per stage per frame
 
     def table(self) -> str:
-        rows = [f"{name:>12}  {iou * 100:6.2f}" for name, iou in self.per_class_iou.items()]
         lat = ", ".join(f"{k} {v:.1f}" for k, v in self.latency_ms.items())
-        return "\n".join([f"{'class':>12}  {'IoU %':>6}", *rows,
-                          f"{'mIoU':>12}  {self.miou * 100:6.2f}",
+        return "\n".join([*iou_table(self.per_class_iou, self.miou),
                           f"pixel accuracy {self.pixel_accuracy * 100:.2f} %, {self.frames} "
                           f"frames, {self.backend}; ms/frame: {lat}"])
 
