@@ -3,21 +3,14 @@ checkpoint's provenance record."""
 
 from __future__ import annotations
 
-import os
-import platform
-from pathlib import Path
+from lgcnet_deploy.core.host import cpu_label
 
 
 def device_name(backend: str) -> str:
-    """The GPU's name for a CUDA backend, else the CPU's model name and its thread count."""
+    """The GPU's name for a CUDA backend, else the CPU's (`core.host.cpu_label`: its model
+    name and the threads this process may use), as `lgcnet bench` records it."""
     if backend.endswith("cuda"):
         import torch
 
         return torch.cuda.get_device_name()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_label()
