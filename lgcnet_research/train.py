@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.data import read_label
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_checkpoint, save_checkpoint
@@ -114,13 +115,15 @@ def _init_record(path: Path, payload: dict[str, Any], **extra: Any) -> dict[str,
 
 
 def training_labels(train_set: CamVidTorch | Subset | DeviceCamVid) -> Iterator[np.ndarray]:
-    """The label maps of a training set as they are on disk (no augmentation)."""
+    """The label maps of a training set as they are on disk (no augmentation; the label
+    files only, no frame decoded)."""
     if isinstance(train_set, DeviceCamVid):
         yield from (label.cpu().numpy() for label in train_set.labels)
         return
     whole = train_set.dataset if isinstance(train_set, Subset) else train_set
     indices = train_set.indices if isinstance(train_set, Subset) else range(len(train_set))
-    yield from (whole.data[i][1] for i in indices)
+    paths = whole.data.labels
+    yield from (read_label(paths[i]) for i in indices)
 
 
 def portable_path(path: str | Path) -> str:

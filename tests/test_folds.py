@@ -22,7 +22,7 @@ from lgcnet_research.folds import (
     inverse_log_weights,
 )
 from lgcnet_research.losses import DistillationLoss, OhemCrossEntropy
-from lgcnet_research.train import Trainer
+from lgcnet_research.train import Trainer, training_labels
 from lgcnet_research.train_config import TrainConfig
 
 DRIVES = {"train": {"0001TP": 3, "0006R0": 4, "0016E5": 2}, "val": {"0016E5": 3}}
@@ -75,6 +75,22 @@ def test_inverse_log_weights_favour_rare_classes() -> None:
     w = inverse_log_weights(freq)
     assert w[2] > w[1] > w[0]
     assert w[2] == pytest.approx(1 / np.log(1.10))
+
+
+def test_training_labels_read_the_label_files_only(tiny_camvid: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch.utils.data import Subset
+
+    import lgcnet_deploy.core.data as data
+
+    train, _ = fold_frames("A", tiny_camvid)
+    expected = [train[i][1] for i in range(len(train))]  # frame and label, as indexed
+    monkeypatch.setattr(data, "read_image", lambda path: pytest.fail(f"decoded {path}"))
+    whole = CamVidTorch(train, (16, 16))
+    for got, want in zip(training_labels(whole), expected, strict=True):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    picked = list(training_labels(Subset(whole, [5, 1])))
+    assert np.array_equal(picked[0], expected[5]) and np.array_equal(picked[1], expected[1])
 
 
 def test_weighted_ohem_counts_each_kept_pixel_by_its_class_weight() -> None:

@@ -55,6 +55,14 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
+def read_label(path: str | Path) -> np.ndarray:
+    """Read a label map (uint8 HxW class ids) as it is on disk."""
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise FileNotFoundError(f"label missing or unreadable: {path}")
+    return label
+
+
 class CamVid:
     """One split of CamVid: `len()`, indexing returns (BGR uint8 HxWx3, uint8 HxW label)."""
 
@@ -73,10 +81,7 @@ class CamVid:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        label = cv2.imread(str(self.labels[i]), cv2.IMREAD_UNCHANGED)
-        if label is None:
-            raise FileNotFoundError(f"label missing or unreadable: {self.labels[i]}")
-        return read_image(self.images[i]), label
+        return read_image(self.images[i]), read_label(self.labels[i])
 
     @classmethod
     def available(cls, root: str | Path | None = None) -> bool:
