@@ -129,7 +129,7 @@ def measure(models: list[str], peer: bool, rounds: int, iters: int, data: str | 
 
 def markdown(rows: list[ParetoRow]) -> str:
     sizes = list(rows[0].latency_ms)
-    head = ("| model | val mIoU % (360x480) | params (M) | GFLOPs (360x480) | "
+    head = ("| model | val mIoU % (360x480; leaks) | params (M) | GFLOPs (360x480) | "
             + " | ".join(f"ORT CPU ms {s}" for s in sizes) + " |\n|---|---:|---:|---:|"
             + "---:|" * len(sizes))
     lines = [head]

@@ -205,7 +205,7 @@ def test_info_names_the_genotype_and_how_decided_its_search_was(capsys):
     assert ("217a4c530fff (searched-camvid-decided; search mean top-1 0.99; "
             "seed agreement 0.20, chance 0.14)") in row
     assert main(["info", "lgcnet-camvid"]) == 0
-    assert "738e90861bbb (random-camvid-cpu)" in capsys.readouterr().out
+    assert "6a4c415b1969 (random-camvid-cpu-imagenet-stem)" in capsys.readouterr().out
 
 
 def test_export_refuses_impossible_batch(tmp_path):

@@ -68,7 +68,9 @@ def test_bn_folding_parity_shipped_model(real_frames):
         exact = copy.deepcopy(net).double()(x.double())
     # Folding changes rounding, not results: the folded fp32 net is as close to the exact
     # (float64) unfolded result as the unfolded fp32 net itself is (fp32's own rounding, ~1e-5
-    # on logits up to ~15 here), within twice that noise; and the two fp32 nets likewise.
+    # on logits up to ~15 here), within a few times that noise; and the two fp32 nets likewise.
+    # A few, not one: the ImageNet stem's BNs have tiny variances, so folding scales
+    # those fp32 weights up by as much as 50x, their rounding with them. A wrong fold errs by ~1e-1.
     noise = (ref.double() - exact).abs().max().item()
-    assert (folded.double() - exact).abs().max().item() <= max(1e-5, 2 * noise)
-    assert (ref - folded).abs().max().item() <= max(1e-5, 2 * noise)
+    assert (folded.double() - exact).abs().max().item() <= max(1e-5, 4 * noise)
+    assert (ref - folded).abs().max().item() <= max(1e-5, 4 * noise)

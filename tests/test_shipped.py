@@ -42,11 +42,13 @@ def test_lineage_walks_warm_starts_oldest_first(tmp_path):
 def test_shipped_default_lineage_is_complete():
     checkpoint = read_checkpoint(default_model_path())
     runs = lineage(checkpoint["provenance"])
-    assert len(runs) == 4  # 80 + 60 + 250 CPU epochs on train, then 10 on train + val
-    assert all(run["val_history"] and run["genotype_hash"] == "738e90861bbb" for run in runs)
-    assert [run["epochs_run"] for run in runs] == [80, 60, 250, 10]
+    # 80 + 60 + 250 CPU epochs on train, 10 on train + val, then 20 under the ImageNet stem
+    assert len(runs) == 5 and all(run["val_history"] for run in runs)
+    assert [run["genotype_hash"] for run in runs] == ["738e90861bbb"] * 4 + ["6a4c415b1969"]
+    assert [run["epochs_run"] for run in runs] == [80, 60, 250, 10, 20]
     assert runs[-1]["recipe"]["fold"] == "all" and runs[-1]["recipe"]["ema"]
-    assert "random search" in checkpoint["genotype"]["provenance"]["source"]
+    assert runs[-1]["recipe"]["imagenet_stem"] and "alike in name" in runs[-1]["init"]["tensors"]
+    assert "random search" in checkpoint["genotype"]["provenance"]["cells"]
 
 
 def test_searched_model_lineage_is_complete():

@@ -19,6 +19,7 @@ from lgcnet_research.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "lgcnet_deploy" / "model" / "weights" / "lgcnet_camvid.pt"
+SHIPPED_GENOTYPE = "default_mbconv_stem"  # the shipped default's genotype
 TINY = ["--crop", "64", "64", "--batch", "2", "--threads", "1", "--eval-every", "1",
         "--limit", "8", "2"]
 
@@ -160,9 +161,10 @@ def test_time_boxed_gpu_recipe_on_cpu_warm_starts_and_stops_in_time(tmp_path, ca
 
     fake_clock(train_module, 0.1)  # every reading of the trainer's clock: 0.1 s later
     out, ship = tmp_path / "run", tmp_path / "shipped.pt"
-    cfg = TrainConfig(out=str(out), init=str(SHIPPED), epochs=1000, batch=2, crop=(64, 64),
-                      threads=1, limit=(4, 2), amp="bf16", channels_last=True,
-                      device_data=True, eval_every_s=60.0, time_limit=4.0, ship=str(ship))
+    cfg = TrainConfig(out=str(out), genotype=SHIPPED_GENOTYPE, init=str(SHIPPED), epochs=1000,
+                      batch=2, crop=(64, 64), threads=1, limit=(4, 2), amp="bf16",
+                      channels_last=True, device_data=True, eval_every_s=60.0, time_limit=4.0,
+                      ship=str(ship))
     trainer = Trainer(cfg)
     result = trainer.fit()
     history = read_checkpoint(out / "last.pt")["train_state"]["history"]
