@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lgcnet_deploy.model.ops import MBConv, conv_bn_relu6
+from lgcnet_deploy.model.ops import MBConv, conv_bn_relu, conv_bn_relu6
 from lgcnet_research.pretrained import imagenet_weights, lite_state, load_into
 
 # (repeats, kernel, stride, expand, in, out) per stage: EfficientNet-B0's table, which Lite0
@@ -24,11 +24,6 @@ STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
     (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
 TEACHER_NAME = "effnet_lite0_seg"
-
-
-def _conv_bn_relu(c_in: int, c_out: int, k: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class EfficientNetLiteSeg(nn.Module):
@@ -48,12 +43,12 @@ class EfficientNetLiteSeg(nn.Module):
         ends = [sum(s[0] for s in stages[:i + 1]) - 1 for i in range(len(stages))]
         self.taps = {ends[1]: "s4", ends[2]: "s8", ends[-1]: "s32"}
         c4, c8, c32 = stages[1][5], stages[2][5], stages[-1][5]
-        self.high = _conv_bn_relu(c32, 128)
+        self.high = conv_bn_relu(c32, 128, 1)
         self.gate = nn.Conv2d(c32, 128, 1)
-        self.mid = _conv_bn_relu(c8, 128)
-        self.fuse8 = _conv_bn_relu(128, 64, 3)
-        self.low = _conv_bn_relu(c4, 32)
-        self.fuse4 = _conv_bn_relu(96, 64, 3)
+        self.mid = conv_bn_relu(c8, 128, 1)
+        self.fuse8 = conv_bn_relu(128, 64, 3)
+        self.low = conv_bn_relu(c4, 32, 1)
+        self.fuse4 = conv_bn_relu(96, 64, 3)
         self.classifier = nn.Conv2d(64, num_classes, 1)
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
