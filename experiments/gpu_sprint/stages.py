@@ -24,6 +24,7 @@ import numpy as np
 
 from experiments.gpu_sprint import jobs, trainings
 from experiments.gpu_sprint import speed as speed_stage
+from experiments.gpu_sprint.carry import MANIFEST
 from experiments.gpu_sprint.context import REPO, StageContext, StageSkipped
 
 if TYPE_CHECKING:
@@ -64,6 +65,12 @@ def _nvidia_smi() -> str:
         return f"unavailable: {e}"
 
 
+def _carry_manifest(root: Path) -> dict | None:
+    """How `make gpu-carry` packed this CamVid (its JPEG quality), if it did."""
+    manifest = root / MANIFEST
+    return json.loads(manifest.read_text()) if manifest.is_file() else None
+
+
 def env(ctx: StageContext) -> None:
     """GPU, driver, torch/CUDA/cuDNN, Triton, whether tensorrt imports, the data found."""
     import torch
@@ -78,7 +85,8 @@ def env(ctx: StageContext) -> None:
                       "cudnn": torch.backends.cudnn.version(),
                       "cuda_available": torch.cuda.is_available()},
                camvid={"root": str(ctx.data), "train": len(CamVid("train", ctx.data))
-                       if found else 0, "val": len(CamVid("val", ctx.data)) if found else 0})
+                       if found else 0, "val": len(CamVid("val", ctx.data)) if found else 0,
+                       "carried": _carry_manifest(ctx.data)})
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         ctx.report(gpu={"name": p.name, "capability": f"{p.major}.{p.minor}",
