@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = pack_camvid(args.data, CARRIED_CAMVID, args.quality)
         save_weights(CARRIED_IMAGENET)
-        carried = sorted(p for p in CARRY.iterdir()) if CARRY.is_dir() else []
+        carried = sorted(CARRY.iterdir())  # all of .carry/ travels, a teacher too
         print(f"CamVid {manifest['frames']} at JPEG quality {args.quality}, ImageNet weights "
               f"(bf16) in {CARRY.relative_to(REPO)}/\n" + check_travel(travel_bytes(REPO, carried)))
     except CarryError as e:
