@@ -24,7 +24,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_checkpoint, save
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research import distributed as dist
-from lgcnet_research.data import CamVidTorch, DeviceBatches, DeviceCamVid
+from lgcnet_research.data import CamVidTorch, DeviceBatches, DeviceCamVid, frames_of
 from lgcnet_research.ema import WeightEma
 from lgcnet_research.folds import class_frequencies, fold_frames, inverse_log_weights
 from lgcnet_research.losses import DistillationLoss, OhemCrossEntropy
@@ -56,6 +56,7 @@ from lgcnet_research.peer import (
 )
 from lgcnet_research.plots import plot_curves
 from lgcnet_research.pretrained import imagenet_source, load_imagenet_stem
+from lgcnet_research.targets import load_targets
 from lgcnet_research.teacher import TEACHER_NAME
 from lgcnet_research.train_config import TrainConfig, add_arguments
 
@@ -115,8 +116,11 @@ def run_record(history: list[dict[str, Any]]) -> dict[str, Any]:
                             if "val_miou" in h]}
 
 
-def pretraining(model: str, imagenet_stem: bool) -> str:
+def pretraining(model: str, imagenet_stem: bool, genotype: Genotype | None = None) -> str:
     """What a run starts from before CamVid, and where those weights came from."""
+    if imagenet_stem and genotype is not None and genotype.has_trunk:
+        return (f"ImageNet: the {genotype.stem} trunk from EfficientNet-Lite0's layers to "
+                f"stride 16 ({imagenet_source()})")
     if imagenet_stem:
         return (f"ImageNet: the mbconv stem from EfficientNet-Lite0's first layers "
                 f"({imagenet_source()})")
@@ -259,8 +263,10 @@ class Trainer:
         train_limit, val_limit = cfg.limit or (None, None)
         train_frames, self.val_frames = (fold_frames(cfg.fold, cfg.data) if cfg.fold
                                          else ("train", "val"))
+        targets = self._load_targets(train_frames)
         if cfg.device_data:
-            self.train_set = DeviceCamVid(train_frames, info.device, cfg.data, train_limit)
+            self.train_set = DeviceCamVid(train_frames, info.device, cfg.data, train_limit,
+                                          targets)
             val_set = DeviceCamVid(self.val_frames, info.device, cfg.data, val_limit)
             self.loader = DeviceBatches(self.train_set, cfg.batch, tuple(cfg.crop),
                                         tuple(cfg.scale_range), shuffle=True, drop_last=True,
@@ -271,7 +277,8 @@ class Trainer:
                                             world_size=info.world_size)
             return
         self.dataset = CamVidTorch(train_frames, tuple(cfg.crop), tuple(cfg.scale_range),
-                                   root=cfg.data, seed=cfg.seed, photometric=cfg.photometric)
+                                   root=cfg.data, seed=cfg.seed, photometric=cfg.photometric,
+                                   targets=targets)
         self.train_set = self.dataset
         val_set = CamVidTorch(self.val_frames, crop=None, train=False, root=cfg.data)
         if cfg.limit:
@@ -287,8 +294,25 @@ class Trainer:
         val_sampler = DistributedSampler(val_set, shuffle=False) if info.enabled else None
         self.val_loader = DataLoader(val_set, 4, sampler=val_sampler, num_workers=cfg.workers)
 
+    def _load_targets(self, train_frames: Any) -> list[torch.Tensor] | None:
+        """A teacher's cached logits of the training frames, when the recipe names them."""
+        if not self.cfg.teacher_targets:
+            return None
+        limit = self.cfg.limit[0] if self.cfg.limit else None
+        images = frames_of(train_frames, self.cfg.data).images[:limit]
+        targets, manifest = load_targets(self.cfg.teacher_targets, images)
+        self.teacher_record = {"targets": portable_path(self.cfg.teacher_targets), **manifest}
+        return targets
+
     def _build_teacher(self) -> torch.nn.Module | None:
-        """The frozen teacher whose soft labels join the loss, when the recipe names one."""
+        """The frozen teacher whose soft labels join the loss, when the recipe names one (or
+        the distillation loss alone when its targets are cached)."""
+        if self.cfg.teacher and self.cfg.teacher_targets:
+            raise ValueError("give teacher (run it at every step) or teacher_targets (its "
+                             "cached logits), not both")
+        if self.cfg.teacher_targets:
+            self.criterion = DistillationLoss(self.criterion, CAMVID.ignore_index,
+                                              self.cfg.distill, self.cfg.distill_temperature)
         if not self.cfg.teacher:
             return None
         teacher, payload = load_peer(self.cfg.teacher)
@@ -312,7 +336,7 @@ class Trainer:
 
     def _provenance(self) -> dict[str, Any]:
         device, recipe = self.info.device, self.cfg.to_dict()
-        for key in ("out", "init", "init_matching", "data"):  # no machine's layout
+        for key in ("out", "init", "init_matching", "data", "teacher_targets"):  # no layout
             recipe[key] = recipe[key] and portable_path(recipe[key])
         train_name = getattr(self.train_set, "data", None)
         return {"recipe": recipe, "model": self.cfg.model,
@@ -323,10 +347,11 @@ class Trainer:
                 "data": f"CamVid {getattr(train_name, 'name', None) or 'train'} "
                         f"({len(self.train_set)} frames)",
                 "evaluated_on": getattr(self.val_frames, "name", self.val_frames),
-                "pretraining": pretraining(self.cfg.model, self.cfg.imagenet_stem),
+                "pretraining": pretraining(self.cfg.model, self.cfg.imagenet_stem, self.genotype),
                 **({"class_weights": self.class_weight_record}
                    if self.cfg.class_weights != "none" else {}),
-                **({"teacher": self.teacher_record} if self.cfg.teacher else {}),
+                **({"teacher": self.teacher_record}
+                   if self.cfg.teacher or self.cfg.teacher_targets else {}),
                 **({"init": self.init_record} if self.init_record else {})}
 
     @property
@@ -355,21 +380,20 @@ class Trainer:
         target = self.loader if isinstance(self.loader, DeviceBatches) else self.dataset
         target.crop, target.scale_range = crop, scales
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        """One SGD step on a batch; returns the loss (on the device: no sync here)."""
+    def _step(self, batch: Sequence[torch.Tensor], lr: float) -> torch.Tensor:
+        """One SGD step on a batch (images, labels[, cached teacher logits]); returns the loss
+        (on the device: no sync here)."""
         for group in self.opt.param_groups:
             group["lr"] = lr
         device = self.info.device
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y, *cached = (t.to(device, non_blocking=True) for t in batch)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, torch.bfloat16, enabled=self.cfg.amp == "bf16"):
-            if self.teacher is None:
-                loss = self.criterion(self.model(x), y)
-            else:
+            if self.teacher is not None:
                 with torch.no_grad():
-                    soft = self.teacher(x)
-                loss = self.criterion(self.model(x), y, soft)
+                    cached = [self.teacher(x)]
+            loss = self.criterion(self.model(x), y, *cached)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -390,11 +414,11 @@ class Trainer:
         t0, losses, lr = time.time(), [], self.cfg.lr
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not self.info.is_main, leave=False, mininterval=10)
-        for i, (x, y) in enumerate(bar):
+        for i, batch in enumerate(bar):
             if self.cfg.time_limit and time.time() - self.started > self.cfg.time_limit:
                 break  # slow hardware: the box ends inside an epoch
             lr = self._lr(epoch * len(self.loader) + i)
-            losses.append(self._step(x, y, lr))
+            losses.append(self._step(batch, lr))
             if i % 10 == 0:  # .item() waits for the GPU: not every step
                 bar.set_postfix(loss=f"{losses[-1].item():.3f}", lr=f"{lr:.4f}")
         mean = dist.all_reduce_mean(torch.stack(losses).float().mean())

@@ -21,7 +21,7 @@ STAGES = {"core": 0, "model": 1, "export": 2, "runtime": 3, "measure": 4, "apps"
 RESEARCH_STAGES = {
     "settings": 0, "machine": 0, "edges": 0,
     "data": 1, "losses": 1, "distributed": 1, "plots": 1, "peer": 1, "train_config": 1,
-    "ema": 1, "folds": 1, "pretrained": 1, "teacher": 1,
+    "ema": 1, "folds": 1, "pretrained": 1, "teacher": 1, "targets": 1,
     "latency": 2,
     "train": 3, "fold_eval": 3,
     "search": 4,
