@@ -5,8 +5,9 @@ through its loaders: NetworkFromOnnxPath (parser, parser errors, strong typing),
 CreateConfig (optimisation profile, workspace pool, precision flags, progress monitor),
 EngineFromNetwork (build, None checks, timing-cache save and merge) and SaveEngine. Raw
 TensorRT API is kept in one place: `_attach_timing_cache`, because CreateConfig ignores the
-bool that `IBuilderConfig.set_timing_cache` returns (polygraphy/backend/trt/config.py), and a
-cache made for another GPU must be reported rather than silently dropped. The timing-cache
+bool that `IBuilderConfig.set_timing_cache` returns and passes a None cache on to it
+(polygraphy/backend/trt/config.py), and a cache that does not load or was made for another
+GPU must be reported and moved aside rather than fail every build. The timing-cache
 path goes to EngineFromNetwork as a str: Polygraphy locks it with util.LockFile, which
 appends ".lock" with `+`. TF32 is asked for (CreateConfig clears it by default; TensorRT and
 trtexec keep it on), so fp32 layers run as fast as in a trtexec engine.
@@ -192,12 +193,35 @@ def _import_polygraphy() -> Any:
     return pg
 
 
+def _set_aside(cache_path: Path) -> Path:
+    """Move a cache TensorRT would not take to `<cache>.refused` (the build then starts a
+    fresh one at `cache_path`, and Polygraphy's save has nothing stale to merge)."""
+    aside = cache_path.with_name(cache_path.name + ".refused")
+    os.replace(cache_path, aside)
+    return aside
+
+
 def _attach_timing_cache(config: Any, cache_path: Path) -> None:
-    """Load `cache_path` (if any) into `config`, checking what set_timing_cache returns."""
+    """Load `cache_path` (if any) into `config`; a cache that does not load or is refused is
+    reported, moved aside, and the build goes on without it.
+
+    `create_timing_cache` returns None for a blob it cannot read (pybind11's nullptr; NVIDIA
+    checks for it in shared/utils/cacheUtils.cpp:67-71) and `set_timing_cache` takes an
+    `ITimingCache&` (python/src/infer/pyCore.cpp:1740-1742), so None must never reach it;
+    its bool says whether the cache fits this GPU/TensorRT (pyCoreDoc.h, set_timing_cache).
+    """
     blob = cache_path.read_bytes() if cache_path.is_file() else b""
-    if not config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False):
-        warnings.warn(f"timing cache {cache_path} was made for another GPU or TensorRT; "
-                      f"building without it (delete it to start a fresh one)", stacklevel=2)
+    try:
+        cache = config.create_timing_cache(blob)
+    except (RuntimeError, TypeError, ValueError):
+        cache = None
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    why = ("does not load (corrupt or truncated)" if cache is None else
+           "was made for another GPU or TensorRT")
+    where = f"; moved to {_set_aside(cache_path)}" if blob else ""
+    warnings.warn(f"timing cache {cache_path} {why}{where}; building without it (a fresh "
+                  f"cache is saved after the build)", stacklevel=2)
 
 
 def _config(trt: Any, pg: Any, shapes: dict[str, list[tuple[int, ...]]], workspace_mib: int,
