@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import types
+from typing import ClassVar
 
 import numpy as np
 
@@ -144,7 +145,7 @@ class FakeGraph:
     """cuda.Graph: records the work at capture; replaying it after the context was reshaped
     is an error (the kernels were recorded for the old shapes)."""
 
-    made: list[FakeGraph] = []
+    made: ClassVar[list[FakeGraph]] = []
 
     def __init__(self, stream: FakeStream, enqueue) -> None:
         self.context = FakeGraph.context

@@ -17,9 +17,10 @@ graph that breaks a rule is refused with the rules it breaks.
 
 Precision lives in the ONNX (BuilderFlag.FP16/INT8 are deprecated since TensorRT 10.12,
 "superseded by strong typing", and gone in 11): fp32 -> as is, fp16 -> FP16 ONNX (converted
-here from fp32 if needed), int8 -> a Q/DQ ONNX. Networks are strongly typed, except int8 on
-10.0-10.11, built weakly typed with BuilderFlag.INT8 + FP16 so that layers outside Q/DQ pairs
-may run in fp16 (from 10.12 on they run in the ONNX's fp32).
+here from fp32 if needed), int8 -> a Q/DQ ONNX with an fp16 body and fp16 scales (converted
+here from the quantiser's fp32 one: strongly typed, each DequantizeLinear outputs its scale's
+type, NvInfer.h IDequantizeLayer/IQuantizeLayer). Networks are strongly typed, except int8
+on 10.0-10.11, built weakly typed with BuilderFlag.INT8 + FP16.
 
 Sources (NVIDIA/TensorRT, tools/Polygraphy/polygraphy/backend/trt/): loader.py
 (NetworkFromOnnxPath, EngineFromNetwork, SaveEngine), config.py (CreateConfig,
@@ -45,7 +46,7 @@ from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, PRECISIONS, ModelM
 from lgcnet_deploy.export.engine import INSTALL_TENSORRT, import_tensorrt
 from lgcnet_deploy.export.engine.sidecar import write_sidecar
 from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors
-from lgcnet_deploy.export.int8 import has_qdq
+from lgcnet_deploy.export.int8 import fp32_body, has_qdq
 
 Shape = tuple[int, int, int]  # (batch, height, width)
 # BuilderFlag.INT8/FP16: "Deprecated in TensorRT 10.12. Superseded by strong typing"
@@ -110,6 +111,11 @@ def prepare_onnx(onnx_path: Path, precision: str, engine_path: Path) -> tuple[Pa
             raise ValueError(f"{onnx_path} has no Q/DQ nodes: INT8 engines are built from a "
                              f"quantised ONNX (lgcnet_deploy.quantize); TensorRT 11 has no "
                              f"implicit INT8 calibration")
+        if fp32_body(model):  # strongly typed: the body would run in fp32
+            from lgcnet_deploy.export.fp16 import convert_fp16
+
+            body = engine_path.with_name(engine_path.stem + ".fp16.onnx")
+            return convert_fp16(onnx_path, body), meta.replace(precision="int8")
     elif meta.precision != precision:
         raise ValueError(f"{onnx_path} is a {meta.precision} model, asked for {precision}")
     return onnx_path, meta.replace(precision=precision)
@@ -158,8 +164,10 @@ def build_command(onnx_path: Path, engine_path: Path, precision: str,
 
 
 def gate(model: onnx.ModelProto, path: Path, dynamic: bool) -> None:
-    """Refuse `model` if it breaks a TensorRT rule; warnings are printed, not fatal."""
-    findings = check_onnx(model, profiled_inputs={model.graph.input[0].name} if dynamic else ())
+    """Refuse `model` if it breaks a TensorRT rule; warnings are printed, not fatal. A Q/DQ
+    graph must have the fp16 body prepare_onnx gives it."""
+    findings = check_onnx(model, profiled_inputs={model.graph.input[0].name} if dynamic else (),
+                          fp16_body=True)
     broken = errors(findings)
     if broken:
         first = broken[0]
