@@ -233,7 +233,7 @@ def _attach_timing_cache(config: Any, cache_path: Path) -> None:
 
 
 def _config(trt: Any, pg: Any, shapes: dict[str, list[tuple[int, ...]]], workspace_mib: int,
-            weak: bool, cache_path: Path | None, progress: bool) -> Any:
+            weak: bool, cache_path: Path | None, progress: bool, detailed: bool = False) -> Any:
     """Polygraphy's CreateConfig: one profile (min, opt, max per input; also for a dynamic
     batch with min == max), workspace pool, precision flags, progress bars, and our checked
     timing-cache load."""
@@ -241,6 +241,8 @@ def _config(trt: Any, pg: Any, shapes: dict[str, list[tuple[int, ...]]], workspa
         profiles=[pg.Profile().add(name, *s) for name, s in shapes.items()],
         memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mib << 20},
         progress_monitor=_progress_monitor(trt) if progress else None,
+        # DETAILED: the engine inspector then shows each layer's precision (lgcnet checks)
+        profiling_verbosity=trt.ProfilingVerbosity.DETAILED if detailed else None,
         **precision_flags(weak))
     if cache_path is None:
         return config
@@ -283,7 +285,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
                  batch: int | None = None, profile: tuple[Shape, Shape, Shape] | None = None,
                  workspace_mib: int = 2048, timing_cache: str | Path | None = None,
                  use_timing_cache: bool = True, device: int = 0, verbose: bool = False,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, detailed: bool = False) -> Path:
     """Build `onnx_path` into a TensorRT engine at `engine_path` plus `<engine>.json`.
 
     `batch` makes a static engine; `profile` = (min, opt, max) (B, H, W) a dynamic one; an
@@ -310,7 +312,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
         ) if use_timing_cache else None
     config = _config(trt, pg, {model.graph.input[0].name: [_tensor_shape(meta, s)
                                                             for s in shapes]},
-                     workspace_mib, weak, cache_path, progress)
+                     workspace_mib, weak, cache_path, progress, detailed)
     network = pg.NetworkFromOnnxPath(str(built_onnx), strongly_typed=not weak)
     t0 = time.perf_counter()
     engine = _build_and_save(pg, network, config, cache_path, engine_path, verbose,
