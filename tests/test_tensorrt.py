@@ -548,7 +548,7 @@ def test_cuda_graph_path_equals_plain_path(fp16_engine, frames):
             TensorRTBackend(fp16_engine, "cuda", cuda_graph=False) as p:
         for f in frames:
             assert np.array_equal(g.infer(f[None]), p.infer(f[None]))
-        assert g.use_cuda_graph and g._graphs
+        assert g.use_cuda_graph and g._graph is not None
 
 
 @pytest.mark.trt
