@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
@@ -45,7 +46,7 @@ from lgcnet_research import distributed as dist
 from lgcnet_research.data import CamVidTorch, DeviceBatches, DeviceCamVid, frames_of
 from lgcnet_research.ema import WeightEma
 from lgcnet_research.folds import class_frequencies, fold_frames, inverse_log_weights
-from lgcnet_research.losses import DistillationLoss, OhemCrossEntropy
+from lgcnet_research.losses import DeeplySupervised, DistillationLoss, OhemCrossEntropy
 from lgcnet_research.machine import device_name
 from lgcnet_research.peer import (
     load_peer,
@@ -181,7 +182,10 @@ class Trainer:
         if not 0 <= cfg.finish_epochs <= cfg.epochs:
             raise ValueError(f"finish_epochs must lie in 0..epochs ({cfg.epochs}), got "
                              f"{cfg.finish_epochs}")
-        self.opt = torch.optim.SGD(parameter_groups(self.net, cfg.wd), lr=cfg.lr,
+        # what the optimizer trains: the net, and the auxiliary heads when the recipe has them
+        self.trained = self.net if not cfg.aux_weight else DeeplySupervised(
+            self.net, CAMVID.num_classes).to(self.info.device)
+        self.opt = torch.optim.SGD(parameter_groups(self.trained, cfg.wd), lr=cfg.lr,
                                    momentum=cfg.momentum)
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.init_record: dict[str, Any] | None = None
@@ -194,7 +198,8 @@ class Trainer:
             self._load_matching(Path(cfg.init_matching))
         if cfg.ema and self.ema is None:
             self.ema = WeightEma(self.net, cfg.ema)
-        self.model = DistributedDataParallel(self.net) if self.info.enabled else self.net
+        self.model = DistributedDataParallel(self.trained) if self.info.enabled \
+            else self.trained
         self._build_data()
         self.criterion = self._build_criterion()
         self.teacher = self._build_teacher()
@@ -240,6 +245,8 @@ class Trainer:
             self.ema = WeightEma(self.net, self.cfg.ema or state["ema_decay"],
                                  state["ema_updates"])
             self.net.load_state_dict(state["raw_state_dict"])
+        if "aux_heads" in state and isinstance(self.trained, DeeplySupervised):
+            self.trained.heads.load_state_dict(state["aux_heads"])
         self.opt.load_state_dict(state["optimizer"])
         self.start_epoch, self.best = state["epoch"], state["best_miou"]
         self.history = state["history"]
@@ -331,8 +338,9 @@ class Trainer:
                                      CAMVID.num_classes, CAMVID.ignore_index)
             weight = torch.tensor(inverse_log_weights(freq), dtype=torch.float32)
             self.class_weight_record = dict(zip(CAMVID.classes, weight.tolist()))
-        return OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh, cfg.ohem_min_kept,
-                                weight).to(self.info.device)
+        self.hard_criterion = OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh,
+                                               cfg.ohem_min_kept, weight).to(self.info.device)
+        return self.hard_criterion
 
     def _provenance(self) -> dict[str, Any]:
         device, recipe = self.info.device, self.cfg.to_dict()
@@ -393,7 +401,15 @@ class Trainer:
             if self.teacher is not None:
                 with torch.no_grad():
                     cached = [self.teacher(x)]
-            loss = self.criterion(self.model(x), y, *cached)
+            logits = self.model(x)
+            if isinstance(self.trained, DeeplySupervised):
+                logits, aux = logits
+                loss = self.cfg.aux_weight * sum(
+                    self.hard_criterion(F.interpolate(a, size=y.shape[-2:], mode="bilinear",
+                                                      align_corners=False), y) for a in aux)
+            else:
+                loss = 0.0
+            loss = loss + self.criterion(logits, y, *cached)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -469,6 +485,8 @@ class Trainer:
         if self.ema is not None:
             state.update(raw_state_dict=cpu_state_dict(self.net), ema_decay=self.ema.decay,
                          ema_updates=self.ema.updates)
+        if isinstance(self.trained, DeeplySupervised):
+            state.update(aux_heads=cpu_state_dict(self.trained.heads))
         provenance = {**self.provenance, **run_record(self.history)}
         self.save_checkpoint(self.out / "last.pt", self.evaluated_net, self.meta, provenance,
                              metrics, state)

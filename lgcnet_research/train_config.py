@@ -64,6 +64,8 @@ class TrainConfig(Settings):
         "distill": "weight α of the teacher's soft labels: (1 - α)·OHEM + α·T²·KL",
         "distill_temperature": "softmax temperature T of the distillation",
         "wd": "weight decay of conv and linear weights (BatchNorm and biases get none)",
+        "aux_weight": "deep supervision: 1x1 classifiers on the fusion cell's stride-8 and "
+                      "-16 inputs, each with this weight in the loss (training only; 0: none)",
         "ema": "keep an EMA of the weights with this decay (e.g. 0.999); checkpoints then "
                "hold the EMA weights (what is evaluated and shipped)",
         "eval_every": "val mIoU every N epochs (and at the last one)",
@@ -104,6 +106,7 @@ class TrainConfig(Settings):
     class_weights: str = "none"
     photometric: bool = False
     ema: float | None = None
+    aux_weight: float = 0.0
     teacher: str | None = None
     teacher_targets: str | None = None
     distill: float = 0.5

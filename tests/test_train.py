@@ -12,6 +12,7 @@ import torch
 from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
+from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research.data import DeviceBatches, augment_batch, normalize, resize_label
 from lgcnet_research.losses import OhemCrossEntropy
 from lgcnet_research.train import (
@@ -375,3 +376,23 @@ def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val
     trainer = Trainer(cfg)
     assert trainer.teacher is None and trainer.provenance["teacher"]["teacher_digest"]
     assert torch.isfinite(torch.tensor(trainer.train_epoch(0)["loss"]))
+
+
+def test_auxiliary_heads_train_beside_the_net_and_never_ship(tmp_path, camvid_val):
+    from lgcnet_research.losses import DeeplySupervised
+
+    net = LGCNet(load_genotype("lite0_s16_random0"), 11)
+    logits, aux = DeeplySupervised(net, 11)(torch.randn(1, 3, 64, 96))
+    assert logits.shape == (1, 11, 64, 96)
+    assert [a.shape[-2:] for a in aux] == [(8, 12), (4, 6)]  # strides 8 and 16
+    out = tmp_path / "run"
+    cfg = TrainConfig(out=str(out), batch=2, crop=(64, 64), threads=1, limit=(2, 1), epochs=2,
+                      stop_after=1, aux_weight=0.4, eval_every=1)
+    Trainer(cfg).fit()
+    saved = read_checkpoint(out / "last.pt")
+    assert not any(k.startswith("heads.") for k in saved["state_dict"])
+    heads = saved["train_state"]["aux_heads"]
+    resumed = Trainer(cfg, resume=True)
+    assert all(torch.equal(resumed.trained.heads.state_dict()[k], v) for k, v in heads.items())
+    with pytest.raises(ValueError, match="no fusion cell"):
+        DeeplySupervised(torch.nn.Conv2d(3, 3, 1), 11)
