@@ -168,7 +168,7 @@ def test_cuda_runner_forward_and_graph_agree_with_eager(trained_like_net, real_f
     agreement with eager; compiling here would cost the tests stage a minute.)"""
     from lgcnet_deploy.core.classes import CAMVID
     from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-    from lgcnet_deploy.export.io_wrapper import wrap_io
+    from lgcnet_deploy.model.io_wrapper import wrap_io
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
     meta = ModelMeta.for_dataset(CAMVID, input_format=INPUT_UINT8_NHWC_BGR,

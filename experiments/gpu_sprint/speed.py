@@ -32,8 +32,8 @@ from lgcnet_deploy.core.data import CamVid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.core.timing import Stats, time_calls
-from lgcnet_deploy.export.io_wrapper import InGraphIO, wrap_io
 from lgcnet_deploy.measure.bench import LRASPP_NAME, PAPER, lraspp_net
+from lgcnet_deploy.model.io_wrapper import InGraphIO, wrap_io
 from lgcnet_deploy.model.shipped import SHIPPED_MODELS, resolve_model
 from lgcnet_deploy.runtime.backends.base import Backend
 from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner

@@ -69,13 +69,13 @@ def import_attribute(ref: str, extra: str | None = None, needed_by: str = "this 
 FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat("onnx", (".onnx",), "ONNX model (ONNX Runtime)",
                 "lgcnet_deploy.runtime.backends.onnx_runtime:OnnxRuntimeBackend",
-                "lgcnet_deploy.export.describe:describe_onnx", None, True),
+                "lgcnet_deploy.artifact.describe:describe_onnx", None, True),
     ModelFormat("pytorch", (".pt", ".pth"), "LGCNet checkpoint (PyTorch)",
                 "lgcnet_deploy.runtime.backends.pytorch:TorchBackend",
                 "lgcnet_deploy.model.checkpoint:describe_checkpoint", "export", False),
     ModelFormat("engine", (".engine",), "TensorRT engine",
                 "lgcnet_deploy.runtime.backends.tensorrt_engine:TensorRTBackend",
-                "lgcnet_deploy.export.describe:describe_engine", "tensorrt", True),
+                "lgcnet_deploy.artifact.describe:describe_engine", "tensorrt", True),
 )
 SUFFIXES: dict[str, ModelFormat] = {s: f for f in FORMATS for s in f.suffixes}
 

@@ -77,7 +77,7 @@ def tensorrt_gpu() -> bool:
     if find_spec("tensorrt") is None:
         return False
     try:
-        from lgcnet_deploy.core import cuda
+        from lgcnet_deploy.artifact.engine import cuda
 
         return cuda.device_count() > 0
     except (ImportError, RuntimeError, OSError):

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lgcnet_deploy.artifact.integrity import stamp_weights_digest
 from lgcnet_deploy.core.data import cache_root, read_image, require_camvid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
-from lgcnet_deploy.export.integrity import stamp_weights_digest
 
 if TYPE_CHECKING:  # onnx comes with the export extra; `lgcnet quantize -h` must not need it
     import onnx

@@ -158,7 +158,7 @@ def _quantize(fp32_onnx: Path, output: Path, spec: ArtifactSpec) -> Path:
 
 
 def _build_engine(onnx_path: Path, engine: Path, spec: ArtifactSpec) -> Path:
-    from lgcnet_deploy.export.engine.build import build_engine
+    from lgcnet_deploy.export.engine import build_engine
 
     if spec.precision == "int8":
         onnx_path = _quantize(onnx_path, engine.with_suffix(".int8.onnx"),

@@ -10,10 +10,10 @@ import onnx
 import torch
 from torch import nn
 
+from lgcnet_deploy.artifact.integrity import stamp_weights_digest
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
 from lgcnet_deploy.core.version import __version__
-from lgcnet_deploy.export.integrity import stamp_weights_digest
-from lgcnet_deploy.export.io_wrapper import wrap_io
+from lgcnet_deploy.model.io_wrapper import wrap_io
 
 MIN_OPSET = 17
 # The network takes any H, W >= 1: stride-2 layers round up, Up x2 edges crop to the finer

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.export.io_wrapper import wrap_io
 from lgcnet_deploy.model.checkpoint import load_checkpoint
+from lgcnet_deploy.model.io_wrapper import wrap_io
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
 

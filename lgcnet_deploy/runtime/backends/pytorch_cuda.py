@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lgcnet_deploy.export.io_wrapper import InGraphIO
+from lgcnet_deploy.model.io_wrapper import InGraphIO
 
 
 class _HalfNet(nn.Module):

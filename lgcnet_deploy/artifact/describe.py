@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lgcnet_deploy.artifact.integrity import digest_status
 from lgcnet_deploy.core.formats import ModelFileError
 from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.export.integrity import digest_status
 
 
 def describe_onnx(path: Path) -> dict[str, Any]:
@@ -30,6 +30,6 @@ def describe_onnx(path: Path) -> dict[str, Any]:
 
 def describe_engine(path: Path) -> dict[str, Any]:
     """A TensorRT engine as its sidecar describes it (no GPU or TensorRT needed)."""
-    from lgcnet_deploy.export.engine.sidecar import read_sidecar
+    from lgcnet_deploy.artifact.engine.sidecar import read_sidecar
 
     return {"backend": "tensorrt", **read_sidecar(path)}

@@ -7,7 +7,7 @@ from torch import nn
 
 from lgcnet_deploy.core.classes import MEAN_RGB, STD_RGB
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.export.fold_bn import fold_batchnorm
+from lgcnet_deploy.model.fold_bn import fold_batchnorm
 
 
 class InGraphIO(nn.Module):

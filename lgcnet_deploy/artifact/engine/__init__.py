@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from lgcnet_deploy.export.engine.sidecar import (
+from lgcnet_deploy.artifact.engine.sidecar import (
     EngineMismatchError,
     check_sidecar,
     read_sidecar,
