@@ -19,7 +19,7 @@ from lgcnet_deploy.artifact.integrity import (
 )
 from lgcnet_deploy.core.classes import CAMVID, CITYSCAPES
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet
 

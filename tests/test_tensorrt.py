@@ -36,9 +36,10 @@ from lgcnet_deploy.core.metadata import (
 )
 from lgcnet_deploy.export.engine import build_command, prepare_onnx, resolve_shapes
 from lgcnet_deploy.export.fp16 import convert_fp16
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
+from lgcnet_deploy.model.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.io_wrapper import wrap_io
-from lgcnet_deploy.runtime.backends.base import BackendError, load_backend
+from lgcnet_deploy.runtime.backends import BackendError, load_backend
 from lgcnet_deploy.runtime.backends.tensorrt_engine import checked
 
 GPU = {"name": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7", "total_memory_mib": 30000}
@@ -438,7 +439,8 @@ def test_ort_tensorrt_provider_gets_int8_for_qdq_models(onnx_path, tmp_path):
     TensorRT refuses a weakly typed Q/DQ network without it."""
     import onnx
 
-    from lgcnet_deploy.export.int8 import calibration_frames, has_qdq, quantize_int8
+    from lgcnet_deploy.artifact.describe import has_qdq
+    from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
     from lgcnet_deploy.runtime.backends.onnx_runtime import ORT_TENSORRT, provider_options
 
     qdq = quantize_int8(onnx_path, tmp_path / "qdq.onnx", calibration_frames(limit=1),
@@ -498,7 +500,7 @@ def test_fp16_onnx_keeps_io_and_agrees_with_fp32(onnx_path, logits_onnx, frames,
 def test_torch_fp16_runner_agrees_with_fp32(net, meta, frames):
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
-    module = wrap_io(net, meta.replace(output_kind=OUTPUT_LOGITS))
+    module = wrap_io(fold_batchnorm(net), meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
         ref = module(torch.from_numpy(frames)).numpy()
     runner = CudaRunner(module, "cpu")  # the same fp16/channels_last module, eager on CPU
@@ -592,7 +594,7 @@ def test_engine_without_sidecar_loads_from_its_own_io(fp16_engine, frames, tmp_p
 def test_torch_cuda_path_matches_cpu(net, meta, frames):
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
-    module = wrap_io(net, meta.replace(output_kind=OUTPUT_LOGITS))
+    module = wrap_io(fold_batchnorm(net), meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
         ref = module(torch.from_numpy(frames[:1])).numpy()
     runner = CudaRunner(module, "cuda")

@@ -31,7 +31,7 @@ from lgcnet_deploy.core.metadata import (
 )
 from lgcnet_deploy.export.fp16 import convert_fp16
 from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.checkpoint import load_checkpoint
 from lgcnet_deploy.model.shipped import default_model_path
 

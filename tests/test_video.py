@@ -10,7 +10,7 @@ from loopback_stream import closed_port_url, mjpeg_stream
 from lgcnet_deploy import Segmenter
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.runtime.video import (
     FrameSource,
     Mp4Writer,

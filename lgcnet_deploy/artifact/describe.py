@@ -1,15 +1,30 @@
-"""What deployable model files hold, for `lgcnet info` and the input-size checks, read
-without preparing them for inference (the `describe` functions of the model-format table in
-`core/formats.py`)."""
+"""What a model file holds, for `lgcnet info` and the input-size checks, read without
+preparing it for inference: `describe(path)` looks its format up in the table of
+`core/formats.py` and reads it the way that format is read."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lgcnet_deploy.artifact.integrity import digest_status
-from lgcnet_deploy.core.formats import ModelFileError
+from lgcnet_deploy.core.formats import ModelFileError, format_of
 from lgcnet_deploy.core.metadata import ModelMeta
+
+if TYPE_CHECKING:
+    import onnx
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """What the model file at `path` holds, read as its format is (see the module doc)."""
+    path = Path(path)
+    fmt = format_of(path)
+    with fmt.needs_extra():
+        if fmt.name == "pytorch":
+            from lgcnet_deploy.model.checkpoint import describe_checkpoint
+
+            return describe_checkpoint(path)
+    return describe_engine(path) if fmt.name == "engine" else describe_onnx(path)
 
 
 def describe_onnx(path: Path) -> dict[str, Any]:
@@ -33,3 +48,10 @@ def describe_engine(path: Path) -> dict[str, Any]:
     from lgcnet_deploy.artifact.engine.sidecar import read_sidecar
 
     return {"backend": "tensorrt", **read_sidecar(path)}
+
+
+def has_qdq(model: onnx.ModelProto) -> bool:
+    """Whether `model` is explicitly quantized (holds QuantizeLinear/DequantizeLinear nodes):
+    what `lgcnet build --precision int8` needs, and what makes ONNX Runtime's TensorRT provider
+    need trt_int8_enable."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)

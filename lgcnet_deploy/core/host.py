@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import platform
 from functools import cache
-from importlib.util import find_spec
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -70,15 +69,3 @@ def int8_instructions() -> list[str] | None:
         return None
     flags = set((info.get("flags") or info.get("Features") or "").split())
     return [label for flag, label in INT8_DOT_PRODUCT.items() if flag in flags]
-
-
-def tensorrt_gpu() -> bool:
-    """TensorRT is installed and cuda-python sees a CUDA GPU (what engines need)."""
-    if find_spec("tensorrt") is None:
-        return False
-    try:
-        from lgcnet_deploy.artifact.engine import cuda
-
-        return cuda.device_count() > 0
-    except (ImportError, RuntimeError, OSError):
-        return False

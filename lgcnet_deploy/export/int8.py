@@ -105,13 +105,6 @@ TENSORRT_QDQ_OPTIONS = {
 }
 
 
-def has_qdq(model: onnx.ModelProto) -> bool:
-    """Whether `model` is explicitly quantized (holds QuantizeLinear/DequantizeLinear nodes):
-    what `lgcnet build --precision int8` needs, and what makes ONNX Runtime's TensorRT provider
-    need trt_int8_enable."""
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-
-
 def _tensorrt_placement(model: onnx.ModelProto) -> dict:
     """quantize_static's arguments for the tensorrt target: TENSORRT_QDQ_OPTIONS, no output
     Q/DQ, and ConvTranspose weights per tensor (a per-tensor override per weight)."""

@@ -24,7 +24,7 @@ import numpy as np
 from lgcnet_deploy.artifact.integrity import IntegrityError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL
-from lgcnet_deploy.runtime.backends.base import Backend, load_backend
+from lgcnet_deploy.runtime.backends import Backend, load_backend
 from lgcnet_deploy.runtime.result import Result
 from lgcnet_deploy.runtime.video import SOURCE_KINDS, FrameSource
 

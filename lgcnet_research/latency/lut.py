@@ -346,10 +346,11 @@ def network_call(genotype: Genotype, input_size: tuple[int, int], backend: str,
                                  genotype_hash=genotype.hash)
     import torch
 
+    from lgcnet_deploy.model.fold_bn import fold_batchnorm
     from lgcnet_deploy.model.io_wrapper import wrap_io
 
     device = backend.split("-")[1]
-    model = wrap_io(net, meta).to(device)
+    model = wrap_io(fold_batchnorm(net), meta).to(device)
     x = torch.from_numpy(frame).to(device)
 
     @torch.inference_mode()

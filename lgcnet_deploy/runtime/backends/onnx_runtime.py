@@ -60,7 +60,7 @@ def provider_options(provider: str, device_index: int, qdq: bool = False) -> dic
 def _has_qdq(path: Path) -> bool:
     import onnx
 
-    from lgcnet_deploy.export.int8 import has_qdq
+    from lgcnet_deploy.artifact.describe import has_qdq
 
     try:
         return has_qdq(onnx.load(str(path), load_external_data=False))
