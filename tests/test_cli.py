@@ -249,7 +249,7 @@ def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 60) -> None:
 def test_interrupted_video_leaves_no_file_under_its_final_name(small_onnx, tmp_path):
     import numpy as np
 
-    from lgcnet_deploy.runtime.video import Mp4Writer
+    from lgcnet_deploy.runtime.drawing import Mp4Writer
 
     video = tmp_path / "long.mp4"
     rng = np.random.default_rng(0)

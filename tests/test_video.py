@@ -8,17 +8,12 @@ import pytest
 from loopback_stream import closed_port_url, mjpeg_stream
 
 from lgcnet_deploy import Segmenter
+from lgcnet_deploy.cli.commands.predict import segment_video
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.export.pipeline import export_onnx
-from lgcnet_deploy.runtime.video import (
-    FrameSource,
-    Mp4Writer,
-    SourceError,
-    redact,
-    segment_video,
-    source_kind,
-)
+from lgcnet_deploy.runtime.drawing import Mp4Writer
+from lgcnet_deploy.runtime.sources import FrameSource, SourceError, redact, source_kind
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +218,7 @@ def test_frame_source_releases_capture_when_stream_stops(seg, tmp_path, real_fra
 
 
 def test_annotated_frames_keep_size(seg, real_frames):
-    from lgcnet_deploy.runtime.video import annotate
+    from lgcnet_deploy.runtime.drawing import annotate
 
     img = annotate(seg.predict(real_frames[0]).overlay(), seg.meta, fps=12.3)
     assert img.shape == real_frames[0].shape and img.dtype == np.uint8

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.runtime.video import annotate, write_image
+from lgcnet_deploy.runtime.drawing import annotate, write_image
 
 # `save` writes the class-id mask to lossless formats and the overlay to lossy ones (JPEG would
 # blur class ids into each other).

@@ -1,5 +1,5 @@
 """The front door: `Segmenter("lgcnet-camvid").predict(source)`, where the source is a frame,
-frames, or a path, camera or URL (`runtime/video.FrameSource` reads those).
+frames, or a path, camera or URL (`runtime/sources.FrameSource` reads those).
 
 Pre/post-processing lives here once for every backend: a backend only declares, through its
 metadata, whether it takes uint8 BGR NHWC or normalised float NCHW and whether it returns
@@ -26,7 +26,7 @@ from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL
 from lgcnet_deploy.runtime.backends import Backend, load_backend
 from lgcnet_deploy.runtime.result import Result
-from lgcnet_deploy.runtime.video import SOURCE_KINDS, FrameSource
+from lgcnet_deploy.runtime.sources import SOURCE_KINDS, FrameSource
 
 RESIZE_MODES = ("stretch", "letterbox")
 ASPECT_TOLERANCE = 0.01  # relative aspect difference below which a frame counts as the model's

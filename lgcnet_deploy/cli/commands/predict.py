@@ -6,11 +6,13 @@ import argparse
 import os
 import re
 import sys
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from lgcnet_deploy.cli.args import add_device
-from lgcnet_deploy.runtime.video import IMAGE_SUFFIXES
+from lgcnet_deploy.runtime.sources import IMAGE_SUFFIXES, FrameSource, SourceError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # FFmpeg logs a dropped stream to stderr; the summary line says it instead.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from lgcnet_deploy.runtime.video import FrameSource, source_kind
+    from lgcnet_deploy.runtime.sources import source_kind
 
     out: Path = args.output
     if out.exists() and not out.is_dir():
@@ -102,7 +104,7 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
     from tqdm import tqdm
 
     from lgcnet_deploy.core.data import read_image
-    from lgcnet_deploy.runtime.video import write_image
+    from lgcnet_deploy.runtime.drawing import write_image
 
     written, skipped = 0, []
     with _segmenter(args) as seg, tqdm(images, desc="predict", unit="img", leave=False,
@@ -145,8 +147,6 @@ def _video_name(src) -> str:
 
 
 def _predict_video(args: argparse.Namespace, src) -> int:
-    from lgcnet_deploy.runtime.video import segment_video
-
     with _segmenter(args) as seg:
         run = segment_video(seg, src, args.output / f"{_video_name(src)}_overlay.mp4",
                             args.alpha, progress=True)
@@ -158,3 +158,49 @@ def _predict_video(args: argparse.Namespace, src) -> int:
         how = f"{run.frames} frames"
     print(f"wrote {run.path} ({how})")
     return 0
+
+
+@dataclass
+class VideoRun:
+    """What `segment_video` wrote: the MP4 (None when no frame came), the frame count, and
+    whether a live source was stopped by Ctrl-C (its recording is kept) or ended by itself."""
+
+    path: Path | None
+    frames: int
+    source: str
+    interrupted: bool = False
+
+
+def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
+                  alpha: float = 0.5, max_frames: int | None = None,
+                  progress: bool = False) -> VideoRun:
+    """Overlay + legend + live FPS for every frame of `source`, written to an MP4.
+
+    A file or folder that fails midway leaves no MP4 at `out`. A camera or stream runs until
+    it ends or drops, or until Ctrl-C, which for a live source means "stop recording": the
+    frames so far are kept and the run returns normally.
+    """
+    src = source if isinstance(source, FrameSource) else FrameSource(source)
+    src.max_frames = max_frames if max_frames is not None else src.max_frames
+    total = None if src.live else len(src)
+    interrupted = False
+    from tqdm import tqdm
+
+    from lgcnet_deploy.runtime.drawing import Mp4Writer, annotate
+
+    with Mp4Writer(out, src.fps) as writer, tqdm(total=total, unit="frame", desc=str(src),
+                                                 disable=not progress, leave=False) as bar:
+        last = time.perf_counter()
+        try:
+            for r in seg.stream(src):
+                now = time.perf_counter()
+                writer.write(annotate(r.overlay(alpha), seg.meta, 1.0 / max(now - last, 1e-6)))
+                last = now
+                bar.update()
+        except KeyboardInterrupt:
+            if not src.live:
+                raise
+            interrupted = True
+    if writer.frames == 0:
+        raise SourceError(f"{src}: no frames decoded")
+    return VideoRun(writer.path, writer.frames, str(src), interrupted)
