@@ -228,13 +228,10 @@ class Segmenter:
                 t1 = time.perf_counter()
                 y = self.backend.infer(x)
                 t2 = time.perf_counter()
-                result = self._results([frame], y)[0]
-                t3 = time.perf_counter()
+                result = self._results([frame], y)
                 # preprocess ran on the worker, overlapped with the previous inference
-                self.speed = {"preprocess": pre_ms, "inference": (t2 - t1) * 1e3,
-                              "postprocess": (t3 - t2) * 1e3}
-                result.speed = dict(self.speed)
-                yield result
+                self._record_speed(result, pre_ms / 1e3, t1, t2, time.perf_counter())
+                yield result[0]
         finally:
             worker.close()
 
@@ -265,13 +262,18 @@ class Segmenter:
         y = self.backend.infer(x)
         t2 = time.perf_counter()
         results = self._results(frames, y)
-        t3 = time.perf_counter()
-        n = len(frames)
-        self.speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
+        self._record_speed(results, t1 - t0, t1, t2, time.perf_counter())
+        return results
+
+    def _record_speed(self, results: list[Result], pre_s: float, t1: float, t2: float,
+                      t3: float) -> None:
+        """`speed` (ms per frame and stage) of `results`, for the Segmenter and each Result:
+        preprocessing took `pre_s`, inference t1..t2 and postprocessing t2..t3 seconds."""
+        n = len(results)
+        self.speed = {"preprocess": pre_s * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
                       "postprocess": (t3 - t2) * 1e3 / n}
         for r in results:
             r.speed = dict(self.speed)
-        return results
 
     def _results(self, frames: list[np.ndarray], y: np.ndarray) -> list[Result]:
         sizes = [f.shape[:2] for f in frames]
