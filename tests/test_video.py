@@ -224,6 +224,18 @@ def test_annotated_frames_keep_size(seg, real_frames):
     assert img.shape == real_frames[0].shape and img.dtype == np.uint8
 
 
+def test_fps_meter_smooths_over_its_window_and_agrees_with_the_mean():
+    from lgcnet_deploy.runtime.drawing import FpsMeter
+
+    meter, clock = FpsMeter(window=4), [0.0, 0.1, 0.3, 0.4, 0.6, 0.7]  # a fake clock
+    shown = [meter.tick(t) for t in clock]
+    assert shown[0] is None and shown[1] == pytest.approx(10.0)
+    assert shown[-1] == pytest.approx(4 / 0.6)  # the last 4 intervals, not the last one
+    assert FpsMeter(window=100).tick(0.0) is None
+    steady = FpsMeter()
+    assert [steady.tick(i / 20) for i in range(50)][-1] == pytest.approx(20.0)
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, val_folder):
     """A 6-frame MP4 of real CamVid frames."""

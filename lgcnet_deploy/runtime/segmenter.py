@@ -40,6 +40,12 @@ class GeometryWarning(UserWarning):
     """Frames of another aspect than the model's are being stretched."""
 
 
+def _paths(source: object) -> bool:
+    """A non-empty list or tuple of paths: a source of images, read in order."""
+    return (isinstance(source, list | tuple) and bool(source)
+            and all(isinstance(s, str | Path) for s in source))
+
+
 def check_frame(frame: object, index: int | None = None) -> np.ndarray:
     """Validate an OpenCV BGR uint8 HxWx3 frame; raise TypeError/ValueError saying what to do."""
     where = "frame" if index is None else f"frame {index}"
@@ -170,9 +176,12 @@ class Segmenter:
     def predict(self, source: Source, *, max_frames: int | None = None,
                 latest: bool = False) -> Result | list[Result]:
         """Segment `source`: a frame (HxWx3 BGR uint8) or an image file -> one Result; a list
-        or NxHxWx3 batch of frames (run in batches) -> a list; a folder, video, camera index
-        or stream URL -> a list of every frame's Result (a camera or stream needs
-        `max_frames`; for long sources iterate `stream()` instead, which keeps no frames)."""
+        or NxHxWx3 batch of frames (run in batches) -> a list; a list of image paths, a
+        folder, video, camera index or stream URL -> a list of every frame's Result (a camera
+        or stream needs `max_frames`; for long sources iterate `stream()` instead, which keeps
+        no frames)."""
+        if _paths(source):
+            source = FrameSource(source)
         if isinstance(source, np.ndarray | list | tuple):
             _no_option(source, max_frames=max_frames, latest=latest)
             return self._predict_frames(source)
@@ -242,7 +251,8 @@ class Segmenter:
         if isinstance(source, np.ndarray):
             _no_option(source, max_frames=max_frames)
             return list(source) if source.ndim == 4 else [source]
-        if isinstance(source, str | Path | int) and not isinstance(source, bool):
+        if (isinstance(source, str | Path | int) and not isinstance(source, bool)) or _paths(
+                source):
             source = FrameSource(source)
         if isinstance(source, FrameSource):
             source.max_frames = max_frames if max_frames is not None else source.max_frames

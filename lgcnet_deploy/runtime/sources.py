@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -20,8 +20,8 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 CAMERA_INDEX_LIMIT = 100
 LIVE_KINDS = ("camera", "stream")
 # what a source may be, for messages that refuse one
-SOURCE_KINDS = ("an image, a folder of images, a video file, a camera index (0, 1, ...) or a "
-                "stream URL (rtsp://, rtmp://, http(s)://)")
+SOURCE_KINDS = ("an image, a list of image paths, a folder of images, a video file, a camera "
+                "index (0, 1, ...) or a stream URL (rtsp://, rtmp://, http(s)://)")
 
 
 class SourceError(RuntimeError):
@@ -83,10 +83,18 @@ class FrameSource:
     `frames_read` telling how far it got. `timeout_s` bounds a stream's open and each read.
     """
 
-    def __init__(self, source: str | Path | int, folder_fps: float = 15.0,
+    def __init__(self, source: str | Path | int | Sequence[str | Path], folder_fps: float = 15.0,
                  timeout_s: float = 10.0, max_frames: int | None = None) -> None:
         self.source, self.fps, self.timeout_s = source, folder_fps, timeout_s
         self.max_frames, self.frames_read = max_frames, 0
+        if isinstance(source, list | tuple):  # a list of image paths, read in its order
+            self.kind, self.target, self.images = "images", f"{len(source)} paths", [
+                Path(p) for p in source]
+            missing = [str(p) for p in self.images if not p.is_file()]
+            if missing or not self.images:
+                raise FileNotFoundError(f"source not found: {missing[0]}" if missing else
+                                        "an empty list of images is no source")
+            return
         self.kind, self.images = source_kind(source), []
         if self.kind == "camera":
             self.target: str | int = _camera_index(source)
@@ -147,7 +155,7 @@ class FrameSource:
         return cap
 
     def __len__(self) -> int:
-        if self.kind in ("image", "folder"):
+        if self.kind in ("image", "folder", "images"):
             n = len(self.images)
         elif self.kind == "video":
             cap = self._open()

@@ -14,6 +14,19 @@ from pathlib import Path
 from lgcnet_deploy.cli.args import add_device
 from lgcnet_deploy.runtime.sources import IMAGE_SUFFIXES, FrameSource, SourceError
 
+DEFAULT_OUTPUT = Path("runs/predict")
+
+
+def increment_path(path: Path, exist_ok: bool = False) -> Path:
+    """`path` if it is free (or `exist_ok`), else the first free path2, path3, ...: a rerun
+    never writes over the previous run's results (as ultralytics' runs/predict2)."""
+    if exist_ok or not path.exists():
+        return path
+    n = 2
+    while path.with_name(f"{path.name}{n}").exists():
+        n += 1
+    return path.with_name(f"{path.name}{n}")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -35,8 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="model file (.onnx, .pt, .engine) or a shipped model's short name; "
                    "default: lgcnet-camvid")
-    p.add_argument("-o", "--output", type=Path, default=Path("runs/predict"),
-                   help="output folder (default runs/predict); not the source folder itself")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help=f"output folder (default {DEFAULT_OUTPUT}, then {DEFAULT_OUTPUT}2, ... "
+                   f"for each new run); not the source folder itself")
+    p.add_argument("--exist-ok", action="store_true",
+                   help=f"write into {DEFAULT_OUTPUT} even if a run is there already")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour weight (0..1)")
     p.add_argument("--resize", choices=("stretch", "letterbox"), default=None,
                    help="frames of another aspect than the model's: stretch them (default; "
@@ -61,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from lgcnet_deploy.runtime.sources import source_kind
 
+    if args.output is None:
+        args.output = increment_path(DEFAULT_OUTPUT, args.exist_ok)
     out: Path = args.output
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o {out} is an existing file; -o takes a folder")
@@ -107,6 +125,7 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
     from lgcnet_deploy.runtime.drawing import write_image
 
     written, skipped = 0, []
+    start = time.perf_counter()
     with _segmenter(args) as seg, tqdm(images, desc="predict", unit="img", leave=False,
                                        disable=len(images) == 1) as bar:
         for path in bar:
@@ -128,8 +147,11 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
         if not written:
             raise ValueError(f"none of the {len(images)} images could be read (see warnings)")
         ms = " ".join(f"{k} {v:.1f}" for k, v in seg.speed.items())
+    fps = written / max(time.perf_counter() - start, 1e-9)
     note = f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""
-    print(f"wrote {written} result(s) to {args.output}{note} (last frame ms: {ms})")
+    kinds = "overlay" + ("" if args.no_mask else " + indexed class-id mask")
+    print(f"wrote {written} result(s) ({kinds} per image) to {args.output}{note}; "
+          f"{fps:.1f} images/s (reading and writing included; last frame ms: {ms})")
     return 0
 
 
@@ -156,7 +178,7 @@ def _predict_video(args: argparse.Namespace, src) -> int:
         how = f"{run.source} ended after {run.frames} frames"
     else:
         how = f"{run.frames} frames"
-    print(f"wrote {run.path} ({how})")
+    print(f"wrote {run.path} ({how}, {run.fps:.1f} FPS)")
     return 0
 
 
@@ -169,12 +191,14 @@ class VideoRun:
     frames: int
     source: str
     interrupted: bool = False
+    fps: float = 0.0  # frames / seconds from the first frame segmented to the last
 
 
 def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
                   alpha: float = 0.5, max_frames: int | None = None,
                   progress: bool = False) -> VideoRun:
-    """Overlay + legend + live FPS for every frame of `source`, written to an MP4.
+    """Overlay + legend + FPS (over the last 30 frames, `FpsMeter`) for every frame of
+    `source`, written to an MP4.
 
     A file or folder that fails midway leaves no MP4 at `out`. A camera or stream runs until
     it ends or drops, or until Ctrl-C, which for a live source means "stop recording": the
@@ -186,16 +210,16 @@ def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
     interrupted = False
     from tqdm import tqdm
 
-    from lgcnet_deploy.runtime.drawing import Mp4Writer, annotate
+    from lgcnet_deploy.runtime.drawing import FpsMeter, Mp4Writer
 
     with Mp4Writer(out, src.fps) as writer, tqdm(total=total, unit="frame", desc=str(src),
                                                  disable=not progress, leave=False) as bar:
-        last = time.perf_counter()
+        meter, start = FpsMeter(), None
         try:
             for r in seg.stream(src):
                 now = time.perf_counter()
-                writer.write(annotate(r.overlay(alpha), seg.meta, 1.0 / max(now - last, 1e-6)))
-                last = now
+                start = now if start is None else start
+                writer.write(r.plot(alpha, fps=meter.tick(now)))
                 bar.update()
         except KeyboardInterrupt:
             if not src.live:
@@ -203,4 +227,5 @@ def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
             interrupted = True
     if writer.frames == 0:
         raise SourceError(f"{src}: no frames decoded")
-    return VideoRun(writer.path, writer.frames, str(src), interrupted)
+    fps = (writer.frames - 1) / (now - start) if writer.frames > 1 and now > start else 0.0
+    return VideoRun(writer.path, writer.frames, str(src), interrupted, fps)
