@@ -35,7 +35,7 @@ from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
 from lgcnet_deploy.measure.bench import lraspp_net, peer_lraspp
 from lgcnet_deploy.measure.evaluate import evaluate
 from lgcnet_deploy.model.checkpoint import load_net
-from lgcnet_deploy.runtime.backends.base import load_backend
+from lgcnet_deploy.runtime.backends import load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
 from lgcnet_research.peer import PeerCheckpointError, load_peer
 

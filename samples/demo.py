@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from lgcnet_deploy import Segmenter
+from lgcnet_deploy.cli.commands.predict import segment_video
 from lgcnet_deploy.core.data import CamVid, camvid_root
 from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
-from lgcnet_deploy.runtime.video import segment_video
 
 
 def synthetic_frame(h: int = 360, w: int = 480) -> np.ndarray:

@@ -7,8 +7,8 @@
 import argparse
 
 from lgcnet_deploy import Segmenter
+from lgcnet_deploy.cli.commands.predict import segment_video
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL
-from lgcnet_deploy.runtime.video import segment_video
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
 ap.add_argument("source", help="video file, folder of frames, or webcam index")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lgcnet_deploy.artifact.engine import cuda
 from lgcnet_deploy.cli import EXIT_MISSING_DEPENDENCY, main
-from lgcnet_deploy.core import cuda
-from lgcnet_deploy.export.engine.build import _attach_timing_cache
+from lgcnet_deploy.export.engine import _attach_timing_cache
 from lgcnet_deploy.measure import gpu_smoke
 from tests.test_tensorrt_runtime import _Config
 from tests.trt_fakes import FakeGraph, FakeRuntime, H, W, fake_backend, frames

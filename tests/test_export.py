@@ -12,7 +12,8 @@ from lgcnet_deploy.core.metadata import (
     OUTPUT_LOGITS,
     ModelMeta,
 )
-from lgcnet_deploy.export.to_onnx import ExportError, export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
+from lgcnet_deploy.export.to_onnx import ExportError
 from lgcnet_research.data import normalize
 
 COMBOS = [(i, o) for i in (INPUT_UINT8_NHWC_BGR, INPUT_FLOAT_NCHW_RGB)

@@ -168,12 +168,13 @@ def test_cuda_runner_forward_and_graph_agree_with_eager(trained_like_net, real_f
     agreement with eager; compiling here would cost the tests stage a minute.)"""
     from lgcnet_deploy.core.classes import CAMVID
     from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-    from lgcnet_deploy.export.io_wrapper import wrap_io
+    from lgcnet_deploy.model.fold_bn import fold_batchnorm
+    from lgcnet_deploy.model.io_wrapper import wrap_io
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
     meta = ModelMeta.for_dataset(CAMVID, input_format=INPUT_UINT8_NHWC_BGR,
                                  output_kind=OUTPUT_ARGMAX)
-    module = wrap_io(trained_like_net, meta)
+    module = wrap_io(fold_batchnorm(trained_like_net), meta)
     batch = np.stack(real_frames[:1])
     x = torch.from_numpy(batch).cuda()
     eager = CudaRunner(module, "cuda", use_cuda_graph=False)

@@ -9,9 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lgcnet_deploy import Segmenter
-from lgcnet_deploy.core.classes import CAMVID, CITYSCAPES
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.export.integrity import (
+from lgcnet_deploy.artifact.integrity import (
     DIGEST_KEY,
     IntegrityError,
     UnverifiedModelWarning,
@@ -19,7 +17,9 @@ from lgcnet_deploy.export.integrity import (
     stamp_weights_digest,
     weights_digest,
 )
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.core.classes import CAMVID, CITYSCAPES
+from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet
 

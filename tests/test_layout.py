@@ -1,7 +1,8 @@
 """The tree reads as the flow: stages import only from earlier stages (the SDK's and the
-research package's), the SDK never imports the research package, neither imports the
-experiments, there are no import cycles (imports inside functions included), no function is
-longer than 60 lines, and the README's layout section lists the packages that exist."""
+research package's), the runtime never imports the export stage, the SDK never imports the
+research package, neither imports the experiments, there are no import cycles (imports inside
+functions included, and modules named in strings such as "pkg.module:attr" for importlib),
+no function is longer than 60 lines, and docs/layout.md lists the modules that exist."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SDK, RESEARCH, EXPERIMENTS = "lgcnet_deploy", "lgcnet_research", "experiments"
 OURS = (SDK, RESEARCH, EXPERIMENTS)
-# genotype -> network -> folded/ONNX/engine -> runtime -> measurement -> command line
-STAGES = {"core": 0, "model": 1, "export": 2, "runtime": 3, "measure": 4, "apps": 4,
-          "cli": 5}
+# facts -> genotype/network -> what a model file is -> making one -> running one ->
+# measurement/apps -> command line
+STAGES = {"core": 0, "model": 1, "artifact": 2, "export": 3, "runtime": 4, "measure": 5,
+          "apps": 5, "cli": 6}
+# stages that must not import one another although the order would allow it: the runtime
+# runs files (model + artifact), it never makes them
+APART = {("runtime", "export")}
 # what every part shares -> training parts -> latency tables -> training -> search -> commands
 RESEARCH_STAGES = {
     "settings": 0, "machine": 0, "edges": 0,
@@ -28,6 +33,10 @@ RESEARCH_STAGES = {
     "commands": 5,
 }
 MAX_FUNCTION_LINES = 60
+# a string that names one of our modules ("pkg.module" or "pkg.module:attr"): an import
+# by importlib, which the import statements do not show
+STRING_LINK = re.compile(r"(?:lgcnet_deploy|lgcnet_research|experiments)(?:\.[A-Za-z_]\w*)+"
+                         r"(?::\w+)?")
 
 
 def module_name(path: Path) -> str:
@@ -39,12 +48,20 @@ def source_files(packages: tuple[str, ...] = OURS) -> list[Path]:
     return sorted(p for pkg in packages for p in (ROOT / pkg).rglob("*.py"))
 
 
-def imports(path: Path) -> set[str]:
+def string_links(path: Path) -> set[str]:
+    """Modules named by a whole string constant of `path` ("pkg.module[:attr]")."""
+    return {node.value.partition(":")[0] for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and STRING_LINK.fullmatch(node.value)}
+
+
+def imports(path: Path, name: str | None = None) -> set[str]:
     """Every module `path` imports, wherever the import stands (module level, inside a
-    function, under TYPE_CHECKING); relative imports resolved."""
+    function, under TYPE_CHECKING), relative imports resolved, and every module it names in
+    a string (see `string_links`)."""
     nodes = list(ast.walk(ast.parse(path.read_text())))
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(
-        ".")[0]
+    name = name or module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
@@ -56,7 +73,7 @@ def imports(path: Path) -> set[str]:
                 base = ".".join([*parent, *([base] if base else [])])
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
-    return {m for m in found if m.split(".")[0] in OURS}
+    return {m for m in found | string_links(path) if m.split(".")[0] in OURS}
 
 
 def stage_of(module: str, package: str = SDK,
@@ -84,13 +101,19 @@ def test_every_research_module_belongs_to_a_stage():
 
 
 def assert_flows_forward(path: Path, package: str, stages: dict[str, int],
-                         never: tuple[str, ...]) -> None:
-    own = stage_of(module_name(path), package, stages)
-    for imported in imports(path):
+                         never: tuple[str, ...], name: str | None = None) -> None:
+    """`path` (module `name`, by default its name in the tree) imports only its own or an
+    earlier stage, never a stage kept APART from its own, never a package in `never`."""
+    name = name or module_name(path)
+    own = stage_of(name, package, stages)
+    for imported in imports(path, name):
         assert not imported.startswith(never), f"{path}: {package} imports {imported}"
+        pair = tuple(m.split(".")[1] if m.startswith(f"{package}.") else None
+                     for m in (name, imported))
+        assert pair not in APART, f"{name} imports {imported}: {pair} stay apart"
         theirs = stage_of(imported, package, stages)
         if own is not None and theirs is not None and existing(imported):
-            assert theirs <= own, (f"{module_name(path)} (stage {own}) imports {imported} "
+            assert theirs <= own, (f"{name} (stage {own}) imports {imported} "
                                    f"(stage {theirs}, later)")
 
 
@@ -107,6 +130,26 @@ def test_research_imports_only_earlier_stages_and_never_experiments(path):
 def test_imports_inside_functions_are_seen():
     lazy = ROOT / RESEARCH / "commands" / "search.py"  # entry points import inside functions
     assert "lgcnet_research.search.config" in imports(lazy)
+
+
+def test_string_links_are_seen_and_name_modules_that_exist():
+    entry = ROOT / RESEARCH / "commands" / "search.py"  # "lgcnet_research.search.run:run"
+    assert "lgcnet_research.search.run" in imports(entry)
+    stale = sorted(f"{path.relative_to(ROOT)}: {link}" for path in source_files()
+                   for link in string_links(path) if not existing(link))
+    assert stale == [], f"strings name modules that do not exist: {stale}"
+
+
+@pytest.mark.parametrize("module, text, message", [
+    ("lgcnet_deploy.core.probe",
+     'BACKEND = "lgcnet_deploy.runtime.backends.pytorch:TorchBackend"\n', "later"),
+    ("lgcnet_deploy.runtime.probe", "from lgcnet_deploy.export import pipeline\n", "apart"),
+])
+def test_upward_and_apart_links_are_caught(tmp_path, module, text, message):
+    probe = tmp_path / "probe.py"
+    probe.write_text(text)
+    with pytest.raises(AssertionError, match=message):
+        assert_flows_forward(probe, SDK, STAGES, (RESEARCH, EXPERIMENTS), module)
 
 
 def test_no_import_cycles():

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lgcnet_deploy.core.classes import CAMVID, PAPER_INPUT_SIZE
-from lgcnet_deploy.export.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.checkpoint import load_checkpoint
+from lgcnet_deploy.model.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet, count_parameters
 from lgcnet_deploy.model.shipped import default_model_path

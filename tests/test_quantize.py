@@ -18,7 +18,7 @@ from lgcnet_deploy.export.calibration.frames import (
     spread,
 )
 from lgcnet_deploy.export.int8 import calibration_frames, frames_digest, quantize_int8
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.checkpoint import load_checkpoint
 from lgcnet_deploy.model.shipped import shipped_file
 

@@ -9,10 +9,10 @@ from lgcnet_deploy import Segmenter
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.formats import UnknownFormatError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.checkpoint import CheckpointError, save_checkpoint
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL, default_model_path
-from lgcnet_deploy.runtime.backends.base import BackendError, shipped_suffix
+from lgcnet_deploy.runtime.backends import BackendError, shipped_suffix
 from lgcnet_deploy.runtime.backends.onnx_runtime import OnnxRuntimeBackend
 from lgcnet_deploy.runtime.segmenter import GeometryWarning
 
@@ -149,8 +149,11 @@ def test_result_names_masks_repr_and_json(seg, real_frames):
 
 def test_result_save_by_suffix_and_plot_with_legend(seg, real_frames, tmp_path):
     r = seg.predict(real_frames[0])
-    mask_png = r.save(tmp_path / "m.png")
-    assert (cv2.imread(str(mask_png), cv2.IMREAD_UNCHANGED) == r.mask).all()
+    from PIL import Image
+
+    mask_png = Image.open(r.save(tmp_path / "m.png"))  # indexed: ids as pixels, palette shown
+    assert mask_png.mode == "P" and (np.asarray(mask_png) == r.mask).all()
+    assert mask_png.getpalette()[:6] == [c for rgb in CAMVID.palette_rgb[:2] for c in rgb]
     overlay = cv2.imread(str(r.save(tmp_path / "o.jpg")))
     assert overlay.shape == (360, 480, 3)
     assert (cv2.imread(str(r.save(tmp_path / "o.png", kind="overlay"))) == r.plot()).all()
@@ -161,9 +164,20 @@ def test_result_save_by_suffix_and_plot_with_legend(seg, real_frames, tmp_path):
     plain, legend = r.plot(0.4, legend=False), r.plot(0.4)
     assert (plain == r.overlay(0.4)).all() and legend.shape == plain.shape
     differs = np.argwhere((legend != plain).any(2))
-    assert len(differs) and differs[:, 1].min() >= 480 - 120  # the legend, at the right edge
+    (y0, x0), (y1, x1) = differs.min(0), differs.max(0)
+    assert len(differs) and (y0 == 0 or y1 == 359) and (x0 == 0 or x1 == 479)  # a corner
+    assert (y1 - y0) * (x1 - x0) < 360 * 480 / 4  # and small: only the classes present
     palette = CAMVID.palette_bgr()
     assert (r.colorize()[r.mask == 3] == palette[3]).all()
+
+
+def test_a_list_of_image_paths_is_a_source(seg, real_frames, tmp_path):
+    paths = [str(p) for p in (tmp_path / "a.png", tmp_path / "b.png")]
+    for p, frame in zip(paths, real_frames[:2]):
+        cv2.imwrite(p, frame)
+    results = seg.predict(paths)
+    assert [r.mask.shape for r in results] == [f.shape[:2] for f in real_frames[:2]]
+    assert (results[1].mask == seg.predict(real_frames[1]).mask).all()
 
 
 def test_probs_and_confidence_from_a_logits_model(model_files, real_frames):

@@ -108,8 +108,8 @@ def test_ship_checkpoint_renames_the_genotype_and_refuses_other_weights(tmp_path
 def test_shipped_onnx_is_the_export_of_its_checkpoint(name, tmp_path, camvid_val):
     """`make shipped-onnx` (`lgcnet export NAME.pt -o NAME.onnx`) run now gives the shipped
     ONNX's weights, metadata and masks: a replaced checkpoint fails here until re-exported."""
+    from lgcnet_deploy.artifact.integrity import digest_status
     from lgcnet_deploy.cli import main
-    from lgcnet_deploy.export.integrity import digest_status
 
     shipped, fresh = shipped_file(name, ".onnx"), tmp_path / "fresh.onnx"
     assert main(["export", str(shipped_file(name)), "-o", str(fresh)]) == 0

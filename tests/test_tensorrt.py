@@ -15,8 +15,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from lgcnet_deploy.artifact.engine import cuda, import_tensorrt
+from lgcnet_deploy.artifact.engine.engine_io import check_io_matches, default_meta, derive_io
+from lgcnet_deploy.artifact.engine.sidecar import (
+    EngineMismatchError,
+    check_sidecar,
+    read_sidecar,
+    sidecar_meta,
+    write_sidecar,
+)
 from lgcnet_deploy.cli import EXIT_MISSING_DEPENDENCY, EXIT_USER_INPUT, main
-from lgcnet_deploy.core import cuda
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import (
     INPUT_FLOAT_NCHW_RGB,
@@ -26,20 +34,12 @@ from lgcnet_deploy.core.metadata import (
     ModelMeta,
     file_sha256,
 )
-from lgcnet_deploy.export.engine import import_tensorrt
-from lgcnet_deploy.export.engine.build import build_command, prepare_onnx, resolve_shapes
-from lgcnet_deploy.export.engine.engine_io import check_io_matches, default_meta, derive_io
-from lgcnet_deploy.export.engine.sidecar import (
-    EngineMismatchError,
-    check_sidecar,
-    read_sidecar,
-    sidecar_meta,
-    write_sidecar,
-)
+from lgcnet_deploy.export.engine import build_command, prepare_onnx, resolve_shapes
 from lgcnet_deploy.export.fp16 import convert_fp16
-from lgcnet_deploy.export.io_wrapper import wrap_io
-from lgcnet_deploy.export.to_onnx import export_onnx
-from lgcnet_deploy.runtime.backends.base import BackendError, load_backend
+from lgcnet_deploy.export.pipeline import export_onnx
+from lgcnet_deploy.model.fold_bn import fold_batchnorm
+from lgcnet_deploy.model.io_wrapper import wrap_io
+from lgcnet_deploy.runtime.backends import BackendError, load_backend
 from lgcnet_deploy.runtime.backends.tensorrt_engine import checked
 
 GPU = {"name": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7", "total_memory_mib": 30000}
@@ -325,7 +325,7 @@ def test_timing_cache_argument_goes_through_polygraphys_lock_file(tmp_path):
     pg = pytest.importorskip("polygraphy.backend.trt", reason="pip install polygraphy")
     from polygraphy import util
 
-    from lgcnet_deploy.export.engine.build import engine_loader
+    from lgcnet_deploy.export.engine import engine_loader
 
     cache = tmp_path / "engines" / "timing-trt10.3.0.30-sm87.cache"
     cache.parent.mkdir()
@@ -340,7 +340,7 @@ def test_timing_cache_argument_goes_through_polygraphys_lock_file(tmp_path):
 
 
 def test_precision_flags_by_tensorrt_version():
-    from lgcnet_deploy.export.engine.build import precision_flags, weakly_typed
+    from lgcnet_deploy.export.engine import precision_flags, weakly_typed
 
     # BuilderFlag.INT8/FP16 are deprecated from 10.12 and gone in 11: weak typing before only
     assert weakly_typed("int8", "10.3.0.30") and weakly_typed("int8", "10.11.0.33")
@@ -354,7 +354,7 @@ def test_create_config_keeps_tf32_on():
     """Polygraphy's CreateConfig clears TF32 unless asked (trtexec keeps it on): the build
     asks, so fp32 layers of an fp32 engine may use TF32 tensor cores."""
     pg = pytest.importorskip("polygraphy.backend.trt", reason="pip install polygraphy")
-    from lgcnet_deploy.export.engine.build import precision_flags
+    from lgcnet_deploy.export.engine import precision_flags
 
     assert pg.CreateConfig().tf32 is False  # Polygraphy's default, what the build overrides
     for weak in (False, True):
@@ -439,7 +439,8 @@ def test_ort_tensorrt_provider_gets_int8_for_qdq_models(onnx_path, tmp_path):
     TensorRT refuses a weakly typed Q/DQ network without it."""
     import onnx
 
-    from lgcnet_deploy.export.int8 import calibration_frames, has_qdq, quantize_int8
+    from lgcnet_deploy.artifact.describe import has_qdq
+    from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
     from lgcnet_deploy.runtime.backends.onnx_runtime import ORT_TENSORRT, provider_options
 
     qdq = quantize_int8(onnx_path, tmp_path / "qdq.onnx", calibration_frames(limit=1),
@@ -499,7 +500,7 @@ def test_fp16_onnx_keeps_io_and_agrees_with_fp32(onnx_path, logits_onnx, frames,
 def test_torch_fp16_runner_agrees_with_fp32(net, meta, frames):
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
-    module = wrap_io(net, meta.replace(output_kind=OUTPUT_LOGITS))
+    module = wrap_io(fold_batchnorm(net), meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
         ref = module(torch.from_numpy(frames)).numpy()
     runner = CudaRunner(module, "cpu")  # the same fp16/channels_last module, eager on CPU
@@ -514,7 +515,7 @@ def test_torch_fp16_runner_agrees_with_fp32(net, meta, frames):
 
 @pytest.fixture(scope="module")
 def fp16_engine(onnx_path, tmp_path_factory):
-    from lgcnet_deploy.export.engine.build import build_engine
+    from lgcnet_deploy.export.engine import build_engine
 
     return build_engine(onnx_path, tmp_path_factory.mktemp("eng") / "lgcnet_fp16.engine",
                         precision="fp16", progress=False)
@@ -522,7 +523,7 @@ def fp16_engine(onnx_path, tmp_path_factory):
 
 @pytest.mark.trt
 def test_fp16_engine_matches_onnxruntime(fp16_engine, onnx_path, logits_onnx, frames, tmp_path):
-    from lgcnet_deploy.export.engine.build import build_engine
+    from lgcnet_deploy.export.engine import build_engine
 
     side = read_sidecar(fp16_engine)
     assert side["precision"] == "fp16" and side["io"][0]["dtype"] == "UINT8"
@@ -563,7 +564,7 @@ def test_real_engine_with_foreign_sidecar_is_refused(fp16_engine, tmp_path):
 
 @pytest.mark.trt
 def test_int8_engine_builds_from_qdq_onnx(onnx_path, frames, tmp_path):
-    from lgcnet_deploy.export.engine.build import build_engine
+    from lgcnet_deploy.export.engine import build_engine
     from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
 
     qdq = quantize_int8(onnx_path, tmp_path / "qdq.onnx", calibration_frames(limit=8),
@@ -593,7 +594,7 @@ def test_engine_without_sidecar_loads_from_its_own_io(fp16_engine, frames, tmp_p
 def test_torch_cuda_path_matches_cpu(net, meta, frames):
     from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
 
-    module = wrap_io(net, meta.replace(output_kind=OUTPUT_LOGITS))
+    module = wrap_io(fold_batchnorm(net), meta.replace(output_kind=OUTPUT_LOGITS))
     with torch.inference_mode():
         ref = module(torch.from_numpy(frames[:1])).numpy()
     runner = CudaRunner(module, "cuda")

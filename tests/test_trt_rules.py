@@ -14,6 +14,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from lgcnet_deploy.artifact.engine.trt_operators import (
+    SUPPORTED_TYPES,
+    TABLE_VERSION,
+    UNSUPPORTED,
+)
+from lgcnet_deploy.artifact.engine.trt_rules import RULES, check_onnx, errors, report
 from lgcnet_deploy.cli import EXIT_MISSING_DEPENDENCY, EXIT_USER_INPUT, main
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import (
@@ -23,15 +29,9 @@ from lgcnet_deploy.core.metadata import (
     OUTPUT_LOGITS,
     ModelMeta,
 )
-from lgcnet_deploy.export.engine.trt_operators import (
-    SUPPORTED_TYPES,
-    TABLE_VERSION,
-    UNSUPPORTED,
-)
-from lgcnet_deploy.export.engine.trt_rules import RULES, check_onnx, errors, report
 from lgcnet_deploy.export.fp16 import convert_fp16
 from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.checkpoint import load_checkpoint
 from lgcnet_deploy.model.shipped import default_model_path
 

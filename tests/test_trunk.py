@@ -12,11 +12,11 @@ import onnx
 import pytest
 import torch
 
+from lgcnet_deploy.artifact.engine.trt_rules import check_onnx
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.export.engine.trt_rules import check_onnx
-from lgcnet_deploy.export.fold_bn import fold_batchnorm
-from lgcnet_deploy.export.to_onnx import export_onnx
+from lgcnet_deploy.export.pipeline import export_onnx
+from lgcnet_deploy.model.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.genotype import GENOTYPE_DIR, Genotype, GenotypeError, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_deploy.model.space import TRUNKS

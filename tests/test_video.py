@@ -8,17 +8,12 @@ import pytest
 from loopback_stream import closed_port_url, mjpeg_stream
 
 from lgcnet_deploy import Segmenter
+from lgcnet_deploy.cli.commands.predict import segment_video
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.export.to_onnx import export_onnx
-from lgcnet_deploy.runtime.video import (
-    FrameSource,
-    Mp4Writer,
-    SourceError,
-    redact,
-    segment_video,
-    source_kind,
-)
+from lgcnet_deploy.export.pipeline import export_onnx
+from lgcnet_deploy.runtime.drawing import Mp4Writer
+from lgcnet_deploy.runtime.sources import FrameSource, SourceError, redact, source_kind
 
 
 @pytest.fixture(scope="module")
@@ -223,10 +218,22 @@ def test_frame_source_releases_capture_when_stream_stops(seg, tmp_path, real_fra
 
 
 def test_annotated_frames_keep_size(seg, real_frames):
-    from lgcnet_deploy.runtime.video import annotate
+    from lgcnet_deploy.runtime.drawing import annotate
 
     img = annotate(seg.predict(real_frames[0]).overlay(), seg.meta, fps=12.3)
     assert img.shape == real_frames[0].shape and img.dtype == np.uint8
+
+
+def test_fps_meter_smooths_over_its_window_and_agrees_with_the_mean():
+    from lgcnet_deploy.runtime.drawing import FpsMeter
+
+    meter, clock = FpsMeter(window=4), [0.0, 0.1, 0.3, 0.4, 0.6, 0.7]  # a fake clock
+    shown = [meter.tick(t) for t in clock]
+    assert shown[0] is None and shown[1] == pytest.approx(10.0)
+    assert shown[-1] == pytest.approx(4 / 0.6)  # the last 4 intervals, not the last one
+    assert FpsMeter(window=100).tick(0.0) is None
+    steady = FpsMeter()
+    assert [steady.tick(i / 20) for i in range(50)][-1] == pytest.approx(20.0)
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,9 @@ from lgcnet_deploy.core.data import CamVid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.core.timing import Stats, time_calls
-from lgcnet_deploy.export.io_wrapper import InGraphIO, wrap_io
 from lgcnet_deploy.measure.bench import LRASPP_NAME, PAPER, lraspp_net
+from lgcnet_deploy.model.fold_bn import fold_batchnorm
+from lgcnet_deploy.model.io_wrapper import InGraphIO, wrap_io
 from lgcnet_deploy.model.shipped import SHIPPED_MODELS, resolve_model
 from lgcnet_deploy.runtime.backends.base import Backend
 from lgcnet_deploy.runtime.backends.pytorch_cuda import CudaRunner
@@ -51,9 +52,9 @@ def deployed(name: str, input_size: tuple[int, int]) -> tuple[InGraphIO, ModelMe
     meta = ModelMeta.for_dataset(CITYSCAPES, input_size=input_size,
                                  input_format=INPUT_UINT8_NHWC_BGR, output_kind=OUTPUT_ARGMAX)
     if name == LRASPP_NAME:
-        return wrap_io(lraspp_net(CITYSCAPES.num_classes), meta, fold=False), meta
+        return wrap_io(lraspp_net(CITYSCAPES.num_classes), meta), meta
     net, _, _ = load_net(name, CITYSCAPES, input_size)
-    return wrap_io(net, meta), meta
+    return wrap_io(fold_batchnorm(net), meta), meta
 
 
 class RunnerBackend(Backend):

@@ -24,6 +24,21 @@ class Dataset:
         """(num_classes, 3) uint8 palette in OpenCV's BGR order."""
         return np.asarray(self.palette_rgb, dtype=np.uint8)[:, ::-1].copy()
 
+    def overlay_bgr(self) -> np.ndarray:
+        """(num_classes, 3) uint8 BGR colours for overlays: DISTINCT_RGB, which tells
+        neighbouring classes apart where the dataset's palette does not (CamVid's road,
+        sidewalk, fence and car are all purple-blue); masks keep the dataset's palette."""
+        rgb = [DISTINCT_RGB[i % len(DISTINCT_RGB)] for i in range(self.num_classes)]
+        return np.asarray(rgb, dtype=np.uint8)[:, ::-1].copy()
+
+
+# Overlay colours that stay apart when blended over a frame: Kelly's 22 colours of maximum
+# contrast without white and black (K. L. Kelly, "Twenty-two colors of maximum contrast").
+DISTINCT_RGB = ((243, 195, 0), (135, 86, 146), (243, 132, 0), (161, 202, 241), (190, 0, 50),
+                (194, 178, 128), (132, 132, 130), (0, 136, 86), (230, 143, 172), (0, 103, 165),
+                (249, 150, 121), (96, 78, 151), (246, 166, 0), (179, 68, 108), (220, 211, 0),
+                (136, 45, 23), (141, 182, 0), (101, 69, 34), (226, 88, 34), (43, 61, 38))
+
 
 # CamVid's own README: 11 SegNet classes, id 11 is void.
 CAMVID = Dataset(

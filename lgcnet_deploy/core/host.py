@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import platform
 from functools import cache
-from importlib.util import find_spec
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -84,14 +83,3 @@ def bf16_instructions() -> list[str] | None:
     """The CPU's bf16 instructions, as int8_instructions."""
     return _instructions(BF16)
 
-
-def tensorrt_gpu() -> bool:
-    """TensorRT is installed and cuda-python sees a CUDA GPU (what engines need)."""
-    if find_spec("tensorrt") is None:
-        return False
-    try:
-        from lgcnet_deploy.core import cuda
-
-        return cuda.device_count() > 0
-    except (ImportError, RuntimeError, OSError):
-        return False

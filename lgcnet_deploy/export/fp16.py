@@ -21,8 +21,8 @@ from pathlib import Path
 
 import onnx
 
+from lgcnet_deploy.artifact.integrity import stamp_weights_digest
 from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.export.integrity import stamp_weights_digest
 
 INSTALL = "pip install onnxconverter-common"
 

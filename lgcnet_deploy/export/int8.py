@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lgcnet_deploy.artifact.integrity import stamp_weights_digest
 from lgcnet_deploy.core.data import cache_root, read_image, require_camvid
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
-from lgcnet_deploy.export.integrity import stamp_weights_digest
 
 if TYPE_CHECKING:  # onnx comes with the export extra; `lgcnet quantize -h` must not need it
     import onnx
@@ -105,25 +105,6 @@ TENSORRT_QDQ_OPTIONS = {
     "QDQOpTypePerChannelSupportToAxis": {"Conv": 0},  # Cout; ConvTranspose: per tensor
     "DedicatedQDQPair": False, "ForceQuantizeNoInputCheck": True,
 }
-
-
-def has_qdq(model: onnx.ModelProto) -> bool:
-    """Whether `model` is explicitly quantized (holds QuantizeLinear/DequantizeLinear nodes):
-    what `lgcnet build --precision int8` needs, and what makes ONNX Runtime's TensorRT provider
-    need trt_int8_enable."""
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-
-
-def fp32_body(model: onnx.ModelProto) -> bool:
-    """Whether a Q/DQ model dequantizes to fp32 (its scales are fp32): strongly typed
-    TensorRT (10.12+, 11) then runs every layer outside a Q/DQ pair in fp32/TF32. `lgcnet
-    build` converts such a file to an fp16 body first (export/fp16.py); the file itself stays
-    fp32 for ONNX Runtime, whose CPU graph optimisations mis-handle fp16 Q/DQ graphs."""
-    from onnx import TensorProto
-
-    scales = {i.name: i.data_type for i in model.graph.initializer}
-    return any(scales.get(n.input[1]) == TensorProto.FLOAT for n in model.graph.node
-               if n.op_type == "DequantizeLinear")
 
 
 def _tensorrt_placement(model: onnx.ModelProto) -> dict:

@@ -1,21 +1,35 @@
-"""The one pipeline from a model source to a deployable artifact.
+"""The export chain: a model source becomes a deployable file, one named step after another.
 
-    source: checkpoint (.pt), genotype (name, JSON path or Genotype), or an ONNX file
-      → network + metadata            (model stage: load_net)
-      → ONNX: BN folded, in-graph I/O  (export/to_onnx)
-      → INT8 Q/DQ or FP16 ONNX         (export/int8, export/fp16)
-      → TensorRT engine + sidecar      (export/engine), when the output ends in .engine
+    load       source -> network + metadata (an ONNX source: the file and its metadata)
+    fold       BatchNorm folded into the convolutions          model/fold_bn.py
+    wrap       in-graph I/O: uint8 BGR in, class map out,       model/io_wrapper.py
+               normalised with the metadata's mean/std
+    onnx       traced to ONNX                                   export/to_onnx.py
+    simplify   onnxsim                                          export/to_onnx.py
+    save       checked, tagged (metadata, weights digest)       export/to_onnx.py
+    precision  FP16 ONNX, or INT8 Q/DQ ONNX                     export/fp16.py, export/int8.py
+    engine     TensorRT engine + sidecar (.engine outputs)      export/engine.py
+
+As in Polygraphy's loader chain, each step takes what the one before made, and a step with
+nothing to do (an ONNX source needs no tracing, an fp32 .onnx no precision step) passes it
+on. What the steps need is decided once, before the first runs, in a `Plan`: the source
+resolved (a shipped name becomes its checkpoint), the precision and the INT8 encoding, the
+file each step writes; every step's parameters are fields of one `ArtifactSpec`.
 
 `make_artifact` is the entry; `lgcnet export`, `lgcnet quantize`, `lgcnet bench`, the parity
-tool and the latency table's whole-network timing all go through it.
+tool and the latency table's whole-network timing all go through it; `export_onnx` runs the
+steps from fold to save on a network already in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from lgcnet_deploy.artifact.describe import describe
 from lgcnet_deploy.core.classes import CAMVID, Dataset
 from lgcnet_deploy.core.formats import find_format, format_of
 from lgcnet_deploy.core.metadata import (
@@ -27,6 +41,10 @@ from lgcnet_deploy.core.metadata import (
 from lgcnet_deploy.model.genotype import Genotype
 from lgcnet_deploy.model.shipped import resolve_model
 
+if TYPE_CHECKING:  # torch and onnx are the [export] extra's; the base install runs ONNX files
+    import onnx
+    from torch import nn
+
 
 class ArtifactError(ValueError):
     """A source cannot become the artifact asked for; the message says what to do instead."""
@@ -34,20 +52,22 @@ class ArtifactError(ValueError):
 
 @dataclass(frozen=True)
 class ArtifactSpec:
-    """What the deployable artifact should be. `input_size` None keeps the source's."""
+    """What the deployable artifact should be: every step's parameters, in chain order.
+    `input_size` None keeps the source's."""
 
-    input_size: tuple[int, int] | None = None
-    input_format: str = INPUT_UINT8_NHWC_BGR
-    output_kind: str = OUTPUT_ARGMAX
-    batch: int = 1
-    dynamic_batch: bool = False
-    opset: int = 17
-    simplify: bool = True
-    dataset: Dataset = CAMVID  # the classes of a genotype source (checkpoints carry theirs)
-    precision: str = "fp32"
-    int8_target: str = "tensorrt"  # the Q/DQ encoding: "tensorrt" (symmetric) or "cpu" (u8s8)
-    int8_method: str = "minmax"
-    calibration: tuple[Path, ...] | None = None  # frames; None: the shipped calibration list
+    dataset: Dataset = CAMVID  # load: the classes of a genotype source (checkpoints: theirs)
+    input_size: tuple[int, int] | None = None  # load
+    fold: bool = True  # fold
+    input_format: str = INPUT_UINT8_NHWC_BGR  # wrap
+    output_kind: str = OUTPUT_ARGMAX  # wrap
+    batch: int = 1  # onnx (and the engine's static batch)
+    dynamic_batch: bool = False  # onnx
+    opset: int = 17  # onnx
+    simplify: bool = True  # simplify
+    precision: str = "fp32"  # precision (and engine)
+    int8_target: str = "tensorrt"  # precision: "tensorrt" (symmetric) or "cpu" (u8s8) Q/DQ
+    int8_method: str = "minmax"  # precision
+    calibration: tuple[Path, ...] | None = None  # precision: frames; None: the shipped list
 
 
 @dataclass(frozen=True)
@@ -57,9 +77,36 @@ class Artifact:
     trained: bool  # False: a genotype exported with random weights (speed work only)
 
 
-def make_artifact(source: str | Path | Genotype, output: str | Path,
-                  spec: ArtifactSpec = ArtifactSpec()) -> Artifact:
-    """Turn `source` into the artifact at `output` (.onnx or .engine) that `spec` describes."""
+@dataclass(frozen=True)
+class Plan:
+    """Decided before the first step: the resolved source, the spec (INT8 encoding fixed for
+    engines) and the file each writing step writes (None: that step does not run)."""
+
+    source: Path | Genotype | None  # None: a network handed over in memory
+    spec: ArtifactSpec
+    fp32_onnx: Path  # save's output, or the ONNX source itself
+    precision_onnx: Path | None  # precision's output
+    engine: Path | None  # engine's output
+
+
+@dataclass(frozen=True)
+class Work:
+    """What flows along the chain; each step fills in the next field."""
+
+    meta: ModelMeta | None = None
+    trained: bool = True
+    net: nn.Module | None = None
+    module: nn.Module | None = None
+    proto: onnx.ModelProto | None = None
+    path: Path | None = None
+
+
+Step = Callable[[Work, Plan], Work]
+
+
+def plan_artifact(source: str | Path | Genotype, output: str | Path,
+                  spec: ArtifactSpec = ArtifactSpec()) -> Plan:
+    """Check `spec` and `output`, resolve `source` and choose every step's output file."""
     if spec.precision not in PRECISIONS:
         raise ArtifactError(f"precision must be one of {', '.join(PRECISIONS)}, "
                             f"got {spec.precision!r}")
@@ -69,22 +116,168 @@ def make_artifact(source: str | Path | Genotype, output: str | Path,
     target = format_of(output)
     if target.name not in ("onnx", "engine"):
         raise ArtifactError(f"{output}: artifacts are .onnx or .engine files")
-    if target.name == "engine":
-        onnx_out = output.with_suffix(".onnx")
-    elif spec.precision == "fp32":
-        onnx_out = output
-    else:  # the fp32 export stays beside the converted model
-        onnx_out = output.with_name(f"{output.stem}.fp32.onnx")
-    onnx_path, meta, trained = _fp32_onnx(source, onnx_out, spec)
-    if target.name == "engine":
-        return Artifact(_build_engine(onnx_path, output, spec), meta, trained)
-    if spec.precision == "int8":
-        onnx_path = _quantize(onnx_path, output, spec)
-    elif spec.precision == "fp16":
+    if not isinstance(source, Genotype):
+        source = resolve_model(source)
+        fmt = find_format(source)
+        if fmt is not None and fmt.name == "engine":
+            raise ArtifactError(f"{source}: an engine is already the last stage; build another "
+                                f"from its ONNX (`lgcnet build x.onnx -o y.engine`)")
+        source = Path(source) if fmt is not None and fmt.name == "onnx" else source
+    engine = output if target.name == "engine" else None
+    if engine is not None:
+        spec = replace(spec, int8_target="tensorrt")  # TensorRT takes symmetric Q/DQ only
+        fp32 = output.with_suffix(".onnx")
+        converted = output.with_name(f"{output.stem}.{spec.precision}.onnx")
+    else:
+        fp32 = output if spec.precision == "fp32" else output.with_name(f"{output.stem}.fp32.onnx")
+        converted = output
+    fp32 = source if isinstance(source, Path) else fp32  # an ONNX source is the fp32 ONNX
+    if spec.precision != "fp32" and converted.resolve() == fp32.resolve():
+        raise ArtifactError(f"{converted}: the {spec.precision.upper()} model needs a file "
+                            f"name other than its fp32 source's")
+    return Plan(source, spec, fp32, None if spec.precision == "fp32" else converted, engine)
+
+
+def load(work: Work, plan: Plan) -> Work:
+    """The network and metadata of a checkpoint or genotype; an ONNX source's metadata."""
+    spec = plan.spec
+    if isinstance(plan.source, Path):
+        check_input_sizes(plan.source, [("input size", spec.input_size)])
+        return replace(work, meta=_onnx_meta(plan.source), path=plan.source)
+    if plan.source is None:
+        return work
+    from lgcnet_deploy.model.checkpoint import load_net
+
+    net, meta, trained = load_net(plan.source, spec.dataset, spec.input_size)
+    meta = meta.replace(input_format=spec.input_format, output_kind=spec.output_kind)
+    return replace(work, net=net, meta=meta, trained=trained)
+
+
+def fold(work: Work, plan: Plan) -> Work:
+    if work.net is None or not plan.spec.fold:
+        return work
+    from lgcnet_deploy.model.fold_bn import fold_batchnorm
+
+    return replace(work, net=fold_batchnorm(work.net))
+
+
+def wrap(work: Work, plan: Plan) -> Work:
+    if work.net is None:
+        return work
+    from lgcnet_deploy.model.io_wrapper import wrap_io
+
+    return replace(work, net=None, module=wrap_io(work.net, work.meta))
+
+
+def to_onnx(work: Work, plan: Plan) -> Work:
+    if work.module is None:
+        return work
+    from lgcnet_deploy.export.to_onnx import check_export_settings, dummy_input, trace
+
+    spec = plan.spec
+    check_export_settings(work.meta.input_size, spec.batch, spec.opset)
+    with _export_errors(work):
+        proto = trace(work.module, dummy_input(work.meta, spec.batch),
+                      plan.fp32_onnx.with_name(plan.fp32_onnx.name + ".trace"),
+                      opset=spec.opset, dynamic_batch=spec.dynamic_batch)
+    return replace(work, module=None, proto=proto)
+
+
+def simplify(work: Work, plan: Plan) -> Work:
+    if work.proto is None or not plan.spec.simplify:
+        return work
+    from lgcnet_deploy.export.to_onnx import simplify as onnxsim
+
+    with _export_errors(work):
+        return replace(work, proto=onnxsim(work.proto))
+
+
+def save(work: Work, plan: Plan) -> Work:
+    if work.proto is None:
+        return work
+    from lgcnet_deploy.export.to_onnx import save as save_onnx
+
+    spec = plan.spec
+    with _export_errors(work):  # onnx.checker's ValidationError and friends
+        path = save_onnx(work.proto, plan.fp32_onnx, work.meta, {
+            "dynamic_batch": spec.dynamic_batch, "opset": spec.opset})
+    return replace(work, proto=None, path=path)
+
+
+@contextmanager
+def _export_errors(work: Work) -> Iterator[None]:
+    """Any failure of the onnx, simplify or save step is an ExportError naming the model."""
+    from lgcnet_deploy.export.to_onnx import ExportError
+
+    try:
+        yield
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"ONNX export of {work.meta.genotype_hash or 'model'} failed: "
+                          f"{e}") from e
+
+
+def precision(work: Work, plan: Plan) -> Work:
+    spec = plan.spec
+    if plan.precision_onnx is None:
+        return work
+    if spec.precision == "fp16":
         from lgcnet_deploy.export.fp16 import convert_fp16
 
-        onnx_path = convert_fp16(onnx_path, output)
-    return Artifact(onnx_path, meta.replace(precision=spec.precision), trained)
+        path = convert_fp16(work.path, plan.precision_onnx)
+    else:
+        from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
+
+        path = quantize_int8(work.path, plan.precision_onnx,
+                             spec.calibration or calibration_frames(), spec.int8_target,
+                             spec.int8_method)
+    return replace(work, path=path, meta=work.meta.replace(precision=spec.precision))
+
+
+def engine(work: Work, plan: Plan) -> Work:
+    if plan.engine is None:
+        return work
+    from lgcnet_deploy.export.engine import build_engine
+
+    batch = None if plan.spec.dynamic_batch else plan.spec.batch
+    # the precision step made the ONNX this precision; the builder only checks it is
+    return replace(work, path=build_engine(work.path, plan.engine,
+                                           precision=plan.spec.precision, batch=batch))
+
+
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("load", load), ("fold", fold), ("wrap", wrap), ("onnx", to_onnx),
+    ("simplify", simplify), ("save", save), ("precision", precision), ("engine", engine))
+
+
+def run_steps(work: Work, plan: Plan, first: str = "load", last: str = "engine") -> Work:
+    """Run the chain's steps from `first` to `last` (inclusive) on `work`."""
+    names = [name for name, _ in STEPS]
+    for _, step in STEPS[names.index(first):names.index(last) + 1]:
+        work = step(work, plan)
+    return work
+
+
+def make_artifact(source: str | Path | Genotype, output: str | Path,
+                  spec: ArtifactSpec = ArtifactSpec()) -> Artifact:
+    """Turn `source` into the artifact at `output` (.onnx or .engine) that `spec` describes."""
+    work = run_steps(Work(), plan_artifact(source, output, spec))
+    return Artifact(work.path, work.meta, work.trained)
+
+
+def export_onnx(net: nn.Module, meta: ModelMeta, path: str | Path, *, batch: int = 1,
+                dynamic_batch: bool = False, opset: int = 17, simplify: bool = True,
+                fold: bool = True) -> Path:
+    """Export `net` (an LGCNet, or a peer with `fold=False`) with the I/O `meta` describes
+    to an fp32 ONNX file: the chain from fold to save. meta.input_size fixes H and W (static
+    shapes let TensorRT and onnxsim fold everything); `dynamic_batch` makes the batch axis
+    symbolic. An existing file at `path` survives a failed export."""
+    spec = ArtifactSpec(input_size=meta.input_size, fold=fold, input_format=meta.input_format,
+                        output_kind=meta.output_kind, batch=batch, dynamic_batch=dynamic_batch,
+                        opset=opset, simplify=simplify)
+    plan = Plan(None, spec, Path(path), None, None)
+    return run_steps(Work(meta=meta, net=net), plan, "fold", "save").path
 
 
 def deployable_path(source: str | Path | Genotype, workdir: Path,
@@ -97,30 +290,6 @@ def deployable_path(source: str | Path | Genotype, workdir: Path,
         return Path(source)
     name = source.hash if isinstance(source, Genotype) else Path(str(source)).stem
     return make_artifact(source, workdir / f"{name}.onnx", spec).path
-
-
-def _fp32_onnx(source: str | Path | Genotype, onnx_out: Path,
-               spec: ArtifactSpec) -> tuple[Path, ModelMeta, bool]:
-    """The fp32 ONNX to start from: an ONNX source as it is, else a fresh export."""
-    if not isinstance(source, Genotype):
-        source = resolve_model(source)
-    fmt = None if isinstance(source, Genotype) else find_format(source)
-    if fmt is not None and fmt.name == "onnx":
-        path = Path(source)
-        check_input_sizes(path, [("input size", spec.input_size)])
-        return path, _onnx_meta(path), True
-    if fmt is not None and fmt.name == "engine":
-        raise ArtifactError(f"{source}: an engine is already the last stage; build another "
-                            f"from its ONNX (`lgcnet build x.onnx -o y.engine`)")
-    from lgcnet_deploy.export.to_onnx import export_onnx
-    from lgcnet_deploy.model.checkpoint import load_net
-
-    net, meta, trained = load_net(source, spec.dataset, spec.input_size)
-    meta = meta.replace(input_format=spec.input_format, output_kind=spec.output_kind)
-    path = export_onnx(net, meta, onnx_out, batch=spec.batch,
-                       dynamic_batch=spec.dynamic_batch, opset=spec.opset,
-                       simplify=spec.simplify)
-    return path, meta, trained
 
 
 def _onnx_meta(path: Path) -> ModelMeta:
@@ -137,7 +306,7 @@ def check_input_sizes(path: Path, asked: list[tuple[str, tuple[int, int] | None]
     asked = [(option, size) for option, size in asked if size is not None]
     if not fmt.deployable or not asked:
         return
-    info = fmt.describe_file(path)  # ONNX Runtime or the sidecar: no onnx package needed
+    info = describe(path)  # ONNX Runtime or the sidecar: no onnx package needed
     have = tuple(info.get("meta", info)["input_size"])  # an engine's sidecar nests the meta
     for option, size in asked:
         if tuple(size) != have:
@@ -145,23 +314,3 @@ def check_input_sizes(path: Path, asked: list[tuple[str, tuple[int, int] | None]
                 f"{path} is exported for {have[0]}x{have[1]} inputs: {option} asks for "
                 f"{size[0]}x{size[1]}; re-export from the checkpoint (`lgcnet export CKPT.pt "
                 f"--imgsz {size[0]}x{size[1]}`) or benchmark the checkpoint itself")
-
-
-def _quantize(fp32_onnx: Path, output: Path, spec: ArtifactSpec) -> Path:
-    from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
-
-    frames: Sequence[Path] = spec.calibration or calibration_frames()
-    if output.resolve() == fp32_onnx.resolve():
-        raise ArtifactError(f"{output}: the INT8 model needs a file name other than its "
-                            f"fp32 source's")
-    return quantize_int8(fp32_onnx, output, frames, spec.int8_target, spec.int8_method)
-
-
-def _build_engine(onnx_path: Path, engine: Path, spec: ArtifactSpec) -> Path:
-    from lgcnet_deploy.export.engine.build import build_engine
-
-    if spec.precision == "int8":
-        onnx_path = _quantize(onnx_path, engine.with_suffix(".int8.onnx"),
-                              replace(spec, int8_target="tensorrt"))
-    batch = None if spec.dynamic_batch else spec.batch
-    return build_engine(onnx_path, engine, precision=spec.precision, batch=batch)

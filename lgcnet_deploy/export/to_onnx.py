@@ -1,4 +1,5 @@
-"""Export to ONNX: fold BN, wrap for deployment, export, simplify with onnxsim, check, tag."""
+"""The ONNX steps of the export chain: trace a wrapped network to ONNX, simplify it with
+onnxsim, and save it checked and tagged (metadata, weights digest)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import onnx
 import torch
 from torch import nn
 
+from lgcnet_deploy.artifact.integrity import stamp_weights_digest
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
 from lgcnet_deploy.core.version import __version__
-from lgcnet_deploy.export.integrity import stamp_weights_digest
-from lgcnet_deploy.export.io_wrapper import wrap_io
 
 MIN_OPSET = 17
 # The network takes any H, W >= 1: stride-2 layers round up, Up x2 edges crop to the finer
@@ -24,41 +24,6 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 class ExportError(RuntimeError):
     """ONNX export, simplification or checking failed."""
-
-
-def export_onnx(net: nn.Module, meta: ModelMeta, path: str | Path, *, batch: int = 1,
-                dynamic_batch: bool = False, opset: int = MIN_OPSET, simplify: bool = True,
-                fold: bool = True) -> Path:
-    """Export `net` (an LGCNet) with the I/O described by `meta` to an ONNX file.
-
-    meta.input_size fixes H and W (static shapes let TensorRT and onnxsim fold everything);
-    `dynamic_batch` makes the batch axis symbolic. Writes to a temporary file first, so an
-    existing file at `path` survives a failed export.
-    """
-    check_export_settings(meta.input_size, batch, opset)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = wrap_io(net, meta, fold=fold)
-    h, w = meta.input_size
-    if meta.input_format == INPUT_UINT8_NHWC_BGR:
-        dummy = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
-    else:
-        dummy = torch.randn(batch, 3, h, w)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        proto = onnx_from_module(model, dummy, tmp, opset=opset, dynamic_batch=dynamic_batch,
-                                 simplify=simplify)
-    except Exception as e:
-        raise ExportError(f"ONNX export of {meta.genotype_hash or 'model'} failed: {e}") from e
-    props = meta.replace(precision="fp32", extra={**meta.extra, "producer":
-                         f"lgcnet-deploy {__version__}", "dynamic_batch": dynamic_batch,
-                         "opset": opset}).to_props()
-    onnx.helper.set_model_props(proto, props)
-    stamp_weights_digest(proto)
-    proto.doc_string = f"LGCNet genotype {meta.genotype_hash} ({meta.dataset})"
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
-    return path
 
 
 def check_export_settings(input_size: tuple[int, int], batch: int, opset: int) -> None:
@@ -75,14 +40,21 @@ def check_export_settings(input_size: tuple[int, int], batch: int, opset: int) -
                          f"{input_size!r}")
 
 
-def onnx_from_module(module: nn.Module, dummy: torch.Tensor, path: str | Path, *,
-                     opset: int = MIN_OPSET, dynamic_batch: bool = False,
-                     simplify: bool = True) -> onnx.ModelProto:
-    """Trace `module` on `dummy` to ONNX at `path`, simplify and check; return the proto.
+def dummy_input(meta: ModelMeta, batch: int) -> torch.Tensor:
+    """A batch in the I/O `meta` names, to trace with."""
+    h, w = meta.input_size
+    if meta.input_format == INPUT_UINT8_NHWC_BGR:
+        return torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
+    return torch.randn(batch, 3, h, w)
 
-    The one torch -> ONNX step, also used by the latency table to export single ops. It uses
-    the TorchScript exporter (`dynamo=False`): in torch 2.13 the dynamo exporter cannot keep
-    the batch axis symbolic for this network, which TensorRT optimisation profiles need.
+
+def trace(module: nn.Module, dummy: torch.Tensor, path: str | Path, *, opset: int = MIN_OPSET,
+          dynamic_batch: bool = False) -> onnx.ModelProto:
+    """Trace `module` on `dummy` to ONNX; `path` holds the traced file only while this runs.
+
+    It uses the TorchScript exporter (`dynamo=False`): in torch 2.13 the dynamo exporter
+    cannot keep the batch axis symbolic for this network, which TensorRT optimisation
+    profiles need.
     """
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     try:
@@ -92,21 +64,48 @@ def onnx_from_module(module: nn.Module, dummy: torch.Tensor, path: str | Path, *
             torch.onnx.export(module.eval(), (dummy,), str(path), input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], opset_version=opset,
                               dynamic_axes=axes, dynamo=False)
-        proto = onnx.load(str(path))
-        if simplify:
-            proto = _simplify(proto)
-        onnx.checker.check_model(proto, full_check=True)
-    except Exception:
+        return onnx.load(str(path))
+    finally:
         Path(path).unlink(missing_ok=True)
-        raise
-    onnx.save(proto, str(path))
-    return proto
 
 
-def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxsim's simplified graph (constants folded, shapes inferred)."""
     import onnxsim
 
     simplified, ok = onnxsim.simplify(proto)
     if not ok:
         raise ExportError("onnxsim could not validate the simplified model")
     return simplified
+
+
+def save(proto: onnx.ModelProto, path: str | Path, meta: ModelMeta | None = None,
+         extra: dict | None = None) -> Path:
+    """Check `proto` and write it to `path` through a temporary file (an existing file
+    survives a failure); with `meta`, tag it first: metadata_props (fp32, `extra` added),
+    the weights digest and a doc string."""
+    path = Path(path)
+    onnx.checker.check_model(proto, full_check=True)
+    if meta is not None:
+        props = meta.replace(precision="fp32", extra={
+            **meta.extra, "producer": f"lgcnet-deploy {__version__}", **(extra or {})})
+        onnx.helper.set_model_props(proto, props.to_props())
+        stamp_weights_digest(proto)
+        proto.doc_string = f"LGCNet genotype {meta.genotype_hash} ({meta.dataset})"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def onnx_from_module(module: nn.Module, dummy: torch.Tensor, path: str | Path, *,
+                     opset: int = MIN_OPSET, dynamic_batch: bool = False,
+                     do_simplify: bool = True) -> onnx.ModelProto:
+    """trace -> simplify -> save, untagged: one module (e.g. a single op for the latency
+    table) as an ONNX file at `path`; returns the proto."""
+    proto = trace(module, dummy, Path(path).with_name(Path(path).name + ".trace"), opset=opset,
+                  dynamic_batch=dynamic_batch)
+    proto = simplify(proto) if do_simplify else proto
+    save(proto, path)
+    return proto

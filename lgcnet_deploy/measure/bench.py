@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from lgcnet_deploy.artifact.describe import describe
+from lgcnet_deploy.artifact.engine import tensorrt_gpu
 from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
 from lgcnet_deploy.core.data import CamVid
-from lgcnet_deploy.core.formats import MissingExtraError, find_format, format_of
-from lgcnet_deploy.core.host import cpu_label, physical_cores, tensorrt_gpu
+from lgcnet_deploy.core.formats import MissingExtraError, find_format
+from lgcnet_deploy.core.host import cpu_label, physical_cores
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
 from lgcnet_deploy.core.timing import MIN_CALLS_P99, Stats, time_calls
 from lgcnet_deploy.export.pipeline import ArtifactSpec, check_input_sizes, deployable_path
 from lgcnet_deploy.model.shipped import resolve_model
-from lgcnet_deploy.runtime.backends.base import Backend, load_backend
+from lgcnet_deploy.runtime.backends import Backend, load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
 
 if TYPE_CHECKING:  # torch comes with the export extra; the ONNX path does not need it
@@ -115,7 +117,7 @@ def bench_source(source: str | Path, sizes: Sequence[tuple[str, tuple[int, int] 
     onnx = resolve_model(source, ".onnx")
     if onnx == source:
         return source
-    info = format_of(onnx).describe_file(onnx)
+    info = describe(onnx)
     (h, w), batch = info["input_size"], info["inputs"][0][2][0]  # batch: an int when static
     need = [f"{option} {size[0]}x{size[1]}" for option, size in sizes
             if size is not None and tuple(size) != (h, w)]
@@ -155,7 +157,7 @@ def check_options(source: str | Path, input_size: tuple[int, int] | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     if dataset is not None:
-        info = fmt.describe_file(path)
+        info = describe(path)
         meta = info.get("meta", info)  # an engine's sidecar nests the model metadata
         if dataset != meta.get("dataset"):
             raise BenchOptionError(f"{path} carries its own classes ({meta.get('dataset')}); "
@@ -277,7 +279,7 @@ def peer_lraspp(input_size: tuple[int, int], num_classes: int, workdir: Path,
     """The LR-ASPP peer exported with the same I/O as LGCNet: uint8 frame in, class map out.
     `net`: a trained `lraspp_net` (default: random init, for latency only)."""
     from lgcnet_deploy.core.metadata import ModelMeta
-    from lgcnet_deploy.export.to_onnx import export_onnx
+    from lgcnet_deploy.export.pipeline import export_onnx
 
     ds = next(d for d in DATASETS.values() if d.num_classes == num_classes)
     meta = ModelMeta.for_dataset(ds, input_size=input_size, input_format=INPUT_UINT8_NHWC_BGR,

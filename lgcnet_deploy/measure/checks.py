@@ -82,7 +82,7 @@ def cuda_state() -> dict[str, Any]:
     """Through cuda-python: the driver's and the runtime's CUDA versions, the GPUs, and the
     error that stops CUDA here (not installed, driver too old), if any."""
     try:
-        from lgcnet_deploy.core import cuda
+        from lgcnet_deploy.artifact.engine import cuda
 
         versions = cuda.versions()
     except ImportError as e:

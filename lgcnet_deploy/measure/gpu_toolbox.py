@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lgcnet_deploy.core import cuda
+from lgcnet_deploy.artifact.engine import cuda
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.model.shipped import resolve_model
 
@@ -44,20 +44,20 @@ class Toolbox:
 
     def dynamic_onnx(self) -> Path:
         """The shipped checkpoint exported with a dynamic batch (needs the export extra)."""
-        from lgcnet_deploy.export.to_onnx import export_onnx
+        from lgcnet_deploy.export.pipeline import export_onnx
         from lgcnet_deploy.model.checkpoint import load_checkpoint
 
         net, _, _ = load_checkpoint(resolve_model(SHIPPED, ".pt"))
         return export_onnx(net, self.meta(), self.workdir / "dynamic.onnx", dynamic_batch=True)
 
     def build(self, onnx_path: Path, engine: Path, **options: Any) -> Path:
-        from lgcnet_deploy.export.engine.build import build_engine
+        from lgcnet_deploy.export.engine import build_engine
 
         build_engine(onnx_path, engine, progress=False, **options)
         return engine
 
     def engine_io(self, engine: Path) -> list[dict[str, Any]]:
-        from lgcnet_deploy.export.engine import read_sidecar
+        from lgcnet_deploy.artifact.engine import read_sidecar
 
         return read_sidecar(engine)["io"]
 
@@ -94,7 +94,7 @@ class Toolbox:
 
     def int8_layers(self, engine: Path) -> int:
         """Layers the engine inspector shows with INT8 tensors (a DETAILED build)."""
-        from lgcnet_deploy.export.engine import import_tensorrt, trt_logger
+        from lgcnet_deploy.artifact.engine import import_tensorrt, trt_logger
 
         trt = import_tensorrt()
         runtime = trt.Runtime(trt_logger(trt))

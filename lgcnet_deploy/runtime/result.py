@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from lgcnet_deploy.core.metadata import ModelMeta
-from lgcnet_deploy.runtime.video import annotate, write_image
+from lgcnet_deploy.runtime.drawing import annotate, write_image, write_palette_png
 
 # `save` writes the class-id mask to lossless formats and the overlay to lossy ones (JPEG would
 # blur class ids into each other).
@@ -70,15 +70,19 @@ class Result:
         return self.meta.dataset_info.palette_bgr()[self.mask]
 
     def overlay(self, alpha: float = 0.5) -> np.ndarray:
-        """The frame blended with the colorized mask (alpha = weight of the colours)."""
+        """The frame blended with the class map in the overlay colours, which tell
+        neighbouring classes apart (`Dataset.overlay_bgr`); alpha = weight of the colours."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        return cv2.addWeighted(self.frame, 1.0 - alpha, self.colorize(), alpha, 0.0)
+        colours = self.meta.dataset_info.overlay_bgr()[self.mask]
+        return cv2.addWeighted(self.frame, 1.0 - alpha, colours, alpha, 0.0)
 
-    def plot(self, alpha: float = 0.5, legend: bool = True) -> np.ndarray:
-        """The overlay (BGR uint8, the frame's size), with the class legend if `legend`."""
+    def plot(self, alpha: float = 0.5, legend: bool = True, fps: float | None = None
+             ) -> np.ndarray:
+        """The overlay (BGR uint8, the frame's size), with the legend of the classes present
+        if `legend` and the FPS if given."""
         image = self.overlay(alpha)
-        return annotate(image, self.meta) if legend else image
+        return annotate(image, self.meta, fps, self.mask) if legend or fps else image
 
     def class_fractions(self) -> dict[str, float]:
         """Share of the frame's pixels per class."""
@@ -86,7 +90,8 @@ class Result:
         return {n: float(c) / self.mask.size for n, c in zip(self.meta.classes, counts)}
 
     def save(self, path: str | Path, kind: str | None = None) -> Path:
-        """Write the class-id mask (kind "mask", the default for .png/.bmp/.tif) or the
+        """Write the class-id mask (kind "mask", the default for .png/.bmp/.tif; a .png is
+        indexed: its pixels are the class ids, shown in the dataset's palette) or the
         overlay with its legend, `plot()` (kind "overlay", the default for .jpg/.webp). The
         file appears only when complete."""
         suffix = Path(path).suffix.lower()
@@ -99,6 +104,8 @@ class Result:
             raise ValueError(f"{path}: save a mask as {', '.join(MASK_SUFFIXES)} (lossless, "
                              f"class ids kept) or an overlay as any of those or "
                              f"{', '.join(PLOT_SUFFIXES)}")
+        if kind == "mask" and suffix == ".png":
+            return write_palette_png(path, self.mask, np.asarray(self.meta.palette_rgb))
         return write_image(path, self.mask if kind == "mask" else self.plot())
 
     def summary(self) -> dict:

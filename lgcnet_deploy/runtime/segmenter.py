@@ -1,5 +1,5 @@
 """The front door: `Segmenter("lgcnet-camvid").predict(source)`, where the source is a frame,
-frames, or a path, camera or URL (`runtime/video.FrameSource` reads those).
+frames, or a path, camera or URL (`runtime/sources.FrameSource` reads those).
 
 Pre/post-processing lives here once for every backend: a backend only declares, through its
 metadata, whether it takes uint8 BGR NHWC or normalised float NCHW and whether it returns
@@ -21,12 +21,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from lgcnet_deploy.artifact.integrity import IntegrityError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS
-from lgcnet_deploy.export.integrity import IntegrityError
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL
-from lgcnet_deploy.runtime.backends.base import Backend, load_backend
+from lgcnet_deploy.runtime.backends import Backend, load_backend
 from lgcnet_deploy.runtime.result import Result
-from lgcnet_deploy.runtime.video import SOURCE_KINDS, FrameSource
+from lgcnet_deploy.runtime.sources import SOURCE_KINDS, FrameSource
 
 RESIZE_MODES = ("stretch", "letterbox")
 ASPECT_TOLERANCE = 0.01  # relative aspect difference below which a frame counts as the model's
@@ -38,6 +38,12 @@ Source = Frames | str | Path | int | FrameSource | Iterable[np.ndarray]
 
 class GeometryWarning(UserWarning):
     """Frames of another aspect than the model's are being stretched."""
+
+
+def _paths(source: object) -> bool:
+    """A non-empty list or tuple of paths: a source of images, read in order."""
+    return (isinstance(source, list | tuple) and bool(source)
+            and all(isinstance(s, str | Path) for s in source))
 
 
 def check_frame(frame: object, index: int | None = None) -> np.ndarray:
@@ -170,9 +176,12 @@ class Segmenter:
     def predict(self, source: Source, *, max_frames: int | None = None,
                 latest: bool = False) -> Result | list[Result]:
         """Segment `source`: a frame (HxWx3 BGR uint8) or an image file -> one Result; a list
-        or NxHxWx3 batch of frames (run in batches) -> a list; a folder, video, camera index
-        or stream URL -> a list of every frame's Result (a camera or stream needs
-        `max_frames`; for long sources iterate `stream()` instead, which keeps no frames)."""
+        or NxHxWx3 batch of frames (run in batches) -> a list; a list of image paths, a
+        folder, video, camera index or stream URL -> a list of every frame's Result (a camera
+        or stream needs `max_frames`; for long sources iterate `stream()` instead, which keeps
+        no frames)."""
+        if _paths(source):
+            source = FrameSource(source)
         if isinstance(source, np.ndarray | list | tuple):
             _no_option(source, max_frames=max_frames, latest=latest)
             return self._predict_frames(source)
@@ -228,13 +237,10 @@ class Segmenter:
                 t1 = time.perf_counter()
                 y = self.backend.infer(x)
                 t2 = time.perf_counter()
-                result = self._results([frame], y)[0]
-                t3 = time.perf_counter()
+                result = self._results([frame], y)
                 # preprocess ran on the worker, overlapped with the previous inference
-                self.speed = {"preprocess": pre_ms, "inference": (t2 - t1) * 1e3,
-                              "postprocess": (t3 - t2) * 1e3}
-                result.speed = dict(self.speed)
-                yield result
+                self._record_speed(result, pre_ms / 1e3, t1, t2, time.perf_counter())
+                yield result[0]
         finally:
             worker.close()
 
@@ -245,7 +251,8 @@ class Segmenter:
         if isinstance(source, np.ndarray):
             _no_option(source, max_frames=max_frames)
             return list(source) if source.ndim == 4 else [source]
-        if isinstance(source, str | Path | int) and not isinstance(source, bool):
+        if (isinstance(source, str | Path | int) and not isinstance(source, bool)) or _paths(
+                source):
             source = FrameSource(source)
         if isinstance(source, FrameSource):
             source.max_frames = max_frames if max_frames is not None else source.max_frames
@@ -265,13 +272,18 @@ class Segmenter:
         y = self.backend.infer(x)
         t2 = time.perf_counter()
         results = self._results(frames, y)
-        t3 = time.perf_counter()
-        n = len(frames)
-        self.speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
+        self._record_speed(results, t1 - t0, t1, t2, time.perf_counter())
+        return results
+
+    def _record_speed(self, results: list[Result], pre_s: float, t1: float, t2: float,
+                      t3: float) -> None:
+        """`speed` (ms per frame and stage) of `results`, for the Segmenter and each Result:
+        preprocessing took `pre_s`, inference t1..t2 and postprocessing t2..t3 seconds."""
+        n = len(results)
+        self.speed = {"preprocess": pre_s * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
                       "postprocess": (t3 - t2) * 1e3 / n}
         for r in results:
             r.speed = dict(self.speed)
-        return results
 
     def _results(self, frames: list[np.ndarray], y: np.ndarray) -> list[Result]:
         sizes = [f.shape[:2] for f in frames]

@@ -273,7 +273,7 @@ def op_module(key: LutKey, context: bool = True):
     import torch.nn.functional as F
     from torch import nn
 
-    from lgcnet_deploy.export.fold_bn import fold_batchnorm
+    from lgcnet_deploy.model.fold_bn import fold_batchnorm
     from lgcnet_deploy.model.ops import build_op, conv_bn_relu
 
     class Edge(nn.Module):
@@ -391,10 +391,11 @@ def network_call(genotype: Genotype, input_size: tuple[int, int], backend: str,
                                  genotype_hash=genotype.hash)
     import torch
 
-    from lgcnet_deploy.export.io_wrapper import wrap_io
+    from lgcnet_deploy.model.fold_bn import fold_batchnorm
+    from lgcnet_deploy.model.io_wrapper import wrap_io
 
     device = backend.split("-")[1]
-    model = wrap_io(net, meta).to(device)
+    model = wrap_io(fold_batchnorm(net), meta).to(device)
     x = torch.from_numpy(frame).to(device)
 
     @torch.inference_mode()

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lgcnet_deploy.export.engine.build import build_engine, parse_shape
+    from lgcnet_deploy.export.engine import build_engine, parse_shape
 
     given = [args.min, args.opt, args.max]
     if any(given) and not all(given):

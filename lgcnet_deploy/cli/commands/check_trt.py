@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import onnx
 
-    from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors, report
+    from lgcnet_deploy.artifact.engine.trt_rules import check_onnx, errors, report
 
     if not args.onnx.is_file():
         raise FileNotFoundError(f"ONNX model not found: {args.onnx}")

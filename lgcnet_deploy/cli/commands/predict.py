@@ -6,11 +6,26 @@ import argparse
 import os
 import re
 import sys
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from lgcnet_deploy.cli.args import add_device
-from lgcnet_deploy.runtime.video import IMAGE_SUFFIXES
+from lgcnet_deploy.runtime.sources import IMAGE_SUFFIXES, FrameSource, SourceError
+
+DEFAULT_OUTPUT = Path("runs/predict")
+
+
+def increment_path(path: Path, exist_ok: bool = False) -> Path:
+    """`path` if it is free (or `exist_ok`), else the first free path2, path3, ...: a rerun
+    never writes over the previous run's results (as ultralytics' runs/predict2)."""
+    if exist_ok or not path.exists():
+        return path
+    n = 2
+    while path.with_name(f"{path.name}{n}").exists():
+        n += 1
+    return path.with_name(f"{path.name}{n}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None,
                    help="model file (.onnx, .pt, .engine) or a shipped model's short name; "
                    "default: lgcnet-camvid")
-    p.add_argument("-o", "--output", type=Path, default=Path("runs/predict"),
-                   help="output folder (default runs/predict); not the source folder itself")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help=f"output folder (default {DEFAULT_OUTPUT}, then {DEFAULT_OUTPUT}2, ... "
+                   f"for each new run); not the source folder itself")
+    p.add_argument("--exist-ok", action="store_true",
+                   help=f"write into {DEFAULT_OUTPUT} even if a run is there already")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour weight (0..1)")
     p.add_argument("--resize", choices=("stretch", "letterbox"), default=None,
                    help="frames of another aspect than the model's: stretch them (default; "
@@ -57,8 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # FFmpeg logs a dropped stream to stderr; the summary line says it instead.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from lgcnet_deploy.runtime.video import FrameSource, source_kind
+    from lgcnet_deploy.runtime.sources import source_kind
 
+    if args.output is None:
+        args.output = increment_path(DEFAULT_OUTPUT, args.exist_ok)
     out: Path = args.output
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o {out} is an existing file; -o takes a folder")
@@ -102,9 +122,10 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
     from tqdm import tqdm
 
     from lgcnet_deploy.core.data import read_image
-    from lgcnet_deploy.runtime.video import write_image
+    from lgcnet_deploy.runtime.drawing import write_image
 
     written, skipped = 0, []
+    start = time.perf_counter()
     with _segmenter(args) as seg, tqdm(images, desc="predict", unit="img", leave=False,
                                        disable=len(images) == 1) as bar:
         for path in bar:
@@ -126,8 +147,11 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
         if not written:
             raise ValueError(f"none of the {len(images)} images could be read (see warnings)")
         ms = " ".join(f"{k} {v:.1f}" for k, v in seg.speed.items())
+    fps = written / max(time.perf_counter() - start, 1e-9)
     note = f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""
-    print(f"wrote {written} result(s) to {args.output}{note} (last frame ms: {ms})")
+    kinds = "overlay" + ("" if args.no_mask else " + indexed class-id mask")
+    print(f"wrote {written} result(s) ({kinds} per image) to {args.output}{note}; "
+          f"{fps:.1f} images/s (reading and writing included; last frame ms: {ms})")
     return 0
 
 
@@ -145,8 +169,6 @@ def _video_name(src) -> str:
 
 
 def _predict_video(args: argparse.Namespace, src) -> int:
-    from lgcnet_deploy.runtime.video import segment_video
-
     with _segmenter(args) as seg:
         run = segment_video(seg, src, args.output / f"{_video_name(src)}_overlay.mp4",
                             args.alpha, progress=True)
@@ -156,5 +178,54 @@ def _predict_video(args: argparse.Namespace, src) -> int:
         how = f"{run.source} ended after {run.frames} frames"
     else:
         how = f"{run.frames} frames"
-    print(f"wrote {run.path} ({how})")
+    print(f"wrote {run.path} ({how}, {run.fps:.1f} FPS)")
     return 0
+
+
+@dataclass
+class VideoRun:
+    """What `segment_video` wrote: the MP4 (None when no frame came), the frame count, and
+    whether a live source was stopped by Ctrl-C (its recording is kept) or ended by itself."""
+
+    path: Path | None
+    frames: int
+    source: str
+    interrupted: bool = False
+    fps: float = 0.0  # frames / seconds from the first frame segmented to the last
+
+
+def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
+                  alpha: float = 0.5, max_frames: int | None = None,
+                  progress: bool = False) -> VideoRun:
+    """Overlay + legend + FPS (over the last 30 frames, `FpsMeter`) for every frame of
+    `source`, written to an MP4.
+
+    A file or folder that fails midway leaves no MP4 at `out`. A camera or stream runs until
+    it ends or drops, or until Ctrl-C, which for a live source means "stop recording": the
+    frames so far are kept and the run returns normally.
+    """
+    src = source if isinstance(source, FrameSource) else FrameSource(source)
+    src.max_frames = max_frames if max_frames is not None else src.max_frames
+    total = None if src.live else len(src)
+    interrupted = False
+    from tqdm import tqdm
+
+    from lgcnet_deploy.runtime.drawing import FpsMeter, Mp4Writer
+
+    with Mp4Writer(out, src.fps) as writer, tqdm(total=total, unit="frame", desc=str(src),
+                                                 disable=not progress, leave=False) as bar:
+        meter, start = FpsMeter(), None
+        try:
+            for r in seg.stream(src):
+                now = time.perf_counter()
+                start = now if start is None else start
+                writer.write(r.plot(alpha, fps=meter.tick(now)))
+                bar.update()
+        except KeyboardInterrupt:
+            if not src.live:
+                raise
+            interrupted = True
+    if writer.frames == 0:
+        raise SourceError(f"{src}: no frames decoded")
+    fps = (writer.frames - 1) / (now - start) if writer.frames > 1 and now > start else 0.0
+    return VideoRun(writer.path, writer.frames, str(src), interrupted, fps)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lgcnet_deploy.core.host import int8_instructions, tensorrt_gpu
+from lgcnet_deploy.artifact.engine import tensorrt_gpu
+from lgcnet_deploy.core.host import int8_instructions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +76,8 @@ def _fp32_onnx(model: Path, output: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lgcnet_deploy.core.formats import find_format, format_of
+    from lgcnet_deploy.artifact.describe import describe
+    from lgcnet_deploy.core.formats import find_format
     from lgcnet_deploy.export.calibration.frames import check_resolution, find_frames
     from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
 
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if note:
         print(note)
     fp32 = _fp32_onnx(args.model, args.output)
-    check_resolution(frames, tuple(format_of(fp32).describe_file(fp32)["input_size"]))
+    check_resolution(frames, tuple(describe(fp32)["input_size"]))
     spec = ArtifactSpec(precision="int8", int8_target=target, int8_method=args.method,
                         calibration=frames)
     out = make_artifact(fp32, args.output, spec).path

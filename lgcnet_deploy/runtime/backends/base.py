@@ -1,4 +1,4 @@
-"""One small interface for every inference backend (the suffix table is `core/formats.py`).
+"""One small interface for every inference backend.
 
 Lifecycle as in Polygraphy's runners: construct (load), `infer` many times, `close` once
 (also via `with`). Subclasses implement `_load`, `_infer` and, if they hold resources,
@@ -8,16 +8,13 @@ Lifecycle as in Polygraphy's runners: construct (load), `infer` many times, `clo
 
 from __future__ import annotations
 
-import importlib.util
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from lgcnet_deploy.core.formats import format_of
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
-from lgcnet_deploy.model.shipped import resolve_model
 
 
 class BackendError(RuntimeError):
@@ -85,32 +82,3 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, device={self.device!r})"
-
-
-def backend_for(path: str | Path) -> type[Backend]:
-    """The backend class for a model file, chosen by the model-format table."""
-    return format_of(path).load_backend_class()
-
-
-def shipped_suffix(device: str) -> str:
-    """Which file of a shipped model runs on `device`: its ONNX, except on CUDA with torch
-    installed, where the checkpoint's PyTorch CUDA path (fp16, CUDA graphs) runs and no
-    onnxruntime-gpu is needed. On a CPU the ONNX is the right one even with torch: ONNX
-    Runtime loads it in about 0.2 s (the checkpoint: about 2 s, torch import included) and
-    infers as fast, and every install gets the same masks from the same file."""
-    if device.startswith("cuda") and importlib.util.find_spec("torch") is not None:
-        return ".pt"
-    return ".onnx"
-
-
-def load_backend(path: str | Path, device: str = "cpu", verify: bool = True) -> Backend:
-    """Load a model file, or a shipped model by short name (e.g. "lgcnet-camvid", see
-    `shipped_suffix` for which of its files); `verify=False` skips the ONNX weights-digest
-    check."""
-    path = resolve_model(path, shipped_suffix(device))
-    backend = backend_for(path)
-    if verify:
-        return backend(path, device=device)
-    if format_of(path).name == "engine":  # a changed engine is never deserialized: no opt-out
-        raise BackendError(f"{path}: verify=False applies to ONNX models only")
-    return backend(path, device=device, verify=False)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from lgcnet_deploy.artifact.integrity import check_io, verify_weights_digest
 from lgcnet_deploy.core.metadata import MetadataError, ModelMeta
-from lgcnet_deploy.export.integrity import check_io, verify_weights_digest
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
 ORT_TENSORRT, ORT_CUDA, ORT_CPU = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
@@ -60,7 +60,7 @@ def provider_options(provider: str, device_index: int, qdq: bool = False) -> dic
 def _has_qdq(path: Path) -> bool:
     import onnx
 
-    from lgcnet_deploy.export.int8 import has_qdq
+    from lgcnet_deploy.artifact.describe import has_qdq
 
     try:
         return has_qdq(onnx.load(str(path), load_external_data=False))
@@ -129,7 +129,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _warn_partial_tensorrt(self) -> None:
         """ONNX Runtime hands nodes TensorRT rejects to CUDA/CPU without a word; say so."""
-        from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors
+        from lgcnet_deploy.artifact.engine.trt_rules import check_onnx, errors
 
         broken = errors(check_onnx(self.path, profiled_inputs={
             i.name for i in self.session.get_inputs()}))

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
-from lgcnet_deploy.export.io_wrapper import wrap_io
 from lgcnet_deploy.model.checkpoint import load_checkpoint
+from lgcnet_deploy.model.fold_bn import fold_batchnorm
+from lgcnet_deploy.model.io_wrapper import wrap_io
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
 
@@ -23,7 +24,7 @@ class TorchBackend(Backend):
     def _load(self) -> ModelMeta:
         net, meta, _ = load_checkpoint(self.path)
         meta = meta.replace(input_format=INPUT_UINT8_NHWC_BGR, output_kind=OUTPUT_ARGMAX)
-        self.module = wrap_io(net, meta)
+        self.module = wrap_io(fold_batchnorm(net), meta)
         if self.device.startswith("cuda"):
             if not torch.cuda.is_available():
                 raise BackendError("torch: device 'cuda' asked for but torch.cuda.is_available() "

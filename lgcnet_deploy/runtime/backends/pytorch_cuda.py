@@ -1,7 +1,7 @@
 """PyTorch CUDA fast path for GPUs without TensorRT: fp16, channels_last, folded BN, CUDA graphs.
 
 Used by TorchBackend for device 'cuda[:N]':  `CudaRunner(deploy_module, device)(np_batch)`.
-The InGraphIO (BN already folded by wrap_io) keeps its fp32 uint8 normalisation and
+The InGraphIO (BN folded before wrap_io) keeps its fp32 uint8 normalisation and
 argmax; only the network inside runs in fp16 and channels_last (NHWC, what Tensor Cores
 want; the uint8 NHWC input is already laid out that way). The forward is captured once per
 input shape into a torch.cuda.CUDAGraph and replayed from static, pinned buffers, removing
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lgcnet_deploy.export.io_wrapper import InGraphIO
+from lgcnet_deploy.model.io_wrapper import InGraphIO
 
 
 class _HalfNet(nn.Module):

@@ -33,22 +33,21 @@ from types import ModuleType
 
 import numpy as np
 
-from lgcnet_deploy.core import cuda
-from lgcnet_deploy.core.metadata import ModelMeta, file_sha256
-from lgcnet_deploy.export.engine import import_tensorrt, trt_logger
-from lgcnet_deploy.export.engine.engine_io import (
+from lgcnet_deploy.artifact.engine import cuda, import_tensorrt, trt_logger
+from lgcnet_deploy.artifact.engine.engine_io import (
     EngineIO,
     check_io_matches,
     default_meta,
     derive_io,
 )
-from lgcnet_deploy.export.engine.sidecar import (
+from lgcnet_deploy.artifact.engine.sidecar import (
     EngineMismatchError,
     check_sidecar,
     find_sidecar,
     rebuild_command,
     sidecar_meta,
 )
+from lgcnet_deploy.core.metadata import ModelMeta, file_sha256
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
 

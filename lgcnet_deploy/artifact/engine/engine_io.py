@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lgcnet_deploy.artifact.engine.sidecar import EngineMismatchError
 from lgcnet_deploy.core.classes import DATASETS
 from lgcnet_deploy.core.metadata import (
     INPUT_FLOAT_NCHW_RGB,
@@ -23,7 +24,6 @@ from lgcnet_deploy.core.metadata import (
     OUTPUT_LOGITS,
     ModelMeta,
 )
-from lgcnet_deploy.export.engine.sidecar import EngineMismatchError
 
 TensorSpec = tuple[str, bool, Sequence[int], str]  # (name, is_input, shape, dtype name)
 FLOATS, INTEGERS = ("FLOAT", "HALF"), ("INT32", "INT64")

@@ -41,12 +41,11 @@ from typing import Any
 
 import onnx
 
-from lgcnet_deploy.core import cuda
+from lgcnet_deploy.artifact.describe import fp32_body, has_qdq
+from lgcnet_deploy.artifact.engine import INSTALL_TENSORRT, cuda, import_tensorrt
+from lgcnet_deploy.artifact.engine.sidecar import write_sidecar
+from lgcnet_deploy.artifact.engine.trt_rules import check_onnx, errors
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, PRECISIONS, ModelMeta, file_sha256
-from lgcnet_deploy.export.engine import INSTALL_TENSORRT, import_tensorrt
-from lgcnet_deploy.export.engine.sidecar import write_sidecar
-from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors
-from lgcnet_deploy.export.int8 import fp32_body, has_qdq
 
 Shape = tuple[int, int, int]  # (batch, height, width)
 # BuilderFlag.INT8/FP16: "Deprecated in TensorRT 10.12. Superseded by strong typing"

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from lgcnet_deploy.export.engine.trt_operators import (
+from lgcnet_deploy.artifact.engine.trt_operators import (
     SUPPORTED_TYPES,
     TABLE_VERSION,
     UNSUPPORTED,

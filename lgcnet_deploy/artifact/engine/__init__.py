@@ -1,5 +1,7 @@
-"""TensorRT engines: the compatibility gate (`trt_rules.py`), build through Polygraphy
-(`build.py`), sidecar checks (`sidecar.py`) and engine I/O derivation (`engine_io.py`).
+"""TensorRT engine files: the compatibility gate an ONNX passes first (`trt_rules.py`,
+`trt_operators.py`), the sidecar (`sidecar.py`), engine I/O derivation (`engine_io.py`) and
+the CUDA glue (`cuda.py`) that the builder (`export/engine.py`) and the engine backend
+(`runtime/backends/tensorrt_engine.py`) share.
 
 Nothing here imports tensorrt at module import time; `import_tensorrt()` does, with a message
 saying what to install.
@@ -7,10 +9,11 @@ saying what to install.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from types import ModuleType
 from typing import Any
 
-from lgcnet_deploy.export.engine.sidecar import (
+from lgcnet_deploy.artifact.engine.sidecar import (
     EngineMismatchError,
     check_sidecar,
     read_sidecar,
@@ -52,5 +55,17 @@ def trt_logger(trt: ModuleType, verbose: bool = False) -> Any:
     return logger
 
 
+def tensorrt_gpu() -> bool:
+    """TensorRT is installed and cuda-python sees a CUDA GPU (what engines need)."""
+    if find_spec("tensorrt") is None:
+        return False
+    try:
+        from lgcnet_deploy.artifact.engine import cuda
+
+        return cuda.device_count() > 0
+    except (ImportError, RuntimeError, OSError):
+        return False
+
+
 __all__ = ["INSTALL_TENSORRT", "EngineMismatchError", "check_sidecar", "import_tensorrt",
-           "read_sidecar", "sidecar_path", "trt_logger"]
+           "read_sidecar", "sidecar_path", "tensorrt_gpu", "trt_logger"]

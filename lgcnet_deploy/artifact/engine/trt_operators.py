@@ -4,7 +4,7 @@ Transcribed from onnx/onnx-tensorrt docs/operators.md of the TensorRT 10.15 GA r
 10.15 supports operators in the inclusive range of opset 9 to opset 24"): rows marked "Y" in
 SUPPORTED_TYPES, rows marked "N" in UNSUPPORTED. An op in neither is newer than that table.
 Types are the table's names (FP32, FP16, BF16, INT32, INT64, INT8, FP8, FP4, INT4, UINT8, BOOL).
-Data only: lgcnet_deploy.export.engine.trt_rules reads it.
+Data only: lgcnet_deploy.artifact.engine.trt_rules reads it.
 """
 
 from __future__ import annotations

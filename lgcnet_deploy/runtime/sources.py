@@ -1,24 +1,18 @@
-"""Frame sources (image, image folder, video file, webcam, stream), writers that never leave a
-half-written file under its final name, and overlay annotation."""
+"""Frame sources: an image, a folder of images, a video file, a webcam or a stream."""
 
 from __future__ import annotations
 
 import itertools
-import os
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from lgcnet_deploy.core.data import read_image
-from lgcnet_deploy.core.metadata import ModelMeta
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
@@ -26,8 +20,8 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 CAMERA_INDEX_LIMIT = 100
 LIVE_KINDS = ("camera", "stream")
 # what a source may be, for messages that refuse one
-SOURCE_KINDS = ("an image, a folder of images, a video file, a camera index (0, 1, ...) or a "
-                "stream URL (rtsp://, rtmp://, http(s)://)")
+SOURCE_KINDS = ("an image, a list of image paths, a folder of images, a video file, a camera "
+                "index (0, 1, ...) or a stream URL (rtsp://, rtmp://, http(s)://)")
 
 
 class SourceError(RuntimeError):
@@ -89,10 +83,18 @@ class FrameSource:
     `frames_read` telling how far it got. `timeout_s` bounds a stream's open and each read.
     """
 
-    def __init__(self, source: str | Path | int, folder_fps: float = 15.0,
+    def __init__(self, source: str | Path | int | Sequence[str | Path], folder_fps: float = 15.0,
                  timeout_s: float = 10.0, max_frames: int | None = None) -> None:
         self.source, self.fps, self.timeout_s = source, folder_fps, timeout_s
         self.max_frames, self.frames_read = max_frames, 0
+        if isinstance(source, list | tuple):  # a list of image paths, read in its order
+            self.kind, self.target, self.images = "images", f"{len(source)} paths", [
+                Path(p) for p in source]
+            missing = [str(p) for p in self.images if not p.is_file()]
+            if missing or not self.images:
+                raise FileNotFoundError(f"source not found: {missing[0]}" if missing else
+                                        "an empty list of images is no source")
+            return
         self.kind, self.images = source_kind(source), []
         if self.kind == "camera":
             self.target: str | int = _camera_index(source)
@@ -153,7 +155,7 @@ class FrameSource:
         return cap
 
     def __len__(self) -> int:
-        if self.kind in ("image", "folder"):
+        if self.kind in ("image", "folder", "images"):
             n = len(self.images)
         elif self.kind == "video":
             cap = self._open()
@@ -186,120 +188,3 @@ class FrameSource:
                 yield frame
         finally:
             cap.release()
-
-
-def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Encode `image` by the suffix of `path` and write it under a temporary name first, so
-    `path` is either absent, its previous content or the complete new image."""
-    path = Path(path)
-    ok, data = cv2.imencode(path.suffix or ".png", image)
-    if not ok:
-        raise SourceError(f"cannot encode an image as {path.suffix!r} for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_bytes(data.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-class Mp4Writer:
-    """cv2.VideoWriter ('mp4v') sized on the first frame, writing NAME.partial.mp4 and renaming
-    it to NAME.mp4 only when closed after a complete run (`with`: when no exception escaped).
-    Its folder is created with the first frame."""
-
-    def __init__(self, path: str | Path, fps: float) -> None:
-        self.path, self.fps, self._writer = Path(path), fps, None
-        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        if self._writer is None:
-            h, w = frame.shape[:2]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"),
-                                           self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise SourceError(f"cannot write {self.path} (mp4v codec unavailable or "
-                                  f"folder not writable)")
-        self._writer.write(frame)
-        self.frames += 1
-
-    def close(self, complete: bool = True) -> Path | None:
-        """Finish the file: renamed to its final name if `complete` and not empty (returns
-        the path), else deleted (returns None)."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-        if complete and self.frames:
-            os.replace(self.partial, self.path)
-            return self.path
-        self.partial.unlink(missing_ok=True)
-        return None
-
-    def __enter__(self) -> Mp4Writer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        self.close(complete=exc_type is None)
-
-
-def annotate(image: np.ndarray, meta: ModelMeta, fps: float | None = None) -> np.ndarray:
-    """Draw the class legend (right edge) and, if given, the FPS (top left) onto a copy."""
-    out = image.copy()
-    palette = meta.dataset_info.palette_bgr()
-    row = max(14, out.shape[0] // (len(meta.classes) + 2))
-    x0 = out.shape[1] - 120
-    for i, (name, colour) in enumerate(zip(meta.classes, palette)):
-        y = 6 + i * row
-        cv2.rectangle(out, (x0, y), (x0 + 12, y + row - 4), tuple(int(c) for c in colour), -1)
-        cv2.putText(out, name, (x0 + 16, y + row - 6), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.35, (255, 255, 255), 1, cv2.LINE_AA)
-    if fps is not None:
-        cv2.putText(out, f"{fps:5.1f} FPS", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                    (255, 255, 255), 2, cv2.LINE_AA)
-    return out
-
-
-@dataclass
-class VideoRun:
-    """What `segment_video` wrote: the MP4 (None when no frame came), the frame count, and
-    whether a live source was stopped by Ctrl-C (its recording is kept) or ended by itself."""
-
-    path: Path | None
-    frames: int
-    source: str
-    interrupted: bool = False
-
-
-def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
-                  alpha: float = 0.5, max_frames: int | None = None,
-                  progress: bool = False) -> VideoRun:
-    """Overlay + legend + live FPS for every frame of `source`, written to an MP4.
-
-    A file or folder that fails midway leaves no MP4 at `out`. A camera or stream runs until
-    it ends or drops, or until Ctrl-C, which for a live source means "stop recording": the
-    frames so far are kept and the run returns normally.
-    """
-    src = source if isinstance(source, FrameSource) else FrameSource(source)
-    src.max_frames = max_frames if max_frames is not None else src.max_frames
-    total = None if src.live else len(src)
-    interrupted = False
-    with Mp4Writer(out, src.fps) as writer, tqdm(total=total, unit="frame", desc=str(src),
-                                                 disable=not progress, leave=False) as bar:
-        last = time.perf_counter()
-        try:
-            for r in seg.stream(src):
-                now = time.perf_counter()
-                writer.write(annotate(r.overlay(alpha), seg.meta, 1.0 / max(now - last, 1e-6)))
-                last = now
-                bar.update()
-        except KeyboardInterrupt:
-            if not src.live:
-                raise
-            interrupted = True
-    if writer.frames == 0:
-        raise SourceError(f"{src}: no frames decoded")
-    return VideoRun(writer.path, writer.frames, str(src), interrupted)
