@@ -3,6 +3,7 @@ the decision record of every searched genotype that ships."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lgcnet_deploy.measure.evaluate import evaluate
@@ -107,16 +108,27 @@ def test_ship_checkpoint_renames_the_genotype_and_refuses_other_weights(tmp_path
 @pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
 def test_shipped_onnx_is_the_export_of_its_checkpoint(name, tmp_path, camvid_val):
     """`make shipped-onnx` (`lgcnet export NAME.pt -o NAME.onnx`) run now gives the shipped
-    ONNX's weights, metadata and masks: a replaced checkpoint fails here until re-exported."""
+    ONNX's graph, weights, metadata and masks: a replaced checkpoint fails here until
+    re-exported. Weights are compared to float rounding, not by digest: the constants onnxsim
+    folds (BN into convs, the input's normalisation) come out a few ulps apart on CPUs with
+    other vector instructions (3.8e-6 at most between an AVX-512 and an AVX2 machine)."""
+    import onnx
+    from onnx import numpy_helper
+
     from lgcnet_deploy.artifact.integrity import digest_status
     from lgcnet_deploy.cli import main
 
     shipped, fresh = shipped_file(name, ".onnx"), tmp_path / "fresh.onnx"
     assert main(["export", str(shipped_file(name)), "-o", str(fresh)]) == 0
-    recorded = digest_status(shipped)
-    assert recorded["ok"], f"{shipped.name} changed after export"
-    assert recorded["recorded"] == digest_status(fresh)["actual"], (
-        f"{shipped.name} is not the export of {shipped_file(name).name}: run make shipped-onnx")
+    assert digest_status(shipped)["ok"], f"{shipped.name} changed after export"
+    graphs = [onnx.load(str(p)).graph for p in (shipped, fresh)]
+    assert [n.op_type for n in graphs[0].node] == [n.op_type for n in graphs[1].node]
+    weights = [{i.name: numpy_helper.to_array(i) for i in g.initializer} for g in graphs]
+    assert weights[0].keys() == weights[1].keys()
+    for key, value in weights[0].items():
+        np.testing.assert_allclose(weights[1][key], value, rtol=1e-4, atol=1e-5, err_msg=(
+            f"{shipped.name} is not the export of {shipped_file(name).name}: run make "
+            f"shipped-onnx"))
     frame = camvid_val[0][0]
     with Segmenter(shipped) as a, Segmenter(fresh) as b:
         assert a.meta == b.meta and a.meta.genotype == b.meta.genotype
