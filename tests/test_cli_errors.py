@@ -26,7 +26,8 @@ from lgcnet_deploy.cli import (
     one_line,
 )
 from lgcnet_deploy.core.data import CamVid, DatasetNotFoundError, require_camvid
-from lgcnet_deploy.core.formats import MissingExtraError, ModelFileError
+from lgcnet_deploy.core.errors import DamagedFileError, LgcnetError
+from lgcnet_deploy.core.formats import MissingExtraError
 from lgcnet_deploy.export.int8 import DEFAULT_LIST
 from lgcnet_deploy.model.shipped import SHIPPED_MODELS, resolve_model
 
@@ -63,7 +64,7 @@ def test_missing_and_corrupt_files_are_one_line_errors(tmp_path):
     corrupt = tmp_path / "cut.onnx"
     corrupt.write_bytes(b"\x08\x07garbage")
     assert_one_line_error(lgcnet("info", str(corrupt)), EXIT_USER_INPUT, "cut.onnx",
-                          "not a loadable ONNX model")
+                          "damaged or truncated ONNX model", "re-export it")
     assert_one_line_error(lgcnet("info", str(tmp_path / "model.tflite")), EXIT_USER_INPUT)
 
 
@@ -84,7 +85,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_exit_codes_tell_kinds_of_failure_apart():
     assert exit_code(KeyboardInterrupt()) == EXIT_INTERRUPTED == 130
     assert exit_code(MissingExtraError("x")) == EXIT_MISSING_DEPENDENCY
-    assert exit_code(ModelFileError("x")) == exit_code(FileNotFoundError()) == EXIT_USER_INPUT
+    assert exit_code(DamagedFileError("x")) == exit_code(FileNotFoundError()) == EXIT_USER_INPUT
     assert exit_code(RuntimeError("device lost")) == EXIT_RUNTIME
     assert len({EXIT_USER_INPUT, EXIT_MISSING_DEPENDENCY, EXIT_RUNTIME, EXIT_INTERRUPTED}) == 4
     missing = ModuleNotFoundError("No module named 'onnx'", name="onnx")

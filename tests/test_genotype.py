@@ -65,7 +65,7 @@ def test_bad_files(tmp_path):
         load_genotype("no-such-genotype")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(GenotypeError, match="not valid JSON"):
+    with pytest.raises(GenotypeError, match="damaged or truncated JSON"):
         load_genotype(bad)
     bad.write_text("[1, 2]")
     with pytest.raises(GenotypeError, match="JSON object"):

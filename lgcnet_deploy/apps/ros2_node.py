@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+from lgcnet_deploy.core.errors import BadInputError, MissingDependencyError
+
 try:
     import rclpy
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -29,9 +31,10 @@ try:
     from rclpy.utilities import remove_ros_args
     from sensor_msgs.msg import CompressedImage, Image
 except ModuleNotFoundError as e:
-    raise ImportError(f"the ROS 2 node needs rclpy and sensor_msgs (no module {e.name!r}): pip "
-                      f"install 'lgcnet-deploy[ros2]' (Linux x86-64), or source a ROS 2 "
-                      f"install first (source /opt/ros/<distro>/setup.bash)") from e
+    raise MissingDependencyError(
+        f"the ROS 2 node needs rclpy, sensor_msgs and diagnostic_msgs (no module {e.name!r}): "
+        f"pip install 'lgcnet-deploy[ros2]' (Linux x86-64), or source a ROS 2 install first "
+        f"(source /opt/ros/<distro>/setup.bash)") from e
 
 from lgcnet_deploy.apps.ros2_image import compressed_to_bgr, fill_image, image_to_bgr
 from lgcnet_deploy.core.timing import Stats
@@ -111,11 +114,11 @@ class SegmentationNode(Node):
             for name, (default, descriptor) in PARAMETERS.items():
                 self.declare_parameter(name, default, descriptor)
         except ParameterException as e:  # a wrong type or range, from -p or a flag
-            raise ValueError(f"ROS parameter: {e}") from e
+            raise BadInputError(f"ROS parameter: {e}") from e
         transport = self._param("image_transport")
         if transport not in TRANSPORTS:
-            raise ValueError(f"image_transport must be one of {', '.join(TRANSPORTS)}, got "
-                             f"{transport!r}")
+            raise BadInputError(f"image_transport must be one of {', '.join(TRANSPORTS)}, got "
+                                f"{transport!r}")
         topic, msg_type, self._to_bgr = TRANSPORTS[transport]
         self.segmenter = Segmenter(self._param("model"), device=self._param("device"),
                                    resize=self._param("resize") or None)
@@ -230,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
     extra = remove_ros_args(argv)[1:]
     if extra:
-        raise ValueError(f"unexpected arguments {extra}: configure the node with --ros-args -p "
-                         f"NAME:=VALUE (parameters {', '.join(PARAMETERS)}) and -r FROM:=TO")
+        raise BadInputError(f"unexpected arguments {extra}: configure the node with --ros-args -p "
+                            f"NAME:=VALUE (parameters {', '.join(PARAMETERS)}) and -r FROM:=TO")
     return spin(argv)
 
 

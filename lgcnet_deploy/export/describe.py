@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lgcnet_deploy.core.formats import ModelFileError
+from lgcnet_deploy.core.errors import damaged
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.export.integrity import digest_status
 
@@ -19,8 +19,7 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"{path}: not a loadable ONNX model ({first})") from e
+        raise damaged(path, "ONNX model", e) from e
     io = {"inputs": [(i.name, i.type, i.shape) for i in sess.get_inputs()],
           "outputs": [(o.name, o.type, o.shape) for o in sess.get_outputs()]}
     meta = ModelMeta.from_props(sess.get_modelmeta().custom_metadata_map, path)

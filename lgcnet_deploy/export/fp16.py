@@ -21,6 +21,7 @@ from pathlib import Path
 
 import onnx
 
+from lgcnet_deploy.core.errors import BadInputError, MissingDependencyError
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.export.integrity import stamp_weights_digest
 
@@ -31,7 +32,8 @@ def _float16_module():
     try:
         from onnxconverter_common import float16
     except ImportError as e:
-        raise ImportError(f"FP16 ONNX conversion needs onnxconverter-common: {INSTALL}") from e
+        raise MissingDependencyError(
+            f"FP16 ONNX conversion needs onnxconverter-common: {INSTALL}") from e
     return float16
 
 
@@ -42,8 +44,8 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     props = {p.key: p.value for p in model.metadata_props}
     meta = ModelMeta.from_props(props)
     if meta.precision != "fp32":
-        raise ValueError(f"model precision is {meta.precision!r}; FP16 conversion needs the "
-                         f"fp32 ONNX from `lgcnet export`")
+        raise BadInputError(f"model precision is {meta.precision!r}; FP16 conversion needs the "
+                            f"fp32 ONNX from `lgcnet export`")
     # The converter retypes a Cast-to-float's output as fp16 without changing the Cast's `to`
     # (an invalid graph); keeping those Casts fp32 makes it insert a Cast to fp16 after them,
     # which _fuse_cast_pairs folds back into one Cast. Its default op block list keeps every

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lgcnet_deploy.core.classes import CAMVID, Dataset
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.formats import find_format, format_of
 from lgcnet_deploy.core.metadata import (
     INPUT_UINT8_NHWC_BGR,
@@ -28,7 +29,7 @@ from lgcnet_deploy.model.genotype import Genotype
 from lgcnet_deploy.model.shipped import resolve_model
 
 
-class ArtifactError(ValueError):
+class ArtifactError(BadInputError):
     """A source cannot become the artifact asked for; the message says what to do instead."""
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
 from lgcnet_deploy.core.data import CamVid
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError
 from lgcnet_deploy.core.formats import MissingExtraError, find_format, format_of
 from lgcnet_deploy.core.host import cpu_label, physical_cores, tensorrt_gpu
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
@@ -44,7 +45,7 @@ COMPARE_INSTALL = "pip install '.[export,compare]' in the lgcnet-deploy checkout
 EXPORT_INSTALL = "pip install '.[export]' in the lgcnet-deploy checkout"
 
 
-class BenchOptionError(ValueError):
+class BenchOptionError(BadInputError):
     """A benchmark option the model given cannot honour; the message says what would."""
 
 
@@ -153,7 +154,7 @@ def check_options(source: str | Path, input_size: tuple[int, int] | None = None,
         return
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise MissingFileError(f"model file not found: {path}")
     if dataset is not None:
         info = fmt.describe_file(path)
         meta = info.get("meta", info)  # an engine's sidecar nests the model metadata

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lgcnet_deploy.core.errors import BadInputError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # short name -> file stem in weights/ (STEM.pt and STEM.onnx)
 SHIPPED_MODELS = {
@@ -23,8 +25,8 @@ SHIPPED_SUFFIXES = (".pt", ".onnx")
 def shipped_file(name: str, suffix: str = ".pt") -> Path:
     """The checkpoint (.pt) or the exported ONNX (.onnx) of a shipped model."""
     if suffix not in SHIPPED_SUFFIXES:
-        raise ValueError(f"shipped models are {' and '.join(SHIPPED_SUFFIXES)} files, not "
-                         f"{suffix!r}")
+        raise BadInputError(f"shipped models are {' and '.join(SHIPPED_SUFFIXES)} files, not "
+                            f"{suffix!r}")
     return WEIGHTS_DIR / f"{SHIPPED_MODELS[name]}{suffix}"
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
@@ -18,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lgcnet_deploy.core.data import read_image
+from lgcnet_deploy.core.errors import MissingFileError, WorkFailedError, damaged
 from lgcnet_deploy.core.metadata import ModelMeta
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -30,7 +32,7 @@ SOURCE_KINDS = ("an image, a folder of images, a video file, a camera index (0, 
                 "stream URL (rtsp://, rtmp://, http(s)://)")
 
 
-class SourceError(RuntimeError):
+class SourceError(WorkFailedError):
     """A video, folder, camera or stream cannot be read."""
 
 
@@ -101,7 +103,7 @@ class FrameSource:
         else:
             path = Path(source)
             if not path.exists():
-                raise FileNotFoundError(f"source not found: {path} (a source is {SOURCE_KINDS})")
+                raise MissingFileError(f"source not found: {path} (a source is {SOURCE_KINDS})")
             self.target = str(path)
             if self.kind == "image":
                 self.images = [path]
@@ -118,7 +120,7 @@ class FrameSource:
         fps = cap.get(cv2.CAP_PROP_FPS)
         cap.release()
         if not ok:
-            raise SourceError(f"cannot read {self}: opened, but no frame could be decoded")
+            self._unreadable("opened, but no frame could be decoded")
         self.fps = fps if fps and 0 < fps < 1000 else self.fps
 
     @property
@@ -142,15 +144,21 @@ class FrameSource:
                 else:
                     cap = cv2.VideoCapture(self.target)
             except cv2.error as e:
-                raise SourceError(f"cannot open {self}: {e}") from e
+                self._unreadable(e)
         if not cap.isOpened():
             cap.release()
-            hint = {"camera": "is it connected and not in use by another program?",
-                    "stream": f"no connection or no video within {self.timeout_s:g} s; check "
-                              f"the address and that the stream is up",
-                    "video": "is it a video file, and is its codec supported?"}[self.kind]
-            raise SourceError(f"cannot read {self}: OpenCV could not open it ({hint})")
+            self._unreadable("OpenCV could not open it")
         return cap
+
+    def _unreadable(self, why: object) -> NoReturn:
+        """A video file that cannot be decoded is a bad input (damaged, truncated or not a
+        video); a camera or a stream that does not answer is a failure of the source."""
+        if self.kind == "video":
+            raise damaged(self.target, "video", str(why))
+        hint = {"camera": "is it connected and not in use by another program?",
+                "stream": f"no connection or no video within {self.timeout_s:g} s; check "
+                          f"the address and that the stream is up"}[self.kind]
+        raise SourceError(f"cannot read {self}: {why} ({hint})")
 
     def __len__(self) -> int:
         if self.kind in ("image", "folder"):
@@ -178,8 +186,7 @@ class FrameSource:
                 except cv2.error as e:
                     if self.live:  # a dropped stream ends the run; frames_read says where
                         return
-                    raise SourceError(f"cannot read {self} after frame {self.frames_read}: "
-                                      f"{e}") from e
+                    self._unreadable(f"after frame {self.frames_read}: {e}")
                 if not ok:
                     return
                 self.frames_read += 1

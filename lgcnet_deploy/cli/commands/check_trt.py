@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -36,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors, report
 
     if not args.onnx.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {args.onnx}")
+        raise MissingFileError(f"ONNX model not found: {args.onnx}")
     try:
         model = onnx.load(str(args.onnx), load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
-        raise ValueError(f"{args.onnx} is not a readable ONNX model ({e})") from e
+        raise BadInputError(f"{args.onnx} is not a readable ONNX model ({e})") from e
     findings = check_onnx(model, profiled_inputs={i.name for i in model.graph.input}
                           if args.profile else ())
     print(report(findings, str(args.onnx), args.limit))

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from lgcnet_deploy.core.errors import MissingFileError
 from lgcnet_deploy.core.formats import format_of
 from lgcnet_deploy.model.shipped import resolve_model
 
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     have_torch = importlib.util.find_spec("torch") is not None
     path = Path(resolve_model(args.model, ".pt" if have_torch else ".onnx"))
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise MissingFileError(f"model file not found: {path}")
     info = format_of(path).describe_file(path)
     if args.json:
         print(json.dumps(info, indent=2, default=str))

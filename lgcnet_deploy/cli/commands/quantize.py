@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lgcnet_deploy.core.errors import MissingFileError
 from lgcnet_deploy.core.host import int8_instructions, tensorrt_gpu
 
 
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     frames = tuple(find_frames(args.calib, args.calib_frames, args.calib_list))
     if find_format(args.model) is not None and not args.model.is_file():
-        raise FileNotFoundError(f"model not found: {args.model}")
+        raise MissingFileError(f"model not found: {args.model}")
     target = args.target or default_target()
     if args.target is None:
         print(DEFAULT_TARGET_LINE[target])

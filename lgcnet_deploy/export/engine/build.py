@@ -40,6 +40,7 @@ from typing import Any
 import onnx
 
 from lgcnet_deploy.core import cuda
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, PRECISIONS, ModelMeta, file_sha256
 from lgcnet_deploy.export.engine import INSTALL_TENSORRT, import_tensorrt
 from lgcnet_deploy.export.engine.sidecar import write_sidecar
@@ -52,7 +53,7 @@ Shape = tuple[int, int, int]  # (batch, height, width)
 STRONG_INT8_FROM = (10, 12)
 
 
-class TrtRuleError(ValueError):
+class TrtRuleError(BadInputError):
     """The ONNX breaks a TensorRT rule (lgcnet check-trt lists them)."""
 
 
