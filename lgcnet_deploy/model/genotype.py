@@ -11,6 +11,7 @@ from typing import Any
 from lgcnet_deploy.core.errors import MissingFileError
 from lgcnet_deploy.core.metadata import read_json
 from lgcnet_deploy.model.genotype_check import MAX_WIDTH, GenotypeError, check_genotype_json
+from lgcnet_deploy.model.shipped import SHIPPED_MODELS, did_you_mean
 from lgcnet_deploy.model.space import (
     CELL_EDGES,
     CELL_OPS,
@@ -189,9 +190,12 @@ def load_genotype(source: str | Path | dict | Genotype = DEFAULT_GENOTYPE) -> Ge
     if not path.suffix and not path.exists():
         path = GENOTYPE_DIR / f"{source}.json"
     if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in GENOTYPE_DIR.glob("*.json")))
-        raise MissingFileError(f"genotype {str(source)!r} not found: give a JSON path or one of "
-                               f"the shipped names ({shipped})")
+        names = sorted(p.stem for p in GENOTYPE_DIR.glob("*.json"))
+        shipped = ", ".join(names)
+        hint = did_you_mean(str(source), [*names, *SHIPPED_MODELS])
+        raise MissingFileError(f"genotype {str(source)!r} not found: give a JSON path, a "
+                               f"shipped model ({', '.join(SHIPPED_MODELS)}) or a shipped "
+                               f"genotype ({shipped}){hint}")
     data = read_json(path, GenotypeError)
     try:
         return Genotype.from_dict(data)
