@@ -9,7 +9,12 @@ from lgcnet_deploy import Segmenter
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.errors import DamagedFileError
 from lgcnet_deploy.core.formats import UnknownFormatError
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, MetadataError, ModelMeta
+from lgcnet_deploy.core.metadata import (
+    INPUT_UINT8_NHWC_BGR,
+    OUTPUT_ARGMAX,
+    MetadataError,
+    ModelMeta,
+)
 from lgcnet_deploy.export.to_onnx import export_onnx
 from lgcnet_deploy.model.checkpoint import CheckpointError, save_checkpoint
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL, default_model_path
