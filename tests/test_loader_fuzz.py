@@ -31,8 +31,9 @@ from hypothesis import strategies as st  # noqa: E402
 # `make test`: a handful of cases per loader; `make fuzz` (LGCNET_FUZZ=long): many
 LONG = os.environ.get("LGCNET_FUZZ") == "long"
 settings.register_profile("lgcnet-bounded", max_examples=8, deadline=None, derandomize=True,
+                          database=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("lgcnet-long", max_examples=400, deadline=None,
+settings.register_profile("lgcnet-long", max_examples=400, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 PROFILE = settings.get_profile("lgcnet-long" if LONG else "lgcnet-bounded")
 CHEAP = settings(PROFILE, max_examples=PROFILE.max_examples * 6)  # loaders that parse no model

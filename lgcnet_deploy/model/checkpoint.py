@@ -86,9 +86,14 @@ def _unloadable(path: Path, e: Exception) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load an LGCNet checkpoint dict safely and check its format."""
-    return load_payload(path, CHECKPOINT_FORMAT, "LGCNet checkpoint",
-                        "produce one with `lgcnet train`")
+    """Load an LGCNet checkpoint dict safely and check its format and fields."""
+    payload = load_payload(path, CHECKPOINT_FORMAT, "LGCNet checkpoint",
+                           "produce one with `lgcnet train`")
+    wrong = [k for k in ("genotype", "meta", "state_dict") if not isinstance(payload.get(k), dict)]
+    if wrong:
+        raise CheckpointError(str(damaged(path, "checkpoint", f"field(s) {', '.join(wrong)} "
+                                          f"missing or not a dict")))
+    return payload
 
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
@@ -120,7 +125,7 @@ def load_checkpoint(path: str | Path, genotype: Genotype | None = None,
     model = LGCNet(stored, meta.num_classes)
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, ValueError, AttributeError) as e:  # damaged entries
         raise CheckpointError(f"{path}: weights do not fit genotype {stored.hash}: {e}") from e
     return model.eval(), meta, payload
 

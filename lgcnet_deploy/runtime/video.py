@@ -165,7 +165,7 @@ class FrameSource:
             n = len(self.images)
         elif self.kind == "video":
             cap = self._open()
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            n = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))  # a damaged header: -1
             cap.release()
         else:
             raise TypeError(f"a {self.kind} has no length")
