@@ -5,6 +5,7 @@ message conversions, the newest-only mailbox, and the CLI's one-line errors."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -286,3 +287,37 @@ def test_health_reports_rate_latency_and_drops_per_period():
     assert dict(h.period(dropped=3, now=3.0)[1])["rate_hz"] == "0.00"  # a new period
     labels = json.loads(labels_json(Segmenter(MODEL).meta, MODEL))
     assert labels["classes"][0] == "sky" and len(labels["palette_rgb"]) == 11
+
+
+ROS_PACKAGE = HERE.parent / "ros2" / "lgcnet_segmentation"
+
+
+def test_colcon_package_is_well_formed():
+    """package.xml (format 3, REP 149): its name, an ament_python build type and an
+    exec_depend for every ROS package the node imports; setup.py's executable exists; the
+    launch file parses (and, where launch_ros is installed, builds its description)."""
+    import ast
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROS_PACKAGE / "package.xml").getroot()
+    assert root.tag == "package" and root.get("format") == "3"
+    for tag in ("name", "version", "description", "maintainer", "license"):
+        assert (root.findtext(tag) or "").strip(), tag
+    assert root.findtext("name") == ROS_PACKAGE.name
+    assert root.find("maintainer").get("email")
+    assert root.findtext("export/build_type") == "ament_python"
+    node_src = (HERE.parent / "lgcnet_deploy" / "apps" / "ros2_node.py").read_text()
+    imported = {n.module.split(".")[0] for n in ast.walk(ast.parse(node_src))
+                if isinstance(n, ast.ImportFrom) and n.module and n.module.endswith(".msg")}
+    imported.add("rclpy")
+    assert imported <= {e.text for e in root.findall("exec_depend")}, imported
+    setup = (ROS_PACKAGE / "setup.py").read_text()
+    assert "lgcnet_deploy.apps.ros2_node:console" in setup and "def console(" in node_src
+    assert (ROS_PACKAGE / "resource" / ROS_PACKAGE.name).is_file()
+    launch = ROS_PACKAGE / "launch" / "segmentation.launch.py"
+    compile(launch.read_text(), str(launch), "exec")
+    if importlib.util.find_spec("launch_ros") is not None:
+        spec = importlib.util.spec_from_file_location("segmentation_launch", launch)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.generate_launch_description().entities

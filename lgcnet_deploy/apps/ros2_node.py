@@ -24,7 +24,12 @@ import threading
 import time
 import warnings
 
-from lgcnet_deploy.core.errors import BadInputError, MissingDependencyError
+from lgcnet_deploy.core.errors import (
+    EXIT_USER_INPUT,
+    BadInputError,
+    LgcnetError,
+    MissingDependencyError,
+)
 
 try:
     import rclpy
@@ -317,8 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     return spin(argv)
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The node as an executable (`python -m`, or `ros2 run lgcnet_segmentation
+    segmentation_node` from the colcon package in ros2/): one line and the exit code of the
+    fault for an error a user can fix."""
     try:
         sys.exit(main())
-    except (ValueError, OSError) as e:
-        sys.exit(f"{NODE_NAME}: error: {e}")
+    except (LgcnetError, OSError) as e:
+        print(f"{NODE_NAME}: error: {e}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", EXIT_USER_INPUT))
+
+
+if __name__ == "__main__":
+    console()

@@ -18,11 +18,12 @@ def describe_onnx(path: Path) -> dict[str, Any]:
 
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        props = sess.get_modelmeta().custom_metadata_map  # UnicodeDecodeError if damaged
     except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...)
         raise damaged(path, "ONNX model", e) from e
     io = {"inputs": [(i.name, i.type, i.shape) for i in sess.get_inputs()],
           "outputs": [(o.name, o.type, o.shape) for o in sess.get_outputs()]}
-    meta = ModelMeta.from_props(sess.get_modelmeta().custom_metadata_map, path)
+    meta = ModelMeta.from_props(props, path)
     return {"backend": "onnxruntime", **io, **meta.to_dict(),
             "weights_sha256": digest_status(path)}
 

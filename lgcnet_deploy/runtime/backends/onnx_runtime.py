@@ -121,7 +121,10 @@ class OnnxRuntimeBackend(Backend):
                                f"why); not running on another provider silently")
         if wanted[0] == ORT_TENSORRT:
             self._warn_partial_tensorrt()
-        props = self.session.get_modelmeta().custom_metadata_map
+        try:
+            props = self.session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError as e:  # metadata strings that are no longer UTF-8
+            raise damaged(self.path, "ONNX model", e) from e
         try:
             meta = ModelMeta.from_props(props)
         except MetadataError as e:
