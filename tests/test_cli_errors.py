@@ -118,7 +118,7 @@ def test_exit_codes_tell_kinds_of_failure_apart():
     assert len({EXIT_USER_INPUT, EXIT_MISSING_DEPENDENCY, EXIT_RUNTIME, EXIT_INTERRUPTED}) == 4
     missing = ModuleNotFoundError("No module named 'onnx'", name="onnx")
     assert one_line(missing) == ("this needs the Python package 'onnx': pip install "
-                                 "'lgcnet-deploy[export]'")
+                                 "'lgcnet-deploy[onnx]'")
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery")

@@ -70,7 +70,7 @@ def exit_code(error: BaseException) -> int:
 
 
 # Import name of an optional package -> the pip extra of lgcnet-deploy that installs it.
-EXTRA_OF_PACKAGE = {"torch": "export", "onnx": "export", "onnxsim": "export",
+EXTRA_OF_PACKAGE = {"torch": "export", "onnx": "onnx", "onnxsim": "export",
                     "onnxscript": "export", "onnxconverter_common": "export",
                     "matplotlib": "export", "torchvision": "compare", "tensorrt": "tensorrt",
                     "cuda": "tensorrt", "polygraphy": "tensorrt"}

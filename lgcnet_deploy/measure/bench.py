@@ -75,7 +75,7 @@ class BenchResult:
             if d[k] is not None:
                 stats = getattr(self, k)
                 fps = self.network_fps if k == "network" else stats.fps
-                d[k].update(fps=fps, calls=len(stats.samples),
+                d[k].update(fps=fps, calls=len(stats.samples), rounds_ms=stats.rounds(),
                             p99=stats.p99 if len(stats.samples) >= MIN_CALLS_P99 else None)
                 d[k].pop("samples")
         return d
