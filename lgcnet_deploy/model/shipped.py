@@ -20,6 +20,10 @@ SHIPPED_MODELS = {
     "lgcnet-camvid-searched": "lgcnet_camvid_searched",  # the gradient search's genotype
     "lgcnet-camvid-handwritten": "lgcnet_camvid_handwritten",  # paper-like widths
 }
+# short name -> the CamVid splits its training lineage saw, as its checkpoint's provenance says
+# (tests/test_shipped.py holds the two equal); for `lgcnet eval` in the base install
+SHIPPED_TRAINED_ON = {"lgcnet-camvid": ("train", "val"), "lgcnet-camvid-searched": ("train",),
+                      "lgcnet-camvid-handwritten": ("train",)}
 DEFAULT_MODEL = "lgcnet-camvid"  # what Segmenter() and `lgcnet predict` run without --model
 SHIPPED_SUFFIXES = (".pt", ".onnx")
 
