@@ -66,7 +66,8 @@ def one_of(choices: tuple[str, ...]) -> Check:
     def check(value: Any, where: str) -> None:
         text()(value, where)
         if value not in choices:
-            raise GenotypeError(f"field '{where}': unknown value {value!r}; choose one of "
+            raise GenotypeError(f"field '{where}': unknown {where.rsplit('.', 1)[-1]} "
+                                f"{value!r}; choose one of "
                                 f"{', '.join(choices)}")
     return check
 
