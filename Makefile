@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TORCH ?= torch==2.13.0
 MODEL ?= lgcnet_deploy/model/weights/lgcnet_camvid.pt
 
-.PHONY: venv demo test wheel-smoke lint clean gpu-sprint gpu-carry shipped-onnx
+.PHONY: venv demo test fuzz wheel-smoke lint clean gpu-sprint gpu-carry shipped-onnx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: venv
 test: venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# The loaders' property-based tests at length (make test runs a few cases per loader).
+fuzz: venv
+	LGCNET_FUZZ=long $(PY) -m pytest -q tests/test_loader_fuzz.py
 
 # The built wheel without extras, in a fresh venv outside the checkout: --help everywhere and
 # the ONNX path (what CI runs after the tests).

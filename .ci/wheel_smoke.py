@@ -1,8 +1,10 @@
 """CI's base-install smoke test: the built wheel, installed WITHOUT extras into a fresh venv
 outside the checkout, runs every command's --help, the shipped default model by its short
 name (info, predict on an image and a video, eval, the Python API: sources, stream, save,
-plot, to_json) and an ONNX file's path (predict, bench); commands that need an extra fail with
-one line and exit code 4, never a traceback.
+plot, to_json), `bench` without a model, and an ONNX file's path (predict, bench); commands
+that need an extra fail with one line and exit code 4, never a traceback, and a model-name
+typo with one line and exit code 3. Then the `[onnx]` extra, still without torch:
+check-trt and quantize on the shipped ONNX.
 
     LGCNET_CAMVID=DIR python .ci/wheel_smoke.py   # from the checkout, with the dev venv's python
 """
@@ -25,18 +27,18 @@ from lgcnet_deploy.model.shipped import SHIPPED_MODELS
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ("bench", "build", "eval", "export", "info", "lut", "predict", "quantize", "ros2",
             "search", "train")
-EXIT_MISSING_DEPENDENCY = 4
+EXIT_USER_INPUT, EXIT_MISSING_DEPENDENCY = 3, 4
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str], expect: int = 0) -> str:
+def run(cmd: list[str], cwd: Path, env: dict[str, str], expect: int = 0,
+        needle: str = "pip install 'lgcnet-deploy[") -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     shown = " ".join(str(c) for c in cmd[1:]).splitlines()[0]  # a script: its first line
     if proc.returncode != expect or "Traceback" in proc.stderr:
         sys.exit(f"FAILED: {shown} -> exit {proc.returncode} (expected {expect})\n"
                  f"{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}")
-    if expect and (len(proc.stderr.strip().splitlines()) != 1
-                   or "pip install 'lgcnet-deploy[" not in proc.stderr):
-        sys.exit(f"FAILED: {shown}: expected one line naming the extra, got:\n{proc.stderr}")
+    if expect and (len(proc.stderr.strip().splitlines()) != 1 or needle not in proc.stderr):
+        sys.exit(f"FAILED: {shown}: expected one line with {needle!r}, got:\n{proc.stderr}")
     print(f"ok   {shown}" + (f"  [{proc.stderr.strip()}]" if expect else ""))
     return proc.stdout
 
@@ -125,6 +127,9 @@ def main() -> int:
             work, env)
         run([lgcnet, "bench", onnx, "--iters", "3", "--warmup", "1", "--imgsz", "360x480"],
             work, env)  # the input-size check reads the file without the onnx package
+        if "lgcnet-camvid" not in run([lgcnet, "bench", "--iters", "5", "--warmup", "1"],
+                                      work, env):
+            sys.exit("FAILED: bench without a model did not time the shipped model")
         # what needs an extra says which, in one line
         run([lgcnet, "export", "lgcnet-camvid", "-o", str(work / "x.onnx")], work, env,
             expect=EXIT_MISSING_DEPENDENCY)
@@ -134,8 +139,28 @@ def main() -> int:
         run([lgcnet, "train", "--epochs", "1", "--out", str(work / "t")], work, env,
             expect=EXIT_MISSING_DEPENDENCY)
         run([lgcnet, "ros2"], work, env, expect=EXIT_MISSING_DEPENDENCY)  # rclpy: [ros2]
+        for command in (["check-trt", onnx], ["quantize", onnx, "-o", "q.onnx"]):
+            run([lgcnet, *command], work, env, expect=EXIT_MISSING_DEPENDENCY,
+                needle="pip install 'lgcnet-deploy[onnx]'")
+        run([lgcnet, "predict", "--model", "lgcnet-camvd", str(first)], work, env,
+            expect=EXIT_USER_INPUT, needle="did you mean 'lgcnet-camvid'?")
+        check_onnx_extra(py, lgcnet, wheel, onnx, work, env)
     print("base-install smoke test passed")
     return 0
+
+
+def check_onnx_extra(py: Path, lgcnet: str, wheel: Path, onnx: str, work: Path,
+                     env: dict[str, str]) -> None:
+    """The [onnx] extra brings what check-trt and quantize need, and no torch."""
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    f"{wheel}[onnx]"], check=True)
+    run([str(py), "-c", "import importlib.util as u; assert u.find_spec('torch') is None, "
+         "'[onnx] installed torch'"], work, env)
+    run([lgcnet, "check-trt", onnx], work, env)
+    out = run([lgcnet, "quantize", onnx, "-o", str(work / "q.int8.onnx"), "--target", "cpu",
+               "--calib-frames", "16"], work, env)
+    if "speed on this CPU" not in out:
+        sys.exit(f"FAILED: quantize did not compare fp32 and int8:\n{out}")
 
 
 def check_shipped_model(lgcnet: str, py: Path, work: Path, env: dict[str, str]) -> None:

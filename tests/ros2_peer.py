@@ -1,11 +1,14 @@
 """The other end of the ROS 2 node in test_ros2.py, in its own process: publishes frames on the
 node's input topic and saves the masks and overlays that come back.
 
-Each frame is published again every --period seconds until its mask arrives (discovery and a
-best-effort transport may lose the first ones), the next frame only then; a reply is matched to
+It is what a ROS user writes, with default QoS everywhere (`create_publisher(..., 10)`,
+`create_subscription(..., 10)`: reliable), and the labels topic read as a late subscriber
+would (transient local). Each frame is published again every --period seconds until its mask
+arrives (discovery may miss the first ones), the next frame only then; a reply is matched to
 its frame by header.frame_id. It builds and reads the messages itself, not with the node's
-conversion code. Writes OUT/mask_<i>.npy, OUT/overlay_<i>.npy and OUT/replies.json (headers,
-encodings, the round trip in ms). Latency beside the Segmenter's (docs/ros2.md): `--repeat N`
+conversion code. Writes OUT/mask_<i>.npy, OUT/overlay_<i>.npy, OUT/replies.json (headers,
+encodings, the round trip in ms) and OUT/node.json (the labels and the first /diagnostics
+status seen). Latency beside the Segmenter's (docs/ros2.md): `--repeat N`
 sends every frame N times, and `--predict MODEL` times `Segmenter(MODEL).predict` on the same
 frame in this process before each send, while the node waits.
 
@@ -23,8 +26,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
-from rclpy.qos import qos_profile_sensor_data
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 
 from lgcnet_deploy import Segmenter
 
@@ -54,15 +59,27 @@ def read_image(msg: Image) -> np.ndarray:
 
 
 class Peer:
-    def __init__(self, node, topic: str, replies_on: dict[str, str]) -> None:
+    def __init__(self, node, topic: str, replies_on: dict[str, str],
+                 labels_topic: str = "segmentation/labels") -> None:
         self.node = node
         compressed = topic.endswith("/compressed")
-        self.pub = node.create_publisher(CompressedImage if compressed else Image, topic,
-                                         qos_profile_sensor_data)
+        self.pub = node.create_publisher(CompressedImage if compressed else Image, topic, 10)
         self.replies: dict[str, dict[str, Image]] = {}
         for kind, name in replies_on.items():  # the node draws overlays only when asked
-            node.create_subscription(Image, name, lambda m, k=kind: self._reply(k, m),
-                                     qos_profile_sensor_data)
+            node.create_subscription(Image, name, lambda m, k=kind: self._reply(k, m), 10)
+        self.seen: dict[str, object] = {}
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(String, labels_topic,
+                                 lambda m: self.seen.setdefault("labels", json.loads(m.data)),
+                                 latched)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 10)
+
+    def _diagnostics(self, msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            values = {kv.key: kv.value for kv in s.values}
+            if values.get("frames_segmented", "0") != "0":  # one from after a frame
+                self.seen.setdefault("diagnostics", {"name": s.name, "level": s.level[0],
+                                                     "values": values})
 
     def _reply(self, kind: str, msg: Image) -> None:
         self.replies.setdefault(msg.header.frame_id, {}).setdefault(kind, msg)
@@ -107,6 +124,7 @@ def main() -> None:
     ap.add_argument("--topic", default="image")
     ap.add_argument("--mask-topic", default="segmentation/mask")
     ap.add_argument("--overlay-topic", default="segmentation/overlay")
+    ap.add_argument("--labels-topic", default="segmentation/labels")
     ap.add_argument("--no-overlay", action="store_true", help="wait for masks only")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--period", type=float, default=0.5)
@@ -119,7 +137,7 @@ def main() -> None:
     node = rclpy.create_node("lgcnet_test_peer")
     want = ("mask",) if args.no_overlay else ("mask", "overlay")
     topics = {"mask": args.mask_topic, "overlay": args.overlay_topic}
-    peer = Peer(node, args.topic, {k: topics[k] for k in want})
+    peer = Peer(node, args.topic, {k: topics[k] for k in want}, args.labels_topic)
     seg = Segmenter(args.predict) if args.predict else None
     deadline = time.monotonic() + args.timeout
     log = []
@@ -141,6 +159,9 @@ def main() -> None:
         for k, m in peer.replies[frame_id].items():
             np.save(args.out / f"{k}_{i}.npy", read_image(m))
     (args.out / "replies.json").write_text(json.dumps(log, indent=1))
+    while len(peer.seen) < 2 and time.monotonic() < deadline:  # labels, diagnostics
+        rclpy.spin_once(node, timeout_sec=0.1)
+    (args.out / "node.json").write_text(json.dumps(peer.seen, indent=1))
     _summary(log)
     node.destroy_node()
     rclpy.shutdown()

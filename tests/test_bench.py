@@ -179,3 +179,21 @@ def test_bench_of_a_shipped_model_runs_without_torch(monkeypatch, capsys):
         err = capsys.readouterr().err
         assert f"{asked} re-exports the checkpoint" in err and "pip install '.[export]'" in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_bench_without_a_model_times_the_shipped_one_and_reports_the_spread(capsys):
+    assert main(["bench", "--iters", "5", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "LGCNet lgcnet-camvid" in out and "onnxruntime" in out
+    assert "spread, LGCNet lgcnet-camvid network: " in out and "5 rounds" in out
+
+
+def test_spread_flags_rounds_that_differ():
+    from lgcnet_deploy.core.timing import Stats
+
+    steady = Stats.of([10.0, 10.2, 9.9, 10.1, 10.0] * 4)
+    assert len(steady.rounds()) == 5
+    assert "NOISY" not in steady.spread()
+    busy = Stats.of([10.0] * 10 + [25.0] * 10)
+    assert "NOISY: rounds differ 2.5x" in busy.spread()
+    assert Stats.of([5.0]).spread() is None

@@ -26,7 +26,8 @@ from lgcnet_deploy.cli import (
     one_line,
 )
 from lgcnet_deploy.core.data import CamVid, DatasetNotFoundError, require_camvid
-from lgcnet_deploy.core.formats import MissingExtraError, ModelFileError
+from lgcnet_deploy.core.errors import DamagedFileError, LgcnetError
+from lgcnet_deploy.core.formats import MissingExtraError
 from lgcnet_deploy.export.int8 import DEFAULT_LIST
 from lgcnet_deploy.model.shipped import SHIPPED_MODELS, resolve_model
 
@@ -63,7 +64,7 @@ def test_missing_and_corrupt_files_are_one_line_errors(tmp_path):
     corrupt = tmp_path / "cut.onnx"
     corrupt.write_bytes(b"\x08\x07garbage")
     assert_one_line_error(lgcnet("info", str(corrupt)), EXIT_USER_INPUT, "cut.onnx",
-                          "not a loadable ONNX model")
+                          "damaged or truncated ONNX model", "re-export it")
     assert_one_line_error(lgcnet("info", str(tmp_path / "model.tflite")), EXIT_USER_INPUT)
 
 
@@ -76,20 +77,48 @@ def test_metadata_of_the_wrong_type_names_file_and_field(tmp_path):
                           "not JSON")
 
 
-def test_debug_shows_the_traceback(tmp_path):
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path):
     proc = lgcnet("info", str(tmp_path / "cut.onnx"), "--debug")
-    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    assert proc.returncode == EXIT_USER_INPUT and "Traceback" in proc.stderr
+
+
+def test_a_model_name_typo_lists_the_shipped_models_and_the_closest(capsys):
+    from lgcnet_deploy.cli import main
+
+    assert main(["info", "lgcnet-camvd"]) == EXIT_USER_INPUT
+    line = capsys.readouterr().err.strip()
+    assert "did you mean 'lgcnet-camvid'?" in line and all(n in line for n in SHIPPED_MODELS)
+    with pytest.raises(FileNotFoundError, match="did you mean 'lgcnet-camvid'"):
+        Segmenter("lgcnet-camvd")
+
+
+def test_every_error_class_of_the_sdk_derives_from_lgcnet_error():
+    """Each exception class the SDK defines is an LgcnetError with its exit code."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "lgcnet_deploy"
+    names = {(path, node.name) for path in root.rglob("*.py")
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.ClassDef) and node.name.endswith("Error")}
+    assert len(names) > 15
+    for path, name in names:
+        module = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        try:
+            cls = getattr(__import__(module, fromlist=[name]), name)
+        except ImportError:  # a module of an extra that is not installed (rclpy, tensorrt)
+            continue
+        assert issubclass(cls, LgcnetError), f"{module}.{name}"
 
 
 def test_exit_codes_tell_kinds_of_failure_apart():
     assert exit_code(KeyboardInterrupt()) == EXIT_INTERRUPTED == 130
     assert exit_code(MissingExtraError("x")) == EXIT_MISSING_DEPENDENCY
-    assert exit_code(ModelFileError("x")) == exit_code(FileNotFoundError()) == EXIT_USER_INPUT
+    assert exit_code(DamagedFileError("x")) == exit_code(FileNotFoundError()) == EXIT_USER_INPUT
     assert exit_code(RuntimeError("device lost")) == EXIT_RUNTIME
     assert len({EXIT_USER_INPUT, EXIT_MISSING_DEPENDENCY, EXIT_RUNTIME, EXIT_INTERRUPTED}) == 4
     missing = ModuleNotFoundError("No module named 'onnx'", name="onnx")
     assert one_line(missing) == ("this needs the Python package 'onnx': pip install "
-                                 "'lgcnet-deploy[export]'")
+                                 "'lgcnet-deploy[onnx]'")
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery")

@@ -64,11 +64,11 @@ def test_malformed_genotype_names_the_field(mutate, field):
 
 
 def test_bad_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="shipped names"):
+    with pytest.raises(FileNotFoundError, match="shipped genotype"):
         load_genotype("no-such-genotype")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(GenotypeError, match="not valid JSON"):
+    with pytest.raises(GenotypeError, match="damaged or truncated JSON"):
         load_genotype(bad)
     bad.write_text("[1, 2]")
     with pytest.raises(GenotypeError, match="JSON object"):

@@ -1,3 +1,5 @@
+import re
+
 import cv2
 import numpy as np
 import onnx
@@ -209,6 +211,8 @@ def test_cli_quantize_calibrates_on_a_users_folder(fp32, user_frames, tmp_path, 
                  "--calib-frames", "16"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("target: cpu") and "16 calibration frames" in text
+    assert re.search(r"speed on this CPU .*: fp32 [\d.]+ ms, int8 [\d.]+ ms: (use the "
+                     r"(fp32|int8) model on this machine|no real difference)", text), text
     meta = ModelMeta.from_props({p.key: p.value for p in onnx.load(str(out)).metadata_props})
     assert meta.precision == "int8" and meta.extra["calibration"]["target"] == "cpu"
     assert meta.extra["calibration"]["frames"] == 16

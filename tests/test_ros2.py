@@ -5,6 +5,7 @@ message conversions, the newest-only mailbox, and the CLI's one-line errors."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -29,8 +30,9 @@ _domains = count()
 
 
 def _needs_rclpy() -> None:
-    pytest.importorskip("rclpy", reason="rclpy is not importable: the [ros2] extra "
-                        "(pip install '.[ros2]', Linux x86-64) or a sourced ROS 2 install")
+    for module in ("rclpy", "diagnostic_msgs"):
+        pytest.importorskip(module, reason=f"{module} is not importable: the [ros2] extra "
+                            f"(pip install '.[ros2]', Linux x86-64) or a sourced ROS 2 install")
 
 
 @pytest.fixture
@@ -94,11 +96,12 @@ def test_newest_only_keeps_the_newest_and_counts_the_rest():
     assert inbox.dropped == 2 and inbox.take(timeout=0.01) is None
 
 
-def test_qos_keeps_one_frame_and_an_override_changes_only_its_topic(ros_env, monkeypatch):
-    """Sensor data, depth 1, everywhere; a reliability override for the overlay stays there
-    (rclpy writes overrides into the profile object it is given)."""
+def test_qos_is_reliable_and_an_override_changes_only_its_topic(ros_env, monkeypatch):
+    """REP-2003: reliable outputs (any subscriber gets them) and a reliable input keeping one
+    frame; the labels latched; a reliability override for the overlay stays there (rclpy
+    writes overrides into the profile object it is given)."""
     import rclpy
-    from rclpy.qos import ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
     from rclpy.signals import SignalHandlerOptions
 
     from lgcnet_deploy.apps.ros2_node import SegmentationNode
@@ -107,18 +110,22 @@ def test_qos_keeps_one_frame_and_an_override_changes_only_its_topic(ros_env, mon
                  "ROS_LOG_DIR"):
         monkeypatch.setenv(name, ros_env[name])
     rclpy.init(args=["test", "--ros-args", "-p",
-                     "qos_overrides./segmentation/overlay.publisher.reliability:=reliable"],
+                     "qos_overrides./segmentation/overlay.publisher.reliability:=best_effort"],
                signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = SegmentationNode({"model": MODEL})
-        entities = (node.sub, node.mask_pub, node.overlay_pub)
-        got = {e.topic_name: (e.qos_profile.reliability, e.qos_profile.depth) for e in entities}
+        entities = (node.sub, node.mask_pub, node.overlay_pub, node.labels_pub)
+        got = {e.topic_name: (e.qos_profile.reliability, e.qos_profile.depth,
+                              e.qos_profile.durability) for e in entities}
         node.close()
     finally:
         rclpy.try_shutdown()
     best_effort, reliable = ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE
-    assert got == {"/image": (best_effort, 1), "/segmentation/mask": (best_effort, 1),
-                   "/segmentation/overlay": (reliable, 1)}
+    volatile, latched = DurabilityPolicy.VOLATILE, DurabilityPolicy.TRANSIENT_LOCAL
+    assert got == {"/image": (reliable, 1, volatile),
+                   "/segmentation/mask": (reliable, 1, volatile),
+                   "/segmentation/overlay": (best_effort, 1, volatile),
+                   "/segmentation/labels": (reliable, 1, latched)}
 
 
 def test_missing_extra_is_one_line_with_the_install_hint(monkeypatch, capsys):
@@ -161,8 +168,8 @@ def _stop(node: subprocess.Popen, log: Path) -> str:
 
 def _exchange(tmp_path: Path, env: dict[str, str], node_cmd: list[str], peer_args: list[str],
               frames: list[tuple[np.ndarray, str]]) -> tuple[list[dict], str]:
-    """Run the node and the peer; the peer's replies (masks, overlays loaded) and the node's
-    log after SIGINT."""
+    """Run the node and the peer; the peer's replies (masks, overlays loaded; the first also
+    carries what else the peer saw: labels, diagnostics) and the node's log after SIGINT."""
     specs = []
     for i, (frame, kind) in enumerate(frames):
         cv2.imwrite(str(tmp_path / f"in_{i}.png"), frame)
@@ -181,6 +188,7 @@ def _exchange(tmp_path: Path, env: dict[str, str], node_cmd: list[str], peer_arg
         for kind in ("mask", "overlay"):
             path = tmp_path / "out" / f"{kind}_{r['frame']}.npy"
             r[f"{kind}_pixels"] = np.load(path) if path.exists() else None
+    replies[0]["seen"] = json.loads((tmp_path / "out" / "node.json").read_text())
     return replies, text
 
 
@@ -229,3 +237,87 @@ def test_node_segments_compressed_images_python_m(tmp_path, ros_env, real_frames
     stretched = Segmenter(MODEL, resize="stretch").predict(wide).mask
     assert not np.array_equal(replies[0]["mask_pixels"], stretched)  # the parameter took effect
     assert "segmenting /image/compressed (CompressedImage)" in log and "stopped:" in log
+
+
+def test_camera_size_frames_reach_a_default_qos_subscriber(tmp_path, ros_env, real_frames):
+    """640x480 and 1280x720 bgr8 frames, published and received with default QoS: masks equal
+    the Segmenter's; the labels come latched, /diagnostics reports the frames; the 16:9 frame's
+    stretch warning names the ROS parameter; SIGINT stops the node cleanly."""
+    vga = cv2.resize(real_frames[0], (640, 480))
+    hd = cv2.resize(real_frames[1], (1280, 720))
+    node_cmd = [LGCNET, "ros2", "--model", MODEL, "--no-overlay"]
+    replies, log = _exchange(tmp_path, ros_env, node_cmd, ["--no-overlay"],
+                             [(vga, "bgr8"), (hd, "bgr8")])
+    seg = Segmenter(MODEL)
+    _assert_segmented(replies, [vga, hd], overlay=False, seg=seg)
+    assert [r["mask_pixels"].shape for r in replies] == [(480, 640), (720, 1280)]
+    seen = replies[0]["seen"]
+    assert seen["labels"]["classes"] == list(seg.meta.classes)
+    assert len(seen["labels"]["palette_rgb"]) == len(seg.meta.classes)
+    values = seen["diagnostics"]["values"]
+    assert {"rate_hz", "latency_ms_median", "frames_dropped_for_newer"} <= set(values)
+    assert seen["diagnostics"]["level"] == 0 and int(values["input_publishers"]) >= 1
+    assert "ROS parameter `resize`" in log and "-p resize:=letterbox" in log
+    assert "--resize" not in log and "stopped:" in log and "Traceback" not in log
+
+
+def test_silence_warns_once_per_spell_only_with_a_publisher():
+    from lgcnet_deploy.apps.ros2_health import Silence
+
+    s = Silence(after_s=5.0)
+    assert not s.check(publishers=0, last_arrival=None, started=0.0, now=60.0)  # nobody sends
+    assert not s.check(publishers=1, last_arrival=None, started=0.0, now=4.0)
+    assert s.check(publishers=1, last_arrival=None, started=0.0, now=5.0)
+    assert not s.check(publishers=1, last_arrival=None, started=0.0, now=9.0)  # said once
+    assert not s.check(publishers=1, last_arrival=10.0, started=0.0, now=11.0)  # frames again
+    assert s.check(publishers=1, last_arrival=10.0, started=0.0, now=16.0)  # a new spell
+
+
+def test_health_reports_rate_latency_and_drops_per_period():
+    from lgcnet_deploy.apps.ros2_health import Health, labels_json
+
+    h = Health(started=0.0, _period_start=0.0)
+    for ms in (10.0, 20.0, 30.0, 40.0):
+        h.segmented(ms)
+    h.last_arrival = 1.5
+    level, values = h.period(dropped=3, now=2.0)
+    got = dict(values)
+    assert level == 0 and got["rate_hz"] == "2.00" and got["latency_ms_median"] == "25.0"
+    assert got["frames_dropped_for_newer"] == "3" and got["seconds_since_last_frame"] == "0.5"
+    assert dict(h.period(dropped=3, now=3.0)[1])["rate_hz"] == "0.00"  # a new period
+    labels = json.loads(labels_json(Segmenter(MODEL).meta, MODEL))
+    assert labels["classes"][0] == "sky" and len(labels["palette_rgb"]) == 11
+
+
+ROS_PACKAGE = HERE.parent / "ros2" / "lgcnet_segmentation"
+
+
+def test_colcon_package_is_well_formed():
+    """package.xml (format 3, REP 149): its name, an ament_python build type and an
+    exec_depend for every ROS package the node imports; setup.py's executable exists; the
+    launch file parses (and, where launch_ros is installed, builds its description)."""
+    import ast
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROS_PACKAGE / "package.xml").getroot()
+    assert root.tag == "package" and root.get("format") == "3"
+    for tag in ("name", "version", "description", "maintainer", "license"):
+        assert (root.findtext(tag) or "").strip(), tag
+    assert root.findtext("name") == ROS_PACKAGE.name
+    assert root.find("maintainer").get("email")
+    assert root.findtext("export/build_type") == "ament_python"
+    node_src = (HERE.parent / "lgcnet_deploy" / "apps" / "ros2_node.py").read_text()
+    imported = {n.module.split(".")[0] for n in ast.walk(ast.parse(node_src))
+                if isinstance(n, ast.ImportFrom) and n.module and n.module.endswith(".msg")}
+    imported.add("rclpy")
+    assert imported <= {e.text for e in root.findall("exec_depend")}, imported
+    setup = (ROS_PACKAGE / "setup.py").read_text()
+    assert "lgcnet_deploy.apps.ros2_node:console" in setup and "def console(" in node_src
+    assert (ROS_PACKAGE / "resource" / ROS_PACKAGE.name).is_file()
+    launch = ROS_PACKAGE / "launch" / "segmentation.launch.py"
+    compile(launch.read_text(), str(launch), "exec")
+    if importlib.util.find_spec("launch_ros") is not None:
+        spec = importlib.util.spec_from_file_location("segmentation_launch", launch)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.generate_launch_description().entities

@@ -7,8 +7,14 @@ import pytest
 
 from lgcnet_deploy import Segmenter
 from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.errors import DamagedFileError
 from lgcnet_deploy.core.formats import UnknownFormatError
-from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
+from lgcnet_deploy.core.metadata import (
+    INPUT_UINT8_NHWC_BGR,
+    OUTPUT_ARGMAX,
+    MetadataError,
+    ModelMeta,
+)
 from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.checkpoint import CheckpointError, save_checkpoint
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL, default_model_path
@@ -89,11 +95,11 @@ def test_bad_model_files(tmp_path):
         Segmenter(tmp_path / "missing.onnx")
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(BackendError, match="cannot load"):
+    with pytest.raises(DamagedFileError, match="damaged or truncated ONNX model"):
         Segmenter(corrupt)
     foreign = tmp_path / "foreign.pt"
     foreign.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a loadable"):
+    with pytest.raises(CheckpointError, match="damaged or truncated checkpoint"):
         Segmenter(foreign)
     other = tmp_path / "model.tflite"
     other.write_bytes(b"x")
@@ -111,7 +117,7 @@ def test_onnx_without_metadata_is_refused(tmp_path):
                               [helper.make_tensor_value_info("output", TensorProto.UINT8, [1, 3])])
     path = tmp_path / "plain.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    with pytest.raises(BackendError, match="not exported by lgcnet-deploy"):
+    with pytest.raises(MetadataError, match="not exported by lgcnet-deploy"):
         Segmenter(path)
 
 

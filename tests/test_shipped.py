@@ -175,3 +175,23 @@ def test_ship_config_records_the_lineage_commands_and_the_genotype_provenance(
     (tmp_path / "short.json").write_text(json.dumps(cfg.to_dict()))
     with pytest.raises(ValueError, match="2 runs in the checkpoint's lineage, the config lists 1"):
         main([str(tmp_path / "short.json"), "--best", str(tmp_path / "best.pt")])
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_recorded_training_splits_match_the_checkpoint_lineage(name):
+    from lgcnet_deploy.measure.lineage import splits_seen, trained_on
+    from lgcnet_deploy.model.checkpoint import read_checkpoint
+    from lgcnet_deploy.model.shipped import SHIPPED_TRAINED_ON, shipped_file
+
+    pt = shipped_file(name, ".pt")
+    assert splits_seen(read_checkpoint(pt)["provenance"]) == set(SHIPPED_TRAINED_ON[name])
+    assert trained_on(name) == trained_on(pt) == set(SHIPPED_TRAINED_ON[name])
+
+
+def test_eval_on_frames_the_lineage_saw_says_so(camvid_val, capsys):
+    from lgcnet_deploy.cli import main
+
+    assert main(["eval", "lgcnet-camvid", "--limit", "2"]) == 0
+    assert "was trained on frames of CamVid val" in capsys.readouterr().out
+    assert main(["eval", "lgcnet-camvid-handwritten", "--limit", "2"]) == 0
+    assert "was trained on frames" not in capsys.readouterr().out

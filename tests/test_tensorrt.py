@@ -151,7 +151,7 @@ def test_corrupt_engine_is_refused_before_tensorrt(meta, tmp_path):
     ('{"format": "something/else"}', "not an lgcnet engine sidecar"),
     ("[1, 2]", "holds a JSON list, not an object"),
     ('"x"', "holds a JSON str, not an object"),
-    ("{not json", "is not valid JSON"),
+    ("{not json", "damaged or truncated JSON"),
 ])
 def test_broken_sidecar_is_an_error_naming_it(content, match, meta, tmp_path, no_tensorrt):
     engine = _fake_engine(tmp_path, meta)

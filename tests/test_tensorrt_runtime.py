@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lgcnet_deploy.core import cuda
+from lgcnet_deploy.artifact.engine import cuda
 from lgcnet_deploy.runtime.backends.base import BackendError
 from tests.trt_fakes import FakeGraph, FakeRuntime, ObservedLock, fake_backend, frames
 
@@ -152,7 +152,7 @@ class _Config:
     (_Config(create="cache", accept=False), "another GPU or TensorRT"),
 ])
 def test_a_cache_tensorrt_will_not_take_is_moved_aside(config, why, tmp_path):
-    from lgcnet_deploy.export.engine.build import _attach_timing_cache
+    from lgcnet_deploy.export.engine import _attach_timing_cache
 
     cache = tmp_path / "timing-trt10.3.0.30-sm87.cache"
     cache.write_bytes(b"\x00garbage")
@@ -164,7 +164,7 @@ def test_a_cache_tensorrt_will_not_take_is_moved_aside(config, why, tmp_path):
 
 
 def test_a_good_or_missing_cache_is_attached_quietly(tmp_path):
-    from lgcnet_deploy.export.engine.build import _attach_timing_cache
+    from lgcnet_deploy.export.engine import _attach_timing_cache
 
     cache = tmp_path / "t.cache"
     for _ in range(2):  # missing (a fresh cache), then present

@@ -105,7 +105,7 @@ def test_int8_engines_are_built_from_an_fp16_body(exports, real_frames, tmp_path
             ("QuantizeLinear", "DequantizeLinear")} == {TensorProto.FLOAT16}
     assert ModelMeta.from_props({p.key: p.value for p in body.metadata_props}).precision == \
         "int8"
-    from lgcnet_deploy.export.engine.build import prepare_onnx
+    from lgcnet_deploy.export.engine import prepare_onnx
 
     built, meta = prepare_onnx(exports["uint8-static-int8-tensorrt"], "int8", tmp_path / "x.engine")
     assert built.name == "x.fp16.onnx" and meta.precision == "int8"
@@ -472,7 +472,7 @@ def test_check_trt_cli_exit_status(tmp_path, capsys):
     assert "TensorRT-compatible" in capsys.readouterr().out
     (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
     assert main(["check-trt", str(tmp_path / "junk.onnx")]) == EXIT_USER_INPUT
-    assert "not a readable ONNX model" in capsys.readouterr().err
+    assert "damaged or truncated ONNX model" in capsys.readouterr().err
 
 
 def test_check_trt_cli_on_constant_of_shape_and_uint8_casts(tmp_path, capsys):
@@ -508,3 +508,16 @@ def test_build_refuses_a_graph_breaking_a_rule_before_tensorrt(exports, tmp_path
     assert main(["build", str(exports["uint8-static-int8-tensorrt"]), "-o",
                  str(tmp_path / "x.engine"), "--precision", "int8"]) == EXIT_MISSING_DEPENDENCY
     assert "`tensorrt` is not installed" in capsys.readouterr().err  # passed the gate
+
+
+def test_check_trt_summarises_a_cpu_int8_model_by_rule_and_hints_the_target(exports, capsys):
+    """Hundreds of findings of a CPU-quantized model: a few per rule, a count of the rest, and
+    the re-quantize hint; --limit 0 lists them all."""
+    cpu_int8 = str(exports["uint8-static-int8-cpu"])
+    assert main(["check-trt", cpu_int8]) == 1
+    out = capsys.readouterr().out.splitlines()
+    rules = {f.rule for f in check_onnx(onnx.load(cpu_int8))}
+    assert len(out) <= 4 * len(rules) + 2 and any("more like it" in line for line in out)
+    assert "--target tensorrt" in out[-1] and out[-1].startswith("hint:")
+    assert main(["check-trt", cpu_int8, "--limit", "0"]) == 1
+    assert len(capsys.readouterr().out.splitlines()) > len(out)

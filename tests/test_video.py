@@ -10,6 +10,7 @@ from loopback_stream import closed_port_url, mjpeg_stream
 from lgcnet_deploy import Segmenter
 from lgcnet_deploy.cli.commands.predict import segment_video
 from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.errors import DamagedFileError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX, ModelMeta
 from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.runtime.drawing import Mp4Writer
@@ -66,7 +67,7 @@ def test_bad_sources(tmp_path):
         FrameSource(tmp_path / "missing.mp4")
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x01 definitely not a video" * 20)
-    with pytest.raises(SourceError, match="cannot read video"):
+    with pytest.raises(DamagedFileError, match="damaged or truncated video"):
         FrameSource(broken)
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match="no images"):

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lgcnet_deploy.artifact.integrity import digest_status
-from lgcnet_deploy.core.formats import ModelFileError, format_of
+from lgcnet_deploy.core.errors import damaged
+from lgcnet_deploy.core.formats import format_of
 from lgcnet_deploy.core.metadata import ModelMeta
 
 if TYPE_CHECKING:
@@ -33,12 +34,12 @@ def describe_onnx(path: Path) -> dict[str, Any]:
 
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        props = sess.get_modelmeta().custom_metadata_map  # UnicodeDecodeError if damaged
     except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"{path}: not a loadable ONNX model ({first})") from e
+        raise damaged(path, "ONNX model", e) from e
     io = {"inputs": [(i.name, i.type, i.shape) for i in sess.get_inputs()],
           "outputs": [(o.name, o.type, o.shape) for o in sess.get_outputs()]}
-    meta = ModelMeta.from_props(sess.get_modelmeta().custom_metadata_map, path)
+    meta = ModelMeta.from_props(props, path)
     return {"backend": "onnxruntime", **io, **meta.to_dict(),
             "weights_sha256": digest_status(path)}
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS, ModelMeta
 
 DIGEST_KEY = "lgcnet.weights_sha256"  # a metadata_props key; JSON string like other lgcnet.*
@@ -30,7 +31,7 @@ _GRAPH_WEIGHTS = (5, 15)
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 
 
-class IntegrityError(ValueError):
+class IntegrityError(BadInputError):
     """An ONNX file is not what its metadata says (changed weights, foreign model): the
     file's content is wrong, so the CLI reports it as a bad input."""
 

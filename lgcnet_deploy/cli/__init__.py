@@ -7,11 +7,18 @@ from __future__ import annotations
 import argparse
 import pkgutil
 import sys
+import traceback
 from collections.abc import Callable
 from functools import partial
 from importlib.metadata import entry_points
 
 from lgcnet_deploy.cli import commands
+from lgcnet_deploy.core.errors import (
+    EXIT_MISSING_DEPENDENCY,
+    EXIT_RUNTIME,
+    EXIT_USER_INPUT,
+    LgcnetError,
+)
 from lgcnet_deploy.core.formats import import_attribute
 from lgcnet_deploy.core.version import __version__
 
@@ -41,10 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Exit codes: 2 is argparse's for a bad command line; the rest say what kind of thing failed.
-EXIT_USER_INPUT = 3  # a file, path or value the user gave is missing, unreadable or wrong
-EXIT_MISSING_DEPENDENCY = 4  # an optional package (an extra) or a GPU is not there
-EXIT_RUNTIME = 5  # the work itself failed (a backend, a device, the disk)
+# Exit codes 3-5: core/errors.py, beside the exceptions that carry them.
 EXIT_INTERNAL = 70  # a bug: please report it with the --debug traceback
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
@@ -53,6 +57,8 @@ def exit_code(error: BaseException) -> int:
     """The exit code for an exception that ended a command."""
     if isinstance(error, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if isinstance(error, LgcnetError):
+        return error.exit_code
     if isinstance(error, ImportError):
         return EXIT_MISSING_DEPENDENCY
     if isinstance(error, FileNotFoundError | IsADirectoryError | NotADirectoryError |
@@ -64,7 +70,7 @@ def exit_code(error: BaseException) -> int:
 
 
 # Import name of an optional package -> the pip extra of lgcnet-deploy that installs it.
-EXTRA_OF_PACKAGE = {"torch": "export", "onnx": "export", "onnxsim": "export",
+EXTRA_OF_PACKAGE = {"torch": "export", "onnx": "onnx", "onnxsim": "export",
                     "onnxscript": "export", "onnxconverter_common": "export",
                     "matplotlib": "export", "torchvision": "compare", "tensorrt": "tensorrt",
                     "cuda": "tensorrt", "polygraphy": "tensorrt"}
@@ -90,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as e:
-        if debug:
-            raise
         code = exit_code(e)
+        if debug:  # the traceback for a bug report, the same exit code as without it
+            traceback.print_exc()
+            return code
         if code == EXIT_INTERRUPTED:
             print(f"lgcnet {args.command}: interrupted", file=sys.stderr)
         elif code == EXIT_INTERNAL:

@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 
 from lgcnet_deploy.core.classes import CAMVID, Dataset
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError, damaged
 
 CAMVID_ENV = "LGCNET_CAMVID"
 POINT_AT_CAMVID = f"pass --data DIR (the folder with train/ and val/) or set {CAMVID_ENV}=DIR"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(BadInputError, FileNotFoundError):
     """CamVid is not where it was looked for; the message says how to point at it."""
 
 
@@ -48,10 +49,10 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read a BGR uint8 image, raising FileNotFoundError/ValueError instead of returning None."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+        raise MissingFileError(f"image not found: {path}")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"{path}: OpenCV cannot decode this file as an image")
+        raise damaged(path, "image", "OpenCV cannot decode it")
     return img
 
 
@@ -59,7 +60,7 @@ def read_label(path: str | Path) -> np.ndarray:
     """Read a label map (uint8 HxW class ids) as it is on disk."""
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None:
-        raise FileNotFoundError(f"label missing or unreadable: {path}")
+        raise MissingFileError(f"label missing or unreadable: {path}")
     return label
 
 
@@ -74,7 +75,7 @@ class CamVid:
         img_dir = self.root / split / "images"
         self.images = sorted(img_dir.glob("*.jpg"))
         if not self.images:
-            raise FileNotFoundError(f"no .jpg frames in {img_dir}")
+            raise MissingFileError(f"no .jpg frames in {img_dir}")
         self.labels = [self.root / split / "labels" / f"{p.stem}.png" for p in self.images]
 
     def __len__(self) -> int:

@@ -17,17 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lgcnet_deploy.core.errors import BadInputError, MissingDependencyError
 
-class UnknownFormatError(ValueError):
+
+class UnknownFormatError(BadInputError):
     """A path whose suffix is no model format the SDK reads."""
 
 
-class ModelFileError(ValueError):
-    """A model file exists but cannot be read: truncated, corrupt, or not what its suffix
-    says."""
-
-
-class MissingExtraError(ImportError):
+class MissingExtraError(MissingDependencyError):
     """A model format needs an optional dependency that is not installed."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lgcnet_deploy.core.classes import DATASETS, DEFAULT_INPUT_SIZE, MEAN_RGB, STD_RGB, Dataset
+from lgcnet_deploy.core.errors import BadInputError
 
 # Input formats a model can take; the Segmenter prepares frames for either.
 INPUT_UINT8_NHWC_BGR = "uint8_nhwc_bgr"  # an OpenCV frame as is; normalisation in the graph
@@ -22,12 +23,39 @@ OUTPUT_KINDS = (OUTPUT_LOGITS, OUTPUT_ARGMAX)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def read_json(path: Path, error: type[Exception]) -> Any:
-    """Parse a JSON file, raising `error` naming the file when it is not valid JSON."""
+MAX_JSON_BYTES = 1 << 20  # genotypes, sidecars and configs are a few kB
+MAX_JSON_DEPTH = 16  # the deepest of ours (a genotype's provenance) nests about 5 levels
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply `value` nests lists and objects, counted up to `limit + 1` (iteratively: a
+    hostile file must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= limit:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict)
+                                                  else item))
+    return deepest
+
+
+def read_json(path: Path, error: type[Exception], max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parse a JSON file of at most `max_bytes`, nesting at most MAX_JSON_DEPTH levels;
+    `error` names the file when it is too large, not UTF-8 text or not valid JSON."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise error(f"{path}: {size} bytes is too large for this JSON file (at most "
+                    f"{max_bytes}); is it the right file?")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise error(f"{path}: not valid JSON ({e})") from e
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError: a ValueError
+        raise error(f"{path}: damaged or truncated JSON ({str(e).splitlines()[0][:200]})"
+                    ) from e
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise error(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels; is it the right "
+                    f"file?")
+    return data
 
 
 def file_sha256(path: str | Path) -> str:
@@ -39,7 +67,7 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-class MetadataError(ValueError):
+class MetadataError(BadInputError):
     """An artifact's metadata is missing or inconsistent."""
 
 

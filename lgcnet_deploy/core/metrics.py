@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lgcnet_deploy.core.errors import BadInputError
+
 
 class ConfusionMatrix:
     """Accumulates a (C, C) confusion matrix; rows are ground truth, columns predictions."""
@@ -16,7 +18,7 @@ class ConfusionMatrix:
     def update(self, pred: np.ndarray, target: np.ndarray) -> None:
         pred, target = np.asarray(pred), np.asarray(target)
         if pred.shape != target.shape:
-            raise ValueError(f"prediction shape {pred.shape} != label shape {target.shape}")
+            raise BadInputError(f"prediction shape {pred.shape} != label shape {target.shape}")
         keep = (target >= 0) & (target < self.num_classes)
         if self.ignore_index is not None:
             keep &= target != self.ignore_index

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,9 @@ from tqdm import tqdm
 # A p99 from fewer calls is the slowest call or an interpolation towards it, not a percentile
 # to compare: reports print "-" (JSON null) below this many calls.
 MIN_CALLS_P99 = 100
+ROUNDS = 5  # the timed calls are split into this many rounds to see the spread between them
+# slowest round's median / fastest's above this: the machine was busy with something else
+NOISY_SPREAD = 1.25
 
 
 @dataclass
@@ -34,6 +38,25 @@ class Stats:
     @property
     def fps(self) -> float:
         return 1000.0 / self.mean
+
+    def rounds(self, n: int = ROUNDS) -> list[float]:
+        """The median of each of `n` consecutive rounds of the calls (fewer with few calls)."""
+        chunks = np.array_split(np.asarray(self.samples), min(n, len(self.samples)))
+        return [float(np.median(c)) for c in chunks if len(c)]
+
+    def spread(self) -> str | None:
+        """'min/median/max of the round medians', and a warning when they differ by more than
+        NOISY_SPREAD (other load on the machine); None for fewer than two rounds."""
+        medians = self.rounds()
+        if len(medians) < 2:
+            return None
+        lo, mid, hi = min(medians), float(np.median(medians)), max(medians)
+        text = f"{lo:.1f}/{mid:.1f}/{hi:.1f} ms (min/median/max of {len(medians)} rounds)"
+        if hi / lo > NOISY_SPREAD:
+            text += (f"; NOISY: rounds differ {hi / lo:.1f}x, the machine is busy with other "
+                     f"work (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): "
+                     f"rerun on an idle machine before comparing")
+        return text
 
 
 def time_calls(fn: Callable[[], object], warmup: int, iters: int,

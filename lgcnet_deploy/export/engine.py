@@ -45,6 +45,7 @@ from lgcnet_deploy.artifact.describe import fp32_body, has_qdq
 from lgcnet_deploy.artifact.engine import INSTALL_TENSORRT, cuda, import_tensorrt
 from lgcnet_deploy.artifact.engine.sidecar import write_sidecar
 from lgcnet_deploy.artifact.engine.trt_rules import check_onnx, errors
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, PRECISIONS, ModelMeta, file_sha256
 
 Shape = tuple[int, int, int]  # (batch, height, width)
@@ -53,7 +54,7 @@ Shape = tuple[int, int, int]  # (batch, height, width)
 STRONG_INT8_FROM = (10, 12)
 
 
-class TrtRuleError(ValueError):
+class TrtRuleError(BadInputError):
     """The ONNX breaks a TensorRT rule (lgcnet check-trt lists them)."""
 
 

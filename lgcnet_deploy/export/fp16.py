@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 
 from lgcnet_deploy.artifact.integrity import stamp_weights_digest
+from lgcnet_deploy.core.errors import BadInputError, MissingDependencyError
 from lgcnet_deploy.core.metadata import ModelMeta
 
 INSTALL = "pip install onnxconverter-common"
@@ -31,7 +32,8 @@ def _float16_module():
     try:
         from onnxconverter_common import float16
     except ImportError as e:
-        raise ImportError(f"FP16 ONNX conversion needs onnxconverter-common: {INSTALL}") from e
+        raise MissingDependencyError(
+            f"FP16 ONNX conversion needs onnxconverter-common: {INSTALL}") from e
     return float16
 
 
@@ -57,8 +59,8 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     elif meta.precision == "fp32":
         precision = "fp16"
     else:
-        raise ValueError(f"model precision is {meta.precision!r}; FP16 conversion needs the "
-                         f"fp32 ONNX from `lgcnet export` (or its int8 Q/DQ copy)")
+        raise BadInputError(f"model precision is {meta.precision!r}; FP16 conversion needs "
+                            f"the fp32 ONNX from `lgcnet export` (or its int8 Q/DQ copy)")
     converted = _convert(model)
     props.update(meta.replace(precision=precision).to_props())
     del converted.metadata_props[:]

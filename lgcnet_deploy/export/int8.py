@@ -37,6 +37,7 @@ import numpy as np
 
 from lgcnet_deploy.artifact.integrity import stamp_weights_digest
 from lgcnet_deploy.core.data import cache_root, read_image, require_camvid
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta, file_sha256
 
 if TYPE_CHECKING:  # onnx comes with the export extra; `lgcnet quantize -h` must not need it
@@ -50,14 +51,14 @@ def calibration_frames(list_file: str | Path = DEFAULT_LIST, root: str | Path | 
     """Image paths named (relative to the CamVid root) one per line in `list_file`."""
     list_file, root = Path(list_file), require_camvid(root, "train")
     if not list_file.is_file():
-        raise FileNotFoundError(f"calibration list not found: {list_file}")
+        raise MissingFileError(f"calibration list not found: {list_file}")
     names = [ln.strip() for ln in list_file.read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     paths = [root / n for n in names[:limit]]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} calibration frame(s) missing, e.g. "
-                                f"{missing[0]}; set LGCNET_CAMVID or pass --data")
+        raise MissingFileError(f"{len(missing)} calibration frame(s) missing, e.g. "
+                               f"{missing[0]}; set LGCNET_CAMVID or pass --data")
     return paths
 
 
@@ -129,16 +130,16 @@ def quantize_int8(fp32_onnx: str | Path, out: str | Path, frames: Sequence[Path]
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
     if method not in methods:
-        raise ValueError(f"unknown calibration method {method!r}; use {', '.join(methods)}")
+        raise BadInputError(f"unknown calibration method {method!r}; use {', '.join(methods)}")
     if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; use {' or '.join(TARGETS)}")
+        raise BadInputError(f"unknown target {target!r}; use {' or '.join(TARGETS)}")
     if not frames:
-        raise ValueError("no calibration frames")
+        raise BadInputError("no calibration frames")
     fp32_onnx, out = Path(fp32_onnx), Path(out)
     model = onnx.load(str(fp32_onnx))  # quantize_static gets the path: it mutates protos
     meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
     if meta.precision != "fp32":
-        raise ValueError(f"{fp32_onnx} is {meta.precision}; quantise the fp32 export")
+        raise BadInputError(f"{fp32_onnx} is {meta.precision}; quantise the fp32 export")
     cache_dir = cache_dir or cache_root() / "calibration"
     cache_dir.mkdir(parents=True, exist_ok=True)
     # ranges are collected for the tensors the placement quantizes, so per target; a folder

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from lgcnet_deploy.artifact.describe import describe
 from lgcnet_deploy.core.classes import CAMVID, Dataset
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.formats import find_format, format_of
 from lgcnet_deploy.core.metadata import (
     INPUT_UINT8_NHWC_BGR,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # torch and onnx are the [export] extra's; the base install r
     from torch import nn
 
 
-class ArtifactError(ValueError):
+class ArtifactError(BadInputError):
     """A source cannot become the artifact asked for; the message says what to do instead."""
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from lgcnet_deploy.artifact.integrity import stamp_weights_digest
+from lgcnet_deploy.core.errors import BadInputError, WorkFailedError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
 from lgcnet_deploy.core.version import __version__
 
@@ -22,22 +23,22 @@ MIN_INPUT_SIDE = 1
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
-class ExportError(RuntimeError):
+class ExportError(WorkFailedError):
     """ONNX export, simplification or checking failed."""
 
 
 def check_export_settings(input_size: tuple[int, int], batch: int, opset: int) -> None:
     """Refuse settings no exported model could run with (ValueError saying what fits)."""
     if opset < MIN_OPSET:
-        raise ValueError(f"opset {opset} < {MIN_OPSET}: LGCNet's exporter needs opset >= 17")
+        raise BadInputError(f"opset {opset} < {MIN_OPSET}: LGCNet's exporter needs opset >= 17")
     if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1, got {batch!r} (use --dynamic-batch "
-                         f"for a model that takes any batch)")
+        raise BadInputError(f"batch must be an integer >= 1, got {batch!r} (use --dynamic-batch "
+                            f"for a model that takes any batch)")
     size = tuple(input_size)
     if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, numbers.Integral)
                              or s < MIN_INPUT_SIDE for s in size):
-        raise ValueError(f"input size must be two integers H, W >= {MIN_INPUT_SIDE}, got "
-                         f"{input_size!r}")
+        raise BadInputError(f"input size must be two integers H, W >= {MIN_INPUT_SIDE}, got "
+                            f"{input_size!r}")
 
 
 def dummy_input(meta: ModelMeta, batch: int) -> torch.Tensor:

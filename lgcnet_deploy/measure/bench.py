@@ -23,6 +23,7 @@ from lgcnet_deploy.artifact.describe import describe
 from lgcnet_deploy.artifact.engine import tensorrt_gpu
 from lgcnet_deploy.core.classes import DATASETS, PAPER_INPUT_SIZE, Dataset
 from lgcnet_deploy.core.data import CamVid
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError
 from lgcnet_deploy.core.formats import MissingExtraError, find_format
 from lgcnet_deploy.core.host import cpu_label, physical_cores
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_ARGMAX
@@ -46,7 +47,7 @@ COMPARE_INSTALL = "pip install '.[export,compare]' in the lgcnet-deploy checkout
 EXPORT_INSTALL = "pip install '.[export]' in the lgcnet-deploy checkout"
 
 
-class BenchOptionError(ValueError):
+class BenchOptionError(BadInputError):
     """A benchmark option the model given cannot honour; the message says what would."""
 
 
@@ -76,7 +77,7 @@ class BenchResult:
             if d[k] is not None:
                 stats = getattr(self, k)
                 fps = self.network_fps if k == "network" else stats.fps
-                d[k].update(fps=fps, calls=len(stats.samples),
+                d[k].update(fps=fps, calls=len(stats.samples), rounds_ms=stats.rounds(),
                             p99=stats.p99 if len(stats.samples) >= MIN_CALLS_P99 else None)
                 d[k].pop("samples")
         return d
@@ -155,7 +156,7 @@ def check_options(source: str | Path, input_size: tuple[int, int] | None = None,
         return
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise MissingFileError(f"model file not found: {path}")
     if dataset is not None:
         info = describe(path)
         meta = info.get("meta", info)  # an engine's sidecar nests the model metadata

@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lgcnet_deploy.core.data import CamVid
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.runtime.segmenter import Segmenter
 
@@ -43,8 +44,8 @@ def evaluate(seg: Segmenter, split: str = "val", root: str | Path | None = None,
     data = CamVid(split, root)
     cm = ConfusionMatrix(len(seg.meta.classes), data.dataset.ignore_index)
     if len(seg.meta.classes) != data.dataset.num_classes:
-        raise ValueError(f"model has {len(seg.meta.classes)} classes, CamVid has "
-                         f"{data.dataset.num_classes}")
+        raise BadInputError(f"model has {len(seg.meta.classes)} classes, CamVid has "
+                            f"{data.dataset.num_classes}")
     n = len(data) if limit is None else min(limit, len(data))
     totals: dict[str, float] = {}
     for i in tqdm(range(n), desc=f"eval {split}", disable=not progress, unit="frame"):

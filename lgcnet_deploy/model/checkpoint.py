@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lgcnet_deploy.core.classes import CAMVID, Dataset
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError, damaged
 from lgcnet_deploy.core.formats import find_format
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.model.genotype import Genotype, GenotypeError, load_genotype
@@ -17,7 +19,7 @@ from lgcnet_deploy.model.shipped import resolve_model
 CHECKPOINT_FORMAT = "lgcnet-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadInputError):
     """A checkpoint is not an LGCNet checkpoint or does not match what the caller expects."""
 
 
@@ -61,22 +63,37 @@ def load_payload(path: str | Path, expected_format: str, what: str, how_to_make:
     names the file, what it should be and how to make one."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or foreign files
-        raise error(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: "
-                    f"{e})") from e
+        raise error(_unloadable(path, e)) from e
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
         raise error(f"{path}: not an {what} (expected format {expected_format!r}); "
                     f"{how_to_make}")
     return payload
 
 
+def _unloadable(path: Path, e: Exception) -> str:
+    """Why torch.load failed: a pickle that names a class or function (weights_only refuses
+    to import it, as it could run code) or a damaged file."""
+    globals_ = [x for x in str(e).splitlines() if "GLOBAL" in x]
+    if isinstance(e, pickle.UnpicklingError) and globals_:
+        return (f"{path}: refused: it holds Python objects other than tensors and plain data "
+                f"({globals_[0].strip()[:120]}), which could run code on load; use a checkpoint "
+                f"written by lgcnet")
+    return str(damaged(path, "checkpoint", e))
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load an LGCNet checkpoint dict safely and check its format."""
-    return load_payload(path, CHECKPOINT_FORMAT, "LGCNet checkpoint",
-                        "produce one with `lgcnet train`")
+    """Load an LGCNet checkpoint dict safely and check its format and fields."""
+    payload = load_payload(path, CHECKPOINT_FORMAT, "LGCNet checkpoint",
+                           "produce one with `lgcnet train`")
+    wrong = [k for k in ("genotype", "meta", "state_dict") if not isinstance(payload.get(k), dict)]
+    if wrong:
+        raise CheckpointError(str(damaged(path, "checkpoint", f"field(s) {', '.join(wrong)} "
+                                          f"missing or not a dict")))
+    return payload
 
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
@@ -108,7 +125,7 @@ def load_checkpoint(path: str | Path, genotype: Genotype | None = None,
     model = LGCNet(stored, meta.num_classes)
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, ValueError, AttributeError) as e:  # damaged entries
         raise CheckpointError(f"{path}: weights do not fit genotype {stored.hash}: {e}") from e
     return model.eval(), meta, payload
 

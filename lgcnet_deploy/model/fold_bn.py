@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from lgcnet_deploy.core.errors import BadInputError
+
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
@@ -41,5 +43,5 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
                 seq[i] = nn.Identity()
     left = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
     if left:
-        raise ValueError(f"BatchNorm not preceded by a conv, cannot fold: {left[:5]}")
+        raise BadInputError(f"BatchNorm not preceded by a conv, cannot fold: {left[:5]}")
     return model

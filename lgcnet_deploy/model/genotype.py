@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lgcnet_deploy.core.errors import MissingFileError
 from lgcnet_deploy.core.metadata import read_json
+from lgcnet_deploy.model.genotype_check import MAX_WIDTH, GenotypeError, check_genotype_json
+from lgcnet_deploy.model.shipped import SHIPPED_MODELS, did_you_mean
 from lgcnet_deploy.model.space import (
     CELL_EDGES,
     CELL_OPS,
@@ -29,10 +32,6 @@ from lgcnet_deploy.model.space import (
 SCHEMA = "lgcnet-genotype/1"
 GENOTYPE_DIR = Path(__file__).parent / "genotypes"
 DEFAULT_GENOTYPE = "default"
-
-
-class GenotypeError(ValueError):
-    """A genotype file or dict is malformed; the message names the bad field."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,9 @@ class Genotype:
         if not isinstance(d, dict):
             raise GenotypeError(f"genotype must be a JSON object, got {type(d).__name__}")
         if d.get("schema") != SCHEMA:
-            raise GenotypeError(f"field 'schema': expected {SCHEMA!r}, got {d.get('schema')!r}")
+            raise GenotypeError(f"field 'schema': expected {SCHEMA!r}, got "
+                                f"{str(d.get('schema'))[:40]!r}")
+        check_genotype_json(d)  # types, bounds and keys, before anything is built
         cells = _get(d, "cells", list)
         for k, c in enumerate(cells):
             if not isinstance(c, dict) or not isinstance(c.get("ops"), list):
@@ -168,9 +169,9 @@ def _validate(g: Genotype) -> None:
     _validate_ops(g)
     w = g.widths
     if len(w.stem) != 3 or len(w.cells) != 3 or not all(
-            isinstance(c, int) and c > 0 for c in (*w.stem, *w.cells, w.fusion)):
-        raise GenotypeError(f"field 'widths': expected positive ints stem[3], cells[3], fusion; "
-                            f"got {w}")
+            type(c) is int and 0 < c <= MAX_WIDTH for c in (*w.stem, *w.cells, w.fusion)):
+        raise GenotypeError(f"field 'widths': expected ints 1..{MAX_WIDTH} stem[3], cells[3], "
+                            f"fusion; got {w}")
 
 
 def _validate_paper_frame(g: Genotype) -> None:
@@ -245,9 +246,12 @@ def load_genotype(source: str | Path | dict | Genotype = DEFAULT_GENOTYPE) -> Ge
     if not path.suffix and not path.exists():
         path = GENOTYPE_DIR / f"{source}.json"
     if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in GENOTYPE_DIR.glob("*.json")))
-        raise FileNotFoundError(f"genotype {str(source)!r} not found: give a JSON path or one of "
-                                f"the shipped names ({shipped})")
+        names = sorted(p.stem for p in GENOTYPE_DIR.glob("*.json"))
+        shipped = ", ".join(names)
+        hint = did_you_mean(str(source), [*names, *SHIPPED_MODELS])
+        raise MissingFileError(f"genotype {str(source)!r} not found: give a JSON path, a "
+                               f"shipped model ({', '.join(SHIPPED_MODELS)}) or a shipped "
+                               f"genotype ({shipped}){hint}")
     data = read_json(path, GenotypeError)
     try:
         return Genotype.from_dict(data)

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.runtime.drawing import annotate, write_image, write_palette_png
 
@@ -73,7 +74,7 @@ class Result:
         """The frame blended with the class map in the overlay colours, which tell
         neighbouring classes apart (`Dataset.overlay_bgr`); alpha = weight of the colours."""
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+            raise BadInputError(f"alpha must be in [0, 1], got {alpha}")
         colours = self.meta.dataset_info.overlay_bgr()[self.mask]
         return cv2.addWeighted(self.frame, 1.0 - alpha, colours, alpha, 0.0)
 
@@ -98,12 +99,12 @@ class Result:
         if kind is None:
             kind = "mask" if suffix in MASK_SUFFIXES else "overlay"
         if kind not in ("mask", "overlay"):
-            raise ValueError(f"kind must be 'mask' or 'overlay', got {kind!r}")
+            raise BadInputError(f"kind must be 'mask' or 'overlay', got {kind!r}")
         lossless = kind == "overlay" or suffix in MASK_SUFFIXES
         if suffix not in MASK_SUFFIXES + PLOT_SUFFIXES or not lossless:
-            raise ValueError(f"{path}: save a mask as {', '.join(MASK_SUFFIXES)} (lossless, "
-                             f"class ids kept) or an overlay as any of those or "
-                             f"{', '.join(PLOT_SUFFIXES)}")
+            raise BadInputError(f"{path}: save a mask as {', '.join(MASK_SUFFIXES)} (lossless, "
+                                f"class ids kept) or an overlay as any of those or "
+                                f"{', '.join(PLOT_SUFFIXES)}")
         if kind == "mask" and suffix == ".png":
             return write_palette_png(path, self.mask, np.asarray(self.meta.palette_rgb))
         return write_image(path, self.mask if kind == "mask" else self.plot())

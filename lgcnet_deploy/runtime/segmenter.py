@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from lgcnet_deploy.artifact.integrity import IntegrityError
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL
 from lgcnet_deploy.runtime.backends import Backend, load_backend
@@ -57,20 +58,20 @@ def check_frame(frame: object, index: int | None = None) -> np.ndarray:
         raise TypeError(f"{where} must be a numpy array (OpenCV BGR image), got "
                         f"{type(frame).__name__}{hint}")
     if frame.size == 0:
-        raise ValueError(f"{where} is empty (shape {frame.shape})")
+        raise BadInputError(f"{where} is empty (shape {frame.shape})")
     if frame.dtype != np.uint8:
         raise TypeError(f"{where} has dtype {frame.dtype}, expected uint8 BGR; for floats in "
                         f"[0, 1] use (frame * 255).clip(0, 255).astype(np.uint8)")
     if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
-        raise ValueError(f"{where} is single-channel {frame.shape}; convert with "
-                         f"cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)")
+        raise BadInputError(f"{where} is single-channel {frame.shape}; convert with "
+                            f"cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)")
     if frame.ndim != 3:
-        raise ValueError(f"{where} has shape {frame.shape}, expected HxWx3 (BGR)")
+        raise BadInputError(f"{where} has shape {frame.shape}, expected HxWx3 (BGR)")
     if frame.shape[2] == 4:
-        raise ValueError(f"{where} has 4 channels (BGRA/RGBA); convert with "
-                         f"cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)")
+        raise BadInputError(f"{where} has 4 channels (BGRA/RGBA); convert with "
+                            f"cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)")
     if frame.shape[2] != 3:
-        raise ValueError(f"{where} has {frame.shape[2]} channels, expected 3 (BGR)")
+        raise BadInputError(f"{where} has {frame.shape[2]} channels, expected 3 (BGR)")
     return frame
 
 
@@ -159,7 +160,7 @@ class Segmenter:
     def __init__(self, model: str | Path | Backend = DEFAULT_MODEL, device: str = "cpu",
                  verify: bool = True, resize: str | None = None) -> None:
         if resize is not None and resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+            raise BadInputError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
         self.backend = model if isinstance(model, Backend) else load_backend(model, device,
                                                                              verify)
         self.meta = self.backend.meta
@@ -189,8 +190,8 @@ class Segmenter:
         if isinstance(frames, FrameSource) and frames.kind == "image":
             return self._run(list(frames))[0]
         if isinstance(frames, FrameSource) and frames.live and frames.max_frames is None:
-            raise ValueError(f"{frames} never ends: predict() would keep every frame; give "
-                             f"max_frames=N, or iterate seg.stream(source)")
+            raise BadInputError(f"{frames} never ends: predict() would keep every frame; give "
+                                f"max_frames=N, or iterate seg.stream(source)")
         return list(self.stream(frames, latest=latest))
 
     def __call__(self, source: Source, stream: bool = False, **options: Any
@@ -204,7 +205,7 @@ class Segmenter:
                       or (isinstance(frames, np.ndarray) and frames.ndim == 4))
         batch = [frames] if single else list(frames)
         if not batch:
-            raise ValueError("no frames given")
+            raise BadInputError("no frames given")
         batch = [check_frame(f, None if single else i) for i, f in enumerate(batch)]
         results = []
         step = self.backend.max_batch or len(batch)
@@ -257,8 +258,8 @@ class Segmenter:
         if isinstance(source, FrameSource):
             source.max_frames = max_frames if max_frames is not None else source.max_frames
             if latest and not source.live:
-                raise ValueError(f"latest=True skips frames to keep up with a camera or "
-                                 f"stream; {source} would lose frames: leave latest off")
+                raise BadInputError(f"latest=True skips frames to keep up with a camera or "
+                                    f"stream; {source} would lose frames: leave latest off")
             return source
         if isinstance(source, Iterable) and not isinstance(source, bytes | dict):
             _no_option(source, max_frames=max_frames)
@@ -377,6 +378,6 @@ def _no_option(source: object, **options: object) -> None:
     """Refuse source options given for a source they do not apply to."""
     given = [k for k, v in options.items() if v not in (None, False)]
     if given:
-        raise ValueError(f"{', '.join(given)} applies to a path, camera or URL source (and "
-                         f"latest also to an iterable of live frames), not to "
-                         f"{type(source).__name__}")
+        raise BadInputError(f"{', '.join(given)} applies to a path, camera or URL source (and "
+                            f"latest also to an iterable of live frames), not to "
+                            f"{type(source).__name__}")

@@ -7,12 +7,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from lgcnet_deploy.core.data import read_image
+from lgcnet_deploy.core.errors import MissingFileError, WorkFailedError, damaged
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
@@ -24,7 +26,7 @@ SOURCE_KINDS = ("an image, a list of image paths, a folder of images, a video fi
                 "index (0, 1, ...) or a stream URL (rtsp://, rtmp://, http(s)://)")
 
 
-class SourceError(RuntimeError):
+class SourceError(WorkFailedError):
     """A video, folder, camera or stream cannot be read."""
 
 
@@ -103,7 +105,7 @@ class FrameSource:
         else:
             path = Path(source)
             if not path.exists():
-                raise FileNotFoundError(f"source not found: {path} (a source is {SOURCE_KINDS})")
+                raise MissingFileError(f"source not found: {path} (a source is {SOURCE_KINDS})")
             self.target = str(path)
             if self.kind == "image":
                 self.images = [path]
@@ -120,7 +122,7 @@ class FrameSource:
         fps = cap.get(cv2.CAP_PROP_FPS)
         cap.release()
         if not ok:
-            raise SourceError(f"cannot read {self}: opened, but no frame could be decoded")
+            self._unreadable("opened, but no frame could be decoded")
         self.fps = fps if fps and 0 < fps < 1000 else self.fps
 
     @property
@@ -144,22 +146,28 @@ class FrameSource:
                 else:
                     cap = cv2.VideoCapture(self.target)
             except cv2.error as e:
-                raise SourceError(f"cannot open {self}: {e}") from e
+                self._unreadable(e)
         if not cap.isOpened():
             cap.release()
-            hint = {"camera": "is it connected and not in use by another program?",
-                    "stream": f"no connection or no video within {self.timeout_s:g} s; check "
-                              f"the address and that the stream is up",
-                    "video": "is it a video file, and is its codec supported?"}[self.kind]
-            raise SourceError(f"cannot read {self}: OpenCV could not open it ({hint})")
+            self._unreadable("OpenCV could not open it")
         return cap
+
+    def _unreadable(self, why: object) -> NoReturn:
+        """A video file that cannot be decoded is a bad input (damaged, truncated or not a
+        video); a camera or a stream that does not answer is a failure of the source."""
+        if self.kind == "video":
+            raise damaged(self.target, "video", str(why))
+        hint = {"camera": "is it connected and not in use by another program?",
+                "stream": f"no connection or no video within {self.timeout_s:g} s; check "
+                          f"the address and that the stream is up"}[self.kind]
+        raise SourceError(f"cannot read {self}: {why} ({hint})")
 
     def __len__(self) -> int:
         if self.kind in ("image", "folder", "images"):
             n = len(self.images)
         elif self.kind == "video":
             cap = self._open()
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            n = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))  # a damaged header: -1
             cap.release()
         else:
             raise TypeError(f"a {self.kind} has no length")
@@ -180,8 +188,7 @@ class FrameSource:
                 except cv2.error as e:
                     if self.live:  # a dropped stream ends the run; frames_read says where
                         return
-                    raise SourceError(f"cannot read {self} after frame {self.frames_read}: "
-                                      f"{e}") from e
+                    self._unreadable(f"after frame {self.frames_read}: {e}")
                 if not ok:
                     return
                 self.frames_read += 1

@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from lgcnet_deploy.core.errors import MissingDependencyError, WorkFailedError
+
 INSTALL_CUDA_PYTHON = ("pip install 'lgcnet-deploy[tensorrt-cu12]' or '[tensorrt-cu13]', the "
                        "major of the 'CUDA Version' nvidia-smi shows; Jetson/JetPack 6: pip "
                        "install 'cuda-python>=12.2,<13'")
 
 
-class CudaError(RuntimeError):
+class CudaError(WorkFailedError):
     """A CUDA runtime call failed; the message names the call's error code."""
 
 
@@ -40,7 +42,8 @@ def runtime() -> ModuleType:
         try:
             from cuda import cudart as rt  # cuda-python 12.0-12.5
         except ImportError as e:
-            raise ImportError(f"NVIDIA cuda-python is not installed: {INSTALL_CUDA_PYTHON}") from e
+            raise MissingDependencyError(
+                f"NVIDIA cuda-python is not installed: {INSTALL_CUDA_PYTHON}") from e
     return rt
 
 

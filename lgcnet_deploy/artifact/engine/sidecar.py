@@ -18,7 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lgcnet_deploy.core.metadata import MetadataError, ModelMeta
+from lgcnet_deploy.core.errors import BadInputError, DamagedFileError, WorkFailedError
+from lgcnet_deploy.core.metadata import MetadataError, ModelMeta, read_json
 
 SIDECAR_FORMAT = "lgcnet-engine/1"
 # field -> the JSON type it must have
@@ -27,9 +28,14 @@ FIELDS: dict[str, type] = {"format": str, "tensorrt": str, "gpu": dict, "precisi
 REQUIRED = tuple(FIELDS)
 
 
-class EngineMismatchError(RuntimeError):
+class EngineMismatchError(WorkFailedError):
     """An engine does not fit this machine (TensorRT version, GPU), or it or its sidecar is
     unusable; the message says how to rebuild it."""
+
+
+class DamagedSidecarError(DamagedFileError, EngineMismatchError):
+    """A sidecar that cannot be parsed or is not ours: a bad input (exit 3), and still an
+    EngineMismatchError for callers that catch that."""
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -47,7 +53,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
 def write_sidecar(engine: str | Path, data: dict[str, Any]) -> Path:
     missing = [k for k in REQUIRED if k not in data and k != "format"]
     if missing:
-        raise ValueError(f"sidecar for {engine} lacks {missing}")
+        raise BadInputError(f"sidecar for {engine} lacks {missing}")
     return write_json_atomic(sidecar_path(engine), {**data, "format": SIDECAR_FORMAT})
 
 
@@ -67,15 +73,15 @@ def find_sidecar(engine: str | Path) -> dict[str, Any] | None:
         return None
     rebuild = f"delete it, or rebuild the engine with `lgcnet build MODEL.onnx -o {engine}`"
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise EngineMismatchError(f"{path} is not valid JSON ({e}); {rebuild}") from e
+        data = read_json(path, DamagedSidecarError)
+    except DamagedSidecarError as e:
+        raise DamagedSidecarError(f"{e}; {rebuild}") from e
     if not isinstance(data, dict):
-        raise EngineMismatchError(f"{path} holds a JSON {type(data).__name__}, not an object: "
+        raise DamagedSidecarError(f"{path} holds a JSON {type(data).__name__}, not an object: "
                                   f"not an lgcnet engine sidecar; {rebuild}")
     missing = [k for k in FIELDS if k not in data]
     if data.get("format") != SIDECAR_FORMAT or missing:
-        raise EngineMismatchError(
+        raise DamagedSidecarError(
             f"{path} is not an lgcnet engine sidecar (format {data.get('format')!r}, missing "
             f"{missing}); {rebuild}")
     wrong = [f"{k} is a {type(data[k]).__name__}, not a {t.__name__}"
@@ -84,7 +90,7 @@ def find_sidecar(engine: str | Path) -> dict[str, Any] | None:
     wrong += [f"gpu.{k} is not a string" for k in ("name", "compute_capability")
               if gpu and not isinstance(gpu.get(k), str)]
     if wrong:
-        raise EngineMismatchError(f"{path}: malformed sidecar ({'; '.join(wrong)}); {rebuild}")
+        raise DamagedSidecarError(f"{path}: malformed sidecar ({'; '.join(wrong)}); {rebuild}")
     return data
 
 

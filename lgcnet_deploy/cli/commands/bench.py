@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lgcnet_deploy.cli.args import add_device, image_size
 from lgcnet_deploy.core.timing import MIN_CALLS_P99
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL
 
 DEFAULT_ITERS = MIN_CALLS_P99
 DEFAULT_SIZES = [(360, 480), (512, 1024), (769, 1537), (1024, 2048)]
@@ -21,12 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and FPS; optionally throughput at larger batches, a peer model and plots.",
         epilog="examples:\n  lgcnet bench --preset paper --compare\n"
         "  lgcnet bench engines/lgcnet.onnx --iters 100 --batches 1 2 4\n"
-        "  lgcnet bench default --imgsz 360x480 --plot out/bench",
+        "  lgcnet bench default --imgsz 360x480 --plot out/bench   # a genotype",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", default="default",
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                    help="model file (.onnx/.pt/.engine), shipped model (its ONNX; its "
                    "checkpoint, re-exported, for another --imgsz or batch) or genotype "
-                   "(default: 'default')")
+                   f"(default: the shipped {DEFAULT_MODEL}, which the base install times)")
     p.add_argument("--preset", choices=("paper",),
                    help="paper: 769x1537, batch 1, FP16, TensorRT when present, 19 classes")
     p.add_argument("--imgsz", type=image_size, default=None,
@@ -86,6 +87,8 @@ def _table(results, paper: dict | None) -> str:
     for r in results:
         lines += [f"throughput, {r.name}, batch {b}: {fps:.1f} FPS"
                   for b, fps in r.throughput_fps.items()]
+    lines += [f"spread, {r.name} network: {r.network.spread()}" for r in results
+              if r.network.spread()]
     calls = min(len(r.network.samples) for r in results)
     lines.append("ms: per call (network: backend inference on a prepared batch; e2e: "
                  "Segmenter.predict, BGR frame in, class map out); FPS: frames per second")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.core.metadata import PRECISIONS
 
 DESCRIPTION = """\
@@ -69,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
 
     given = [args.min, args.opt, args.max]
     if any(given) and not all(given):
-        raise ValueError("an optimisation profile needs all of --min, --opt and --max")
+        raise BadInputError("an optimisation profile needs all of --min, --opt and --max")
     if all(given) and args.batch is not None:
-        raise ValueError("give either --batch (static) or --min/--opt/--max (profile)")
+        raise BadInputError("give either --batch (static) or --min/--opt/--max (profile)")
     profile = tuple(parse_shape(s) for s in given) if all(given) else None
     path = build_engine(args.onnx, args.output, precision=args.precision, batch=args.batch,
                         profile=profile, workspace_mib=args.workspace,

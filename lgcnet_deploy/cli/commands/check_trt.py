@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lgcnet_deploy.core.errors import MissingFileError, damaged
+
+DEFAULT_LIMIT = 3  # findings shown per rule: a CPU-quantized model breaks one rule 600 times
+# rules whose errors mean Q/DQ made for another runtime (ONNX Runtime's CPU kernels)
+QDQ_RULES = ("qdq-type", "qdq-zero-point", "qdq-axis")
+REQUANTIZE_HINT = ("hint: this INT8 model's Q/DQ nodes are not TensorRT's (e.g. `lgcnet quantize "
+                   "--target cpu`: UINT8 activations for ONNX Runtime's CPU kernels); quantize "
+                   "its fp32 ONNX for TensorRT: lgcnet quantize FP32.onnx -o MODEL.int8.onnx "
+                   "--target tensorrt")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", action="store_true",
                    help="the build will give the input an optimisation profile (lgcnet build "
                    "--batch N or --min/--opt/--max), so dynamic dimensions are fine")
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="show at most N findings per rule (default: all)")
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                   help=f"show at most N findings per rule, then how many more (default "
+                   f"{DEFAULT_LIMIT}; 0: all)")
     p.set_defaults(func=run)
 
 
@@ -36,12 +47,14 @@ def run(args: argparse.Namespace) -> int:
     from lgcnet_deploy.artifact.engine.trt_rules import check_onnx, errors, report
 
     if not args.onnx.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {args.onnx}")
+        raise MissingFileError(f"ONNX model not found: {args.onnx}")
     try:
         model = onnx.load(str(args.onnx), load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
-        raise ValueError(f"{args.onnx} is not a readable ONNX model ({e})") from e
+        raise damaged(args.onnx, "ONNX model", e) from e
     findings = check_onnx(model, profiled_inputs={i.name for i in model.graph.input}
                           if args.profile else ())
-    print(report(findings, str(args.onnx), args.limit))
+    print(report(findings, str(args.onnx), args.limit or None))
+    if any(f.rule in QDQ_RULES for f in errors(findings)):
+        print(REQUANTIZE_HINT)
     return 1 if errors(findings) else 0

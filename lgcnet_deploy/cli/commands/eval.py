@@ -31,12 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lgcnet_deploy.core.data import require_camvid
     from lgcnet_deploy.measure.evaluate import evaluate
+    from lgcnet_deploy.measure.lineage import seen_warning
     from lgcnet_deploy.runtime.segmenter import Segmenter
 
     require_camvid(args.data, args.split)  # before loading a model for nothing
     with Segmenter(args.model, device=args.device, verify=not args.no_verify) as seg:
         report = evaluate(seg, args.split, args.data, args.limit)
     print(report.table())
+    warning = seen_warning(args.model, args.split)
+    if warning:
+        print(warning)
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2))
         print(f"wrote {args.json}")

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from lgcnet_deploy.artifact.describe import describe
+from lgcnet_deploy.core.errors import MissingFileError
 from lgcnet_deploy.core.formats import format_of
-from lgcnet_deploy.model.shipped import resolve_model
+from lgcnet_deploy.model.shipped import check_model_name, resolve_model
 
 INPUT_WORDS = {"uint8_nhwc_bgr": "uint8 BGR frame, NHWC, normalised in the graph",
                "float32_nchw_rgb": "float32 RGB, NCHW, normalised (x/255 - mean) / std"}
@@ -113,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
     # a short name shows its checkpoint (provenance, val mIoU) where torch can read it, else
     # the ONNX that the base install runs
     have_torch = importlib.util.find_spec("torch") is not None
+    check_model_name(args.model)
     path = Path(resolve_model(args.model, ".pt" if have_torch else ".onnx"))
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise MissingFileError(f"model file not found: {path}")
     info = describe(path)
     if args.json:
         print(json.dumps(info, indent=2, default=str))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lgcnet_deploy.cli.args import add_device
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError
 from lgcnet_deploy.runtime.sources import IMAGE_SUFFIXES, FrameSource, SourceError
 
 DEFAULT_OUTPUT = Path("runs/predict")
@@ -81,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
         args.output = increment_path(DEFAULT_OUTPUT, args.exist_ok)
     out: Path = args.output
     if out.exists() and not out.is_dir():
-        raise ValueError(f"-o {out} is an existing file; -o takes a folder")
+        raise BadInputError(f"-o {out} is an existing file; -o takes a folder")
     if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+        raise BadInputError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.max_frames is not None and args.max_frames < 1:
-        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+        raise BadInputError(f"--max-frames must be >= 1, got {args.max_frames}")
     with warnings.catch_warnings():  # the Segmenter's geometry warning, as one line
         warnings.showwarning = lambda message, *_: print(f"warning: {message}", file=sys.stderr)
         if source_kind(args.source) in ("camera", "stream", "video"):
@@ -97,16 +98,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _image_list(src: Path, out: Path) -> list[Path]:
     if not src.exists():
-        raise FileNotFoundError(f"source not found: {src}")
+        raise MissingFileError(f"source not found: {src}")
     if src.is_file():
         return [src]
     if out.resolve() == src.resolve():
-        raise ValueError(f"-o {out} is the source folder: outputs would mix with (and on the "
-                         f"next run be read as) inputs; use a subfolder, e.g. -o {out / 'pred'}")
+        raise BadInputError(f"-o {out} is the source folder: outputs would mix with (and on the "
+                            f"next run be read as) inputs; use a subfolder, e.g. -o {out / 'pred'}")
     images = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
                     and p.is_file())
     if not images:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {src}")
+        raise MissingFileError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {src}")
     return images
 
 
@@ -135,7 +136,7 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
                 if len(images) == 1:
                     raise
                 if args.strict:
-                    raise ValueError(f"{e} (--strict: stopped after {written} image(s))") from e
+                    raise BadInputError(f"{e} (--strict: stopped after {written} image(s))") from e
                 tqdm.write(f"warning: skipped: {e}", file=sys.stderr)
                 skipped.append(path)
                 continue
@@ -145,7 +146,7 @@ def _predict_images(args: argparse.Namespace, images: list[Path]) -> int:
                 r.save(args.output / f"{path.stem}_mask.png")
             written += 1
         if not written:
-            raise ValueError(f"none of the {len(images)} images could be read (see warnings)")
+            raise BadInputError(f"none of the {len(images)} images could be read (see warnings)")
         ms = " ".join(f"{k} {v:.1f}" for k, v in seg.speed.items())
     fps = written / max(time.perf_counter() - start, 1e-9)
     note = f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lgcnet_deploy.artifact.engine import tensorrt_gpu
+from lgcnet_deploy.core.errors import MissingFileError
 from lgcnet_deploy.core.host import int8_instructions
 
 
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"use N frames spread evenly over them (default {DEFAULT_FRAMES})")
     p.add_argument("--calib-list", type=Path, default=DEFAULT_LIST,
                    help="CamVid layout: text file of frame paths relative to its root")
+    p.add_argument("--no-compare", action="store_true",
+                   help="skip timing the int8 model against the fp32 one on this CPU")
     p.set_defaults(func=run)
 
 
@@ -64,6 +67,23 @@ def speed_note(target: str) -> str | None:
             "ship the fp32 model (compare with `lgcnet bench`)")
 
 
+COMPARE_CALLS = 20  # timed calls per model (after 3 untimed)
+
+
+def compare_speed(fp32: Path, int8: Path) -> str:
+    """Time both models with ONNX Runtime on this CPU (network only, the same input) and say
+    which to ship for it."""
+    from lgcnet_deploy.measure.bench import benchmark
+
+    ms = {name: benchmark(path, warmup=3, iters=COMPARE_CALLS, end_to_end=False).network.p50
+          for name, path in (("fp32", fp32), ("int8", int8))}
+    faster = min(ms, key=ms.get)
+    verdict = (f"use the {faster} model on this machine" if abs(ms["fp32"] / ms["int8"] - 1) > 0.05
+               else "no real difference here; the fp32 model keeps full accuracy")
+    return (f"speed on this CPU (ONNX Runtime, median of {COMPARE_CALLS} calls): fp32 "
+            f"{ms['fp32']:.1f} ms, int8 {ms['int8']:.1f} ms: {verdict}")
+
+
 def _fp32_onnx(model: Path, output: Path) -> Path:
     """The fp32 ONNX to quantise: `model` if it is one, else its export beside `output`."""
     from lgcnet_deploy.core.formats import find_format
@@ -83,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     frames = tuple(find_frames(args.calib, args.calib_frames, args.calib_list))
     if find_format(args.model) is not None and not args.model.is_file():
-        raise FileNotFoundError(f"model not found: {args.model}")
+        raise MissingFileError(f"model not found: {args.model}")
     target = args.target or default_target()
     if args.target is None:
         print(DEFAULT_TARGET_LINE[target])
@@ -97,4 +117,6 @@ def run(args: argparse.Namespace) -> int:
     out = make_artifact(fp32, args.output, spec).path
     print(f"wrote {out} (int8 QDQ for {target}, {len(frames)} calibration frames, "
           f"{args.method})")
+    if target == "cpu" and not args.no_compare:
+        print(compare_speed(fp32, out))
     return 0

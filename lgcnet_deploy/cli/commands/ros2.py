@@ -12,8 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ros2", help="run a ROS 2 node: sensor_msgs/Image in, class map and overlay out",
         description="Subscribe `image` (sensor_msgs/Image: bgr8, rgb8, mono8) or, with "
         "--compressed, `image/compressed`; publish the class map on `segmentation/mask` "
-        "(mono8) and the overlay on `segmentation/overlay` (bgr8) under the input's header. "
-        "Sensor-data QoS with depth 1 and a worker that always takes the newest frame: a slow "
+        "(mono8) and the overlay on `segmentation/overlay` (bgr8) under the input's header, "
+        "the class names and palette on `segmentation/labels` (latched) and its health on "
+        "/diagnostics. Reliable QoS (REP-2003; qos_overrides.* parameters change it), the "
+        "input keeping one frame, and a worker that always takes the newest frame: a slow "
         "model drops frames, it never lags behind the camera. Runs until Ctrl-C. Options set "
         "the node's ROS parameters and win over --ros-args -p.",
         epilog="examples:\n  lgcnet ros2 --model lgcnet.onnx\n"

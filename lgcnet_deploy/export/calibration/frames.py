@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lgcnet_deploy.core.data import CAMVID_ENV, DatasetNotFoundError, read_image
+from lgcnet_deploy.core.errors import BadInputError
 from lgcnet_deploy.export.int8 import DEFAULT_LIST, calibration_frames
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -19,7 +20,7 @@ DEFAULT_FRAMES = 32  # spread over the folder; all of the shipped CamVid list (3
 EXTRACT_HINT = "e.g. from a recording: ffmpeg -i clip.mp4 -vf fps=1 DIR/%04d.png"
 
 
-class CalibrationError(ValueError):
+class CalibrationError(BadInputError):
     """Calibration frames that cannot calibrate; the message says what to give instead."""
 
 

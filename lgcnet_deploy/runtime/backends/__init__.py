@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from lgcnet_deploy.core.formats import format_of
-from lgcnet_deploy.model.shipped import resolve_model
+from lgcnet_deploy.model.shipped import check_model_name, resolve_model
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
 
@@ -45,6 +45,7 @@ def load_backend(path: str | Path, device: str = "cpu", verify: bool = True) -> 
     """Load a model file, or a shipped model by short name (e.g. "lgcnet-camvid", see
     `shipped_suffix` for which of its files); `verify=False` skips the ONNX weights-digest
     check."""
+    check_model_name(path)
     path = resolve_model(path, shipped_suffix(device))
     backend = backend_for(path)
     if verify:

@@ -14,10 +14,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError, WorkFailedError
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, ModelMeta
 
 
-class BackendError(RuntimeError):
+class BackendError(WorkFailedError):
     """A backend cannot load or run a model; the message says what to do."""
 
 
@@ -33,7 +34,7 @@ class Backend(ABC):
         self.path = Path(path)
         self.verify = verify  # check the file against the digests it carries (where it does)
         if not self.path.is_file():
-            raise FileNotFoundError(f"model file not found: {self.path}")
+            raise MissingFileError(f"model file not found: {self.path}")
         self.device = device
         self._closed = False
         self.meta = self._load()
@@ -60,7 +61,7 @@ class Backend(ABC):
             raise BackendError(f"{self.name} backend for {self.path.name} is closed")
         expected = self.input_shape(batch.shape[0])
         if batch.shape != expected:
-            raise ValueError(f"{self.name}: batch shape {batch.shape} != model input {expected}")
+            raise BadInputError(f"{self.name}: batch shape {batch.shape} != model input {expected}")
         return self._infer(batch)
 
     def warmup(self, n: int = 2) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lgcnet_deploy.artifact.integrity import check_io, verify_weights_digest
+from lgcnet_deploy.core.errors import BadInputError, damaged
 from lgcnet_deploy.core.metadata import MetadataError, ModelMeta
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
@@ -34,6 +35,10 @@ PROVIDERS = {
     "tensorrt": [ORT_TENSORRT, ORT_CUDA, ORT_CPU],
 }
 LABELS = {ORT_CPU: "onnxruntime", ORT_CUDA: "ort-cuda", ORT_TENSORRT: "ort-tensorrt"}
+# ONNX Runtime's exception types (pybind, by name) that mean the file itself is unreadable;
+# its generic "Fail" means that too on the CPU, where no device can be the cause.
+ORT_FILE_ERRORS = frozenset({"InvalidProtobuf", "InvalidGraph", "InvalidArgument",
+                             "NoSuchFile", "NotImplemented", "UnicodeDecodeError"})
 
 
 def ort_tensorrt_cache() -> Path:
@@ -65,7 +70,7 @@ def _has_qdq(path: Path) -> bool:
     try:
         return has_qdq(onnx.load(str(path), load_external_data=False))
     except Exception as e:  # protobuf's DecodeError and friends
-        raise BackendError(f"onnxruntime cannot load {path}: {e}") from e
+        raise damaged(path, "ONNX model", e) from e
 
 
 class OnnxRuntimeBackend(Backend):
@@ -105,6 +110,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as e:  # ORT raises its own exception types for invalid/corrupt files
+            name = type(e).__name__
+            if name in ORT_FILE_ERRORS or (kind == "cpu" and name == "Fail"):
+                raise damaged(self.path, "ONNX model", e) from e
             raise BackendError(f"onnxruntime cannot load {self.path}: {e}") from e
         got = self.session.get_providers()
         if got[0] != wanted[0]:
@@ -113,11 +121,14 @@ class OnnxRuntimeBackend(Backend):
                                f"why); not running on another provider silently")
         if wanted[0] == ORT_TENSORRT:
             self._warn_partial_tensorrt()
-        props = self.session.get_modelmeta().custom_metadata_map
+        try:
+            props = self.session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError as e:  # metadata strings that are no longer UTF-8
+            raise damaged(self.path, "ONNX model", e) from e
         try:
             meta = ModelMeta.from_props(props)
         except MetadataError as e:
-            raise BackendError(f"{self.path} was not exported by lgcnet-deploy ({e})") from e
+            raise MetadataError(f"{self.path} was not exported by lgcnet-deploy ({e})") from e
         inp = self.session.get_inputs()[0]
         check_io(self.path, meta, inp.shape, self.session.get_outputs()[0].shape)
         if self.verify:
@@ -142,8 +153,8 @@ class OnnxRuntimeBackend(Backend):
         n = batch.shape[0]
         if self.max_batch is not None and n != self.max_batch:
             if n > self.max_batch:
-                raise ValueError(f"{self.path.name} was exported with static batch "
-                                 f"{self.max_batch}, got {n}; re-export with --dynamic-batch")
+                raise BadInputError(f"{self.path.name} was exported with static batch "
+                                    f"{self.max_batch}, got {n}; re-export with --dynamic-batch")
             pad = np.zeros((self.max_batch - n, *batch.shape[1:]), batch.dtype)
             return self.session.run(None, {self.input_name: np.concatenate([batch, pad])})[0][:n]
         return self.session.run(None, {self.input_name: batch})[0]
