@@ -105,3 +105,13 @@ def test_failed_export_keeps_existing_file(tmp_path, trained_like_net, genotype)
         export_onnx(broken, _meta(genotype, INPUT_FLOAT_NCHW_RGB, OUTPUT_LOGITS), path)
     assert path.read_bytes() == b"previous model"
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_shipped_name_exports_from_its_checkpoint(tmp_path):
+    """A shipped model's short name resolves to its checkpoint, re-exported at another size
+    (not mistaken for an ONNX source because the name resolved to a path)."""
+    from lgcnet_deploy.export.pipeline import ArtifactSpec, make_artifact
+
+    artifact = make_artifact("lgcnet-camvid", tmp_path / "small.onnx",
+                             ArtifactSpec(input_size=(64, 96)))
+    assert artifact.meta.input_size == (64, 96) and artifact.path.is_file()

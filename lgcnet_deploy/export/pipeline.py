@@ -123,7 +123,8 @@ def plan_artifact(source: str | Path | Genotype, output: str | Path,
         if fmt is not None and fmt.name == "engine":
             raise ArtifactError(f"{source}: an engine is already the last stage; build another "
                                 f"from its ONNX (`lgcnet build x.onnx -o y.engine`)")
-        source = Path(source) if fmt is not None and fmt.name == "onnx" else source
+        # a Path from here on means an ONNX source (a shipped name resolves to a Path too)
+        source = Path(source) if fmt is not None and fmt.name == "onnx" else str(source)
     engine = output if target.name == "engine" else None
     if engine is not None:
         spec = replace(spec, int8_target="tensorrt")  # TensorRT takes symmetric Q/DQ only
