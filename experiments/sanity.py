@@ -8,9 +8,9 @@ LUT-predicted latency, trains every genotype with the same `recipe` (TrainConfig
 same seed) through `lgcnet_research.train.Trainer`, and writes RESULTS/sanity.json and
 RESULTS/sanity.md (val mIoU per genotype; mean and range of the random ones; the margin).
 Resumable: a rerun continues unfinished trainings (OUT/<name>/last.pt) and skips finished ones;
-`--report-only` writes the tables from the trainings finished so far. On a lent GPU the sprint's
-stage train trains the same draw side by side (`--sanity-config`, docs/gpu.md) and puts this
-module's table into its summary.
+`--report-only` writes the tables from the trainings finished so far. On a GPU machine the
+sprint's stage train trains the same draw side by side (`--sanity-config`,
+experiments/gpu_sprint/) and puts this module's table into its summary.
 """
 
 from __future__ import annotations

