@@ -1,7 +1,7 @@
 """Shared fixtures: real CamVid frames, a small genotype net, markers.
 
-CamVid: $LGCNET_CAMVID, else the checkout's sibling shared/data/camvid (the developers' and CI's
-layout, as the Makefile's CAMVID), set here for the tests and the processes they start; the
+CamVid: $LGCNET_CAMVID, else the checkout's sibling shared/data/camvid (as the Makefile's
+CAMVID), set here for the tests and the processes they start; the
 package itself reads only --data or $LGCNET_CAMVID.
 """
 

@@ -7,8 +7,8 @@ from lgcnet_deploy.core.classes import CAMVID, PAPER_INPUT_SIZE
 from lgcnet_deploy.export.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.checkpoint import load_checkpoint
 from lgcnet_deploy.model.genotype import load_genotype
-from lgcnet_deploy.model.network import LGCNet, count_parameters
-from lgcnet_deploy.model.shipped import default_model_path
+from lgcnet_deploy.model.network import LGCNet
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL, shipped_file
 from lgcnet_research.data import normalize
 
 
@@ -21,12 +21,16 @@ def test_derived_network_output_at_input_size(genotype, hw):
     assert torch.isfinite(y).all()
 
 
+def _parameters(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
 def test_parameter_counts(genotype):
     # The hand-written reference keeps widths near the paper's 2.09 M parameters; the default
     # (searched against this CPU's latency table) uses the narrower CPU widths of its search.
-    paper_like = count_parameters(LGCNet(load_genotype("handwritten"), CAMVID.num_classes))
+    paper_like = _parameters(LGCNet(load_genotype("handwritten"), CAMVID.num_classes))
     assert 1.0e6 < paper_like < 3.0e6
-    assert 0.1e6 < count_parameters(LGCNet(genotype, CAMVID.num_classes)) < paper_like
+    assert 0.1e6 < _parameters(LGCNet(genotype, CAMVID.num_classes)) < paper_like
 
 
 def test_backward_reaches_every_weight(genotype):
@@ -59,9 +63,9 @@ def test_bn_folding_fp32_parity_on_real_frames(trained_like_net, real_frames):
     assert (ref - out).abs().max().item() <= max(1e-5, 2 * noise)
 
 
-@pytest.mark.skipif(not default_model_path().is_file(), reason="shipped checkpoint not present")
+@pytest.mark.skipif(not shipped_file(DEFAULT_MODEL).is_file(), reason="no shipped checkpoint")
 def test_bn_folding_parity_shipped_model(real_frames):
-    net, _, _ = load_checkpoint(default_model_path())
+    net, _, _ = load_checkpoint(shipped_file(DEFAULT_MODEL))
     x = torch.stack([normalize(f) for f in real_frames])
     with torch.no_grad():
         ref, folded = net(x), fold_batchnorm(net)(x)

@@ -734,7 +734,7 @@ def test_search_ddp_two_cpu_processes(small_lut, tmp_path, camvid_val):
     cfg.write_text(json.dumps({**_config(tmp_path, small_lut).to_dict(), "steps": 4,
                                "val_every": 4, "checkpoint_every": 4, "threads": 1}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29518", "-m", "lgcnet_research.search", "--config", str(cfg)]
+           "--standalone", "-m", "lgcnet_research.search", "--config", str(cfg)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

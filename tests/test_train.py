@@ -83,7 +83,7 @@ def test_checkpoint_for_another_genotype_or_class_count_fails(tmp_path, genotype
 def test_ddp_two_cpu_processes(tmp_path, camvid_val):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29517", "-m", "lgcnet_research.train", "--out", str(out), "--epochs", "1",
+           "--standalone", "-m", "lgcnet_research.train", "--out", str(out), "--epochs", "1",
            "--device", "cpu", *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -29,7 +29,7 @@ SPLITS = ("train", "val")
 
 
 class CarryError(RuntimeError):
-    """The carry cannot be packed, or what would travel is over the limit."""
+    """The upload cannot be packed, or it is over the limit."""
 
 
 def pack_camvid(src: Path, dst: Path, quality: int) -> dict:
@@ -59,7 +59,7 @@ def pack_camvid(src: Path, dst: Path, quality: int) -> dict:
 
 
 def travel_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
-    """Bytes that would travel: the tree (tracked and untracked-not-ignored files) and each
+    """Bytes that would be uploaded: the tree (tracked and untracked-not-ignored files) and each
     carried path."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
                              "--exclude-standard"], cwd=repo, capture_output=True, check=True)
@@ -78,8 +78,8 @@ def check_travel(sizes: dict[str, int], limit: int = TRAVEL_LIMIT) -> str:
     table = "\n".join([*rows, f"{'total (limit 64 MiB)':<28} {total / 2**20:7.1f} MiB"])
     if total > limit:
         largest = max(sizes, key=sizes.get)
-        raise CarryError(f"{table}\nwhat would travel is {(total - limit) / 2**20:.1f} MiB over "
-                         f"the limit: carry less (a lower --quality, or drop part of "
+        raise CarryError(f"{table}\nthe upload is {(total - limit) / 2**20:.1f} MiB over "
+                         f"the limit: upload less (a lower --quality, or drop part of "
                          f"{largest})")
     return table
 

@@ -36,10 +36,10 @@ class SprintConfig(Settings):
     KIND: ClassVar[str] = "sprint"
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"train_schedule": TRAIN_SCHEDULES}
     HELP: ClassVar[dict[str, str]] = {
-        "out": "results folder ($OUT on the device): at most 8 files, no subfolders",
+        "out": "results folder ($OUT on the GPU machine): at most 8 files, no subfolders",
         "stages": f"stages to run, in this order: {' '.join(STAGES)}",
         "skip": "stages to leave out",
-        "budget": "seconds for the whole sprint (a device command may run 600)",
+        "budget": "seconds for the whole sprint (a GPU run's command may run 600)",
         "box_env": "time box of stage env (GPU, driver, torch/CUDA, Triton, tensorrt?)",
         "box_tests": "time box of stage tests (pytest -m gpu)",
         "box_speed": "time box of stage speed (paper setting: eager, CUDA graphs, "
@@ -49,6 +49,8 @@ class SprintConfig(Settings):
         "box_search": "time box of stage search (its seeds side by side, --search-config)",
         "together": "selected stages that start at the same moment (after the ones before)",
         "dry_run": "tiny sizes on any device: the CPU check that the sprint still runs",
+        "plan": "run nothing: check the plan (stages, boxes, every config and the files it "
+                "names, CamVid, the upload's size) and write it to summary.json",
         "device": "auto (cuda if present), cuda or cpu",
         "data": "CamVid root (default: $LGCNET_CAMVID, else .carry/camvid)",
         "train_configs": "TrainConfig JSONs of stage train, one process each (none: no flag "
@@ -60,7 +62,7 @@ class SprintConfig(Settings):
                           "epochs: each run's own epochs, the box only stops it",
         "search_config": "SearchConfig JSON of stage search ('': the paper's settings); its "
                          "widths also set stage lut's table, its `lut` is used unless stage "
-                         "lut made one in this call",
+                         "lut made one in this run",
         "search_seeds": "seeds of stage search, one process each, then their agreement",
         "speed_modes": f"modes of stage speed: {' '.join(SPEED_MODES)}",
         "speed_iters": "timed calls per model and mode (network; a third of it end to end)",
@@ -82,6 +84,7 @@ class SprintConfig(Settings):
     box_search: float = 450.0
     together: tuple[str, ...] = ("train", "search")
     dry_run: bool = False
+    plan: bool = False
     device: str = "auto"
     data: str | None = None
     train_configs: tuple[str, ...] = ("experiments/configs/gpu_sprint/fold_a_baseline_gpu.json",

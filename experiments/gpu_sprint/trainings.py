@@ -38,9 +38,9 @@ CONFIG, REPORT = "config.json", "report.json"
 RUNS = "runs"  # folder of the run folders in the stage's scratch
 PLAN = "plan.json"
 RESERVE_S = 25.0  # after its time limit a run still validates, saves, plots (all runs at once)
-TAR_LIMIT = 15 * 2**20  # the device returns files of at most 16 MiB
+TAR_LIMIT = 15 * 2**20  # a GPU run returns files of at most 16 MiB
 MAX_TARS = 3
-LOG_TAIL = 20_000  # characters of a run's log.txt that travel back
+LOG_TAIL = 20_000  # characters of a run's log.txt that come back
 DRY_TRAIN = {"limit": (4, 2), "crop": (64, 64), "batch": 2, "epochs": 2, "threads": 1}
 
 
@@ -135,7 +135,7 @@ def run_training(folder: Path, deadline: float | None, note: str | None) -> dict
     if deadline is not None:
         fields["time_limit"] = round(max(deadline - time.time() - RESERVE_S, 1.0), 1)
     trainer = Trainer(TrainConfig.from_dict(fields))
-    # the device's copy of the tree has no .git: the sprint's note names the commit
+    # the GPU machine's copy of the tree has no .git: the sprint's note names the commit
     trainer.provenance.update(source="gpu_sprint stage train", sprint_note=note or None,
                               sprint_run=folder.name)
     report = Report(folder / REPORT, name=folder.name, model=trainer.cfg.model,

@@ -1,7 +1,7 @@
 """The search space: op names (Tables II and III), cell and fusion-cell edge layouts.
 
 Torch-free so that genotypes can be validated where only ONNX Runtime is installed.
-`lgcnet_deploy.ops` maps every name here to a module factory.
+`lgcnet_deploy.model.ops` maps every name here to a module factory.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def prepare_onnx(onnx_path: Path, precision: str, engine_path: Path) -> tuple[Pa
     if precision == "int8":
         if not has_qdq(model):
             raise ValueError(f"{onnx_path} has no Q/DQ nodes: INT8 engines are built from a "
-                             f"quantised ONNX (lgcnet_deploy.quantize); TensorRT 11 has no "
+                             f"quantised ONNX (`lgcnet quantize`); TensorRT 11 has no "
                              f"implicit INT8 calibration")
     elif meta.precision != precision:
         raise ValueError(f"{onnx_path} is a {meta.precision} model, asked for {precision}")
