@@ -187,7 +187,7 @@ def test_dry_search_without_stage_lut_measures_its_own_table(tmp_path, camvid_va
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out"
     assert main(["--out", str(out), "--dry-run", "--device", "cpu",
-                 "--stages", "env", "search", "--search-seeds", "0"]) == 0
+                 "--stages", "search", "--search-seeds", "0"]) == 0
     stages = json.loads((out / "summary.json").read_text())["stages"]
     assert stages["search"]["status"] == "done", stages["search"]
     assert stages["search"]["config"]["lut"].endswith("lut_torch-cpu_48x64.json")
