@@ -16,6 +16,7 @@ import functools
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import cv2
 import numpy as np
@@ -98,6 +99,23 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return y.reshape(x.shape)
 
 
+def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label map to `size` (H, W), centre-aligned as cv2's
+    INTER_LINEAR resizes the image: output pixel y reads source floor((y + 0.5)·h/H), the
+    sampling `augment_batch` does on the device. (cv2's INTER_NEAREST reads floor(y·h/H),
+    which shifts labels up-left of their image by up to half a source pixel.)"""
+    h, w = label.shape
+    return label[source_index(np.arange(size[0]), h, size[0])[:, None],
+                 source_index(np.arange(size[1]), w, size[1])[None, :]]
+
+
+def source_index(dst: Any, src_size: Any, dst_size: Any) -> Any:
+    """The source pixel whose area holds output pixel `dst`'s centre, floor((dst + 0.5)·
+    src/dst), in integer arithmetic (numpy or torch alike): no rounding tie can differ between
+    the CPU and device paths."""
+    return (2 * dst + 1) * src_size // (2 * dst_size)
+
+
 class CamVidTorch(Dataset):
     """(image tensor, long label tensor) pairs; augmentation only when `train`.
 
@@ -140,7 +158,7 @@ class CamVidTorch(Dataset):
         h, w = label.shape
         size = (max(1, round(w * s)), max(1, round(h * s)))
         img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
-        label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
+        label = resize_label(label, size[::-1])
         if self.crop is not None:
             ch, cw = self.crop
             ph, pw = max(ch - label.shape[0], 0), max(cw - label.shape[1], 0)
@@ -174,12 +192,13 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
                   scale_range: tuple[float, float], ignore: int,
                   generator: torch.Generator | None = None,
                   photometric: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """CamVidTorch's augmentation for a batch, on the batch's device, by one `grid_sample`.
+    """CamVidTorch's augmentation for a batch, on the batch's device.
 
     Per frame: scale s ~ U(scale_range) (sizes rounded as cv2.resize gets them), a random
     `crop` (H, W) of the scaled frame padded bottom/right with black and void where it is
     smaller, then a horizontal flip with p = 0.5. Images are sampled bilinearly at cv2's pixel
-    centres, labels by nearest neighbour; then `photometric_batch` when `photometric`.
+    centres (one `grid_sample`), labels at `source_index` (as `resize_label` picks them on the
+    CPU); then `photometric_batch` when `photometric`.
     `images` (N, H, W, 3) BGR uint8, `labels` (N, H, W); returns normalised RGB NCHW float and
     int64 labels.
     """
@@ -195,13 +214,15 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
     ys = y0[:, None] + torch.arange(ch, device=dev, dtype=torch.float32)  # in the scaled frame
     xs = x0[:, None] + cols
     inside = (ys < hs[:, None])[:, :, None] & (xs < ws[:, None])[:, None, :]
+    rows = source_index(ys.long(), h, hs.long()[:, None]).clamp(max=h - 1)
+    columns = source_index(xs.long(), w, ws.long()[:, None]).clamp(max=w - 1)
+    lab = labels[torch.arange(n, device=dev)[:, None, None], rows[:, :, None],
+                 columns[:, None, :]]
     # a scaled pixel centre y+0.5 is source y' = (y+0.5)·h/hs, i.e. 2(y+0.5)/hs - 1 in [-1, 1]
     gy, gx = 2 * (ys + 0.5) / hs[:, None] - 1, 2 * (xs + 0.5) / ws[:, None] - 1
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
     img = F.grid_sample(images.permute(0, 3, 1, 2).float(), grid, mode="bilinear",
                         padding_mode="border", align_corners=False)
-    lab = F.grid_sample(labels[:, None].float(), grid, mode="nearest", padding_mode="border",
-                        align_corners=False)[:, 0]
     img = img * inside[:, None]  # black padding, as cv2.copyMakeBorder(value=0) before normalize
     if photometric:
         img = photometric_batch(img, generator)

@@ -72,6 +72,19 @@ def poly_lr(base: float, step: int, total: int, power: float = 0.9) -> float:
     return base * (1 - min(step, total) / total) ** power
 
 
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warm-up: (step + 1) / warmup_steps over the first steps, then 1."""
+    return 1.0 if step >= warmup_steps else (step + 1) / warmup_steps
+
+
+def parameter_groups(net: torch.nn.Module, wd: float) -> list[dict[str, Any]]:
+    """Weight decay on conv and linear weights only: BatchNorm's scales and shifts and every
+    bias (the 1-D tensors) get none; decaying them pulls BN scales to zero for no gain."""
+    decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
+    rest = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
+
+
 @torch.no_grad()
 def validate(net: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
              device: torch.device,
@@ -161,8 +174,11 @@ class Trainer:
         if self.info.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick each conv once
         self._build_net()
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.wd)
+        if not 0 <= cfg.finish_epochs <= cfg.epochs:
+            raise ValueError(f"finish_epochs must lie in 0..epochs ({cfg.epochs}), got "
+                             f"{cfg.finish_epochs}")
+        self.opt = torch.optim.SGD(parameter_groups(self.net, cfg.wd), lr=cfg.lr,
+                                   momentum=cfg.momentum)
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.init_record: dict[str, Any] | None = None
         self.ema: WeightEma | None = None
@@ -179,6 +195,7 @@ class Trainer:
         self.criterion = self._build_criterion()
         self.teacher = self._build_teacher()
         self.total_steps = cfg.epochs * len(self.loader)
+        self.warmup_steps = round(cfg.warmup_epochs * len(self.loader))
         self.provenance = self._provenance()
         self.started = self.last_eval = time.time()
 
@@ -320,10 +337,23 @@ class Trainer:
         return min(cfg.epochs, self.start_epoch + cfg.stop_after)
 
     def _lr(self, step: int) -> float:
-        """Poly LR over the steps, or over the seconds of a time-limited run."""
+        """Poly LR over the steps, or over the seconds of a time-limited run, times the
+        linear warm-up of the first steps."""
         if self.cfg.time_limit:
-            return poly_lr(self.cfg.lr, time.time() - self.started, self.cfg.time_limit)
-        return poly_lr(self.cfg.lr, step, self.total_steps)
+            lr = poly_lr(self.cfg.lr, time.time() - self.started, self.cfg.time_limit)
+        else:
+            lr = poly_lr(self.cfg.lr, step, self.total_steps)
+        return lr * warmup_factor(step, self.warmup_steps)
+
+    def _set_phase(self, epoch: int) -> None:
+        """The augmentation of `epoch`: the recipe's crops, or in the last `finish_epochs`
+        the finishing crop and scales (full frames)."""
+        cfg = self.cfg
+        finishing = epoch >= cfg.epochs - cfg.finish_epochs
+        crop = tuple(cfg.finish_crop if finishing else cfg.crop)
+        scales = tuple(cfg.finish_scale_range if finishing else cfg.scale_range)
+        target = self.loader if isinstance(self.loader, DeviceBatches) else self.dataset
+        target.crop, target.scale_range = crop, scales
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         """One SGD step on a batch; returns the loss (on the device: no sync here)."""
@@ -355,6 +385,7 @@ class Trainer:
             self.shuffle.manual_seed(self.cfg.seed * 1_000_003 + epoch)
         if hasattr(self, "dataset"):
             self.dataset.set_epoch(epoch)
+        self._set_phase(epoch)
         self.model.train()
         t0, losses, lr = time.time(), [], self.cfg.lr
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",

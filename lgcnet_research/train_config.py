@@ -44,6 +44,13 @@ class TrainConfig(Settings):
         "batch": "per process",
         "crop": "train crop H W",
         "lr": "poly base LR (paper: 0.01 after ImageNet pretraining; from scratch 0.02)",
+        "warmup_epochs": "ramp the LR linearly from ~0 over the first N epochs' steps (fresh "
+                         "layers, a new head or a warm start with re-initialised layers "
+                         "otherwise take the full LR at once); 0: none",
+        "finish_epochs": "train the last N epochs on finish_crop at finish_scale_range (full "
+                         "frames: a global-pool edge then sees the extent it sees at test)",
+        "finish_crop": "crop H W of the finishing epochs",
+        "finish_scale_range": "random scale range of the finishing epochs",
         "scale_range": "random scale range of the crops",
         "class_weights": "none, or inverse_log: weight each class 1/ln(1.10 + p) by its pixel "
                          "share p in the training frames (CGNet's CamVid rule)",
@@ -52,6 +59,7 @@ class TrainConfig(Settings):
                    "trained on frames of the same fold): its soft labels join the loss",
         "distill": "weight α of the teacher's soft labels: (1 - α)·OHEM + α·T²·KL",
         "distill_temperature": "softmax temperature T of the distillation",
+        "wd": "weight decay of conv and linear weights (BatchNorm and biases get none)",
         "ema": "keep an EMA of the weights with this decay (e.g. 0.999); checkpoints then "
                "hold the EMA weights (what is evaluated and shipped)",
         "eval_every": "val mIoU every N epochs (and at the last one)",
@@ -85,6 +93,10 @@ class TrainConfig(Settings):
     crop: tuple[int, int] = (256, 256)
     lr: float = 0.02
     scale_range: tuple[float, float] = (0.5, 2.0)
+    warmup_epochs: float = 1.0
+    finish_epochs: int = 0
+    finish_crop: tuple[int, int] = (360, 480)
+    finish_scale_range: tuple[float, float] = (1.0, 1.25)
     class_weights: str = "none"
     photometric: bool = False
     ema: float | None = None

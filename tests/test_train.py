@@ -12,9 +12,16 @@ import torch
 from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
-from lgcnet_research.data import DeviceBatches, augment_batch, normalize
+from lgcnet_research.data import DeviceBatches, augment_batch, normalize, resize_label
 from lgcnet_research.losses import OhemCrossEntropy
-from lgcnet_research.train import Trainer, main, poly_lr, train
+from lgcnet_research.train import (
+    Trainer,
+    main,
+    parameter_groups,
+    poly_lr,
+    train,
+    warmup_factor,
+)
 from lgcnet_research.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,12 +141,70 @@ def test_device_augmentation_downscale_pads_with_black_and_void(camvid_val):
         assert (y[0, 180:] == 11).all()  # below the half-size frame: void
         assert (y[0, :, 240:] == 11).all() or mirrored
         if not mirrored:  # compare with the CPU recipe's cv2 resize and black padding
-            small = cv2.resize(label, (240, 180), interpolation=cv2.INTER_NEAREST)
-            assert (y[0, :180, :240].numpy() == small).mean() > 0.97
+            assert (y[0, :180, :240].numpy() == resize_label(label, (180, 240))).all()
             black = normalize(np.zeros((1, 1, 3), np.uint8))[:, 0, 0]
             assert torch.allclose(x[0, :, 300, 400], black, atol=1e-5)
             return
     pytest.fail("no unmirrored sample in 4 seeds")
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.75, 1.13, 1.4, 2.0])
+def test_labels_stay_on_their_pixels_at_every_scale_on_cpu_and_device(scale):
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 11, (36, 48)).astype(np.uint8)  # every pixel its own draw
+    h, w = max(1, round(36 * scale)), max(1, round(48 * scale))
+    cpu = resize_label(label, (h, w))
+    # centre-aligned: output pixel y holds the source pixel under its centre, (y + 0.5)/scale
+    rows = np.floor((np.arange(h) + 0.5) * 36 / h).astype(int)
+    cols = np.floor((np.arange(w) + 0.5) * 48 / w).astype(int)
+    assert (cpu == label[rows][:, cols]).all()
+    # the image is resized by cv2 INTER_LINEAR about the same centres: a step edge in the image
+    # and in the label stay on the same column
+    edge = np.zeros((36, 48), np.uint8)
+    edge[:, 20:] = 1
+    img = cv2.resize(edge * 200, (w, h), interpolation=cv2.INTER_LINEAR)
+    assert ((img >= 100) == (resize_label(edge, (h, w)) == 1)).mean() > 0.99
+    images = torch.zeros(1, 36, 48, 3, dtype=torch.uint8)
+    for seed in range(4):  # the device path picks the very same pixels (or their mirror)
+        _, y = augment_batch(images, torch.from_numpy(label)[None], (h, w), (scale, scale), 11,
+                             torch.Generator().manual_seed(seed))
+        assert (y[0].numpy() == cpu).all() or (y[0].numpy()[:, ::-1] == cpu).all()
+
+
+def test_weight_decay_spares_batchnorm_and_biases():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=True), torch.nn.BatchNorm2d(4))
+    decayed, spared = parameter_groups(net, 5e-4)
+    assert decayed["weight_decay"] == 5e-4 and spared["weight_decay"] == 0.0
+    assert [p.shape for p in decayed["params"]] == [net[0].weight.shape]
+    assert {id(p) for p in spared["params"]} == {id(net[0].bias), id(net[1].weight),
+                                                  id(net[1].bias)}
+
+
+def test_warmup_ramps_the_lr_then_hands_over_to_poly(tmp_path, camvid_val):
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+    cfg = TrainConfig(out=str(tmp_path), batch=2, crop=(64, 64), threads=1, limit=(8, 2),
+                      epochs=4, warmup_epochs=1.0)
+    trainer = Trainer(cfg)
+    assert trainer.warmup_steps == len(trainer.loader) == 4
+    lrs = [trainer._lr(s) for s in range(16)]
+    assert lrs[0] == pytest.approx(cfg.lr * 0.25 * (1 - 0 / 16) ** 0.9)
+    assert lrs[:4] == sorted(lrs[:4]) and lrs[4:] == sorted(lrs[4:], reverse=True)
+    assert lrs[4] == pytest.approx(poly_lr(cfg.lr, 4, 16))
+
+
+def test_finishing_epochs_train_on_full_frames(tmp_path, camvid_val):
+    cfg = TrainConfig(out=str(tmp_path), batch=1, crop=(64, 64), threads=1, limit=(2, 1),
+                      epochs=3, finish_epochs=1, finish_crop=(360, 480),
+                      finish_scale_range=(1.0, 1.0), eval_every=3)
+    trainer = Trainer(cfg)
+    seen = []
+    trainer.fit(on_epoch=lambda record: seen.append(tuple(trainer.dataset.crop)))
+    assert seen == [(64, 64), (64, 64), (360, 480)]
+    x, y = trainer.dataset[0]  # a finishing sample: the whole frame at scale 1
+    assert x.shape[-2:] == y.shape == (360, 480)
+    with pytest.raises(ValueError, match="finish_epochs"):
+        Trainer(TrainConfig(out=str(tmp_path), epochs=2, finish_epochs=3, limit=(2, 1)))
 
 
 def test_device_batches_shard_like_a_distributed_sampler():
