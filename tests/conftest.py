@@ -95,7 +95,7 @@ def trained_like_net(genotype, real_frames) -> LGCNet:
     Its predictions vary across the frame (a plain random init predicts one class everywhere,
     which would make argmax-agreement checks trivially true).
     """
-    from lgcnet_research.data import normalize
+    from lgcnet_research.train.data import normalize
 
     torch.manual_seed(0)
     net = LGCNet(genotype, CAMVID.num_classes)

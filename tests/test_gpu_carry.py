@@ -14,7 +14,7 @@ import pytest
 
 from experiments.gpu_sprint import carry, runner
 from lgcnet_deploy.core.data import CamVid
-from lgcnet_research.pretrained import IMAGENET_ENV, VARIANTS
+from lgcnet_research.train.pretrained import IMAGENET_ENV, VARIANTS
 
 
 def _tiny_camvid(root: Path, camvid_val: CamVid) -> Path:

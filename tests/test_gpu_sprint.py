@@ -256,7 +256,7 @@ def test_stages_of_together_form_one_group_and_train_runs_pack_within_the_limits
 
 def test_default_plan_trains_fold_a_three_ways_to_a_fixed_epoch():
     from experiments.gpu_sprint.config import SprintConfig
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
 
     cfg = SprintConfig()
     assert cfg.train_schedule == "epochs" and cfg.sanity_config is None

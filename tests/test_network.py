@@ -11,7 +11,7 @@ from lgcnet_deploy.model.checkpoint import load_checkpoint
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL, shipped_file
-from lgcnet_research.data import normalize
+from lgcnet_research.train.data import normalize
 
 
 @pytest.mark.parametrize("hw", [(360, 480), PAPER_INPUT_SIZE, (97, 131)])

@@ -36,7 +36,8 @@ from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.genotype import Genotype, Widths, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
-from lgcnet_research.edges import edge_specs, genotype_choices
+from lgcnet_research.base.edges import edge_specs, genotype_choices
+from lgcnet_research.base.machine import device_name
 from lgcnet_research.latency.check import (
     check,
     random_genotype,
@@ -50,7 +51,6 @@ from lgcnet_research.latency.lut import (
     library_versions,
     measure_table,
 )
-from lgcnet_research.machine import device_name
 from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
@@ -295,7 +295,7 @@ def test_entropy_penalty_ramps_after_warmup_and_decides_raw_alpha_only(small_lut
 
 
 def test_search_curves_of_a_latency_search_branched_into_beta_0(tmp_path):
-    from lgcnet_research.plots import plot_search
+    from lgcnet_research.base.plots import plot_search
 
     def record(step: int, lat: float | None) -> dict:
         return {"step": step, "ce": 1.0, "tau": 0.5, "lat_ms": lat,

@@ -15,7 +15,7 @@ from lgcnet_deploy.model.shipped import (
     shipped_file,
 )
 from lgcnet_deploy.runtime.segmenter import Segmenter
-from lgcnet_research.plots import lineage, plot_lineage
+from lgcnet_research.base.plots import lineage, plot_lineage
 
 
 def test_shipped_default_measures_what_it_records(camvid_val):

@@ -12,9 +12,10 @@ import torch
 from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
-from lgcnet_research.data import DeviceBatches, augment_batch, normalize, resize_label
-from lgcnet_research.losses import OhemCrossEntropy
-from lgcnet_research.train import (
+from lgcnet_research.train.config import TrainConfig
+from lgcnet_research.train.data import DeviceBatches, augment_batch, normalize, resize_label
+from lgcnet_research.train.losses import OhemCrossEntropy
+from lgcnet_research.train.trainer import (
     Trainer,
     main,
     parameter_groups,
@@ -22,7 +23,6 @@ from lgcnet_research.train import (
     train,
     warmup_factor,
 )
-from lgcnet_research.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "lgcnet_deploy" / "model" / "weights" / "lgcnet_camvid.pt"
@@ -222,7 +222,7 @@ def test_device_batches_shard_like_a_distributed_sampler():
 
 def test_time_boxed_gpu_recipe_on_cpu_warm_starts_and_stops_in_time(tmp_path, camvid_val,
                                                                      fake_clock):
-    import lgcnet_research.train as train_module
+    import lgcnet_research.train.trainer as train_module
 
     fake_clock(train_module, 0.1)  # every reading of the trainer's clock: 0.1 s later
     out, ship = tmp_path / "run", tmp_path / "shipped.pt"
@@ -249,7 +249,7 @@ def test_time_boxed_gpu_recipe_on_cpu_warm_starts_and_stops_in_time(tmp_path, ca
 
 
 def test_validation_every_n_seconds(tmp_path, camvid_val, fake_clock):
-    import lgcnet_research.train as train_module
+    import lgcnet_research.train.trainer as train_module
 
     clock = fake_clock(train_module)
     cfg = TrainConfig(out=str(tmp_path), batch=2, crop=(64, 64), threads=1, limit=(2, 1),
@@ -266,7 +266,7 @@ def test_validation_every_n_seconds(tmp_path, camvid_val, fake_clock):
 @pytest.mark.torchvision
 def test_peer_trains_with_the_same_recipe_and_warm_starts_from_its_checkpoint(tmp_path,
                                                                                camvid_val):
-    from lgcnet_research.peer import PeerCheckpointError, load_peer, read_peer_checkpoint
+    from lgcnet_research.train.peer import PeerCheckpointError, load_peer, read_peer_checkpoint
 
     out = tmp_path / "peer"
     assert main(["--model", "lraspp_mbv3_large", "--out", str(out), "--epochs", "1",

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=int, default=85,
                         help="JPEG quality of the carried frames (default 85)")
     args = parser.parse_args(argv)
-    from lgcnet_research.pretrained import save_weights
+    from lgcnet_research.train.pretrained import save_weights
 
     try:
         manifest = pack_camvid(args.data, CARRIED_CAMVID, args.quality)

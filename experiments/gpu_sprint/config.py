@@ -1,4 +1,4 @@
-"""The sprint's settings (`lgcnet_research.settings` style: `--config` JSON, then flags).
+"""The sprint's settings (`lgcnet_research.base.settings` style: `--config` JSON, then flags).
 
 Torch-free, so `python -m experiments.gpu_sprint -h` answers at once. Every stage has a
 time box (`--box-STAGE SECONDS`) and can be switched off (`--skip STAGE ...`) or picked
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lgcnet_research.settings import Settings
+from lgcnet_research.base.settings import Settings
 
 # In order of value: what a GPU run should answer first comes first.
 STAGES = ("env", "tests", "speed", "lut", "train", "search")

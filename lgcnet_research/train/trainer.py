@@ -8,7 +8,7 @@ DDP-ready.
 
 SGD + poly LR, OHEM cross-entropy (void ignored), random flip / scale 0.5-2.0 / crop; val
 mIoU every `eval_every` epochs; `last.pt` every epoch and `best.pt` on a new best (lgcnet
-checkpoints; the peer's: lgcnet_research.peer); `ship` copies each new best to the model
+checkpoints; the peer's: lgcnet_research.train.peer); `ship` copies each new best to the model
 `make demo` uses. The generalising recipe adds a fold (`--fold A`: train on all drives but one,
 evaluate on that one), class weights, photometric augmentation and an EMA of the weights
 (configs/train/fold_a_recipe.json); a fold run is judged by its final epoch's EMA weights
@@ -41,23 +41,23 @@ from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_checkpoint, save_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
-from lgcnet_research import distributed as dist
-from lgcnet_research.data import CamVidTorch, DeviceBatches, DeviceCamVid
-from lgcnet_research.ema import WeightEma
-from lgcnet_research.folds import class_frequencies, fold_frames, inverse_log_weights
-from lgcnet_research.losses import DistillationLoss, OhemCrossEntropy
-from lgcnet_research.machine import device_name
-from lgcnet_research.peer import (
+from lgcnet_research.base import distributed as dist
+from lgcnet_research.base.machine import device_name
+from lgcnet_research.base.plots import plot_curves
+from lgcnet_research.train.config import TrainConfig, add_arguments
+from lgcnet_research.train.data import CamVidTorch, DeviceBatches, DeviceCamVid
+from lgcnet_research.train.ema import WeightEma
+from lgcnet_research.train.folds import class_frequencies, fold_frames, inverse_log_weights
+from lgcnet_research.train.losses import DistillationLoss, OhemCrossEntropy
+from lgcnet_research.train.peer import (
     load_peer,
     load_peer_weights,
     peer_meta,
     research_net,
     save_peer_checkpoint,
 )
-from lgcnet_research.plots import plot_curves
-from lgcnet_research.pretrained import imagenet_source, load_imagenet_stem
-from lgcnet_research.teacher import TEACHER_NAME
-from lgcnet_research.train_config import TrainConfig, add_arguments
+from lgcnet_research.train.pretrained import imagenet_source, load_imagenet_stem
+from lgcnet_research.train.teacher import TEACHER_NAME
 
 
 def git_commit() -> str:

