@@ -12,6 +12,7 @@ import torch
 from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
+from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research.train.config import TrainConfig
 from lgcnet_research.train.data import DeviceBatches, augment_batch, normalize, resize_label
 from lgcnet_research.train.losses import OhemCrossEntropy
@@ -311,3 +312,87 @@ def test_peer_scratch_and_sanity_gpu_configs_are_one_recipe():
     cpu = SanityConfig.load(ROOT / "experiments" / "configs" / "sanity" / "camvid_cpu.json")
     assert (ROOT / sanity.genotype).resolve() == (ROOT / cpu.genotype).resolve()
     assert load_genotype(ROOT / sanity.genotype).hash == "0ae83e9cc699"
+
+
+def _one_hot_targets(label: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Stand-in teacher logits: the label map as one-hot scores at a reduced resolution."""
+    small = torch.from_numpy(resize_label(label, size).astype(np.int64))
+    return (torch.nn.functional.one_hot(small.clamp(max=10), 11).permute(2, 0, 1) * 10.0).half()
+
+
+def test_cached_targets_are_warped_with_the_crop_on_cpu_and_device(camvid_val):
+    """A target that says what the label says must agree with the augmented label in every
+    view: scale, crop, padding and flip are applied to both alike."""
+    from lgcnet_research.train.data import CamVidTorch
+    from lgcnet_research.train.folds import Frames
+
+    frames = Frames("two", tuple((camvid_val, i) for i in range(2)))
+    targets = [_one_hot_targets(frames[i][1], (180, 240)) for i in range(2)]
+    data = CamVidTorch(frames, (256, 320), (0.5, 1.5), seed=3, targets=targets)
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        for i in range(2):
+            _, y, soft = data[i]
+            assert soft.shape == (11, 256, 320)
+            labelled = (y != 11) & (y < 11)
+            assert (soft.argmax(0)[labelled] == y[labelled]).float().mean() > 0.95
+    images = torch.stack([torch.from_numpy(frames[i][0]) for i in range(2)])
+    labels = torch.stack([torch.from_numpy(frames[i][1]) for i in range(2)])
+    for seed in range(3):
+        _, y, soft = augment_batch(images, labels, (256, 320), (0.5, 1.5), 11,
+                                   torch.Generator().manual_seed(seed),
+                                   targets=torch.stack(targets))
+        labelled = y != 11
+        assert (soft.argmax(1)[labelled] == y[labelled]).float().mean() > 0.95
+
+
+def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val):
+    from lgcnet_deploy.core.data import CamVid
+    from lgcnet_research.train.folds import Frames
+    from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
+    from lgcnet_research.train.targets import TargetsError, cache_targets, load_targets
+    from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
+
+    torch.manual_seed(0)
+    teacher = save_peer_checkpoint(tmp_path / "teacher.pt", teacher_net(11, pretrained=False),
+                                   peer_meta(name=TEACHER_NAME), provenance={}, metrics={})
+    frames = Frames("two", tuple((camvid_val, i) for i in range(2)))
+    out = cache_targets(teacher, frames, tmp_path / "targets", size=(45, 60), scales=(1.0,),
+                        progress=False)
+    targets, manifest = load_targets(out, frames.images)
+    assert [t.shape for t in targets] == [(11, 45, 60)] * 2 and targets[0].dtype == torch.float16
+    assert manifest["scales"] == [1.0] and manifest["flip"] is True
+    with pytest.raises(TargetsError, match="another teacher or views"):
+        cache_targets(teacher, frames, out, size=(45, 60), scales=(0.5,), progress=False)
+    more = Frames("three", tuple((camvid_val, i) for i in range(3)))
+    with pytest.raises(TargetsError, match="lacks the teacher's targets of 1 of 3"):
+        load_targets(out, more.images)
+    # a run distils from the cache of its training frames (here CamVid train's first two)
+    train = CamVid("train")
+    cache_targets(teacher, Frames("train2", ((train, 0), (train, 1))), out, size=(45, 60),
+                  scales=(1.0,), progress=False)
+    cfg = TrainConfig(out=str(tmp_path / "run"), batch=2, crop=(64, 64), threads=1,
+                      limit=(2, 1), epochs=1, teacher_targets=str(out))
+    trainer = Trainer(cfg)
+    assert trainer.teacher is None and trainer.provenance["teacher"]["teacher_digest"]
+    assert torch.isfinite(torch.tensor(trainer.train_epoch(0)["loss"]))
+
+
+def test_auxiliary_heads_train_beside_the_net_and_never_ship(tmp_path, camvid_val):
+    from lgcnet_research.train.losses import DeeplySupervised
+
+    net = LGCNet(load_genotype("lite0_s16_random0"), 11)
+    logits, aux = DeeplySupervised(net, 11)(torch.randn(1, 3, 64, 96))
+    assert logits.shape == (1, 11, 64, 96)
+    assert [a.shape[-2:] for a in aux] == [(8, 12), (4, 6)]  # strides 8 and 16
+    out = tmp_path / "run"
+    cfg = TrainConfig(out=str(out), batch=2, crop=(64, 64), threads=1, limit=(2, 1), epochs=2,
+                      stop_after=1, aux_weight=0.4, eval_every=1)
+    Trainer(cfg).fit()
+    saved = read_checkpoint(out / "last.pt")
+    assert not any(k.startswith("heads.") for k in saved["state_dict"])
+    heads = saved["train_state"]["aux_heads"]
+    resumed = Trainer(cfg, resume=True)
+    assert all(torch.equal(resumed.trained.heads.state_dict()[k], v) for k, v in heads.items())
+    with pytest.raises(ValueError, match="no fusion cell"):
+        DeeplySupervised(torch.nn.Conv2d(3, 3, 1), 11)

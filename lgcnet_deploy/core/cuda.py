@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-INSTALL_CUDA_PYTHON = ("pip install cuda-python (desktop: the major version of your CUDA "
-                       "driver, 12 or 13; Jetson/JetPack 6: pip install 'cuda-python>=12.2,<13')")
+INSTALL_CUDA_PYTHON = ("pip install 'lgcnet-deploy[tensorrt-cu12]' or '[tensorrt-cu13]', the "
+                       "major of the 'CUDA Version' nvidia-smi shows; Jetson/JetPack 6: pip "
+                       "install 'cuda-python>=12.2,<13'")
 
 
 class CudaError(RuntimeError):
@@ -60,11 +61,48 @@ def _str(b: bytes | str) -> str:
     return b.decode(errors="replace").rstrip("\x00") if isinstance(b, bytes) else str(b)
 
 
+class CudaDriverError(CudaError):
+    """The NVIDIA driver is older than the CUDA version the installed wheels were built for."""
+
+
+def _version(encoded: int) -> str:
+    """CUDA's 1000 * major + 10 * minor (12040) as '12.4'."""
+    return f"{encoded // 1000}.{encoded % 1000 // 10}"
+
+
+def versions() -> dict[str, str | None]:
+    """The CUDA version the driver supports and the one cuda-python's runtime was built for
+    ('12.4', '13.0'; None where the call fails, e.g. no driver at all)."""
+    rt = runtime()
+    found: dict[str, str | None] = {}
+    for key, call in (("driver_cuda", rt.cudaDriverGetVersion),
+                      ("runtime_cuda", rt.cudaRuntimeGetVersion)):
+        err, value = call()
+        found[key] = _version(int(value)) if err == rt.cudaError_t.cudaSuccess and value else None
+    return found
+
+
+def insufficient_driver_message() -> str:
+    """What to do when the driver is too old for the wheels: both versions and the extra
+    that matches the driver."""
+    v = versions()
+    driver = v["driver_cuda"] or "unknown"
+    major = driver.split(".")[0] if v["driver_cuda"] else "12"
+    return (f"the NVIDIA driver is too old for the installed CUDA wheels: it supports CUDA "
+            f"{driver}, cuda-python's runtime is CUDA {v['runtime_cuda'] or 'unknown'} "
+            f"(cudaErrorInsufficientDriver). Install the wheels for your driver (nvidia-smi "
+            f"shows its 'CUDA Version'): pip install 'lgcnet-deploy[tensorrt-cu{major}]', or "
+            f"update the driver (CUDA 13 wheels need R580 or newer)")
+
+
 def device_count() -> int:
-    """Visible CUDA devices (0 when the driver reports no device)."""
+    """Visible CUDA devices (0 when the driver reports no device); CudaDriverError when the
+    driver is too old for the installed cuda-python (that is not "no GPU")."""
     rt = runtime()
     err, n = rt.cudaGetDeviceCount()
-    if err in (rt.cudaError_t.cudaErrorNoDevice, rt.cudaError_t.cudaErrorInsufficientDriver):
+    if err == rt.cudaError_t.cudaErrorInsufficientDriver:
+        raise CudaDriverError(insufficient_driver_message())
+    if err == rt.cudaError_t.cudaErrorNoDevice:
         return 0
     return int(check((err, n)))
 
@@ -77,9 +115,16 @@ def device_info(device: int = 0) -> dict[str, Any]:
 
 
 def set_device(device: int) -> None:
+    """Check that `device` exists, then make it current on this thread."""
     n = device_count()
     if not 0 <= device < n:
         raise CudaError(f"CUDA device {device} requested but {n} device(s) visible")
+    make_current(device)
+
+
+def make_current(device: int) -> None:
+    """cudaSetDevice: the current device is per host thread, so every thread that runs work
+    for a device sets it first."""
     check(runtime().cudaSetDevice(device))
 
 

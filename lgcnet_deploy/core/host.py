@@ -62,14 +62,27 @@ def cpu_label() -> str:
     return f"{name} x{cpu_threads()}"
 
 
-def int8_instructions() -> list[str] | None:
-    """The CPU's int8 dot-product instructions (empty: none), or None where they cannot be
-    read (no /proc/cpuinfo: macOS, Windows)."""
+# bf16 arithmetic (x86 AVX512-BF16 and AMX tiles, Arm's bf16 extension)
+BF16 = {"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16", "bf16": "Arm bf16"}
+
+
+def _instructions(table: dict[str, str]) -> list[str] | None:
     info = _cpuinfo()
     if not info:
         return None
     flags = set((info.get("flags") or info.get("Features") or "").split())
-    return [label for flag, label in INT8_DOT_PRODUCT.items() if flag in flags]
+    return [label for flag, label in table.items() if flag in flags]
+
+
+def int8_instructions() -> list[str] | None:
+    """The CPU's int8 dot-product instructions (empty: none), or None where they cannot be
+    read (no /proc/cpuinfo: macOS, Windows)."""
+    return _instructions(INT8_DOT_PRODUCT)
+
+
+def bf16_instructions() -> list[str] | None:
+    """The CPU's bf16 instructions, as int8_instructions."""
+    return _instructions(BF16)
 
 
 def tensorrt_gpu() -> bool:

@@ -35,15 +35,41 @@ def _float16_module():
     return float16
 
 
+# DequantizeLinear/QuantizeLinear take float16 scales from opset 19 on (opset 13: float only)
+QDQ_FP16_OPSET = 19
+
+
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Convert an fp32 lgcnet ONNX to fp16 compute; uint8/float32 inputs and int32/float32
-    outputs keep their dtypes, and metadata_props say precision 'fp16'."""
-    float16 = _float16_module()
+    outputs keep their dtypes, and metadata_props say precision 'fp16'. An int8 Q/DQ ONNX
+    gets an fp16 body and fp16 scales (opset >= 19) and stays 'int8': what strongly typed
+    TensorRT needs to run the layers outside Q/DQ pairs in fp16 (each DequantizeLinear
+    outputs its scale's type)."""
     props = {p.key: p.value for p in model.metadata_props}
     meta = ModelMeta.from_props(props)
-    if meta.precision != "fp32":
+    if meta.precision == "int8":
+        opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        if opset < QDQ_FP16_OPSET:
+            from onnx import version_converter
+
+            model = version_converter.convert_version(model, QDQ_FP16_OPSET)
+        precision = "int8"
+    elif meta.precision == "fp32":
+        precision = "fp16"
+    else:
         raise ValueError(f"model precision is {meta.precision!r}; FP16 conversion needs the "
-                         f"fp32 ONNX from `lgcnet export`")
+                         f"fp32 ONNX from `lgcnet export` (or its int8 Q/DQ copy)")
+    converted = _convert(model)
+    props.update(meta.replace(precision=precision).to_props())
+    del converted.metadata_props[:]
+    onnx.helper.set_model_props(converted, props)
+    onnx.checker.check_model(converted)
+    return converted
+
+
+def _convert(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxconverter-common's conversion with our block list, Cast pairs folded."""
+    float16 = _float16_module()
     # The converter retypes a Cast-to-float's output as fp16 without changing the Cast's `to`
     # (an invalid graph); keeping those Casts fp32 makes it insert a Cast to fp16 after them,
     # which _fuse_cast_pairs folds back into one Cast. Its default op block list keeps every
@@ -59,10 +85,6 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         converted = float16.convert_float_to_float16(
             model, keep_io_types=True, node_block_list=blocked, op_block_list=ops)
     _fuse_cast_pairs(converted.graph)
-    props.update(meta.replace(precision="fp16").to_props())
-    del converted.metadata_props[:]
-    onnx.helper.set_model_props(converted, props)
-    onnx.checker.check_model(converted)
     return converted
 
 

@@ -12,8 +12,10 @@ calibration (its ranges are cached per model and shared), two targets:
   per-output-channel scales, NVIDIA/TensorRT #2380, #1694), zero points 0 and float biases
   (TensorRT's dequantize layer takes INT8/FP8/INT4 input only, so an INT32 bias
   DequantizeLinear is rejected). No calibrator on any TensorRT: 10.0-10.11 build it weakly
-  typed with BuilderFlag.INT8 + FP16 (layers outside Q/DQ pairs may pick fp16), 10.12+
-  (where those flags are deprecated) and 11.x strongly typed (they run in the ONNX's fp32).
+  typed with BuilderFlag.INT8 + FP16, 10.12+ (where those flags are deprecated) and 11.x
+  strongly typed, where each DequantizeLinear outputs its scale's type: `lgcnet build`
+  gives the body and the scales fp16 first (`fp32_body`), so the layers outside Q/DQ pairs
+  run in fp16 on every TensorRT. The file written here keeps fp32 for ONNX Runtime.
 - "cpu": ONNX Runtime's default placement (Q/DQ around every quantizable op, int32 biases:
   what its QLinear kernel fusions want) with uint8 activations and zero points (its fast
   x86 U8S8 kernels; the S8S8 path is slower than fp32 on this machine). TensorRT rejects
@@ -110,6 +112,18 @@ def has_qdq(model: onnx.ModelProto) -> bool:
     what `lgcnet build --precision int8` needs, and what makes ONNX Runtime's TensorRT provider
     need trt_int8_enable."""
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def fp32_body(model: onnx.ModelProto) -> bool:
+    """Whether a Q/DQ model dequantizes to fp32 (its scales are fp32): strongly typed
+    TensorRT (10.12+, 11) then runs every layer outside a Q/DQ pair in fp32/TF32. `lgcnet
+    build` converts such a file to an fp16 body first (export/fp16.py); the file itself stays
+    fp32 for ONNX Runtime, whose CPU graph optimisations mis-handle fp16 Q/DQ graphs."""
+    from onnx import TensorProto
+
+    scales = {i.name: i.data_type for i in model.graph.initializer}
+    return any(scales.get(n.input[1]) == TensorProto.FLOAT for n in model.graph.node
+               if n.op_type == "DequantizeLinear")
 
 
 def _tensorrt_placement(model: onnx.ModelProto) -> dict:

@@ -17,8 +17,11 @@ from lgcnet_deploy.model.space import (
     DEFAULT_STEM,
     FUSION_CHANNELS,
     FUSION_EDGES,
+    MAX_TRUNK_CELLS,
     NUM_CELLS,
     STEMS,
+    TRUNK_CELL_STRIDES,
+    TRUNKS,
     cell_strides,
     edge_choices,
 )
@@ -54,7 +57,10 @@ class Widths:
 
 @dataclass(frozen=True)
 class Genotype:
-    """14 independent cells (5 edge ops each), the reduction cells and the fusion cell's choices."""
+    """The paper's frame: 14 independent cells (5 edge ops each), the reduction cells and the
+    fusion cell's choices. With a trunk stem (`space.TRUNKS`): the cells after the trunk, each
+    at its `trunk_strides` entry (8 or 16), no reduction cells, and the fusion cell reading
+    each stride's last cell (its `fusion_inputs` are then implied and left empty)."""
 
     cells: tuple[tuple[str, ...], ...]
     fusion_ops: tuple[str, ...]
@@ -64,6 +70,7 @@ class Genotype:
     stem: str = DEFAULT_STEM
     name: str = "unnamed"
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    trunk_strides: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -75,7 +82,8 @@ class Genotype:
             "schema": SCHEMA,
             "name": self.name,
             **({"stem": self.stem} if self.stem != DEFAULT_STEM else {}),
-            "cells": [{"ops": list(ops), "reduction": k in self.reductions}
+            "cells": [{"ops": list(ops), **({"stride": self.trunk_strides[k]} if self.has_trunk
+                                             else {"reduction": k in self.reductions})}
                       for k, ops in enumerate(self.cells)],
             "fusion": {"inputs": list(self.fusion_inputs), "ops": list(self.fusion_ops)},
             "widths": self.widths.to_dict(),
@@ -99,6 +107,7 @@ class Genotype:
         except (KeyError, TypeError, ValueError) as e:
             raise GenotypeError(
                 f"field 'widths': needs stem[3], cells[3], fusion ints ({e})") from e
+        trunk = d.get("stem") in TRUNKS
         return cls(
             cells=tuple(tuple(c["ops"]) for c in cells),
             fusion_ops=tuple(_get(fusion, "ops", list, "fusion.ops")),
@@ -108,6 +117,7 @@ class Genotype:
             stem=d.get("stem", DEFAULT_STEM),
             name=str(d.get("name", "unnamed")),
             provenance=dict(d.get("provenance") or {}),
+            trunk_strides=tuple(c.get("stride") for c in cells) if trunk else (),
         )
 
     def to_json(self) -> str:
@@ -126,7 +136,15 @@ class Genotype:
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
+    def has_trunk(self) -> bool:
+        """Whether the stem is a pretrained trunk to stride 16 (`space.TRUNKS`)."""
+        return self.stem in TRUNKS
+
+    @property
     def strides(self) -> list[int]:
+        """The stride each cell works at."""
+        if self.has_trunk:
+            return list(self.trunk_strides)
         return cell_strides(self.reductions, len(self.cells))
 
 
@@ -140,8 +158,64 @@ def _get(d: dict, key: str, typ: type, label: str | None = None) -> Any:
 
 
 def _validate(g: Genotype) -> None:
+    if g.stem not in STEMS:
+        raise GenotypeError(f"field 'stem': unknown stem {g.stem!r}; choose one of "
+                            f"{', '.join(STEMS)}")
+    if g.has_trunk:
+        _validate_trunk_frame(g)
+    else:
+        _validate_paper_frame(g)
+    _validate_ops(g)
+    w = g.widths
+    if len(w.stem) != 3 or len(w.cells) != 3 or not all(
+            isinstance(c, int) and c > 0 for c in (*w.stem, *w.cells, w.fusion)):
+        raise GenotypeError(f"field 'widths': expected positive ints stem[3], cells[3], fusion; "
+                            f"got {w}")
+
+
+def _validate_paper_frame(g: Genotype) -> None:
+    """14 cells, two reduction cells (strides 4 | 8 | 16), a fusion input at each stride."""
     if len(g.cells) != NUM_CELLS:
         raise GenotypeError(f"field 'cells': expected {NUM_CELLS} cells, got {len(g.cells)}")
+    if g.trunk_strides:
+        raise GenotypeError(f"field 'cells[*].stride': only a trunk stem's cells have a "
+                            f"stride ({', '.join(TRUNKS)}); stem {g.stem!r} has reduction cells")
+    red = list(g.reductions)
+    if sorted(set(red)) != red or len(red) != 2 or 0 in red:
+        raise GenotypeError(f"field 'cells[*].reduction': expected exactly two reduction cells "
+                            f"after cell 0 (stride 4 -> 8 -> 16), got {list(g.reductions)}")
+    strides = cell_strides(g.reductions, NUM_CELLS)
+    picked = [strides[k] if 0 <= k < NUM_CELLS else None for k in g.fusion_inputs]
+    if picked != [4, 8, 16]:
+        raise GenotypeError(f"field 'fusion.inputs': expected one cell at each stride 4, 8, 16 "
+                            f"(e.g. {list(DEFAULT_FUSION_INPUTS)}), got {list(g.fusion_inputs)} "
+                            f"at strides {picked}")
+
+
+def _validate_trunk_frame(g: Genotype) -> None:
+    """Up to MAX_TRUNK_CELLS cells, each at stride 8 or 16; no reduction cell; the fusion
+    inputs implied; the stem widths are the trunk's."""
+    if len(g.cells) > MAX_TRUNK_CELLS:
+        raise GenotypeError(f"field 'cells': a trunk feeds at most {MAX_TRUNK_CELLS} cells, "
+                            f"got {len(g.cells)}")
+    for k, stride in enumerate(g.trunk_strides):
+        if isinstance(stride, bool) or stride not in TRUNK_CELL_STRIDES:
+            raise GenotypeError(f"field 'cells[{k}].stride': expected one of "
+                                f"{', '.join(map(str, TRUNK_CELL_STRIDES))} after a trunk, "
+                                f"got {stride!r}")
+    if len(g.trunk_strides) != len(g.cells) or g.reductions:
+        raise GenotypeError("field 'cells': after a trunk every cell has a \"stride\" (8 or 16) "
+                            "and none is a reduction cell")
+    if g.fusion_inputs:
+        raise GenotypeError(f"field 'fusion.inputs': after a trunk the fusion cell reads each "
+                            f"stride's last cell; give [] (got {list(g.fusion_inputs)})")
+    channels = TRUNKS[g.stem].channels
+    if tuple(g.widths.stem) != channels:
+        raise GenotypeError(f"field 'widths.stem': trunk {g.stem!r} hands on "
+                            f"{list(channels)} channels at strides 4, 8, 16; give those")
+
+
+def _validate_ops(g: Genotype) -> None:
     for k, ops in enumerate(g.cells):
         if len(ops) != len(CELL_EDGES):
             raise GenotypeError(f"field 'cells[{k}].ops': expected {len(CELL_EDGES)} edges, "
@@ -150,10 +224,6 @@ def _validate(g: Genotype) -> None:
             if op not in CELL_OPS:
                 raise GenotypeError(f"field 'cells[{k}].ops[{e}]': unknown op {op!r}; "
                                     f"choose one of {', '.join(CELL_OPS)}")
-    red = list(g.reductions)
-    if sorted(set(red)) != red or len(red) != 2 or 0 in red:
-        raise GenotypeError(f"field 'cells[*].reduction': expected exactly two reduction cells "
-                            f"after cell 0 (stride 4 -> 8 -> 16), got {list(g.reductions)}")
     if len(g.fusion_ops) != len(FUSION_EDGES):
         raise GenotypeError(f"field 'fusion.ops': expected {len(FUSION_EDGES)} edges, "
                             f"got {len(g.fusion_ops)}")
@@ -163,20 +233,6 @@ def _validate(g: Genotype) -> None:
             raise GenotypeError(f"field 'fusion.ops[{e}]' ({where}): unknown op {op!r}; "
                                 f"choose one of "
                                 f"{', '.join(edge_choices(edge.kind))}")
-    strides = cell_strides(g.reductions, NUM_CELLS)
-    picked = [strides[k] if 0 <= k < NUM_CELLS else None for k in g.fusion_inputs]
-    if picked != [4, 8, 16]:
-        raise GenotypeError(f"field 'fusion.inputs': expected one cell at each stride 4, 8, 16 "
-                            f"(e.g. {list(DEFAULT_FUSION_INPUTS)}), got {list(g.fusion_inputs)} "
-                            f"at strides {picked}")
-    if g.stem not in STEMS:
-        raise GenotypeError(f"field 'stem': unknown stem {g.stem!r}; choose one of "
-                            f"{', '.join(STEMS)}")
-    w = g.widths
-    if len(w.stem) != 3 or len(w.cells) != 3 or not all(
-            isinstance(c, int) and c > 0 for c in (*w.stem, *w.cells, w.fusion)):
-        raise GenotypeError(f"field 'widths': expected positive ints stem[3], cells[3], fusion; "
-                            f"got {w}")
 
 
 def load_genotype(source: str | Path | dict | Genotype = DEFAULT_GENOTYPE) -> Genotype:

@@ -16,14 +16,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from lgcnet_deploy.model.genotype import Genotype
-from lgcnet_deploy.model.ops import Zero, build_op, conv_bn_relu, mbconv_stem
+from lgcnet_deploy.model.ops import (
+    Zero,
+    build_op,
+    conv_bn_relu,
+    conv_bn_relu6,
+    mbconv_stages,
+    mbconv_stem,
+    stage_ends,
+)
 from lgcnet_deploy.model.space import (
     CELL_EDGES,
     DEFAULT_STEM,
     FUSION_EDGES,
     FUSION_OUTPUTS,
     NUM_INTERMEDIATE_NODES,
-    cell_strides,
+    TRUNKS,
+    Trunk,
 )
 
 # (cell k, edge e, channels, stride) -> module; (fusion edge e, c_in, c_out) -> module
@@ -51,6 +60,26 @@ class Stem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+class TrunkStem(nn.Module):
+    """A pretrained backbone to stride 16 (`space.TRUNKS`): EfficientNet-Lite's first conv and
+    MBConv stages; returns its features at strides 4, 8 and 16."""
+
+    def __init__(self, trunk: Trunk) -> None:
+        super().__init__()
+        self.conv = conv_bn_relu6(3, trunk.stages[0][4], 3, 2)
+        self.blocks = mbconv_stages(trunk.stages)
+        ends = stage_ends(trunk.stages)
+        self.taps = [ends[i] for i in trunk.tap_stages]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x, features = self.conv(x), []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                features.append(x)
+        return features
 
 
 class Cell(nn.Module):
@@ -116,38 +145,57 @@ class FusionCell(nn.Module):
 
 
 class LGCNetFrame(nn.Module):
-    """Stem, 14 cells, fusion cell and a 1x1 classifier, with pluggable edges."""
+    """Stem, cells, fusion cell and a 1x1 classifier, with pluggable edges.
 
-    def __init__(self, widths, reductions: Sequence[int], fusion_inputs: Sequence[int],
+    With the paper's stems the cells form one chain from stride 4, the reduction cells halving
+    it, and `fusion_inputs` name the cells the fusion cell reads. With a trunk (`space.TRUNKS`)
+    each cell works at its `strides` entry, in one chain per stride that starts from the trunk's
+    feature there, and the fusion cell reads each stride's last cell (or the trunk's feature
+    where no cell works)."""
+
+    def __init__(self, widths, strides: Sequence[int], fusion_inputs: Sequence[int],
                  num_classes: int, cell_edge: CellEdgeFactory, fusion_edge: FusionEdgeFactory,
-                 num_cells: int, stem: str = DEFAULT_STEM) -> None:
+                 stem: str = DEFAULT_STEM) -> None:
         super().__init__()
-        self.stem = Stem(widths.stem, stem)
-        self.fusion_inputs = tuple(fusion_inputs)
-        strides = cell_strides(tuple(reductions), num_cells)
-        c_pp = c_p = widths.stem[-1]
-        reduction_prev = False
+        self.trunk = stem in TRUNKS
+        self.stem = TrunkStem(TRUNKS[stem]) if self.trunk else Stem(widths.stem, stem)
+        self.strides = tuple(strides)
+        # the two latest outputs of each chain (a chain per stride with a trunk, else one)
+        chains = {s: [c, c] for s, c in zip((4, 8, 16), TRUNKS[stem].channels)} \
+            if self.trunk else {4: [widths.stem[-1]] * 2}
+        # a paper cell reduces where the stride doubles; a trunk's cells never do
+        reduces = [not self.trunk and s != before
+                   for s, before in zip(self.strides, (4, *self.strides[:-1]))]
         self.cells = nn.ModuleList()
-        for k in range(num_cells):
-            reduction = k in reductions
-            cell = Cell(k, c_pp, c_p, widths.cell(strides[k]), reduction, reduction_prev,
-                        cell_edge)
+        for k, stride in enumerate(self.strides):
+            chain = chains[stride if self.trunk else 4]
+            cell = Cell(k, chain[0], chain[1], widths.cell(stride), reduces[k],
+                        k > 0 and reduces[k - 1], cell_edge)
             self.cells.append(cell)
-            c_pp, c_p, reduction_prev = c_p, cell.out_channels, reduction
-        self.fusion = FusionCell([self.cells[k].out_channels for k in fusion_inputs],
-                                 widths.fusion, fusion_edge)
+            chain[:] = [chain[1], cell.out_channels]
+        self.fusion_inputs = tuple(fusion_inputs) if not self.trunk else tuple(
+            max((k for k, s in enumerate(self.strides) if s == stride), default=None)
+            for stride in (4, 8, 16))
+        in_channels = [chains[s][1] for s in (4, 8, 16)] if self.trunk else \
+            [self.cells[k].out_channels for k in self.fusion_inputs]
+        self.fusion = FusionCell(in_channels, widths.fusion, fusion_edge)
         self.classifier = nn.Conv2d(widths.fusion, num_classes, 1)
 
     def forward(self, x: torch.Tensor, cell_weights: Sequence[EdgeWeights] | None = None,
                 fusion_weights: EdgeWeights = None) -> torch.Tensor:
         size = x.shape[-2:]
-        s0 = s1 = self.stem(x)
-        feats = {}
+        features = self.stem(x)
+        chains = dict(zip((4, 8, 16), ([f, f] for f in features))) if self.trunk else \
+            {4: [features, features]}
+        outputs = {}
         for k, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, None if cell_weights is None else cell_weights[k])
-            if k in self.fusion_inputs:
-                feats[k] = s1
-        y = self.fusion([feats[k] for k in self.fusion_inputs], fusion_weights)
+            chain = chains[self.strides[k] if self.trunk else 4]
+            chain[:] = [chain[1], cell(chain[0], chain[1],
+                                       None if cell_weights is None else cell_weights[k])]
+            outputs[k] = chain[1]
+        feats = [chains[s][1] if k is None else outputs[k]
+                 for s, k in zip((4, 8, 16), self.fusion_inputs)]
+        y = self.fusion(feats, fusion_weights)
         return F.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)
 
 
@@ -158,8 +206,8 @@ class LGCNet(LGCNetFrame):
         self.genotype = genotype
         self.num_classes = num_classes
         super().__init__(
-            genotype.widths, genotype.reductions, genotype.fusion_inputs, num_classes,
+            genotype.widths, genotype.strides, genotype.fusion_inputs, num_classes,
             cell_edge=lambda k, e, c, s: build_op(genotype.cells[k][e], c, c, s),
             fusion_edge=lambda e, ci, co: build_op(genotype.fusion_ops[e], ci, co),
-            num_cells=len(genotype.cells), stem=genotype.stem)
+            stem=genotype.stem)
 

@@ -6,7 +6,7 @@ Factories take (C_in, C_out, stride). Every BatchNorm directly follows its conv 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +64,19 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.depthwise(self.expand(x)))
         return x + y if self.residual else y
+
+
+def mbconv_stages(stages: Sequence[tuple[int, int, int, int, int, int]]) -> nn.ModuleList:
+    """The MBConv blocks of EfficientNet-Lite's stage table (`space.LITE0_STAGES` rows:
+    repeats, kernel, stride, expand, in, out), one module per block."""
+    return nn.ModuleList(
+        MBConv(c_in if r == 0 else c_out, c_out, kernel, stride if r == 0 else 1, expand)
+        for repeats, kernel, stride, expand, c_in, c_out in stages for r in range(repeats))
+
+
+def stage_ends(stages: Sequence[tuple[int, ...]]) -> list[int]:
+    """The index of each stage's last block in `mbconv_stages(stages)`."""
+    return [sum(s[0] for s in stages[:i + 1]) - 1 for i in range(len(stages))]
 
 
 def mbconv_stem(widths: tuple[int, int, int]) -> nn.Sequential:

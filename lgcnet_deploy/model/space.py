@@ -36,10 +36,35 @@ FUSION_OPS: tuple[str, ...] = (
 # "Up x2" edges choose between a deconvolution and interpolation.
 UP_OPS: tuple[str, ...] = ("deconv", "interp")
 
-# The layers to stride 4: the paper's three convs, or EfficientNet-Lite0's first layers, which
-# can start from ImageNet weights (the paper's network was ImageNet-pretrained).
-STEMS: tuple[str, ...] = ("conv", "mbconv")
+# EfficientNet-Lite0's stages as the op table's MBConvs build them: (repeats, kernel, stride,
+# expand, in, out) per stage, EfficientNet-B0's table, which Lite0 keeps (no squeeze-excitation,
+# ReLU6). Stage 0 follows a 3x3 stride-2 conv to 32 channels.
+LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+
+
+class Trunk(NamedTuple):
+    """A pretrained backbone in place of the stem and the reduction cells: its stages and the
+    features it hands on at strides 4, 8 and 16 (channels, and the stage that ends each)."""
+
+    stages: tuple[tuple[int, int, int, int, int, int], ...]
+    channels: tuple[int, int, int]  # at strides 4, 8, 16
+    tap_stages: tuple[int, int, int]  # the stage whose last block gives each
+
+
+# The layers before the cells. "conv": the paper's three convs to stride 4; "mbconv":
+# EfficientNet-Lite0's first layers to stride 4 (from ImageNet; the paper's network was
+# ImageNet-pretrained); a trunk (TRUNKS): EfficientNet-Lite0 to stride 16, whose features at
+# strides 4, 8, 16 feed the cells (one branch of cells per stride, no reduction cells) and the
+# fusion cell, so ImageNet knowledge reaches most of the network.
+TRUNKS: dict[str, Trunk] = {
+    "lite0_s16": Trunk(LITE0_STAGES[:5], (24, 40, 112), (1, 2, 4)),
+}
+STEMS: tuple[str, ...] = ("conv", "mbconv", *TRUNKS)
 DEFAULT_STEM = "conv"
+TRUNK_CELL_STRIDES: tuple[int, ...] = (8, 16)  # where a trunk's cells may work
+MAX_TRUNK_CELLS = 8
 
 NUM_CELLS = 14
 NUM_INTERMEDIATE_NODES = 2

@@ -65,6 +65,18 @@ def edge_specs(widths: Widths, reductions: Sequence[int], input_hw: Sequence[int
     return specs
 
 
+def genotype_edge_specs(genotype: Genotype, input_hw: Sequence[int]) -> list[EdgeSpec]:
+    """The edges of `genotype`'s network: `edge_specs` for the paper's frame; after a trunk,
+    each cell's edges at its own stride (no reduction) and then the fusion edges."""
+    if not genotype.has_trunk:
+        return edge_specs(genotype.widths, genotype.reductions, input_hw, len(genotype.cells))
+    specs = []
+    for k, stride in enumerate(genotype.strides):
+        c, hw = genotype.widths.cell(stride), size_at(input_hw, stride)
+        specs += [EdgeSpec(k, e, CELL_OPS, c, c, 1, hw, hw) for e in range(len(CELL_EDGES))]
+    return specs + edge_specs(genotype.widths, (), input_hw, 0)
+
+
 def genotype_choices(genotype: Genotype) -> list[str]:
     """The op chosen on each edge, in `edge_specs` order."""
     return [op for ops in genotype.cells for op in ops] + list(genotype.fusion_ops)

@@ -12,11 +12,14 @@ as is.
 
 `frame_us` is the latency of everything that is not searched (stem, cell pre-processing,
 fusion 1x1 reductions, classifier, resize, in-graph I/O): the measured whole network of a
-reference genotype minus its LUT sum. `predict(genotype)` = frame_us + Σ edge latencies.
+reference genotype minus its LUT sum. A trunk (`space.TRUNKS`) replaces the stem and the
+reduction cells, so its frame has a cost of its own, `stem_frame_us[trunk]`, measured the same
+way on a trunk genotype. `predict(genotype)` = its frame's cost + Σ edge latencies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -28,7 +31,7 @@ from typing import Any, NamedTuple
 from lgcnet_deploy.core.metadata import read_json
 from lgcnet_deploy.core.timing import time_calls
 from lgcnet_deploy.model.genotype import Genotype, Widths
-from lgcnet_research.base.edges import EdgeSpec, edge_specs, genotype_choices
+from lgcnet_research.base.edges import EdgeSpec, edge_specs, genotype_choices, genotype_edge_specs
 from lgcnet_research.base.machine import device_name
 
 LUT_SCHEMA = "lgcnet-lut/1"
@@ -89,6 +92,7 @@ class LatencyTable:
     entries: dict[LutKey, float] = field(default_factory=dict)
     frame_us: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    stem_frame_us: dict[str, float] = field(default_factory=dict)  # trunk -> its frame
 
     def __getitem__(self, key: LutKey) -> float:
         try:
@@ -106,12 +110,22 @@ class LatencyTable:
 
     def ops_us(self, genotype: Genotype) -> float:
         """Σ over edges of the chosen op's latency (Eq. 8-9 with one-hot z)."""
-        specs = edge_specs(genotype.widths, genotype.reductions, self.input_size)
+        specs = genotype_edge_specs(genotype, self.input_size)
         return sum(self[LutKey.of(s, op)] for s, op in zip(specs, genotype_choices(genotype)))
+
+    def frame_cost_us(self, genotype: Genotype) -> float:
+        """The latency of `genotype`'s unsearched frame: the paper's, or its trunk's."""
+        if not genotype.has_trunk:
+            return self.frame_us
+        if genotype.stem not in self.stem_frame_us:
+            raise LutError(f"latency table ({self.backend}, {self.input_size[0]}x"
+                           f"{self.input_size[1]}) has no frame cost for trunk "
+                           f"{genotype.stem!r}: add it with `lgcnet lut --add-trunks TABLE`")
+        return self.stem_frame_us[genotype.stem]
 
     def predict_ms(self, genotype: Genotype) -> float:
         """Predicted whole-network latency: fixed frame + searched ops."""
-        return (self.frame_us + self.ops_us(genotype)) / 1000.0
+        return (self.frame_cost_us(genotype) + self.ops_us(genotype)) / 1000.0
 
     # -- file --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +134,7 @@ class LatencyTable:
             "versions": self.versions, "input_size": list(self.input_size),
             "widths": self.widths.to_dict(),
             "reductions": list(self.reductions), "frame_us": self.frame_us,
-            "extra": self.extra, "unit": "microseconds",
+            "stem_frame_us": self.stem_frame_us, "extra": self.extra, "unit": "microseconds",
             "entries": {k.encode(): round(v, 2) for k, v in sorted(self.entries.items())},
         }
 
@@ -151,7 +165,8 @@ class LatencyTable:
                         Widths.from_dict(d["widths"]),
                         tuple(d["reductions"]),
                         {LutKey.decode(k): float(v) for k, v in d["entries"].items()},
-                        float(d["frame_us"]), dict(d.get("extra", {})))
+                        float(d["frame_us"]), dict(d.get("extra", {})),
+                        {k: float(v) for k, v in d.get("stem_frame_us", {}).items()})
         except (KeyError, TypeError, ValueError) as e:
             raise LutError(f"{path}: malformed latency table ({type(e).__name__}: {e})") from e
         if check_versions and table.measured_here():
@@ -316,6 +331,36 @@ def measure_table(widths: Widths, reductions: tuple[int, ...], input_size: tuple
     table.frame_us = max(whole * 1000.0 - table.ops_us(reference), 0.0)
     table.extra.update(seconds=round(time.time() - t0, 1), frame_reference=reference.hash,
                        frame_reference_ms=round(whole, 3))
+    return add_trunk_frames(table, workdir, threads=threads, warmup=warmup, iters=iters,
+                            passes=passes)
+
+
+def trunk_reference(table: LatencyTable, stem: str) -> Genotype:
+    """The genotype a trunk's frame cost is measured on: the shipped trunk genotype
+    (`genotypes/lite0_s16_random0.json`) with the table's cell and fusion widths."""
+    from lgcnet_deploy.model.genotype import load_genotype
+    from lgcnet_deploy.model.space import TRUNKS
+
+    shipped = load_genotype("lite0_s16_random0")
+    widths = Widths(stem=TRUNKS[stem].channels, cells=table.widths.cells,
+                    fusion=table.widths.fusion)
+    return dataclasses.replace(shipped, stem=stem, widths=widths)
+
+
+def add_trunk_frames(table: LatencyTable, workdir: Path, *, threads: int | None = None,
+                     warmup: int = 3, iters: int = 10, passes: int = 2) -> LatencyTable:
+    """Measure every trunk's frame cost (`space.TRUNKS`) into `table.stem_frame_us`: a trunk
+    genotype's whole network minus the LUT sum of its edges (which the table already has:
+    a trunk's cells have the shapes of the paper's normal cells)."""
+    from lgcnet_deploy.model.space import TRUNKS
+
+    for stem in TRUNKS:
+        reference = trunk_reference(table, stem)
+        call = network_call(reference, table.input_size, table.backend, workdir, threads)
+        whole = min(time_calls(call, warmup, iters).p50 for _ in range(passes))
+        table.stem_frame_us[stem] = max(whole * 1000.0 - table.ops_us(reference), 0.0)
+        table.extra.setdefault("stem_frame_references", {})[stem] = {
+            "genotype": reference.hash, "ms": round(whole, 3)}
     return table
 
 

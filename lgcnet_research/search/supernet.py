@@ -33,6 +33,7 @@ from lgcnet_deploy.model.space import (
     FUSION_OPS,
     NUM_CELLS,
     UP_OPS,
+    cell_strides,
     edge_choices,
 )
 from lgcnet_research.base.edges import edge_specs
@@ -103,10 +104,9 @@ class Supernet(nn.Module):
         super().__init__()
         self.space = space
         self.frame = LGCNetFrame(
-            space.widths, space.reductions, space.fusion_inputs, num_classes,
-            cell_edge=lambda k, e, c, s: MixedOp(CELL_OPS, c, c, s),
-            fusion_edge=lambda e, ci, co: MixedOp(edge_choices(FUSION_EDGES[e].kind), ci, co, 1),
-            num_cells=NUM_CELLS)
+            space.widths, cell_strides(space.reductions, NUM_CELLS), space.fusion_inputs,
+            num_classes, cell_edge=lambda k, e, c, s: MixedOp(CELL_OPS, c, c, s),
+            fusion_edge=lambda e, ci, co: MixedOp(edge_choices(FUSION_EDGES[e].kind), ci, co, 1))
         n = NUM_CELLS if space.cell_sharing == "independent" else 2
         p, q = len(CELL_EDGES), len(CELL_OPS)
         self.alpha_cells = nn.Parameter(1e-3 * torch.randn(n, p, q))

@@ -28,8 +28,9 @@ class TrainConfig(Settings):
                  "(the teacher: EfficientNet-Lite0 from ImageNet + a segmentation head); the "
                  "last two use lgcnet_research.train.peer's checkpoint format",
         "genotype": "genotype name or JSON path (model lgcnet)",
-        "imagenet_stem": "start the genotype's \"mbconv\" stem (widths 32 16 24) from "
-                         "EfficientNet-Lite0's ImageNet weights (lgcnet_research.train.pretrained)",
+        "imagenet_stem": "start the genotype's \"mbconv\" stem (widths 32 16 24) or its trunk "
+                         "(stem lite0_s16) from EfficientNet-Lite0's ImageNet weights "
+                         "(lgcnet_research.train.pretrained)",
         "fold": "train on a sequence-held-out fold of the 468 labelled frames and evaluate on "
                 "its held-out drive: A holds out 0006R0, B 0001TP; all = every labelled frame "
                 "(evaluated on val, which it then contains). Default: CamVid train, val",
@@ -57,9 +58,14 @@ class TrainConfig(Settings):
         "photometric": "random brightness, contrast, saturation, hue, gamma, blur and noise",
         "teacher": "distil from this research checkpoint (the teacher: train/teacher.py; "
                    "trained on frames of the same fold): its soft labels join the loss",
+        "teacher_targets": "distil from a teacher's cached logits instead (a folder that "
+                           "python -m lgcnet_research.train.targets wrote for these training "
+                           "frames), warped to each crop's view: no teacher runs in training",
         "distill": "weight α of the teacher's soft labels: (1 - α)·OHEM + α·T²·KL",
         "distill_temperature": "softmax temperature T of the distillation",
         "wd": "weight decay of conv and linear weights (BatchNorm and biases get none)",
+        "aux_weight": "deep supervision: 1x1 classifiers on the fusion cell's stride-8 and "
+                      "-16 inputs, each with this weight in the loss (training only; 0: none)",
         "ema": "keep an EMA of the weights with this decay (e.g. 0.999); checkpoints then "
                "hold the EMA weights (what is evaluated and shipped)",
         "eval_every": "val mIoU every N epochs (and at the last one)",
@@ -100,7 +106,9 @@ class TrainConfig(Settings):
     class_weights: str = "none"
     photometric: bool = False
     ema: float | None = None
+    aux_weight: float = 0.0
     teacher: str | None = None
+    teacher_targets: str | None = None
     distill: float = 0.5
     distill_temperature: float = 2.0
     momentum: float = 0.9

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -127,10 +127,11 @@ class CamVidTorch(Dataset):
 
     def __init__(self, split: str | Frames = "train", crop: tuple[int, int] | None = (360, 480),
                  scale_range: tuple[float, float] = (0.5, 2.0), train: bool = True,
-                 root: str | None = None, seed: int = 0, photometric: bool = False) -> None:
+                 root: str | None = None, seed: int = 0, photometric: bool = False,
+                 targets: Sequence[torch.Tensor] | None = None) -> None:
         self.data = frames_of(split, root)
         self.crop, self.scale_range, self.train = crop, scale_range, train
-        self.photometric = photometric
+        self.photometric, self.targets = photometric, targets
         self.ignore = self.data.dataset.ignore_index
         self.seed, self.epoch = seed, 0
 
@@ -140,25 +141,32 @@ class CamVidTorch(Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        """(image, label), and with `targets` (a teacher's logits per frame, in frame order)
+        the teacher's logits warped to the same view."""
         img, label = self.data[i]
         if not self.train:
             return normalize(img), torch.from_numpy(label.astype(np.int64))
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        img, label = self._augment(img, label, rng)
+        img, label, view = self._augment(img, label, rng)
         x = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32))[None]
         if self.photometric:
             gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
             x = photometric_batch(x, gen)
-        return normalize_batch(x)[0], torch.from_numpy(label.astype(np.int64))
+        sample = (normalize_batch(x)[0], torch.from_numpy(label.astype(np.int64)))
+        if self.targets is None:
+            return sample
+        return (*sample, warp_targets(self.targets[i][None], view)[0])
 
-    def _augment(self, img: np.ndarray, label: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _augment(self, img: np.ndarray, label: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """The augmented frame and label, and the view's `crop_grid` (for cached targets)."""
         s = rng.uniform(*self.scale_range)
         h, w = label.shape
         size = (max(1, round(w * s)), max(1, round(h * s)))
         img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
         label = resize_label(label, size[::-1])
+        y = x = 0
         if self.crop is not None:
             ch, cw = self.crop
             ph, pw = max(ch - label.shape[0], 0), max(cw - label.shape[1], 0)
@@ -169,9 +177,13 @@ class CamVidTorch(Dataset):
             y = rng.integers(0, label.shape[0] - ch + 1)
             x = rng.integers(0, label.shape[1] - cw + 1)
             img, label = img[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
+        cols = torch.arange(label.shape[1], dtype=torch.float32)
         if rng.random() < 0.5:
-            img, label = img[:, ::-1], label[:, ::-1]
-        return np.ascontiguousarray(img), np.ascontiguousarray(label)
+            img, label, cols = img[:, ::-1], label[:, ::-1], cols.flip(0)
+        rows = torch.arange(label.shape[0], dtype=torch.float32)
+        view = crop_grid(y + rows[None], x + cols[None], torch.tensor([float(size[1])]),
+                         torch.tensor([float(size[0])]))
+        return np.ascontiguousarray(img), np.ascontiguousarray(label), view
 
 
 # -- the same recipe as tensors on the training device (GPU: no decode or resize on the CPU) ----
@@ -188,19 +200,38 @@ def normalize_batch(bgr: torch.Tensor) -> torch.Tensor:
     return (bgr.flip(1) / 255.0 - mean) / std
 
 
+def crop_grid(ys: torch.Tensor, xs: torch.Tensor, hs: torch.Tensor,
+              ws: torch.Tensor) -> torch.Tensor:
+    """The `grid_sample` grid (N, H, W, 2) that reads, for every crop pixel, the point of the
+    whole frame it shows: rows `ys` (N, H) and columns `xs` (N, W) of a frame scaled to
+    (hs, ws) (N,). A scaled pixel centre y + 0.5 is source (y + 0.5)·h/hs, i.e.
+    2(y + 0.5)/hs - 1 in [-1, 1], whatever the resolution of what is sampled (a frame, or a
+    teacher's targets cached at a fraction of it)."""
+    gy, gx = 2 * (ys + 0.5) / hs[:, None] - 1, 2 * (xs + 0.5) / ws[:, None] - 1
+    return torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+
+
+def warp_targets(targets: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """A teacher's cached logits (N, C, h, w) over whole frames, seen through the crops'
+    `crop_grid`: what the teacher says of every pixel the student sees."""
+    return F.grid_sample(targets.float(), grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)
+
+
 def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, int],
                   scale_range: tuple[float, float], ignore: int,
-                  generator: torch.Generator | None = None,
-                  photometric: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None = None, photometric: bool = False,
+                  targets: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """CamVidTorch's augmentation for a batch, on the batch's device.
 
     Per frame: scale s ~ U(scale_range) (sizes rounded as cv2.resize gets them), a random
     `crop` (H, W) of the scaled frame padded bottom/right with black and void where it is
     smaller, then a horizontal flip with p = 0.5. Images are sampled bilinearly at cv2's pixel
-    centres (one `grid_sample`), labels at `source_index` (as `resize_label` picks them on the
+    centres (`crop_grid`), labels at `source_index` (as `resize_label` picks them on the
     CPU); then `photometric_batch` when `photometric`.
     `images` (N, H, W, 3) BGR uint8, `labels` (N, H, W); returns normalised RGB NCHW float and
-    int64 labels.
+    int64 labels, and with `targets` (a teacher's logits per frame, N x C x h x w) those
+    warped to the same crops.
     """
     n, h, w = labels.shape
     dev, (ch, cw) = labels.device, crop
@@ -218,23 +249,24 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
     columns = source_index(xs.long(), w, ws.long()[:, None]).clamp(max=w - 1)
     lab = labels[torch.arange(n, device=dev)[:, None, None], rows[:, :, None],
                  columns[:, None, :]]
-    # a scaled pixel centre y+0.5 is source y' = (y+0.5)·h/hs, i.e. 2(y+0.5)/hs - 1 in [-1, 1]
-    gy, gx = 2 * (ys + 0.5) / hs[:, None] - 1, 2 * (xs + 0.5) / ws[:, None] - 1
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    grid = crop_grid(ys, xs, hs, ws)
     img = F.grid_sample(images.permute(0, 3, 1, 2).float(), grid, mode="bilinear",
                         padding_mode="border", align_corners=False)
     img = img * inside[:, None]  # black padding, as cv2.copyMakeBorder(value=0) before normalize
     if photometric:
         img = photometric_batch(img, generator)
-    return normalize_batch(img), torch.where(inside, lab.long(), ignore)
+    out = (normalize_batch(img), torch.where(inside, lab.long(), ignore))
+    return out if targets is None else (*out, warp_targets(targets, grid))
 
 
 class DeviceCamVid:
     """One CamVid split held as uint8 tensors on `device`: `images` (N, H, W, 3) BGR and
-    `labels` (N, H, W); all frames must share one size (CamVid's are 360x480)."""
+    `labels` (N, H, W); all frames must share one size (CamVid's are 360x480). `targets`, when
+    given, holds a teacher's cached logits per frame (N, C, h, w), in frame order."""
 
     def __init__(self, split: str | Frames, device: torch.device | str, root: str | None = None,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None,
+                 targets: Sequence[torch.Tensor] | None = None) -> None:
         data = frames_of(split, root)
         n = min(len(data), limit) if limit else len(data)
         with ThreadPoolExecutor(max_workers=8) as pool:  # cv2 decodes outside the GIL
@@ -246,6 +278,8 @@ class DeviceCamVid:
         self.images = torch.from_numpy(np.stack([img for img, _ in frames])).to(device)
         self.labels = torch.from_numpy(np.stack([label for _, label in frames])).to(device)
         self.ignore = data.dataset.ignore_index
+        self.targets = None if targets is None else torch.stack(
+            [targets[i] for i in range(n)]).to(device)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -280,7 +314,7 @@ class DeviceBatches:
         n = len(self._indices())
         return n // self.batch if self.drop_last else math.ceil(n / self.batch)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         device = self.data.labels.device
         idx = self._indices().to(device)
         gen = torch.Generator(device=device)
@@ -291,5 +325,6 @@ class DeviceBatches:
             if self.crop is None:
                 yield normalize_batch(images.permute(0, 3, 1, 2).float()), labels.long()
             else:
+                targets = None if self.data.targets is None else self.data.targets[sel]
                 yield augment_batch(images, labels, self.crop, self.scale_range,
-                                    self.data.ignore, gen, self.photometric)
+                                    self.data.ignore, gen, self.photometric, targets)

@@ -70,3 +70,28 @@ class DistillationLoss(nn.Module):
         valid = target != self.ignore_index
         soft = (kl * valid).sum() / valid.sum().clamp(min=1) * t * t
         return (1 - self.alpha) * self.hard(logits, target) + self.alpha * soft
+
+
+class DeeplySupervised(nn.Module):
+    """An LGCNet with 1x1 auxiliary classifiers on the fusion cell's stride-8 and stride-16
+    inputs, for training only: forward returns (logits, [aux logits at 8, at 16]). The heads
+    give the deeper features (a trunk's, or the cells') a gradient of their own; the shipped
+    network is `net`, without them."""
+
+    def __init__(self, net: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        if not hasattr(net, "fusion"):
+            raise ValueError(f"auxiliary heads read an LGCNet's fusion inputs; "
+                             f"{type(net).__name__} has no fusion cell")
+        self.net = net
+        self.heads = nn.ModuleList(nn.Conv2d(reduce[0].in_channels, num_classes, 1)
+                                   for reduce in net.fusion.reduce[1:])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        seen: list[torch.Tensor] = []
+        hook = self.net.fusion.register_forward_pre_hook(lambda m, args: seen.extend(args[0][1:]))
+        try:
+            logits = self.net(x)
+        finally:
+            hook.remove()
+        return logits, [head(f) for head, f in zip(self.heads, seen)]

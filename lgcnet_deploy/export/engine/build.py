@@ -5,8 +5,9 @@ through its loaders: NetworkFromOnnxPath (parser, parser errors, strong typing),
 CreateConfig (optimisation profile, workspace pool, precision flags, progress monitor),
 EngineFromNetwork (build, None checks, timing-cache save and merge) and SaveEngine. Raw
 TensorRT API is kept in one place: `_attach_timing_cache`, because CreateConfig ignores the
-bool that `IBuilderConfig.set_timing_cache` returns (polygraphy/backend/trt/config.py), and a
-cache made for another GPU must be reported rather than silently dropped. The timing-cache
+bool that `IBuilderConfig.set_timing_cache` returns and passes a None cache on to it
+(polygraphy/backend/trt/config.py), and a cache that does not load or was made for another
+GPU must be reported and moved aside rather than fail every build. The timing-cache
 path goes to EngineFromNetwork as a str: Polygraphy locks it with util.LockFile, which
 appends ".lock" with `+`. TF32 is asked for (CreateConfig clears it by default; TensorRT and
 trtexec keep it on), so fp32 layers run as fast as in a trtexec engine.
@@ -16,9 +17,10 @@ graph that breaks a rule is refused with the rules it breaks.
 
 Precision lives in the ONNX (BuilderFlag.FP16/INT8 are deprecated since TensorRT 10.12,
 "superseded by strong typing", and gone in 11): fp32 -> as is, fp16 -> FP16 ONNX (converted
-here from fp32 if needed), int8 -> a Q/DQ ONNX. Networks are strongly typed, except int8 on
-10.0-10.11, built weakly typed with BuilderFlag.INT8 + FP16 so that layers outside Q/DQ pairs
-may run in fp16 (from 10.12 on they run in the ONNX's fp32).
+here from fp32 if needed), int8 -> a Q/DQ ONNX with an fp16 body and fp16 scales (converted
+here from the quantiser's fp32 one: strongly typed, each DequantizeLinear outputs its scale's
+type, NvInfer.h IDequantizeLayer/IQuantizeLayer). Networks are strongly typed, except int8
+on 10.0-10.11, built weakly typed with BuilderFlag.INT8 + FP16.
 
 Sources (NVIDIA/TensorRT, tools/Polygraphy/polygraphy/backend/trt/): loader.py
 (NetworkFromOnnxPath, EngineFromNetwork, SaveEngine), config.py (CreateConfig,
@@ -44,7 +46,7 @@ from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, PRECISIONS, ModelM
 from lgcnet_deploy.export.engine import INSTALL_TENSORRT, import_tensorrt
 from lgcnet_deploy.export.engine.sidecar import write_sidecar
 from lgcnet_deploy.export.engine.trt_rules import check_onnx, errors
-from lgcnet_deploy.export.int8 import has_qdq
+from lgcnet_deploy.export.int8 import fp32_body, has_qdq
 
 Shape = tuple[int, int, int]  # (batch, height, width)
 # BuilderFlag.INT8/FP16: "Deprecated in TensorRT 10.12. Superseded by strong typing"
@@ -109,6 +111,11 @@ def prepare_onnx(onnx_path: Path, precision: str, engine_path: Path) -> tuple[Pa
             raise ValueError(f"{onnx_path} has no Q/DQ nodes: INT8 engines are built from a "
                              f"quantised ONNX (`lgcnet quantize`); TensorRT 11 has no "
                              f"implicit INT8 calibration")
+        if fp32_body(model):  # strongly typed: the body would run in fp32
+            from lgcnet_deploy.export.fp16 import convert_fp16
+
+            body = engine_path.with_name(engine_path.stem + ".fp16.onnx")
+            return convert_fp16(onnx_path, body), meta.replace(precision="int8")
     elif meta.precision != precision:
         raise ValueError(f"{onnx_path} is a {meta.precision} model, asked for {precision}")
     return onnx_path, meta.replace(precision=precision)
@@ -157,8 +164,10 @@ def build_command(onnx_path: Path, engine_path: Path, precision: str,
 
 
 def gate(model: onnx.ModelProto, path: Path, dynamic: bool) -> None:
-    """Refuse `model` if it breaks a TensorRT rule; warnings are printed, not fatal."""
-    findings = check_onnx(model, profiled_inputs={model.graph.input[0].name} if dynamic else ())
+    """Refuse `model` if it breaks a TensorRT rule; warnings are printed, not fatal. A Q/DQ
+    graph must have the fp16 body prepare_onnx gives it."""
+    findings = check_onnx(model, profiled_inputs={model.graph.input[0].name} if dynamic else (),
+                          fp16_body=True)
     broken = errors(findings)
     if broken:
         first = broken[0]
@@ -192,16 +201,39 @@ def _import_polygraphy() -> Any:
     return pg
 
 
+def _set_aside(cache_path: Path) -> Path:
+    """Move a cache TensorRT would not take to `<cache>.refused` (the build then starts a
+    fresh one at `cache_path`, and Polygraphy's save has nothing stale to merge)."""
+    aside = cache_path.with_name(cache_path.name + ".refused")
+    os.replace(cache_path, aside)
+    return aside
+
+
 def _attach_timing_cache(config: Any, cache_path: Path) -> None:
-    """Load `cache_path` (if any) into `config`, checking what set_timing_cache returns."""
+    """Load `cache_path` (if any) into `config`; a cache that does not load or is refused is
+    reported, moved aside, and the build goes on without it.
+
+    `create_timing_cache` returns None for a blob it cannot read (pybind11's nullptr; NVIDIA
+    checks for it in shared/utils/cacheUtils.cpp:67-71) and `set_timing_cache` takes an
+    `ITimingCache&` (python/src/infer/pyCore.cpp:1740-1742), so None must never reach it;
+    its bool says whether the cache fits this GPU/TensorRT (pyCoreDoc.h, set_timing_cache).
+    """
     blob = cache_path.read_bytes() if cache_path.is_file() else b""
-    if not config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False):
-        warnings.warn(f"timing cache {cache_path} was made for another GPU or TensorRT; "
-                      f"building without it (delete it to start a fresh one)", stacklevel=2)
+    try:
+        cache = config.create_timing_cache(blob)
+    except (RuntimeError, TypeError, ValueError):
+        cache = None
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    why = ("does not load (corrupt or truncated)" if cache is None else
+           "was made for another GPU or TensorRT")
+    where = f"; moved to {_set_aside(cache_path)}" if blob else ""
+    warnings.warn(f"timing cache {cache_path} {why}{where}; building without it (a fresh "
+                  f"cache is saved after the build)", stacklevel=2)
 
 
 def _config(trt: Any, pg: Any, shapes: dict[str, list[tuple[int, ...]]], workspace_mib: int,
-            weak: bool, cache_path: Path | None, progress: bool) -> Any:
+            weak: bool, cache_path: Path | None, progress: bool, detailed: bool = False) -> Any:
     """Polygraphy's CreateConfig: one profile (min, opt, max per input; also for a dynamic
     batch with min == max), workspace pool, precision flags, progress bars, and our checked
     timing-cache load."""
@@ -209,6 +241,8 @@ def _config(trt: Any, pg: Any, shapes: dict[str, list[tuple[int, ...]]], workspa
         profiles=[pg.Profile().add(name, *s) for name, s in shapes.items()],
         memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mib << 20},
         progress_monitor=_progress_monitor(trt) if progress else None,
+        # DETAILED: the engine inspector then shows each layer's precision (lgcnet checks)
+        profiling_verbosity=trt.ProfilingVerbosity.DETAILED if detailed else None,
         **precision_flags(weak))
     if cache_path is None:
         return config
@@ -251,7 +285,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
                  batch: int | None = None, profile: tuple[Shape, Shape, Shape] | None = None,
                  workspace_mib: int = 2048, timing_cache: str | Path | None = None,
                  use_timing_cache: bool = True, device: int = 0, verbose: bool = False,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, detailed: bool = False) -> Path:
     """Build `onnx_path` into a TensorRT engine at `engine_path` plus `<engine>.json`.
 
     `batch` makes a static engine; `profile` = (min, opt, max) (B, H, W) a dynamic one; an
@@ -278,7 +312,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
         ) if use_timing_cache else None
     config = _config(trt, pg, {model.graph.input[0].name: [_tensor_shape(meta, s)
                                                             for s in shapes]},
-                     workspace_mib, weak, cache_path, progress)
+                     workspace_mib, weak, cache_path, progress, detailed)
     network = pg.NetworkFromOnnxPath(str(built_onnx), strongly_typed=not weak)
     t0 = time.perf_counter()
     engine = _build_and_save(pg, network, config, cache_path, engine_path, verbose,

@@ -32,10 +32,12 @@ ERROR, WARNING = "error", "warning"
 # rule id -> (what it demands, where TensorRT says so)
 RULES: dict[str, tuple[str, str]] = {
     # The parser asserts "TensorRT does not support UINT8 types for intermediate tensors!" on
-    # any UINT8 node output that is not a graph output; UINT8 converts only to/from FLOAT and
-    # HALF ("kUINT8 conversions are not supported for {kINT8, kINT32, kBOOL}").
+    # any UINT8 node output that is not a graph output. NvInferRuntimeBase.h (DataType::kUINT8,
+    # 10.13 lines 164 and 170) says "kUINT8 conversions are only supported for {kFLOAT,
+    # kHALF}" and "kUINT8 conversions are not supported for {kINT8, kINT32, kBOOL}": the last
+    # three are errors; INT64 and BF16, newer than that text, are warnings.
     "uint8": ("UINT8 only as a graph input feeding Casts to FP32/FP16, or as a graph output "
-              "written by a Cast from FP32/FP16",
+              "written by a Cast from FP32/FP16 (INT8/INT32/BOOL: error; INT64/BF16: warning)",
               "onnx/onnx-tensorrt ModelImporter.cpp (parseNode) and docs/operators.md; "
               "NVIDIA/TensorRT include/NvInferRuntimeBase.h (DataType::kUINT8); issue #3985"),
     # The supported-operator matrix. Its types are about an op's data, not its shape or index
@@ -44,9 +46,12 @@ RULES: dict[str, tuple[str, str]] = {
                  "unsupported; ops missing from its list and data types it does not name for "
                  "an op are warnings (the parser decides)",
                  f"onnx/onnx-tensorrt docs/operators.md ({TABLE_VERSION})"),
-    # IDequantizeLayer: input kINT8, kFP8, kINT4 or kFP4, so an INT32 bias or UINT8 activation
-    # DQ is rejected; QuantDequantLinearHelper refuses a UINT8 QuantizeLinear zero point.
-    "qdq-type": ("DequantizeLinear input INT8 (or FP8/INT4/FP4); QuantizeLinear not to UINT8",
+    # IDequantizeLayer: input kINT8, kFP8, kINT4 or kFP4, so an INT32 bias DQ is rejected.
+    # A UINT8 Q/DQ is not refused: QuantDequantLinearHelper warns ("TensorRT doesn't support
+    # QuantizeLinear/DequantizeLinear with UINT8 zero_point. TensorRT will use INT8 instead")
+    # and quantizes to INT8, so a range calibrated for uint8 is misread: refused here.
+    "qdq-type": ("DequantizeLinear input INT8 (or FP8/INT4/FP4); QuantizeLinear not to UINT8 "
+                 "(TensorRT would quantize it as INT8)",
                  "NVIDIA/TensorRT include/NvInfer.h (IQuantizeLayer, IDequantizeLayer); "
                  "onnx/onnx-tensorrt onnxOpImporters.cpp (QuantDequantLinearHelper)"),
     # "zeroPt must only contain zero-valued coefficients ... must be a build-time constant";
@@ -64,6 +69,14 @@ RULES: dict[str, tuple[str, str]] = {
                  "weights on axis 0, ConvTranspose weights per tensor (else a warning)",
                  "NVIDIA/TensorRT include/NvInfer.h (IQuantizeLayer); onnx/onnx-tensorrt "
                  "onnxOpImporters.cpp; NVIDIA/TensorRT issues #2380, #1694"),
+    # Strongly typed networks (10.12+, 11): "if the scale data type is kHALF or kBF16, it
+    # must match the input data type" (IQuantizeLayer), and a DequantizeLayer outputs the type
+    # set with setToType, which the parser takes from the scale: with fp32 scales every layer
+    # outside a Q/DQ pair runs in fp32/TF32, slower than an FP16 engine.
+    "qdq-body": ("QuantizeLinear half scales only on data of their type; for `lgcnet build`, "
+                 "whose INT8 ONNX has an fp16 body, no DequantizeLinear to fp32",
+                 "NVIDIA/TensorRT include/NvInfer.h (IQuantizeLayer: scale type; "
+                 "IDequantizeLayer: setToType)"),
     # A network with dynamic input dimensions needs an optimization profile, or the builder
     # fails ("Network has dynamic or shape inputs, but no optimization profile has been
     # defined"); Polygraphy's CreateConfig/Profile.fill_defaults would silently pin them to 1.
@@ -88,6 +101,9 @@ _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _CASTS = ("Cast", "CastLike")
 _WEIGHTED = ("Conv", "ConvTranspose")
 _UINT8_PEERS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)  # DOUBLE -> FP32
+# what NvInferRuntimeBase.h names as never converted to or from kUINT8; other non-peers
+# (INT64, BF16) are not named either way: a warning
+_UINT8_REFUSED = (TensorProto.INT8, TensorProto.INT32, TensorProto.BOOL)
 _PASS_THROUGH = ("Identity", "Cast")  # the parser looks through these for constant weights
 # the formal types of an op's data, as opposed to its shapes, indices and conditions
 _FLOAT_TYPES = {"tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(double)"}
@@ -167,6 +183,11 @@ def _cast_target(g: _Graph, n: onnx.NodeProto) -> int | None:
     return next((a.i for a in n.attribute if a.name == "to"), None)
 
 
+def _uint8_severity(peer: int | None) -> str:
+    """A cast between UINT8 and `peer` (not FP32/FP16): an error where the header forbids it."""
+    return ERROR if peer in _UINT8_REFUSED or peer is None else WARNING
+
+
 def _uint8_inputs(g: _Graph) -> list[Finding]:
     found = []
     for name in sorted(g.inputs):
@@ -178,9 +199,11 @@ def _uint8_inputs(g: _Graph) -> list[Finding]:
                     f"UINT8 graph input {name!r} feeds a {user.op_type}; TensorRT takes UINT8 "
                     f"only into a Cast (cast to float first, then {user.op_type})")))
             elif _cast_target(g, user) not in _UINT8_PEERS:
-                found.append(Finding("uint8", ERROR, _node_name(user), (
-                    f"casts UINT8 graph input {name!r} to {_type_name(_cast_target(g, user))}; "
-                    f"TensorRT converts UINT8 only to FP32/FP16 (cast to float first)")))
+                target = _cast_target(g, user)
+                found.append(Finding("uint8", _uint8_severity(target), _node_name(user), (
+                    f"casts UINT8 graph input {name!r} to {_type_name(target)}; "
+                    f"TensorRT documents UINT8 conversions to FP32/FP16 only (cast to float "
+                    f"first)")))
     return found
 
 
@@ -199,7 +222,8 @@ def _uint8_outputs(g: _Graph) -> list[Finding]:
                     f"not support UINT8 intermediate tensors")))
             elif n.op_type not in _CASTS or (source is not None and source not in _UINT8_PEERS):
                 what = n.op_type if n.op_type not in _CASTS else f"a Cast from {_type_name(source)}"
-                found.append(Finding("uint8", ERROR, _node_name(n), (
+                severity = ERROR if n.op_type not in _CASTS else _uint8_severity(source)
+                found.append(Finding("uint8", severity, _node_name(n), (
                     f"writes UINT8 graph output {out!r} from {what}; TensorRT makes UINT8 only "
                     f"by a Cast from FP32/FP16 (cast to float first)")))
     return found
@@ -275,8 +299,28 @@ def _qdq_types(g: _Graph) -> list[Finding]:
         elif n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] and \
                 g.dtype(n.input[2]) == TensorProto.UINT8:
             found.append(Finding("qdq-type", ERROR, _node_name(n), (
-                f"quantizes to UINT8 (zero point {n.input[2]!r}); TensorRT's parser refuses "
-                f"UINT8 quantization: quantize to INT8, symmetric")))
+                f"quantizes to UINT8 (zero point {n.input[2]!r}); TensorRT's parser quantizes "
+                f"it as INT8 instead (with a warning), misreading the uint8 range: quantize "
+                f"to INT8, symmetric")))
+    return found
+
+
+def _qdq_body(g: _Graph, fp16_body: bool) -> list[Finding]:
+    found = []
+    for n in g.g.node:
+        if n.op_type == "QuantizeLinear":
+            scale, data = g.dtype(n.input[1]), g.dtype(n.input[0])
+            if scale in (TensorProto.FLOAT16, TensorProto.BFLOAT16) and data and data != scale:
+                found.append(Finding("qdq-body", ERROR, _node_name(n), (
+                    f"{_type_name(scale)} scale on {_type_name(data)} data; strongly typed "
+                    f"TensorRT needs a half scale to match the data's type")))
+    fp32 = [n for n in g.g.node if n.op_type == "DequantizeLinear"
+            and g.dtype(n.input[1]) == TensorProto.FLOAT] if fp16_body else []
+    if fp32:
+        found.append(Finding("qdq-body", ERROR, _node_name(fp32[0]), (
+            f"{len(fp32)} DequantizeLinear node(s) output fp32: on TensorRT 10.12+ and 11 "
+            f"every layer outside a Q/DQ pair would run in fp32 (export/fp16.py gives the "
+            f"body and scales fp16)")))
     return found
 
 
@@ -405,16 +449,17 @@ def _fp16_islands(g: _Graph) -> list[Finding]:
     return found
 
 
-def check_onnx(model: onnx.ModelProto | str | Path,
-               profiled_inputs: Collection[str] = ()) -> list[Finding]:
+def check_onnx(model: onnx.ModelProto | str | Path, profiled_inputs: Collection[str] = (),
+               fp16_body: bool = False) -> list[Finding]:
     """Every TensorRT rule `model` breaks (errors first). `profiled_inputs`: inputs the build
-    gives an optimisation profile (their dynamic dimensions are then fine)."""
+    gives an optimisation profile (their dynamic dimensions are then fine); `fp16_body`: a
+    Q/DQ graph must dequantize to fp16 (what `lgcnet build` builds for INT8)."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     g = _Graph(model)
     found = [*_uint8_inputs(g), *_uint8_outputs(g), *_operators(g), *_qdq_types(g),
-             *_qdq_zero_points(g), *_qdq_axes(g), *_dynamic_shapes(g, profiled_inputs),
-             *_fp16_islands(g)]
+             *_qdq_body(g, fp16_body), *_qdq_zero_points(g), *_qdq_axes(g),
+             *_dynamic_shapes(g, profiled_inputs), *_fp16_islands(g)]
     return sorted(found, key=lambda f: f.severity != ERROR)
 
 

@@ -8,10 +8,14 @@ tensorrt and cuda-python importable -> a GPU -> same TensorRT version and GPU ar
 sidecar's metadata, or, without a sidecar, give the metadata (default classes/palette, one
 warning). Inference: one stream, pinned host + device buffers allocated once,
 execute_async_v3 on named tensors, and (default) the copy-in/enqueue/copy-out sequence
-captured once per batch size into a CUDA graph. Every TensorRT call that reports failure by
-returning False (set_input_shape, set_tensor_address, set_optimization_profile_async,
-execute_async_v3) is checked and raised, as Polygraphy's TrtRunner does
-(NVIDIA/TensorRT tools/Polygraphy/polygraphy/backend/trt/runner.py).
+captured into a CUDA graph at the current batch size (recaptured when the batch changes).
+Every inference and `close` first makes the engine's GPU current on the calling thread and
+holds the backend's lock: one execution context is not to be used by two threads at once,
+so a Segmenter per thread is the way to run threads in parallel. Every TensorRT call that
+reports failure by returning False (set_input_shape, set_tensor_address, execute_async_v3)
+is checked and raised, as Polygraphy's TrtRunner does
+(NVIDIA/TensorRT tools/Polygraphy/polygraphy/backend/trt/runner.py);
+set_optimization_profile_async raises instead, and is caught.
 
 The raw API (not Polygraphy's TrtRunner) is kept here on purpose: this is the hot path, and
 the runner allocates per call and has no CUDA-graph replay. API: NVIDIA/TensorRT
@@ -23,6 +27,7 @@ non-default stream (TensorRT developer guide, "CUDA Graphs"). docs/tensorrt.md h
 
 from __future__ import annotations
 
+import threading
 import warnings
 from types import ModuleType
 
@@ -63,6 +68,14 @@ def cuda_index(device: str) -> int:
     raise BackendError(f"tensorrt: unknown device {device!r}; use 'cuda' or 'cuda:N'")
 
 
+def _visible_devices() -> int:
+    """cuda.device_count(), with a too-old driver said as such (not as "no GPU")."""
+    try:
+        return cuda.device_count()
+    except cuda.CudaDriverError as e:
+        raise BackendError(f"TensorRT engines cannot run here: {e}") from e
+
+
 class TensorRTBackend(Backend):
     """A serialized TensorRT engine on one GPU."""
 
@@ -70,7 +83,10 @@ class TensorRTBackend(Backend):
 
     def __init__(self, path, device: str = "cuda", cuda_graph: bool = True) -> None:
         self.use_cuda_graph = cuda_graph
-        self._graphs: dict[int, cuda.Graph] = {}
+        self._graph: cuda.Graph | None = None  # captured at the context's current batch
+        # One execution context and one set of buffers: an IExecutionContext must not be
+        # used by two threads at once (TensorRT developer guide, "Thread Safety").
+        self._lock = threading.Lock()
         self._buffers: list[cuda.HostDeviceBuffer] = []
         self.stream: cuda.Stream | None = None
         super().__init__(path, device)
@@ -83,11 +99,12 @@ class TensorRTBackend(Backend):
                                       f"it:\n  {rebuild_command(side)}")
         trt = self._import(side)
         index = cuda_index(self.device)
-        if cuda.device_count() == 0:
+        if _visible_devices() == 0:
             raise BackendError("no CUDA GPU is visible (NVIDIA driver missing, or "
                                "CUDA_VISIBLE_DEVICES hides it): TensorRT engines need one. "
                                "On a CPU use the ONNX model: Segmenter('model.onnx')")
         cuda.set_device(index)
+        self._device_index = index
         if side is not None:
             check_sidecar(side, trt.__version__, cuda.device_info(index))
         self._runtime = trt.Runtime(trt_logger(trt))
@@ -132,8 +149,7 @@ class TensorRTBackend(Backend):
         shape = io.input_shape
         self.dynamic_batch = io.dynamic_batch
         if self.dynamic_batch:
-            checked(self.context.set_optimization_profile_async(0, self.stream.ptr),
-                    "set_optimization_profile_async(0)")
+            self._select_profile()
             self.min_batch, _, self.max_batch = (
                 s[0] for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
             shape = (self.max_batch, *shape[1:])
@@ -150,10 +166,28 @@ class TensorRTBackend(Backend):
             checked(self.context.set_tensor_address(name, buf.device_ptr),
                     f"set_tensor_address({name!r})")
 
+    def _select_profile(self) -> None:
+        """Profile 0 on our stream. The binding raises RuntimeError instead of returning
+        False (PY_ASSERT_RUNTIME_ERROR, python/src/infer/pyCore.cpp:336-342)."""
+        try:
+            self.context.set_optimization_profile_async(0, self.stream.ptr)
+        except RuntimeError as e:
+            raise BackendError(f"TensorRT set_optimization_profile_async(0) failed for "
+                               f"{self.path.name} ({e}; see TensorRT's log above)") from e
+
     def _set_batch(self, batch: int, shape: tuple[int, ...]) -> None:
+        """Reshape the context; a graph captured at another batch is dropped, since its
+        kernels were recorded for that shape (trtexec captures once per context after a
+        warm-up enqueue: samples/common/sampleInference.cpp:1334-1350)."""
         checked(self.context.set_input_shape(self.input_name, (batch, *shape[1:])),
                 f"set_input_shape({self.input_name!r}, batch {batch})")
         self._batch = batch
+        self._drop_graph()
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            graph, self._graph = self._graph, None
+            graph.close()
 
     def _enqueue(self, batch: int) -> None:
         self.inp.to_device(self.stream, self.inp.nbytes // self.inp.shape[0] * batch)
@@ -161,18 +195,18 @@ class TensorRTBackend(Backend):
                 f"execute_async_v3 of {self.path.name}")
         self.out.to_host(self.stream, self.out.nbytes // self.out.shape[0] * batch)
 
-    def _graph(self, batch: int) -> cuda.Graph | None:
-        if batch not in self._graphs:
+    def _captured(self, batch: int) -> cuda.Graph | None:
+        """The CUDA graph for the context's current batch, captured on first use."""
+        if self._graph is None:
             self._enqueue(batch)  # TensorRT must run once with these shapes before a capture
             self.stream.synchronize()
             try:
-                self._graphs[batch] = cuda.Graph(self.stream, lambda: self._enqueue(batch))
+                self._graph = cuda.Graph(self.stream, lambda: self._enqueue(batch))
             except (cuda.CudaError, BackendError) as e:
                 warnings.warn(f"{self.path.name}: CUDA graph capture failed ({e}); running "
-                              f"without CUDA graphs", stacklevel=3)
+                              f"without CUDA graphs", stacklevel=4)
                 self.use_cuda_graph = False
-                return None
-        return self._graphs[batch]
+        return self._graph
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]
@@ -182,22 +216,28 @@ class TensorRTBackend(Backend):
         # Static engines run their full batch (extra rows are stale and dropped); dynamic
         # ones run at max(n, the profile's minimum).
         run = max(n, self.min_batch) if self.dynamic_batch else self.max_batch
-        if run != self._batch:
-            self._set_batch(run, self.inp.shape)
-        self.inp.host[:n] = batch
-        graph = self._graph(run) if self.use_cuda_graph else None
-        if graph is not None:
-            graph.launch()
-        else:
-            self._enqueue(run)
-        self.stream.synchronize()
-        return self.out.host[:n].copy()
+        with self._lock:
+            # cudaSetDevice is per host thread: a Segmenter made on the main thread may
+            # predict on a worker (the ROS 2 node does), which starts on device 0.
+            cuda.make_current(self._device_index)
+            if run != self._batch:
+                self._set_batch(run, self.inp.shape)
+            self.inp.host[:n] = batch
+            graph = self._captured(run) if self.use_cuda_graph else None
+            if graph is not None:
+                graph.launch()
+            else:
+                self._enqueue(run)
+            self.stream.synchronize()
+            return self.out.host[:n].copy()
 
     def _close(self) -> None:
-        for graph in self._graphs.values():
-            graph.close()
-        for buf in self._buffers:
-            buf.close()
-        if self.stream is not None:
-            self.stream.close()
-        self.context = self.engine = self._runtime = None
+        with self._lock:
+            if self.stream is not None:  # loaded far enough to hold CUDA resources
+                cuda.make_current(self._device_index)
+            self._drop_graph()
+            for buf in self._buffers:
+                buf.close()
+            if self.stream is not None:
+                self.stream.close()
+            self.context = self.engine = self._runtime = None
