@@ -471,7 +471,7 @@ def _config(tmp_path: Path, lut: Path, **kw) -> SearchConfig:
     base = dict(out=str(tmp_path / "search"), lut=str(lut), steps=24, batch=4, crop=(64, 96),
                 widths=SMALL.to_dict(),
                 val_every=12, val_frames=2, log_every=4, checkpoint_every=12, limit=16,
-                threads=2, device="cpu")
+                threads=1, device="cpu")
     return SearchConfig.from_dict({**base, **kw})
 
 
