@@ -3,8 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-# The CPU wheel of this release lies on the dev/CI machines' disk; a newer torch would pull a
-# multi-GB CUDA build.
+# The CPU wheel of this release; an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 MODEL ?= lgcnet_deploy/model/weights/lgcnet_camvid.pt
 
@@ -44,8 +43,9 @@ shipped-onnx: venv
 lint: venv
 	$(PY) -m ruff check .
 
-# The GPU sprint (docs/gpu.md). On the lent GPU there is no venv and no registry: the image's
-# python3 runs it from the repository root, OUT is the device's results folder. Locally:
+# The GPU sprint (experiments/gpu_sprint/README.md). On the GPU machine there is no venv and no
+# package registry: its python3 runs it from the repository root into the results folder OUT.
+# Its plan without training: make gpu-sprint SPRINT_ARGS="--plan". A dry run on any CPU:
 # make gpu-sprint SPRINT_PY=.venv/bin/python OUT=runs/sprint_dry SPRINT_ARGS="--dry-run"
 SPRINT_PY ?= python3
 OUT ?= runs/gpu_sprint
@@ -53,12 +53,12 @@ gpu-sprint:
 	PYTHONUNBUFFERED=1 $(SPRINT_PY) -m experiments.gpu_sprint --out $(OUT) $(SPRINT_ARGS)
 
 # CamVid for demo, wheel-smoke and gpu-carry (the tests: tests/conftest.py): $LGCNET_CAMVID,
-# else the checkout's sibling shared/data/camvid, as on the developers' machines and CI. The
-# package itself reads only --data or $LGCNET_CAMVID.
+# else the checkout's sibling shared/data/camvid. The package itself reads only --data or
+# $LGCNET_CAMVID.
 CAMVID ?= $(or $(LGCNET_CAMVID),../shared/data/camvid)
-# What a device call carries beside the tree (../shared does not travel), packed to fit its
-# 64 MiB: CamVid train+val at JPEG quality 85 and the ImageNet weights (bf16) in the ignored
-# .carry/ (docs/gpu.md).
+# What a GPU run uploads beside the tree (a sibling shared/ is not uploaded), packed to fit the
+# 64 MiB upload: CamVid train+val at JPEG quality 85 and the ImageNet weights (bf16) in the
+# ignored .carry/ (experiments/gpu_sprint/README.md).
 gpu-carry: venv
 	$(PY) -m experiments.gpu_sprint.carry --data $(CAMVID)
 

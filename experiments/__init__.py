@@ -2,7 +2,7 @@
 models and the committed results. Not part of the wheel; run them from the repository root
 (a checkout with the `[dev]` extra installed) as `python -m experiments.<name>`:
 
-    gpu_sprint/      everything one lent-GPU call should answer (docs/gpu.md)
+    gpu_sprint/      everything a short GPU run should answer (its README.md)
     sanity.py        the NAS sanity check: searched vs random genotypes at one predicted latency
     pareto.py        accuracy against cost: val mIoU, parameters, FLOPs, latency per model
     parity.py        the same model through every backend and precision: mIoU and agreement

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lgcnet_deploy.model.checkpoint import read_checkpoint
-from lgcnet_research.peer import read_peer_checkpoint
-from lgcnet_research.train_config import TrainConfig
+from lgcnet_research.train.config import TrainConfig
+from lgcnet_research.train.peer import read_peer_checkpoint
 
 QUEUE = Path(__file__).parent / "configs" / "campaign.json"
 
@@ -88,7 +88,7 @@ def run(path: Path = QUEUE) -> int:
         out.mkdir(parents=True, exist_ok=True)
         print(f"campaign: {entry} from epoch {progress(cfg)[0]}", flush=True)
         with open(out / "log.txt", "a") as log:
-            code = subprocess.call([sys.executable, "-m", "lgcnet_research.train",
+            code = subprocess.call([sys.executable, "-m", "lgcnet_research.train.trainer",
                                     *entry.flags()], stdout=log, stderr=log)
         if code != 0:
             print(f"campaign: {entry} failed (exit {code}); see {out / 'log.txt'}", flush=True)

@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from lgcnet_deploy.core.classes import CAMVID
-from lgcnet_research.data import CamVidTorch
 from lgcnet_research.search.architect import Architect, load_latency_table
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.relax import edge_centred_correlation
 from lgcnet_research.search.run import STATE, space_of
 from lgcnet_research.search.supernet import Supernet
+from lgcnet_research.train.data import CamVidTorch
 
 
 def load_supernet(run: Path) -> tuple[Supernet, Architect, SearchConfig]:

@@ -37,7 +37,7 @@ from lgcnet_deploy.measure.evaluate import evaluate
 from lgcnet_deploy.model.checkpoint import load_net
 from lgcnet_deploy.runtime.backends import load_backend
 from lgcnet_deploy.runtime.segmenter import Segmenter
-from lgcnet_research.peer import PeerCheckpointError, load_peer
+from lgcnet_research.train.peer import PeerCheckpointError, load_peer
 
 SIZES = ((360, 480), (769, 1537))
 EVAL_SIZE = (360, 480)

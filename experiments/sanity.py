@@ -5,12 +5,12 @@ beat random genotypes of the same predicted latency, trained with one identical 
 
 Draws `n_random` genotypes by rejection sampling within ±`band` of the searched genotype's
 LUT-predicted latency, trains every genotype with the same `recipe` (TrainConfig fields, the
-same seed) through `lgcnet_research.train.Trainer`, and writes RESULTS/sanity.json and
+same seed) through `lgcnet_research.train.trainer.Trainer`, and writes RESULTS/sanity.json and
 RESULTS/sanity.md (val mIoU per genotype; mean and range of the random ones; the margin).
 Resumable: a rerun continues unfinished trainings (OUT/<name>/last.pt) and skips finished ones;
-`--report-only` writes the tables from the trainings finished so far. On a lent GPU the sprint's
-stage train trains the same draw side by side (`--sanity-config`, docs/gpu.md) and puts this
-module's table into its summary.
+`--report-only` writes the tables from the trainings finished so far. On a GPU machine the
+sprint's stage train trains the same draw side by side (`--sanity-config`,
+experiments/gpu_sprint/) and puts this module's table into its summary.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lgcnet_research.settings import Settings
+from lgcnet_research.base.settings import Settings
 
 
 @dataclass
@@ -76,8 +76,8 @@ def candidates(cfg: SanityConfig) -> tuple[list, dict[str, Any]]:
 
 def train_one(genotype_path: Path, recipe: dict[str, Any], out: Path) -> dict[str, Any]:
     """Train (or finish training) one genotype with the shared recipe; its val record."""
-    from lgcnet_research.train import Trainer
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
+    from lgcnet_research.train.trainer import Trainer
 
     cfg = TrainConfig.from_dict({**recipe, "genotype": str(genotype_path), "out": str(out)})
     Trainer(cfg, resume=True).fit()
@@ -156,7 +156,7 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any] | None) -> str:
 
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     """Val mIoU against epoch of every trained genotype, one line each."""
-    from lgcnet_research.plots import plot_val_lines
+    from lgcnet_research.base.plots import plot_val_lines
 
     lines = [(f"{r['name']} ({r['hash']})", [e for e, _ in r["val_history"]],
               [m for _, m in r["val_history"]]) for r in rows if "val_history" in r]
@@ -167,7 +167,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 def run(cfg: SanityConfig) -> dict[str, Any]:
     """Sample, train every genotype, write sanity.json, sanity.md, sanity_curves.png and the
     genotypes beside them; returns the result."""
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
 
     genotypes, sampling = candidates(cfg)
     out, results = Path(cfg.out), Path(cfg.results)

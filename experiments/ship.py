@@ -24,9 +24,9 @@ from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.model.checkpoint import read_checkpoint, save_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
-from lgcnet_research.plots import lineage, plot_lineage
-from lgcnet_research.settings import Settings
-from lgcnet_research.train import run_record
+from lgcnet_research.base.plots import lineage, plot_lineage
+from lgcnet_research.base.settings import Settings
+from lgcnet_research.train.trainer import run_record
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Shared fixtures: real CamVid frames, a small genotype net, markers.
 
-CamVid: $LGCNET_CAMVID, else the checkout's sibling shared/data/camvid (the developers' and CI's
-layout, as the Makefile's CAMVID), set here for the tests and the processes they start; the
+CamVid: $LGCNET_CAMVID, else the checkout's sibling shared/data/camvid (as the Makefile's
+CAMVID), set here for the tests and the processes they start; the
 package itself reads only --data or $LGCNET_CAMVID.
 """
 
@@ -95,7 +95,7 @@ def trained_like_net(genotype, real_frames) -> LGCNet:
     Its predictions vary across the frame (a plain random init predicts one class everywhere,
     which would make argmax-agreement checks trivially true).
     """
-    from lgcnet_research.data import normalize
+    from lgcnet_research.train.data import normalize
 
     torch.manual_seed(0)
     net = LGCNet(genotype, CAMVID.num_classes)

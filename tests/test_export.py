@@ -14,7 +14,7 @@ from lgcnet_deploy.core.metadata import (
 )
 from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.export.to_onnx import ExportError
-from lgcnet_research.data import normalize
+from lgcnet_research.train.data import normalize
 
 COMBOS = [(i, o) for i in (INPUT_UINT8_NHWC_BGR, INPUT_FLOAT_NCHW_RGB)
           for o in (OUTPUT_LOGITS, OUTPUT_ARGMAX)]

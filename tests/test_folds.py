@@ -11,19 +11,19 @@ import pytest
 import torch
 
 from lgcnet_deploy.core.classes import CAMVID
-from lgcnet_research.data import CamVidTorch, photometric_batch
-from lgcnet_research.ema import WeightEma
-from lgcnet_research.fold_eval import check_unseen, evaluate_fold
-from lgcnet_research.folds import (
+from lgcnet_research.train.config import TrainConfig
+from lgcnet_research.train.data import CamVidTorch, photometric_batch
+from lgcnet_research.train.ema import WeightEma
+from lgcnet_research.train.fold_eval import check_unseen, evaluate_fold
+from lgcnet_research.train.folds import (
     FoldError,
     class_frequencies,
     drive_of,
     fold_frames,
     inverse_log_weights,
 )
-from lgcnet_research.losses import DistillationLoss, OhemCrossEntropy
-from lgcnet_research.train import Trainer, training_labels
-from lgcnet_research.train_config import TrainConfig
+from lgcnet_research.train.losses import DistillationLoss, OhemCrossEntropy
+from lgcnet_research.train.trainer import Trainer, training_labels
 
 DRIVES = {"train": {"0001TP": 3, "0006R0": 4, "0016E5": 2}, "val": {"0016E5": 3}}
 

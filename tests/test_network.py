@@ -1,5 +1,7 @@
 import copy
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -7,9 +9,9 @@ from lgcnet_deploy.core.classes import CAMVID, PAPER_INPUT_SIZE
 from lgcnet_deploy.model.checkpoint import load_checkpoint
 from lgcnet_deploy.model.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.genotype import load_genotype
-from lgcnet_deploy.model.network import LGCNet, count_parameters
-from lgcnet_deploy.model.shipped import default_model_path
-from lgcnet_research.data import normalize
+from lgcnet_deploy.model.network import LGCNet
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL, shipped_file
+from lgcnet_research.train.data import normalize
 
 
 @pytest.mark.parametrize("hw", [(360, 480), PAPER_INPUT_SIZE, (97, 131)])
@@ -21,12 +23,16 @@ def test_derived_network_output_at_input_size(genotype, hw):
     assert torch.isfinite(y).all()
 
 
+def _parameters(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
 def test_parameter_counts(genotype):
     # The hand-written reference keeps widths near the paper's 2.09 M parameters; the default
     # (searched against this CPU's latency table) uses the narrower CPU widths of its search.
-    paper_like = count_parameters(LGCNet(load_genotype("handwritten"), CAMVID.num_classes))
+    paper_like = _parameters(LGCNet(load_genotype("handwritten"), CAMVID.num_classes))
     assert 1.0e6 < paper_like < 3.0e6
-    assert 0.1e6 < count_parameters(LGCNet(genotype, CAMVID.num_classes)) < paper_like
+    assert 0.1e6 < _parameters(LGCNet(genotype, CAMVID.num_classes)) < paper_like
 
 
 def test_backward_reaches_every_weight(genotype):
@@ -36,9 +42,16 @@ def test_backward_reaches_every_weight(genotype):
     assert not silent
 
 
+def _small(frames: list[np.ndarray]) -> torch.Tensor:
+    """Real frames at a quarter of their pixels: folding is per channel, so the size changes
+    no bar, and float64 convolutions on the CPU are slow."""
+    return torch.stack([normalize(cv2.resize(f, (240, 180), interpolation=cv2.INTER_AREA))
+                        for f in frames])
+
+
 def test_bn_folding_is_exact_in_float64(trained_like_net, real_frames):
     net = copy.deepcopy(trained_like_net).double()
-    x = torch.stack([normalize(f) for f in real_frames]).double()
+    x = _small(real_frames).double()
     folded = fold_batchnorm(net)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     with torch.no_grad():
@@ -48,7 +61,7 @@ def test_bn_folding_is_exact_in_float64(trained_like_net, real_frames):
 
 
 def test_bn_folding_fp32_parity_on_real_frames(trained_like_net, real_frames):
-    x = torch.stack([normalize(f) for f in real_frames])
+    x = _small(real_frames)
     with torch.no_grad():
         ref, out = trained_like_net(x), fold_batchnorm(trained_like_net)(x)
         exact = copy.deepcopy(trained_like_net).double()(x.double())
@@ -59,10 +72,10 @@ def test_bn_folding_fp32_parity_on_real_frames(trained_like_net, real_frames):
     assert (ref - out).abs().max().item() <= max(1e-5, 2 * noise)
 
 
-@pytest.mark.skipif(not default_model_path().is_file(), reason="shipped checkpoint not present")
+@pytest.mark.skipif(not shipped_file(DEFAULT_MODEL).is_file(), reason="no shipped checkpoint")
 def test_bn_folding_parity_shipped_model(real_frames):
-    net, _, _ = load_checkpoint(default_model_path())
-    x = torch.stack([normalize(f) for f in real_frames])
+    net, _, _ = load_checkpoint(shipped_file(DEFAULT_MODEL))
+    x = _small(real_frames)
     with torch.no_grad():
         ref, folded = net(x), fold_batchnorm(net)(x)
         exact = copy.deepcopy(net).double()(x.double())

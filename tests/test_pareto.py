@@ -30,8 +30,8 @@ def test_trained_peer_row_is_scored_through_the_onnx_export(tmp_path, camvid_val
     from lgcnet_deploy.core.classes import CAMVID
     from lgcnet_deploy.measure.bench import lraspp_net, peer_lraspp
     from lgcnet_deploy.runtime.segmenter import Segmenter
-    from lgcnet_research.data import normalize
-    from lgcnet_research.peer import peer_meta, save_peer_checkpoint
+    from lgcnet_research.train.data import normalize
+    from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
 
     torch.manual_seed(0)
     net = lraspp_net(CAMVID.num_classes)

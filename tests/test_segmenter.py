@@ -17,7 +17,7 @@ from lgcnet_deploy.core.metadata import (
 )
 from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.checkpoint import CheckpointError, save_checkpoint
-from lgcnet_deploy.model.shipped import DEFAULT_MODEL, default_model_path
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL, shipped_file
 from lgcnet_deploy.runtime.backends import BackendError, shipped_suffix
 from lgcnet_deploy.runtime.backends.onnx_runtime import OnnxRuntimeBackend
 from lgcnet_deploy.runtime.segmenter import GeometryWarning
@@ -129,7 +129,7 @@ def test_unknown_device(model_files):
 
 
 def test_shipped_short_name_runs_its_onnx_as_its_checkpoint_does(real_frames):
-    with Segmenter() as seg, Segmenter(default_model_path()) as torch_seg:
+    with Segmenter() as seg, Segmenter(shipped_file(DEFAULT_MODEL)) as torch_seg:
         assert isinstance(seg.backend, OnnxRuntimeBackend)
         assert seg.backend.path.name == "lgcnet_camvid.onnx" and DEFAULT_MODEL == "lgcnet-camvid"
         for f in real_frames:

@@ -10,20 +10,20 @@ from lgcnet_deploy.measure.evaluate import evaluate
 from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_deploy.model.genotype import GENOTYPE_DIR, load_genotype
 from lgcnet_deploy.model.shipped import (
+    DEFAULT_MODEL,
     SHIPPED_MODELS,
-    default_model_path,
     resolve_model,
     shipped_file,
 )
 from lgcnet_deploy.runtime.segmenter import Segmenter
-from lgcnet_research.plots import lineage, plot_lineage
+from lgcnet_research.base.plots import lineage, plot_lineage
 
 
 def test_shipped_default_measures_what_it_records(camvid_val):
     """The default trained on val too (its last run used all 468 labelled frames), so val
     checks that the file scores what its run recorded; accuracy is the folds' (README)."""
-    report = evaluate(Segmenter(default_model_path()), "val", progress=False)
-    recorded = read_checkpoint(default_model_path())["metrics"]
+    report = evaluate(Segmenter(shipped_file(DEFAULT_MODEL)), "val", progress=False)
+    recorded = read_checkpoint(shipped_file(DEFAULT_MODEL))["metrics"]
     assert report.frames == 101
     assert abs(report.miou - recorded["val_miou"]) < 1e-3
     assert "not measure accuracy" in recorded["val_note"]
@@ -41,7 +41,7 @@ def test_lineage_walks_warm_starts_oldest_first(tmp_path):
 
 
 def test_shipped_default_lineage_is_complete():
-    checkpoint = read_checkpoint(default_model_path())
+    checkpoint = read_checkpoint(shipped_file(DEFAULT_MODEL))
     runs = lineage(checkpoint["provenance"])
     # 80 + 60 + 250 CPU epochs on train, 10 on train + val, then 20 under the ImageNet stem
     assert len(runs) == 5 and all(run["val_history"] for run in runs)

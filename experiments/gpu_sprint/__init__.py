@@ -1,6 +1,6 @@
-"""The GPU sprint: everything a lent GPU should answer, in one command that fits one device call.
+"""The GPU sprint: everything a GPU machine should answer, in one command of at most 10 minutes.
 
-    python -m experiments.gpu_sprint --out $OUT            # on the GPU (docs/gpu.md)
+    python -m experiments.gpu_sprint --out $OUT            # on the GPU (README.md here)
     python -m experiments.gpu_sprint --out runs/dry --dry-run   # seconds, on any CPU
 
 Stages, in order of value, each in its own process under its own time box (`--box-STAGE`),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from experiments.gpu_sprint import __doc__ as DOC
 from experiments.gpu_sprint.config import SprintConfig
@@ -20,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if cfg.plan:
+        from experiments.gpu_sprint.plan import plan_sprint, report
+        from experiments.gpu_sprint.runner import sprint_header
+
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        plan, problems = plan_sprint(cfg, sprint_header(cfg))
+        print(report(plan))
+        return 1 if problems else 0
     from experiments.gpu_sprint.runner import run_sprint
 
     stages = run_sprint(cfg)["stages"].values()

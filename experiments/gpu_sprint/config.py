@@ -1,4 +1,4 @@
-"""The sprint's settings (`lgcnet_research.settings` style: `--config` JSON, then flags).
+"""The sprint's settings (`lgcnet_research.base.settings` style: `--config` JSON, then flags).
 
 Torch-free, so `python -m experiments.gpu_sprint -h` answers at once. Every stage has a
 time box (`--box-STAGE SECONDS`) and can be switched off (`--skip STAGE ...`) or picked
@@ -12,7 +12,7 @@ out) trained three ways side by side, each to a fixed final epoch: today's recip
 generalising recipe (class weights, photometric, EMA) and the ImageNet teacher, with two search
 seeds beside them. Distilling the student needs a fold A teacher carried as
 `.carry/fold_a_teacher.pt` (the CPU one: `cp runs/fold_a_teacher/last.pt .carry/fold_a_teacher.pt`):
-`--stages train --train-configs configs/train/fold_a_distill_gpu.json`.
+`--stages train --train-configs experiments/configs/gpu_sprint/fold_a_distill_gpu.json`.
 Judge each run with `lgcnet folds eval RUN/last.pt --fold A`. `--stages env tests speed lut
 train search` runs every stage; `--sanity-config experiments/configs/sanity/camvid_gpu.json`
 adds the NAS sanity check's genotypes to stage train.
@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lgcnet_research.settings import Settings
+from lgcnet_research.base.settings import Settings
 
-# In order of value: what a lent GPU should answer first comes first.
+# In order of value: what a GPU run should answer first comes first.
 STAGES = ("env", "tests", "speed", "lut", "train", "search")
 SPEED_MODES = ("eager", "graph", "compile")
 TRAIN_SCHEDULES = ("time", "epochs")
@@ -36,10 +36,10 @@ class SprintConfig(Settings):
     KIND: ClassVar[str] = "sprint"
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"train_schedule": TRAIN_SCHEDULES}
     HELP: ClassVar[dict[str, str]] = {
-        "out": "results folder ($OUT on the device): at most 8 files, no subfolders",
+        "out": "results folder ($OUT on the GPU machine): at most 8 files, no subfolders",
         "stages": f"stages to run, in this order: {' '.join(STAGES)}",
         "skip": "stages to leave out",
-        "budget": "seconds for the whole sprint (a device command may run 600)",
+        "budget": "seconds for the whole sprint (a GPU run's command may run 600)",
         "box_env": "time box of stage env (GPU, driver, torch/CUDA, Triton, tensorrt?)",
         "box_tests": "time box of stage tests (pytest -m gpu)",
         "box_speed": "time box of stage speed (paper setting: eager, CUDA graphs, "
@@ -49,6 +49,8 @@ class SprintConfig(Settings):
         "box_search": "time box of stage search (its seeds side by side, --search-config)",
         "together": "selected stages that start at the same moment (after the ones before)",
         "dry_run": "tiny sizes on any device: the CPU check that the sprint still runs",
+        "plan": "run nothing: check the plan (stages, boxes, every config and the files it "
+                "names, CamVid, the upload's size) and write it to summary.json",
         "device": "auto (cuda if present), cuda or cpu",
         "data": "CamVid root (default: $LGCNET_CAMVID, else .carry/camvid)",
         "train_configs": "TrainConfig JSONs of stage train, one process each (none: no flag "
@@ -60,7 +62,7 @@ class SprintConfig(Settings):
                           "epochs: each run's own epochs, the box only stops it",
         "search_config": "SearchConfig JSON of stage search ('': the paper's settings); its "
                          "widths also set stage lut's table, its `lut` is used unless stage "
-                         "lut made one in this call",
+                         "lut made one in this run",
         "search_seeds": "seeds of stage search, one process each, then their agreement",
         "speed_modes": f"modes of stage speed: {' '.join(SPEED_MODES)}",
         "speed_iters": "timed calls per model and mode (network; a third of it end to end)",
@@ -82,14 +84,15 @@ class SprintConfig(Settings):
     box_search: float = 450.0
     together: tuple[str, ...] = ("train", "search")
     dry_run: bool = False
+    plan: bool = False
     device: str = "auto"
     data: str | None = None
-    train_configs: tuple[str, ...] = ("configs/train/fold_a_baseline_gpu.json",
-                                      "configs/train/fold_a_recipe_gpu.json",
-                                      "configs/train/fold_a_teacher_gpu.json")
+    train_configs: tuple[str, ...] = ("experiments/configs/gpu_sprint/fold_a_baseline_gpu.json",
+                                      "experiments/configs/gpu_sprint/fold_a_recipe_gpu.json",
+                                      "experiments/configs/gpu_sprint/fold_a_teacher_gpu.json")
     sanity_config: str | None = None
     train_schedule: str = "epochs"
-    search_config: str | None = "configs/search/camvid_gpu_soft.json"
+    search_config: str | None = "experiments/configs/gpu_sprint/camvid_gpu_soft.json"
     search_seeds: tuple[int, ...] = (0, 1)
     speed_modes: tuple[str, ...] = SPEED_MODES
     speed_iters: int = 300

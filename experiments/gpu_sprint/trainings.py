@@ -38,16 +38,16 @@ CONFIG, REPORT = "config.json", "report.json"
 RUNS = "runs"  # folder of the run folders in the stage's scratch
 PLAN = "plan.json"
 RESERVE_S = 25.0  # after its time limit a run still validates, saves, plots (all runs at once)
-TAR_LIMIT = 15 * 2**20  # the device returns files of at most 16 MiB
+TAR_LIMIT = 15 * 2**20  # a GPU run returns files of at most 16 MiB
 MAX_TARS = 3
-LOG_TAIL = 20_000  # characters of a run's log.txt that travel back
+LOG_TAIL = 20_000  # characters of a run's log.txt that come back
 DRY_TRAIN = {"limit": (4, 2), "crop": (64, 64), "batch": 2, "epochs": 2, "threads": 1}
 
 
 # -- the plan (in the stage's process) ---------------------------------------------------------
 def plan(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
     """name -> TrainConfig fields of every run, and the sanity check's draw (or None)."""
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
 
     runs = {Path(p).stem: TrainConfig.load(p).to_dict() for p in ctx.cfg.train_configs}
     sanity = None
@@ -72,7 +72,7 @@ def sanity_plan(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], dict[str,
     from dataclasses import replace
 
     from experiments.sanity import SanityConfig, candidates
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
 
     scfg = SanityConfig.load(ctx.cfg.sanity_config)
     if ctx.dry:  # the shape of the check at the least cost
@@ -128,14 +128,14 @@ def run_training(folder: Path, deadline: float | None, note: str | None) -> dict
     """Train folder/config.json (its time limit: up to `deadline`, less RESERVE_S), reporting
     into folder/report.json."""
     from lgcnet_deploy.core.classes import CAMVID
-    from lgcnet_research.train import Trainer, validate
-    from lgcnet_research.train_config import TrainConfig
+    from lgcnet_research.train.config import TrainConfig
+    from lgcnet_research.train.trainer import Trainer, validate
 
     fields = json.loads((folder / CONFIG).read_text())
     if deadline is not None:
         fields["time_limit"] = round(max(deadline - time.time() - RESERVE_S, 1.0), 1)
     trainer = Trainer(TrainConfig.from_dict(fields))
-    # the device's copy of the tree has no .git: the sprint's note names the commit
+    # the GPU machine's copy of the tree has no .git: the sprint's note names the commit
     trainer.provenance.update(source="gpu_sprint stage train", sprint_note=note or None,
                               sprint_run=folder.name)
     report = Report(folder / REPORT, name=folder.name, model=trainer.cfg.model,
@@ -230,7 +230,7 @@ def _add_run(tar: tarfile.TarFile, folder: Path) -> None:
 def plot_runs(reports: dict[str, dict[str, Any]], path: Path) -> Path:
     """Val mIoU against epoch of every run, one line each (the curves of each run are in the
     tar, from the Trainer)."""
-    from lgcnet_research.plots import plot_val_lines
+    from lgcnet_research.base.plots import plot_val_lines
 
     lines = []
     for name, report in reports.items():

@@ -109,7 +109,7 @@ def prepare_onnx(onnx_path: Path, precision: str, engine_path: Path) -> tuple[Pa
     if precision == "int8":
         if not has_qdq(model):
             raise ValueError(f"{onnx_path} has no Q/DQ nodes: INT8 engines are built from a "
-                             f"quantised ONNX (lgcnet_deploy.quantize); TensorRT 11 has no "
+                             f"quantised ONNX (`lgcnet quantize`); TensorRT 11 has no "
                              f"implicit INT8 calibration")
         if fp32_body(model):  # strongly typed: the body would run in fp32
             from lgcnet_deploy.export.fp16 import convert_fp16

@@ -211,6 +211,3 @@ class LGCNet(LGCNetFrame):
             fusion_edge=lambda e, ci, co: build_op(genotype.fusion_ops[e], ci, co),
             stem=genotype.stem)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

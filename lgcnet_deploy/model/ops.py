@@ -82,7 +82,7 @@ def stage_ends(stages: Sequence[tuple[int, ...]]) -> list[int]:
 def mbconv_stem(widths: tuple[int, int, int]) -> nn.Sequential:
     """EfficientNet-Lite0's first layers to stride 4: a 3x3 stride-2 conv (c1), an MBConv
     (c2), two MBConvs with expansion 6 (c3, the first stride 2). With widths (32, 16, 24)
-    they take ImageNet weights (`lgcnet_research.pretrained`)."""
+    they take ImageNet weights (`lgcnet_research.train.pretrained`)."""
     c1, c2, c3 = widths
     return nn.Sequential(conv_bn_relu6(3, c1, 3, 2), MBConv(c1, c2, 3, 1, 1),
                          MBConv(c2, c3, 3, 2, 6), MBConv(c3, c3, 3, 1, 6))

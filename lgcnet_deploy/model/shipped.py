@@ -65,7 +65,3 @@ def resolve_model(source: str | Path, suffix: str = ".pt") -> str | Path:
         return shipped_file(name, suffix)
     return source
 
-
-def default_model_path() -> Path:
-    """The default model's checkpoint."""
-    return shipped_file(DEFAULT_MODEL)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lgcnet_research.commands import register_command
-from lgcnet_research.folds import FOLD_CHOICES, FOLDS
+from lgcnet_research.train.folds import FOLD_CHOICES, FOLDS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lgcnet_research.folds import fold_frames
+    from lgcnet_research.train.folds import fold_frames
 
     if args.action == "list":
         for fold in FOLD_CHOICES:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.checkpoint is None or args.fold is None:
         raise ValueError("lgcnet folds eval needs a CHECKPOINT and --fold A|B")
-    from lgcnet_research.fold_eval import evaluate_fold, write_report
+    from lgcnet_research.train.fold_eval import evaluate_fold, write_report
 
     report = evaluate_fold(args.checkpoint, args.fold, args.data, args.threads)
     print(report.table())

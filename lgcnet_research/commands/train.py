@@ -1,4 +1,4 @@
-"""`lgcnet train`: the CamVid training recipe (lgcnet_research/train.py)."""
+"""`lgcnet train`: the CamVid training recipe (lgcnet_research/train/trainer.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from lgcnet_research.commands import register_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from lgcnet_research.train_config import add_arguments
+    from lgcnet_research.train.config import add_arguments
 
     register_command(
-        sub, "train", add_arguments, "lgcnet_research.train:run",
+        sub, "train", add_arguments, "lgcnet_research.train.trainer:run",
         help="train a genotype on CamVid (SGD poly, OHEM CE; resumable, torchrun DDP)",
         description="The paper's recipe (§IV-A) from scratch: SGD + poly LR, OHEM "
         "cross-entropy with void ignored, random flip / scale 0.5-2.0 / crop; val mIoU every "

@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 from lgcnet_deploy.core.metadata import read_json
 from lgcnet_deploy.core.timing import time_calls
 from lgcnet_deploy.model.genotype import Genotype, Widths
-from lgcnet_research.edges import EdgeSpec, edge_specs, genotype_choices, genotype_edge_specs
-from lgcnet_research.machine import device_name
+from lgcnet_research.base.edges import EdgeSpec, edge_specs, genotype_choices, genotype_edge_specs
+from lgcnet_research.base.machine import device_name
 
 LUT_SCHEMA = "lgcnet-lut/1"
 

@@ -1,4 +1,4 @@
-"""The search's settings (`lgcnet_research.settings` style: JSON `--config`, then flags).
+"""The search's settings (`lgcnet_research.base.settings` style: JSON `--config`, then flags).
 
 Torch-free, so `lgcnet search -h` stays fast. Defaults are the paper's (§IV-A): Adam for α
 (1e-3, betas (0.5, 0.999), wd 1e-4), SGD for weights (momentum 0.9, wd 1e-3, cosine
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from lgcnet_deploy.model.genotype import Widths
 from lgcnet_deploy.model.space import DEFAULT_FUSION_INPUTS, DEFAULT_REDUCTIONS
-from lgcnet_research.settings import Settings
+from lgcnet_research.base.settings import Settings
 
 
 @dataclass

@@ -30,15 +30,15 @@ from tqdm import tqdm
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import file_sha256
 from lgcnet_deploy.model.genotype import Genotype
-from lgcnet_research import distributed as dist
-from lgcnet_research.data import CamVidTorch
+from lgcnet_research.base import distributed as dist
+from lgcnet_research.base.plots import plot_genotype, plot_search
 from lgcnet_research.latency.lut import LatencyTable
-from lgcnet_research.plots import plot_genotype, plot_search
 from lgcnet_research.search.architect import Architect, load_latency_table
 from lgcnet_research.search.config import SearchConfig, add_arguments
 from lgcnet_research.search.relax import temperature
 from lgcnet_research.search.supernet import SpaceConfig, Supernet
-from lgcnet_research.train import git_commit, validate
+from lgcnet_research.train.data import CamVidTorch
+from lgcnet_research.train.trainer import git_commit, validate
 
 STATE = "search_state.pt"
 

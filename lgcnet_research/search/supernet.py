@@ -36,7 +36,7 @@ from lgcnet_deploy.model.space import (
     cell_strides,
     edge_choices,
 )
-from lgcnet_research.edges import edge_specs
+from lgcnet_research.base.edges import edge_specs
 from lgcnet_research.latency.lut import LatencyTable
 from lgcnet_research.search.ggm import CellCommunication
 from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax

@@ -1,0 +1,129 @@
+"""`--plan`: the sprint's plan, checked in seconds without running a stage.
+
+What a GPU run would do and whether its inputs are there: the stages in order (those that
+start together grouped), each one's time box against the budget, every training run of stage
+train (its TrainConfig loaded, the sanity check's runs named), stage search's config and
+seeds, the files the plan names (warm starts, teachers, genotypes, the latency table), the
+CamVid folder, and what would be uploaded beside the tree (`.carry/`) against the limit.
+OUT/summary.json gets the plan; a problem is listed and makes the exit status 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from experiments.gpu_sprint.carry import CARRY, CarryError, check_travel, travel_bytes
+from experiments.gpu_sprint.config import STAGES, SprintConfig
+from experiments.gpu_sprint.context import REPO
+from experiments.gpu_sprint.runner import GRACE_S, Summary, camvid_for_sprint, stage_groups
+
+FILE_FIELDS = ("init", "init_matching", "teacher")  # TrainConfig fields that name a file
+
+
+def _train_plan(cfg: SprintConfig, problems: list[str]) -> dict[str, Any]:
+    """Stage train's runs in plan order, each config loaded and the files it names checked."""
+    from experiments.sanity import SanityConfig
+    from lgcnet_research.train.config import TrainConfig
+
+    runs: dict[str, dict[str, Any]] = {}
+    for path in cfg.train_configs:
+        fields = TrainConfig.load(path).to_dict()
+        runs[Path(path).stem] = {k: fields.get(k) for k in ("model", "genotype", "epochs", "fold")}
+        _check_files(Path(path).stem, fields, problems)
+    if cfg.sanity_config:
+        scfg = SanityConfig.load(cfg.sanity_config)
+        TrainConfig.from_dict(scfg.recipe)  # the one recipe of every sanity run
+        _check_genotype("sanity check", scfg.genotype, problems)
+        for name in ["sanity-searched", *(f"sanity-random-{i}" for i in range(scfg.n_random))]:
+            runs[name] = {"genotype": scfg.genotype if name == "sanity-searched" else "drawn",
+                          "epochs": scfg.recipe.get("epochs")}
+    if not runs:
+        problems.append("train: nothing to train (give --train-configs and/or --sanity-config)")
+    return {"runs": runs, "schedule": cfg.train_schedule}
+
+
+def _check_files(run: str, fields: dict[str, Any], problems: list[str]) -> None:
+    for key in FILE_FIELDS:
+        if fields.get(key) and not Path(fields[key]).is_file():
+            problems.append(f"train run {run}: its {key} {fields[key]} is missing")
+    if fields.get("genotype"):
+        _check_genotype(f"train run {run}", fields["genotype"], problems)
+
+
+def _check_genotype(who: str, genotype: str, problems: list[str]) -> None:
+    from lgcnet_deploy.model.genotype import load_genotype
+
+    try:
+        load_genotype(genotype)
+    except (OSError, ValueError, KeyError) as e:
+        problems.append(f"{who}: genotype {genotype} does not load ({e})")
+
+
+def _search_plan(cfg: SprintConfig, problems: list[str]) -> dict[str, Any]:
+    from lgcnet_research.search.config import SearchConfig
+
+    scfg = SearchConfig.load(cfg.search_config) if cfg.search_config else SearchConfig()
+    if "lut" not in cfg.selected() and scfg.lut and not Path(scfg.lut).is_file():
+        problems.append(f"search: its latency table {scfg.lut} is missing (or select stage lut)")
+    return {"config": cfg.search_config or "the paper's settings", "seeds": list(cfg.search_seeds),
+            "steps": scfg.steps, "lut": scfg.lut}
+
+
+def _upload(problems: list[str]) -> dict[str, Any]:
+    """The upload beside the tree, when `.carry/` is there (`make gpu-carry` makes it)."""
+    if not CARRY.is_dir():
+        return {"carry": None, "note": "no .carry/: CamVid must come from --data or "
+                                       "$LGCNET_CAMVID on the GPU machine"}
+    sizes = travel_bytes(REPO, sorted(CARRY.iterdir()))
+    try:
+        check_travel(sizes)
+    except CarryError as e:
+        problems.append(f"upload: {str(e).splitlines()[-1]}")
+    return {"bytes": sizes, "total_mib": round(sum(sizes.values()) / 2**20, 1)}
+
+
+def plan_sprint(cfg: SprintConfig, header: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The plan of `cfg` as summary.json holds it (every stage 'planned' or 'off'), and the
+    problems found."""
+    problems: list[str] = []
+    groups = stage_groups(cfg, STAGES)
+    summary = Summary(Path(cfg.out) / "summary.json", {**header, "plan": True})
+    for name in STAGES:
+        fields: dict[str, Any] = {"status": "off"}
+        if name in cfg.selected():
+            fields = {"status": "planned", "box_s": cfg.box(name)}
+            if name == "train":
+                fields |= _train_plan(cfg, problems)
+            elif name == "search":
+                fields |= _search_plan(cfg, problems)
+        summary.stage(name, **fields)
+    boxes = sum(max(cfg.box(s) for s in g) for g in groups if set(g) & set(cfg.selected()))
+    data = camvid_for_sprint(cfg.data)
+    if not (data / "train").is_dir():
+        problems.append(f"CamVid: no train split under {data} (give --data or run "
+                        f"`make gpu-carry`)")
+    summary.data["sprint"].update(
+        groups=[[s for s in g if s in cfg.selected()] for g in groups if set(g) & set(
+            cfg.selected())],
+        boxes_s=boxes, fits_budget=boxes + GRACE_S <= cfg.budget, camvid=str(data),
+        upload=_upload(problems), problems=problems)
+    summary.write()
+    return summary.data, problems
+
+
+def report(plan: dict[str, Any]) -> str:
+    """The plan as the lines printed to the console."""
+    head = plan["sprint"]
+    lines = [f"plan: {' -> '.join('+'.join(g) for g in head['groups'])}; boxes "
+             f"{head['boxes_s']:.0f} s of the budget {head['config']['budget']:.0f} s"
+             + ("" if head["fits_budget"] else " (the later stages would be cut short)")]
+    for name, stage in plan["stages"].items():
+        extra = ", ".join(stage.get("runs", {})) or (
+            f"seeds {stage['seeds']} of {stage['config']}" if "seeds" in stage else "")
+        lines.append(f"  {name:<7} {stage['status']:<8} {extra}")
+    upload = head["upload"]
+    if "total_mib" in upload:
+        lines.append(f"  upload (tree and .carry/): {upload['total_mib']:.1f} MiB of 64")
+    lines += [f"  problem: {p}" for p in head["problems"]] or ["  no problems found"]
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""The fixed-epoch evaluation of a fold run: a checkpoint's weights (the EMA's, when its run
+kept one) scored on the drive its fold held out, with per-class IoU.
+
+    lgcnet folds eval runs/fold_a_recipe/last.pt --fold A
+
+A checkpoint that saw the held-out drive in training is refused: its number would measure
+memory, as CamVid's val does. The run's own last epoch is reported beside it, so a reader can
+tell a final-epoch number from a best-of-many reading.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.measure.evaluate import iou_table
+from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint
+from lgcnet_research.train.data import CamVidTorch
+from lgcnet_research.train.folds import ALL, FOLDS, FoldError, fold_frames
+from lgcnet_research.train.peer import load_peer
+from lgcnet_research.train.trainer import validate
+
+
+@dataclass
+class FoldReport:
+    checkpoint: str
+    fold: str
+    held_out_drive: str
+    frames: int
+    epoch: int | None
+    epochs_planned: int | None
+    ema: bool
+    miou: float
+    per_class_iou: dict[str, float]
+
+    def table(self) -> str:
+        epoch = f"epoch {self.epoch} of {self.epochs_planned}" if self.epoch else "epoch ?"
+        return "\n".join([
+            f"fold {self.fold}: held-out drive {self.held_out_drive}, {self.frames} frames; "
+            f"{epoch}, {'EMA' if self.ema else 'raw'} weights",
+            *iou_table(self.per_class_iou, self.miou)])
+
+
+def trained_fold(provenance: dict[str, Any]) -> str | None:
+    """The fold a checkpoint's last run trained on (None: CamVid train, every drive)."""
+    return (provenance.get("recipe") or {}).get("fold")
+
+
+def check_unseen(fold: str, provenance: dict[str, Any], path: Path) -> None:
+    """FoldError unless every run in the checkpoint's lineage, and every teacher it learnt
+    from, trained on `fold`'s frames only."""
+    pending: list[dict[str, Any]] = [provenance]
+    while pending:
+        record = pending.pop()
+        seen = trained_fold(record)
+        if seen != fold:
+            what = "every labelled drive" if seen in (None, ALL) else f"fold {seen}'s frames"
+            raise FoldError(f"{path} (or a run or teacher it learnt from) was trained on "
+                            f"{what}, including drive {FOLDS[fold]}: its fold {fold} number "
+                            f"would not measure generalisation; evaluate a run trained with "
+                            f"--fold {fold}")
+        for earlier in ("init", "teacher"):
+            if (record.get(earlier) or {}).get("provenance"):
+                pending.append(record[earlier]["provenance"])
+
+
+def load_net(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """An LGCNet checkpoint's net, or a research net's (the teacher, the peer)."""
+    try:
+        net, _, payload = load_checkpoint(path, num_classes=CAMVID.num_classes)
+    except CheckpointError:
+        net, payload = load_peer(path)
+    return net, payload
+
+
+def evaluate_fold(path: str | Path, fold: str, root: str | None = None,
+                  threads: int | None = None) -> FoldReport:
+    """Score checkpoint `path` on the drive `fold` holds out."""
+    if fold not in FOLDS:
+        raise FoldError(f"fold {fold!r}: choose one of {', '.join(FOLDS)} (fold 'all' holds "
+                        f"nothing out)")
+    path = Path(path)
+    net, payload = load_net(path)
+    provenance = payload.get("provenance") or {}
+    check_unseen(fold, provenance, path)
+    if threads:
+        torch.set_num_threads(threads)
+    _, held_out = fold_frames(fold, root)
+    loader = DataLoader(CamVidTorch(held_out, crop=None, train=False), batch_size=4)
+    iou = validate(net, loader, torch.device("cpu")).iou()
+    recipe = provenance.get("recipe") or {}
+    return FoldReport(
+        checkpoint=str(path), fold=fold, held_out_drive=FOLDS[fold], frames=len(held_out),
+        epoch=provenance.get("epochs_run"), epochs_planned=recipe.get("epochs"),
+        ema=bool(recipe.get("ema")), miou=float(np.nanmean(iou)),
+        per_class_iou={c: float(np.nan_to_num(v)) for c, v in zip(CAMVID.classes, iou)})
+
+
+def write_report(report: FoldReport, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(asdict(report), indent=2) + "\n")
