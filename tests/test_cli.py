@@ -294,3 +294,26 @@ def test_interrupted_live_stream_keeps_its_recording(small_onnx, tmp_path):
     assert proc.returncode == 0, proc.stderr.read().decode()
     assert "stopped by Ctrl-C after" in stdout
     assert (out / "stream_cam_overlay.mp4").is_file()
+
+
+def test_log_level_holds_the_libraries_to_the_sdks_level(capsys):
+    """`--log-level` sets the SDK's logger, and ONNX Runtime's and FFmpeg's own output follow
+    it: their notices only from "info" on."""
+    import logging
+    import os
+
+    from lgcnet_deploy.cli import main
+    from lgcnet_deploy.core.logs import LOGGER, ort_severity
+
+    try:
+        assert main(["info", "lgcnet-camvid", "--log-level", "info"]) == 0
+        assert LOGGER.level == logging.INFO and ort_severity() == 1
+        assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "32"
+        assert main(["--log-level=warning", "info", "lgcnet-camvid"]) == 0
+        assert ort_severity() == 3 and os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "-8"
+        capsys.readouterr()
+        assert main(["info", "lgcnet-camvid", "--log-level", "loud"]) == 3
+        assert "log level 'loud': choose one of debug, info, warning, error" in \
+            capsys.readouterr().err
+    finally:
+        LOGGER.setLevel(logging.NOTSET)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from lgcnet_deploy.artifact.integrity import digest_status
 from lgcnet_deploy.core.errors import damaged
 from lgcnet_deploy.core.formats import format_of
+from lgcnet_deploy.core.logs import ort_severity
 from lgcnet_deploy.core.metadata import ModelMeta
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     import onnxruntime as ort
 
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        ort.set_default_logger_severity(ort_severity())
+        opts = ort.SessionOptions()
+        opts.log_severity_level = ort_severity()
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         props = sess.get_modelmeta().custom_metadata_map  # UnicodeDecodeError if damaged
     except Exception as e:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...)
         raise damaged(path, "ONNX model", e) from e

@@ -20,6 +20,8 @@ from lgcnet_deploy.core.errors import (
     LgcnetError,
 )
 from lgcnet_deploy.core.formats import import_attribute
+from lgcnet_deploy.core.logs import LEVELS
+from lgcnet_deploy.core.logs import configure as configure_logging
 from lgcnet_deploy.core.version import __version__
 
 COMMAND_ENTRY_POINTS = "lgcnet.commands"
@@ -34,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS keeps it out of the Namespace that commands turn into their settings.
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback when a command fails (for bug reports)")
+    parser.add_argument("--log-level", choices=LEVELS, default=argparse.SUPPRESS,
+                        help="what the SDK and the libraries under it (ONNX Runtime, FFmpeg) "
+                             "print: debug, info, warning (default) or error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each command module defines register(subparsers), which adds its parser and sets `func`;
     # adding a command is adding a module (or, from another package, an entry point).
@@ -89,11 +94,24 @@ def one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _take_log_level(argv: list[str]) -> tuple[list[str], str]:
+    """`--log-level LEVEL` (or `--log-level=LEVEL`) taken out of argv wherever it stands, as
+    --debug is: commands turn their Namespace into settings and must not see it."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--log-level="):
+            return argv[:i] + argv[i + 1:], arg.split("=", 1)[1]
+        if arg == "--log-level" and i + 1 < len(argv):
+            return argv[:i] + argv[i + 2:], argv[i + 1]
+    return argv, "warning"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
-    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    argv, level = _take_log_level([a for a in argv if a != "--debug"])
+    args = build_parser().parse_args(argv)
     try:
+        configure_logging(level)
         return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as e:
         code = exit_code(e)

@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 from lgcnet_deploy.artifact.integrity import check_io, verify_weights_digest
 from lgcnet_deploy.core.errors import BadInputError, damaged
+from lgcnet_deploy.core.logs import ort_severity
 from lgcnet_deploy.core.metadata import MetadataError, ModelMeta
 from lgcnet_deploy.runtime.backends.base import Backend, BackendError
 
@@ -104,6 +105,8 @@ class OnnxRuntimeBackend(Backend):
             ort_tensorrt_cache().mkdir(parents=True, exist_ok=True)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        ort.set_default_logger_severity(ort_severity())  # the SDK's log level (core.logs)
+        opts.log_severity_level = ort_severity()
         if self.threads:
             opts.intra_op_num_threads = self.threads
         providers = [(p, provider_options(p, int(index or 0), qdq)) for p in wanted]
