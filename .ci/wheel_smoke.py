@@ -144,6 +144,12 @@ def main() -> int:
                 needle="pip install 'lgcnet-deploy[onnx]'")
         run([lgcnet, "predict", "--model", "lgcnet-camvd", str(first)], work, env,
             expect=EXIT_USER_INPUT, needle="did you mean 'lgcnet-camvid'?")
+        # what a user runs first: the base install's report names each missing extra
+        if "[tensorrt] no (missing" not in run([lgcnet, "checks", "-o",
+                                                 str(work / "checks.json")], work, env):
+            sys.exit("FAILED: lgcnet checks did not name the missing [tensorrt] extra")
+        run([lgcnet, "checks", "--gpu-smoke", "-o", str(work / "checks.json")], work, env,
+            expect=EXIT_MISSING_DEPENDENCY, needle="--gpu-smoke needs TensorRT")
         check_onnx_extra(py, lgcnet, wheel, onnx, work, env)
     print("base-install smoke test passed")
     return 0

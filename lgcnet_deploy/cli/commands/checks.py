@@ -14,7 +14,8 @@ from lgcnet_deploy.cli import EXTRA_OF_PACKAGE
 
 # extra -> what it enables (its import names come from EXTRA_OF_PACKAGE, plus those below)
 ENABLES = {
-    "export": "lgcnet export / quantize, .pt checkpoints, FP16 ONNX",
+    "onnx": "lgcnet check-trt / quantize on .onnx files (no torch)",
+    "export": "lgcnet export, .pt checkpoints, FP16 ONNX (with [onnx])",
     "tensorrt": "lgcnet build, .engine files, --gpu-smoke (tensorrt-cu12 or tensorrt-cu13 by "
                 "the driver: docs/tensorrt.md)",
     "compare": "lgcnet bench --compare (the LR-ASPP peer)",
