@@ -229,3 +229,43 @@ def test_letterbox_pads_with_the_mean_and_crops_the_mask_back(model_files, real_
     with Segmenter(model_files["logits"], resize="letterbox") as seg:
         r = seg.predict(cv2.resize(wide, (640, 360)))
         assert r.probs.shape == (CAMVID.num_classes, 360, 640)
+
+
+def _png_with_every_row_filter(ids: np.ndarray) -> bytes:
+    """An indexed PNG of `ids` whose rows use PNG's five filters in turn (as other tools
+    write them), to read back."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    h, w = ids.shape
+    raw, prev = b"", np.zeros(w, np.int32)
+    for y in range(h):
+        row, kind = ids[y].astype(np.int32), y % 5
+        left = np.concatenate([[0], row[:-1]])
+        corner = np.concatenate([[0], prev[:-1]])
+        p = left + prev - corner
+        pa, pb, pc = abs(p - left), abs(p - prev), abs(p - corner)
+        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, corner))
+        pred = [0, left, prev, (left + prev) // 2, paeth][kind]
+        raw += bytes([kind]) + ((row - pred) % 256).astype(np.uint8).tobytes()
+        prev = row
+    header = struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"PLTE", bytes(range(33)))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_saved_class_maps_read_back_as_ids(tmp_path, camvid_val):
+    """Result.save writes an indexed PNG (colours in any viewer, ids as pixel values); the
+    SDK reads the ids back, as from any indexed PNG whatever its row filters."""
+    from lgcnet_deploy.core.data import read_label
+
+    r = Segmenter(DEFAULT_MODEL).predict(camvid_val[0][0])
+    r.save(tmp_path / "m.png")
+    assert (read_label(tmp_path / "m.png") == r.mask).all()
+    ids = np.random.default_rng(0).integers(0, 11, (10, 17)).astype(np.uint8)
+    (tmp_path / "f.png").write_bytes(_png_with_every_row_filter(ids))
+    assert (read_label(tmp_path / "f.png") == ids).all()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -57,11 +59,60 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_label(path: str | Path) -> np.ndarray:
-    """Read a label map (uint8 HxW class ids) as it is on disk."""
+    """Read a label map or a saved class map (uint8 HxW class ids) as it is on disk: a
+    grayscale PNG, or an indexed (palette) PNG as `Result.save` writes, whose indices are the
+    ids (OpenCV would expand its palette to colours)."""
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] == 3:
+        return _palette_png_indices(path, data)
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None:
         raise MissingFileError(f"label missing or unreadable: {path}")
     return label
+
+
+def _palette_png_indices(path: str | Path, data: bytes) -> np.ndarray:
+    """The 8-bit indices of a non-interlaced palette PNG (every PNG row filter undone)."""
+    width, height, depth, _, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if depth != 8 or interlace:
+        raise damaged(path, "class map", f"an indexed PNG of {depth}-bit indices"
+                      f"{', interlaced' if interlace else ''}: save it with 8-bit indices")
+    pos, idat = 8, b""
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        idat += data[pos + 8:pos + 8 + size] if kind == b"IDAT" else b""
+        pos += 12 + size
+    try:
+        raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, width + 1)
+    except (zlib.error, ValueError) as e:
+        raise damaged(path, "class map", e) from e
+    out = np.zeros((height, width), np.int32)
+    for y in range(height):
+        out[y] = _unfilter(raw[y, 0], raw[y, 1:].astype(np.int32),
+                           out[y - 1] if y else np.zeros(width, np.int32))
+    return out.astype(np.uint8)
+
+
+def _unfilter(kind: int, row: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """One PNG scanline's filter undone (1 byte per pixel): None, Sub, Up, Average, Paeth."""
+    if kind == 0:
+        return row
+    if kind == 2:
+        return (row + up) % 256
+    out = row.copy()
+    for x in range(len(row)):
+        left = out[x - 1] if x else 0
+        if kind == 1:
+            out[x] = (row[x] + left) % 256
+        elif kind == 3:
+            out[x] = (row[x] + (left + up[x]) // 2) % 256
+        else:
+            corner = up[x - 1] if x else 0
+            p = left + up[x] - corner
+            pa, pb, pc = abs(p - left), abs(p - up[x]), abs(p - corner)
+            pred = left if pa <= pb and pa <= pc else (up[x] if pb <= pc else corner)
+            out[x] = (row[x] + pred) % 256
+    return out
 
 
 class CamVid:
