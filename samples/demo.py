@@ -58,7 +58,7 @@ def main() -> int:
     with Segmenter(onnx_path) as seg:
         results = seg.predict(list(frames.values()))
         for name, r in zip(frames, results):
-            cv2.imwrite(str(args.out / f"{name}_overlay.png"), r.overlay(0.5))
+            cv2.imwrite(str(args.out / f"{name}_overlay.png"), r.plot(0.5))
         print(f"ONNX Runtime CPU, {seg.input_size[0]}x{seg.input_size[1]}, batch "
               f"{len(results)}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in seg.speed.items())
               + " per frame")
