@@ -23,7 +23,7 @@ demo: venv
 
 test: venv
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # The loaders' property-based tests at length (make test runs a few cases per loader).
 fuzz: venv

@@ -20,7 +20,14 @@ from lgcnet_deploy.core.data import CamVid
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet
 
-torch.set_num_threads(2)
+# `make test` runs the suite on two pytest-xdist workers (one per core of the machines it
+# must fit): each then computes on one thread, in-process and in the processes it starts, so
+# the two never spin against each other. Run alone (no worker), a test may use both cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
 os.environ.setdefault("LGCNET_CAMVID", str(Path(__file__).resolve().parents[2] / "shared" / "data"
                                            / "camvid"))
 

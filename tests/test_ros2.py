@@ -214,7 +214,8 @@ def test_node_segments_raw_images_under_a_remapped_topic(tmp_path, ros_env, real
     node_cmd = [LGCNET, "ros2", "--model", MODEL, "--stats", "1", "--ros-args",
                 "-r", "image:=/cam/image_raw", "-r", "__ns:=/robot1"]
     peer_args = ["--topic", "/cam/image_raw", "--mask-topic", "/robot1/segmentation/mask",
-                 "--overlay-topic", "/robot1/segmentation/overlay"]
+                 "--overlay-topic", "/robot1/segmentation/overlay",
+                 "--labels-topic", "/robot1/segmentation/labels"]  # else waits out its timeout
     replies, log = _exchange(tmp_path, ros_env, node_cmd, peer_args,
                              [(bgr, "bgr8"), (bgr, "rgb8"), (small, "mono8")])
     assert [r["kind"] for r in replies] == ["bgr8", "rgb8", "mono8"]
