@@ -3,13 +3,15 @@
     python -m experiments.campaign              # run the queue (in the background, with a log)
     python -m experiments.campaign --status     # where each run stands
 
-The queue (experiments/configs/campaign.json) lists training configs in the order they should
-run: the teachers before the students that distil from them, a screen before its confirmation.
-An entry is a config's path, or {"config": path, FIELD: value, ...} for the same recipe with
-scalar fields changed (another seed and its own `out`, say).
-A run whose `last.pt` holds its last epoch is skipped; one that stopped part-way is continued
-with `--resume` (bit-exact: batches are a function of seed, epoch and frame). Each run writes
-its log beside its checkpoints (OUT/log.txt).
+The queue (experiments/configs/campaign.json) lists its steps in the order they should run:
+the teachers, their cached targets, then the students that distil from them, a screen before
+its confirmation. A training step is a config's path, or {"config": path, FIELD: value, ...}
+for the same recipe with scalar fields changed (another seed and its own `out`, say); a
+training whose `last.pt` holds its last epoch is skipped, one that stopped part-way is
+continued with `--resume` (bit-exact: batches are a function of seed, epoch and frame). A
+targets step, {"targets": {"teacher": ckpt, "fold": "A", "out": folder}}, caches a trained
+teacher's soft targets for a fold's training frames (frames already cached are kept). Each
+step writes its log in its output folder (log.txt).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, NamedTuple
 
 from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_research.train.config import TrainConfig
+from lgcnet_research.train.folds import fold_frames
 from lgcnet_research.train.peer import read_peer_checkpoint
 
 QUEUE = Path(__file__).parent / "configs" / "campaign.json"
@@ -40,7 +43,7 @@ def progress(cfg: TrainConfig) -> tuple[int, float | None]:
 
 
 class Run(NamedTuple):
-    """One entry of the queue: a config file and the scalar fields it changes."""
+    """A training step: a config file and the scalar fields it changes."""
 
     config: Path
     overrides: dict[str, Any]
@@ -48,52 +51,88 @@ class Run(NamedTuple):
     def settings(self) -> TrainConfig:
         return TrainConfig.load(self.config, **self.overrides)
 
-    def flags(self) -> list[str]:
-        """The training command's arguments for this entry."""
+    @property
+    def out(self) -> Path:
+        return Path(self.settings().out)
+
+    def done(self) -> bool:
+        return progress(self.settings())[0] >= self.settings().epochs
+
+    def command(self) -> list[str]:
         changed = [f"--{k.replace('_', '-')}={v}" for k, v in self.overrides.items()]
-        return ["--config", str(self.config), *changed, "--resume"]
+        return ["lgcnet_research.train", "--config", str(self.config), *changed, "--resume"]
+
+    def state(self) -> str:
+        cfg = self.settings()
+        done, miou = progress(cfg)
+        said = "-" if miou is None else f"{100 * miou:.2f} %"
+        return f"{done}/{cfg.epochs} epochs, val mIoU {said} ({cfg.out})"
 
     def __str__(self) -> str:
         said = " ".join(f"{k}={v}" for k, v in self.overrides.items())
         return f"{self.config}{' ' + said if said else ''}"
 
 
-def queue(path: Path = QUEUE) -> list[Run]:
-    """The runs of the queue, in order."""
-    runs = []
+class Targets(NamedTuple):
+    """A targets step: a teacher's logits cached for a fold's training frames."""
+
+    teacher: Path
+    fold: str
+    out: Path
+
+    def expected(self) -> int:
+        return len(fold_frames(self.fold)[0])
+
+    def cached(self) -> int:
+        return len(list(self.out.glob("*.npy"))) if self.out.is_dir() else 0
+
+    def done(self) -> bool:
+        return (self.out / "targets.json").is_file() and self.cached() >= self.expected()
+
+    def command(self) -> list[str]:
+        return ["lgcnet_research.train.targets", str(self.teacher), "--fold", self.fold,
+                "-o", str(self.out)]
+
+    def state(self) -> str:
+        return f"{self.cached()}/{self.expected()} frames cached ({self.out})"
+
+    def __str__(self) -> str:
+        return f"targets of {self.teacher} for fold {self.fold}"
+
+
+def queue(path: Path = QUEUE) -> list[Run | Targets]:
+    """The steps of the queue, in order."""
+    steps: list[Run | Targets] = []
     for entry in json.loads(path.read_text())["runs"]:
+        if isinstance(entry, dict) and "targets" in entry:
+            t = entry["targets"]
+            steps.append(Targets(Path(t["teacher"]), t["fold"], Path(t["out"])))
+            continue
         entry = dict(entry) if isinstance(entry, dict) else {"config": entry}
-        runs.append(Run(Path(entry.pop("config")), entry))
-    return runs
+        steps.append(Run(Path(entry.pop("config")), entry))
+    return steps
 
 
 def status(path: Path = QUEUE) -> list[str]:
-    """One line per run: config, epochs done of epochs, the latest val mIoU."""
-    lines = []
-    for entry in queue(path):
-        cfg = entry.settings()
-        done, miou = progress(cfg)
-        said = "-" if miou is None else f"{100 * miou:.2f} %"
-        lines.append(f"{entry}: {done}/{cfg.epochs} epochs, val mIoU {said} ({cfg.out})")
-    return lines
+    """One line per step: what it is and where it stands."""
+    return [f"{step}: {step.state()}" for step in queue(path)]
 
 
 def run(path: Path = QUEUE) -> int:
-    """Run every unfinished run of the queue in order; stop at the first that fails."""
-    for entry in queue(path):
-        cfg = entry.settings()
-        if progress(cfg)[0] >= cfg.epochs:
+    """Run every unfinished step of the queue in order; stop at the first that fails."""
+    for step in queue(path):
+        if step.done():
             continue
-        out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        print(f"campaign: {entry} from epoch {progress(cfg)[0]}", flush=True)
-        with open(out / "log.txt", "a") as log:
-            code = subprocess.call([sys.executable, "-m", "lgcnet_research.train.trainer",
-                                    *entry.flags()], stdout=log, stderr=log)
+        step.out.mkdir(parents=True, exist_ok=True)
+        print(f"campaign: {step}: {step.state()}", flush=True)
+        with open(step.out / "log.txt", "a") as log:
+            code = subprocess.call([sys.executable, "-m", *step.command()], stdout=log,
+                                   stderr=log)
         if code != 0:
-            print(f"campaign: {entry} failed (exit {code}); see {out / 'log.txt'}", flush=True)
+            print(f"campaign: {step} failed (exit {code}); see {step.out / 'log.txt'}",
+                  flush=True)
             return code
-    print("campaign: every run of the queue is done", flush=True)
+    print("campaign: every step of the queue is done", flush=True)
     return 0
 
 
@@ -101,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.campaign", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--queue", type=Path, default=QUEUE)
-    p.add_argument("--status", action="store_true", help="print where each run stands")
+    p.add_argument("--status", action="store_true", help="print where each step stands")
     args = p.parse_args(argv)
     if args.status:
         print("\n".join(status(args.queue)))
