@@ -156,11 +156,12 @@ class CamVidTorch(Dataset):
         sample = (normalize_batch(x)[0], torch.from_numpy(label.astype(np.int64)))
         if self.targets is None:
             return sample
-        return (*sample, warp_targets(self.targets[i][None], view)[0])
+        return (*sample, warp_targets(self.targets[i][None], _view_grid(view, label.shape))[0])
 
     def _augment(self, img: np.ndarray, label: np.ndarray, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """The augmented frame and label, and the view's `crop_grid` (for cached targets)."""
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, bool, tuple[int, int]]]:
+        """The augmented frame and label, and the view: crop corner (y, x) in the scaled
+        frame, whether it was mirrored, the scaled size (W, H) (`_view_grid` for targets)."""
         s = rng.uniform(*self.scale_range)
         h, w = label.shape
         size = (max(1, round(w * s)), max(1, round(h * s)))
@@ -177,13 +178,21 @@ class CamVidTorch(Dataset):
             y = rng.integers(0, label.shape[0] - ch + 1)
             x = rng.integers(0, label.shape[1] - cw + 1)
             img, label = img[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
-        cols = torch.arange(label.shape[1], dtype=torch.float32)
-        if rng.random() < 0.5:
-            img, label, cols = img[:, ::-1], label[:, ::-1], cols.flip(0)
-        rows = torch.arange(label.shape[0], dtype=torch.float32)
-        view = crop_grid(y + rows[None], x + cols[None], torch.tensor([float(size[1])]),
-                         torch.tensor([float(size[0])]))
-        return np.ascontiguousarray(img), np.ascontiguousarray(label), view
+        flipped = bool(rng.random() < 0.5)
+        if flipped:
+            img, label = img[:, ::-1], label[:, ::-1]
+        return np.ascontiguousarray(img), np.ascontiguousarray(label), (y, x, flipped, size)
+
+
+def _view_grid(view: tuple[int, int, bool, tuple[int, int]],
+               crop_hw: tuple[int, ...]) -> torch.Tensor:
+    """The `crop_grid` of one CPU-augmented view (what `CamVidTorch._augment` returns)."""
+    y, x, flipped, (ws, hs) = view
+    cols = torch.arange(crop_hw[1], dtype=torch.float32)
+    cols = cols.flip(0) if flipped else cols
+    rows = torch.arange(crop_hw[0], dtype=torch.float32)
+    return crop_grid(y + rows[None], x + cols[None], torch.tensor([float(hs)]),
+                     torch.tensor([float(ws)]))
 
 
 # -- the same recipe as tensors on the training device (GPU: no decode or resize on the CPU) ----
