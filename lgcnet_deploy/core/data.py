@@ -65,7 +65,7 @@ def read_label(path: str | Path) -> np.ndarray:
     data = Path(path).read_bytes() if Path(path).is_file() else b""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] == 3:
         return _palette_png_indices(path, data)
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    label = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if label is None:
         raise MissingFileError(f"label missing or unreadable: {path}")
     return label
