@@ -56,7 +56,8 @@ class Run(NamedTuple):
         return Path(self.settings().out)
 
     def done(self) -> bool:
-        return progress(self.settings())[0] >= self.settings().epochs
+        cfg = self.settings()
+        return progress(cfg)[0] >= cfg.epochs
 
     def command(self) -> list[str]:
         changed = [f"--{k.replace('_', '-')}={v}" for k, v in self.overrides.items()]
