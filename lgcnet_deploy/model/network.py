@@ -192,7 +192,8 @@ class LGCNetFrame(nn.Module):
             chain = chains[self.strides[k] if self.trunk else 4]
             chain[:] = [chain[1], cell(chain[0], chain[1],
                                        None if cell_weights is None else cell_weights[k])]
-            outputs[k] = chain[1]
+            if k in self.fusion_inputs:  # keep what the fusion cell reads, nothing more
+                outputs[k] = chain[1]
         feats = [chains[s][1] if k is None else outputs[k]
                  for s, k in zip((4, 8, 16), self.fusion_inputs)]
         y = self.fusion(feats, fusion_weights)
