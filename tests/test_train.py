@@ -381,7 +381,7 @@ def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val
 def test_auxiliary_heads_train_beside_the_net_and_never_ship(tmp_path, camvid_val):
     from lgcnet_research.train.losses import DeeplySupervised
 
-    net = LGCNet(load_genotype("lite0_s16_random0"), 11)
+    net = LGCNet(load_genotype("lite0_s16_lean"), 11)
     logits, aux = DeeplySupervised(net, 11)(torch.randn(1, 3, 64, 96))
     assert logits.shape == (1, 11, 64, 96)
     assert [a.shape[-2:] for a in aux] == [(8, 12), (4, 6)]  # strides 8 and 16

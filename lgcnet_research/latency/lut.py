@@ -337,11 +337,11 @@ def measure_table(widths: Widths, reductions: tuple[int, ...], input_size: tuple
 
 def trunk_reference(table: LatencyTable, stem: str) -> Genotype:
     """The genotype a trunk's frame cost is measured on: the shipped trunk genotype
-    (`genotypes/lite0_s16_random0.json`) with the table's cell and fusion widths."""
+    (`genotypes/lite0_s16_lean.json`) with the table's cell and fusion widths."""
     from lgcnet_deploy.model.genotype import load_genotype
     from lgcnet_deploy.model.space import TRUNKS
 
-    shipped = load_genotype("lite0_s16_random0")
+    shipped = load_genotype("lite0_s16_lean")
     widths = Widths(stem=TRUNKS[stem].channels, cells=table.widths.cells,
                     fusion=table.widths.fusion)
     return dataclasses.replace(shipped, stem=stem, widths=widths)
