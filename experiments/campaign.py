@@ -12,23 +12,38 @@ continued with `--resume` (bit-exact: batches are a function of seed, epoch and 
 targets step, {"targets": {"teacher": ckpt, "fold": "A", "out": folder}}, caches a trained
 teacher's soft targets for a fold's training frames (frames already cached are kept). Each
 step writes its log in its output folder (log.txt).
+
+What outlives the run folders, to be committed: a finished fold run named by an "arm" is scored
+on the drive its fold held out, and its report (per-class IoU, confusion matrix, the commands
+that made it) is written to results/campaign/OUT.json, which `python -m
+experiments.fold_table` pools; a step marked "milestone" (a teacher) leaves its finished
+weights in experiments/milestones/OUT.pt (fp16, no optimizer state), from which a new checkout
+restores the step instead of training it again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
+
+from lgcnet_deploy.core.errors import EXIT_USER_INPUT, BadInputError, LgcnetError
 from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_research.train.config import TrainConfig
-from lgcnet_research.train.folds import fold_frames
+from lgcnet_research.train.fold_eval import evaluate_fold
+from lgcnet_research.train.folds import FOLDS, fold_frames
 from lgcnet_research.train.peer import read_peer_checkpoint
 
 QUEUE = Path(__file__).parent / "configs" / "campaign.json"
+RESULTS = Path("results/campaign")
+MILESTONES = Path(__file__).parent / "milestones"
 
 
 def progress(cfg: TrainConfig) -> tuple[int, float | None]:
@@ -43,10 +58,13 @@ def progress(cfg: TrainConfig) -> tuple[int, float | None]:
 
 
 class Run(NamedTuple):
-    """A training step: a config file and the scalar fields it changes."""
+    """A training step: a config file, the scalar fields it changes, the arm of the fold table
+    it is a run of (None: not a fold run) and whether its weights are kept as a milestone."""
 
     config: Path
     overrides: dict[str, Any]
+    arm: str | None = None
+    milestone: bool = False
 
     def settings(self) -> TrainConfig:
         return TrainConfig.load(self.config, **self.overrides)
@@ -62,6 +80,31 @@ class Run(NamedTuple):
     def command(self) -> list[str]:
         changed = [f"--{k.replace('_', '-')}={v}" for k, v in self.overrides.items()]
         return ["lgcnet_research.train", "--config", str(self.config), *changed, "--resume"]
+
+    @property
+    def milestone_path(self) -> Path:
+        return MILESTONES / f"{self.out.name}.pt"
+
+    def restore(self) -> bool:
+        """Put the step's milestone in place of a missing run folder; True if it did."""
+        last = self.out / "last.pt"
+        if not self.milestone or last.is_file() or not self.milestone_path.is_file():
+            return False
+        last.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.milestone_path, last)
+        return True
+
+    def keep(self, results: Path = RESULTS) -> list[Path]:
+        """Write what outlives the run folder (its fold report, its milestone) where missing."""
+        written = []
+        if self.milestone and not self.milestone_path.is_file():
+            write_milestone(self.out / "last.pt", self.milestone_path)
+            written.append(self.milestone_path)
+        report = results / f"{self.out.name}.json"
+        if self.arm and not report.is_file():
+            write_fold_record(self, report)
+            written.append(report)
+        return written
 
     def state(self) -> str:
         cfg = self.settings()
@@ -101,6 +144,42 @@ class Targets(NamedTuple):
         return f"targets of {self.teacher} for fold {self.fold}"
 
 
+def write_milestone(last: Path, dest: Path) -> None:
+    """A finished run's checkpoint without its optimizer state and raw weights, tensors in
+    fp16 (they load into the fp32 net as they are): a fifth of the bytes."""
+    payload = torch.load(last, map_location="cpu", weights_only=True)
+    payload["state_dict"] = {k: v.half() if v.is_floating_point() else v
+                             for k, v in payload["state_dict"].items()}
+    for heavy in ("optimizer", "raw_state_dict"):
+        payload["train_state"].pop(heavy, None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".partial")
+    torch.save(payload, tmp)
+    tmp.replace(dest)
+
+
+def write_fold_record(run: Run, dest: Path) -> None:
+    """Score a finished fold run on its held-out drive and write the record the fold table
+    pools: the arm, fold and seed, the report, and the commands that made it."""
+    cfg = run.settings()
+    if cfg.fold not in FOLDS:
+        raise CampaignError(f"{run}: arm {run.arm!r} but fold {cfg.fold!r}; an arm's runs "
+                            f"train on fold {' or '.join(FOLDS)}")
+    last = run.out / "last.pt"
+    report = evaluate_fold(last, cfg.fold)
+    record = {"arm": run.arm, "fold": cfg.fold, "seed": cfg.seed, "run": str(run.out),
+              "config": str(run.config), "overrides": run.overrides,
+              "command": " ".join(["python -m", *run.command()[:-1]]),
+              "eval_command": f"lgcnet folds eval {last} --fold {cfg.fold}",
+              "report": asdict(report)}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(record, indent=1) + "\n")
+
+
+class CampaignError(BadInputError):
+    """The queue names something that cannot be: a bad step, an arm without a fold."""
+
+
 def queue(path: Path = QUEUE) -> list[Run | Targets]:
     """The steps of the queue, in order."""
     steps: list[Run | Targets] = []
@@ -110,7 +189,8 @@ def queue(path: Path = QUEUE) -> list[Run | Targets]:
             steps.append(Targets(Path(t["teacher"]), t["fold"], Path(t["out"])))
             continue
         entry = dict(entry) if isinstance(entry, dict) else {"config": entry}
-        steps.append(Run(Path(entry.pop("config")), entry))
+        steps.append(Run(Path(entry.pop("config")), entry, entry.pop("arm", None),
+                         bool(entry.pop("milestone", False))))
     return steps
 
 
@@ -122,7 +202,10 @@ def status(path: Path = QUEUE) -> list[str]:
 def run(path: Path = QUEUE) -> int:
     """Run every unfinished step of the queue in order; stop at the first that fails."""
     for step in queue(path):
+        if isinstance(step, Run) and step.restore():
+            print(f"campaign: {step}: restored from {step.milestone_path}", flush=True)
         if step.done():
+            _keep(step)
             continue
         step.out.mkdir(parents=True, exist_ok=True)
         print(f"campaign: {step}: {step.state()}", flush=True)
@@ -133,8 +216,14 @@ def run(path: Path = QUEUE) -> int:
             print(f"campaign: {step} failed (exit {code}); see {step.out / 'log.txt'}",
                   flush=True)
             return code
+        _keep(step)
     print("campaign: every step of the queue is done", flush=True)
     return 0
+
+
+def _keep(step: Run | Targets) -> None:
+    for path in step.keep() if isinstance(step, Run) else []:
+        print(f"campaign: {step}: wrote {path}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,10 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue", type=Path, default=QUEUE)
     p.add_argument("--status", action="store_true", help="print where each step stands")
     args = p.parse_args(argv)
-    if args.status:
-        print("\n".join(status(args.queue)))
-        return 0
-    return run(args.queue)
+    try:
+        if args.status:
+            print("\n".join(status(args.queue)))
+            return 0
+        return run(args.queue)
+    except (LgcnetError, FileNotFoundError) as e:  # a config the queue names may be missing
+        print(f"campaign: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", EXIT_USER_INPUT)
 
 
 if __name__ == "__main__":

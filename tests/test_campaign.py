@@ -4,8 +4,16 @@ where each stands (no training here: the steps' commands and states only)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+import torch
+
+from experiments import campaign
 from experiments.campaign import QUEUE, Run, Targets, queue, status
+from lgcnet_research.train.fold_eval import FoldReport
+from lgcnet_research.train.folds import FOLDS
+from lgcnet_research.train.peer import PEER_FORMAT
 
 
 def test_every_step_of_the_shipped_queue_loads():
@@ -14,6 +22,9 @@ def test_every_step_of_the_shipped_queue_loads():
     for step in steps:  # every config exists and every override is a field
         if isinstance(step, Run):
             assert step.settings().epochs > 0
+            # every arm's run is scored on the drive its fold held out
+            assert step.arm in (None, "teacher", "today", "trunk", "trunk+kd")
+            assert step.arm is None or step.settings().fold in FOLDS
     outs = [str(s.out) for s in steps]
     assert len(outs) == len(set(outs))  # no two steps write one folder
 
@@ -36,3 +47,62 @@ def test_steps_command_resume_and_report_their_state(tmp_path, camvid_val):
     assert lines[0].endswith(f"0/80 epochs, val mIoU - ({tmp_path / 'r'})")
     assert lines[1] == (f"targets of {tmp_path / 't.pt'} for fold A: 0/367 frames cached "
                         f"({tmp_path / 'targets'})")
+
+
+def _finished_teacher(path, epochs):
+    """A checkpoint shaped like a finished teacher run's last.pt (tiny tensors)."""
+    torch.save({"format": PEER_FORMAT, "model": "effnet_lite0_seg",
+                "state_dict": {"w": torch.randn(4, 3), "n": torch.tensor(7)},
+                "train_state": {"optimizer": {"state": {0: torch.zeros(4, 3)}},
+                                "raw_state_dict": {"w": torch.zeros(4, 3)},
+                                "history": [{"epoch": e + 1} for e in range(epochs)]}}, path)
+
+
+def test_a_teachers_milestone_is_kept_and_restores_its_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
+    step = Run(Path("configs/train/teacher_fold_a.json"), {"out": str(tmp_path / "t"),
+                                                           "epochs": 3}, "teacher", True)
+    step.out.mkdir()
+    _finished_teacher(step.out / "last.pt", 3)
+    monkeypatch.setattr(campaign, "write_fold_record", lambda run, dest: dest.write_text("{}"))
+    (tmp_path / "results").mkdir()
+    written = step.keep(tmp_path / "results")
+    assert written == [tmp_path / "milestones" / "t.pt", tmp_path / "results" / "t.json"]
+    kept = torch.load(written[0], weights_only=True)
+    assert kept["state_dict"]["w"].dtype == torch.float16 and kept["state_dict"]["n"] == 7
+    assert "optimizer" not in kept["train_state"] and "raw_state_dict" not in kept["train_state"]
+    assert step.keep(tmp_path / "results") == []  # written once
+    (step.out / "last.pt").unlink()  # a new checkout: no run folder
+    assert not step.done() and step.restore() and step.done()
+    assert not step.restore()  # the run folder is there now
+
+
+def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatch):
+    report = FoldReport("x", "A", "0001TP", 2, 80, 80, True, 0.5, {c: 0.5 for c in "ab"})
+    monkeypatch.setattr(campaign, "evaluate_fold", lambda path, fold: report)
+    step = Run(Path("configs/train/fold_a_trunk.json"), {"seed": 1, "out": str(tmp_path / "r")},
+               "trunk")
+    campaign.write_fold_record(step, tmp_path / "r.json")
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert (record["arm"], record["fold"], record["seed"]) == ("trunk", "A", 1)
+    assert record["command"] == ("python -m lgcnet_research.train --config "
+                                 f"configs/train/fold_a_trunk.json --seed=1 --out={tmp_path / 'r'}")
+    assert record["eval_command"] == f"lgcnet folds eval {tmp_path / 'r' / 'last.pt'} --fold A"
+    assert record["report"]["miou"] == 0.5
+    teacher_all = Run(Path("configs/train/teacher_all.json"), {}, "teacher")
+    with pytest.raises(campaign.CampaignError, match="fold 'all'"):
+        campaign.write_fold_record(teacher_all, tmp_path / "all.json")
+
+
+def test_a_missing_dataset_is_one_line_and_exit_3(monkeypatch, capsys):
+    monkeypatch.delenv("LGCNET_CAMVID", raising=False)
+    assert campaign.main(["--status", "--queue", str(QUEUE)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("campaign: error: CamVid's location is not set") and "\n" not in err
+
+
+def test_a_queue_naming_a_missing_config_is_one_line_and_exit_3(tmp_path, capsys):
+    path = tmp_path / "queue.json"
+    path.write_text(json.dumps({"runs": [{"config": "configs/train/nowhere.json"}]}))
+    assert campaign.main(["--status", "--queue", str(path)]) == 3
+    assert "nowhere.json" in capsys.readouterr().err
