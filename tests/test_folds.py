@@ -3,6 +3,7 @@ the fixed-epoch fold evaluation, on a tiny CamVid-shaped tree (three drives, 12x
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from lgcnet_deploy.cli import main as lgcnet
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_research.train.config import TrainConfig
 from lgcnet_research.train.data import CamVidTorch, photometric_batch
@@ -163,6 +165,15 @@ def test_fold_eval_scores_the_final_ema_weights_and_refuses_a_leak(tiny_camvid: 
         4, "0006R0", 3, True)
     assert 0.0 <= report.miou <= 1.0 and set(report.per_class_iou) == set(CAMVID.classes)
     assert "fold A: held-out drive 0006R0, 4 frames; epoch 3 of 3, EMA" in report.table()
+    confusion = np.array(report.confusion)  # every labelled held-out pixel, void left out
+    assert confusion.shape == (CAMVID.num_classes,) * 2 and confusion.sum() == 4 * 22 * 32
+    tp = np.diag(confusion)
+    sky = CAMVID.classes.index("sky")
+    union = confusion[sky].sum() + confusion[:, sky].sum() - tp[sky]
+    assert report.per_class_iou["sky"] == pytest.approx(tp[sky] / union if union else 0.0)
+    assert lgcnet(["folds", "eval", str(tmp_path / "run" / "last.pt"), "--fold", "A",
+                   "--data", str(tiny_camvid), "--json", str(tmp_path / "fold_a.json")]) == 0
+    assert json.loads((tmp_path / "fold_a.json").read_text())["confusion"] == report.confusion
     with pytest.raises(FoldError, match="trained on fold A's frames, including drive 0001TP"):
         evaluate_fold(tmp_path / "run" / "last.pt", "B", str(tiny_camvid))
 

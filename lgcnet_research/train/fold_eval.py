@@ -5,7 +5,8 @@ kept one) scored on the drive its fold held out, with per-class IoU.
 
 A checkpoint that saw the held-out drive in training is refused: its number would measure
 memory, as CamVid's val does. The run's own last epoch is reported beside it, so a reader can
-tell a final-epoch number from a best-of-many reading.
+tell a final-epoch number from a best-of-many reading. The report keeps the held-out confusion
+matrix, so folds can be pooled (`python -m experiments.fold_table` sums A's and B's).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class FoldReport:
     ema: bool
     miou: float
     per_class_iou: dict[str, float]
+    # held-out pixels, rows the label's class, columns the prediction's (CAMVID.classes
+    # order, void left out): what pooling folds sums
+    confusion: list[list[int]]
 
     def table(self) -> str:
         epoch = f"epoch {self.epoch} of {self.epochs_planned}" if self.epoch else "epoch ?"
@@ -94,13 +98,14 @@ def evaluate_fold(path: str | Path, fold: str, root: str | None = None,
         torch.set_num_threads(threads)
     _, held_out = fold_frames(fold, root)
     loader = DataLoader(CamVidTorch(held_out, crop=None, train=False), batch_size=4)
-    iou = validate(net, loader, torch.device("cpu")).iou()
+    cm = validate(net, loader, torch.device("cpu"))
     recipe = provenance.get("recipe") or {}
     return FoldReport(
         checkpoint=str(path), fold=fold, held_out_drive=FOLDS[fold], frames=len(held_out),
         epoch=provenance.get("epochs_run"), epochs_planned=recipe.get("epochs"),
-        ema=bool(recipe.get("ema")), miou=float(np.nanmean(iou)),
-        per_class_iou={c: float(np.nan_to_num(v)) for c, v in zip(CAMVID.classes, iou)})
+        ema=bool(recipe.get("ema")), miou=cm.miou(),
+        per_class_iou={c: float(np.nan_to_num(v)) for c, v in zip(CAMVID.classes, cm.iou())},
+        confusion=cm.matrix.tolist())
 
 
 def write_report(report: FoldReport, path: str | Path) -> None:

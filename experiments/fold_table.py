@@ -1,0 +1,318 @@
+"""The pooled-fold table of the accuracy campaign: per arm, each seed's folds A and B pooled into
+one confusion matrix, the mean over seeds, the seed spread, per-class IoU, and the gain paired
+by seed against a baseline arm with the campaign's verdict.
+
+    python -m experiments.fold_table --results results/campaign --baseline today \
+        --out results/fold_table
+
+Input: one JSON file per finished fold run in --results (the campaign writes them): its arm,
+fold, seed, run folder, training config, overrides and command, the `lgcnet folds eval`
+command, and that evaluation's report with its held-out confusion matrix. Pooling sums A's and
+B's matrices before IoU is taken: A has bicyclists in 14 frames, B fence in 13, so one fold's
+IoU of such a class is noise. The rule: adopt when the mean paired gain exceeds twice the seed
+spread (the larger of the two arms') over at least 2 paired seeds; drop when a 1-seed screen
+gains under +2 points; otherwise undecided. The teacher's arm is shown, not paired. Writes
+fold_table.md and fold_table.json to --out and prints the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.errors import BadInputError, LgcnetError, MissingFileError, damaged
+from lgcnet_deploy.core.metrics import ConfusionMatrix
+from lgcnet_research.train.folds import FOLDS
+
+KEYS = ("arm", "fold", "seed", "run", "config", "overrides", "command", "eval_command", "report")
+SHOWN = ("pole", "sign", "fence", "pedestrian", "bicyclist")  # the classes the campaign watches
+TEACHER = "teacher"  # shown beside the students, compared with none
+SCREEN_DROP = 0.02  # a 1-seed screen that gains less than this (2 points) is dropped
+CONFIRM_SEEDS = 2  # paired seeds needed before an arm is adopted
+RULE = (f"adopt: mean paired gain > 2 × the larger seed spread over ≥ {CONFIRM_SEEDS} paired "
+        f"seeds; drop: a 1-seed screen gains < +{100 * SCREEN_DROP:g} points; otherwise "
+        f"undecided")
+
+
+@dataclass
+class FoldRun:
+    """One finished fold run: its result file, the file's record, its confusion matrix."""
+
+    source: Path
+    record: dict[str, Any]
+    confusion: np.ndarray
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return self.record["arm"], self.record["seed"], self.record["fold"]
+
+
+def scores(confusion: np.ndarray) -> tuple[float, list[float | None]]:
+    """mIoU and per-class IoU (None: a class neither labelled nor predicted), by the SDK's
+    ConfusionMatrix, the one definition of IoU."""
+    cm = ConfusionMatrix(CAMVID.num_classes, CAMVID.ignore_index)
+    cm.matrix = confusion
+    return cm.miou(), [None if np.isnan(v) else float(v) for v in cm.iou()]
+
+
+def check_confusion(path: Path, confusion: Any) -> np.ndarray:
+    """The report's confusion matrix as an array; BadInputError unless it is C x C
+    non-negative pixel counts with at least one pixel."""
+    n = CAMVID.num_classes
+    try:
+        matrix = np.asarray(confusion)
+    except ValueError:  # ragged rows
+        matrix = np.zeros(0)
+    if matrix.shape != (n, n) or matrix.dtype.kind not in "iu" or (matrix < 0).any() \
+            or not matrix.sum():
+        raise BadInputError(f"{path}: report.confusion must be {n}x{n} pixel counts (rows the "
+                            f"label's class, columns the prediction's, void left out), got "
+                            f"shape {matrix.shape} of {matrix.dtype}; re-run its eval_command")
+    return matrix.astype(np.int64)
+
+
+def read_result(path: Path) -> FoldRun:
+    """One fold run's result file, checked; BadInputError naming the file and the fault."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise damaged(path, "fold result", e, fix="remove it or let the campaign write it "
+                                                  "again") from None
+    if not isinstance(record, dict):
+        raise BadInputError(f"{path}: a fold result is a JSON object with keys {', '.join(KEYS)}")
+    missing = [k for k in KEYS if k not in record]
+    if missing:
+        raise BadInputError(f"{path}: missing key(s) {', '.join(missing)}")
+    arm, fold, seed, report = (record[k] for k in ("arm", "fold", "seed", "report"))
+    if not isinstance(arm, str) or not arm:
+        raise BadInputError(f"{path}: arm {arm!r} is not a name")
+    if fold not in FOLDS:
+        raise BadInputError(f"{path}: fold {fold!r}, expected one of {', '.join(FOLDS)}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise BadInputError(f"{path}: seed {seed!r} is not an integer")
+    if not isinstance(report, dict) or "confusion" not in report:
+        raise BadInputError(f"{path}: report has no confusion matrix; re-run its eval_command")
+    if report.get("fold", fold) != fold:
+        raise BadInputError(f"{path}: fold {fold} but its report is fold {report['fold']}")
+    return FoldRun(path, record, check_confusion(path, report["confusion"]))
+
+
+def load_results(folder: Path) -> list[FoldRun]:
+    """Every fold result (*.json) in `folder`; BadInputError for a second file of the same arm,
+    fold and seed."""
+    if not folder.is_dir():
+        raise MissingFileError(f"{folder}: no such folder of fold results")
+    runs: dict[tuple[str, int, str], FoldRun] = {}
+    for path in sorted(folder.glob("*.json")):
+        run = read_result(path)
+        if run.key in runs:
+            arm, seed, fold = run.key
+            raise BadInputError(f"{path}: arm {arm} fold {fold} seed {seed} again (also "
+                                f"{runs[run.key].source}); keep one")
+        runs[run.key] = run
+    if not runs:
+        raise BadInputError(f"{folder}: no fold result (*.json) in it")
+    return list(runs.values())
+
+
+def mean(values: list[float | None]) -> float | None:
+    """The mean of the values that exist (None when none does)."""
+    there = [v for v in values if v is not None]
+    return float(np.mean(there)) if there else None
+
+
+def fold_entry(run: FoldRun) -> dict[str, Any]:
+    """What the table keeps of one fold run: its own held-out mIoU and how it was made."""
+    report = run.record["report"]
+    return {"miou": scores(run.confusion)[0], "epoch": report.get("epoch"),
+            "epochs_planned": report.get("epochs_planned"), "result": str(run.source),
+            **{k: run.record[k] for k in ("run", "config", "overrides", "command",
+                                          "eval_command")}}
+
+
+def seed_row(seed: int, folds: dict[str, FoldRun]) -> dict[str, Any]:
+    """One seed of an arm: its folds' runs and, when it has every fold, the pooled IoU."""
+    missing = [f"fold {f} missing" for f in FOLDS if f not in folds]
+    row: dict[str, Any] = {"seed": seed, "missing": missing, "miou": None,
+                           "per_class_iou": None, "gain": None,
+                           "folds": {f: fold_entry(folds[f]) for f in FOLDS if f in folds}}
+    if not missing:
+        miou, iou = scores(sum(folds[f].confusion for f in FOLDS))
+        row.update(miou=miou, per_class_iou=dict(zip(CAMVID.classes, iou)))
+    return row
+
+
+def arm_summary(arm: str, runs: list[FoldRun], expected: set[int]) -> dict[str, Any]:
+    """An arm over its seeds: mean pooled mIoU and per-class IoU, the seed spread (max - min
+    pooled mIoU, from 2 seeds on), the epochs its runs reached, what is missing (a fold, or a
+    seed of `expected`)."""
+    seeds = sorted({r.key[1] for r in runs})
+    rows = [seed_row(s, {r.key[2]: r for r in runs if r.key[1] == s}) for s in seeds]
+    pooled = [r for r in rows if r["miou"] is not None]
+    mious = [r["miou"] for r in pooled]
+    return {
+        "arm": arm, "seeds_pooled": len(pooled),
+        "miou": mean(mious), "spread": max(mious) - min(mious) if len(mious) > 1 else None,
+        "per_class_iou": {c: mean([r["per_class_iou"][c] for r in pooled])
+                          for c in CAMVID.classes} if pooled else None,
+        "epochs": sorted({e["epoch"] for r in rows for e in r["folds"].values()
+                          if e["epoch"] is not None}),
+        "missing": [f"seed {s} missing" for s in sorted(expected - set(seeds))]
+        + [f"seed {r['seed']}: {m}" for r in rows for m in r["missing"]],
+        "mean_gain": None, "verdict": None, "reason": None, "seeds": rows}
+
+
+def verdict(gains: list[float], spread: float | None) -> tuple[str, str]:
+    """The campaign's rule on an arm's paired gains and the larger seed spread of the pair."""
+    if not gains:
+        return "undecided", "no paired seed"
+    gain = float(np.mean(gains))
+    if len(gains) == 1:
+        return ("drop", "1 seed, < +2") if gain < SCREEN_DROP else ("undecided", "1 seed")
+    if len(gains) < CONFIRM_SEEDS:
+        return "undecided", f"{len(gains)} seeds"
+    if spread is not None and gain > 2 * spread:
+        return "adopt", "gain > 2×spread"
+    return "undecided", "gain ≤ 2×spread"
+
+
+def pair(arm: dict[str, Any], base: dict[str, Any] | None) -> None:
+    """Fill in `arm`'s gain per seed against `base` (the same seed), their mean, the verdict."""
+    base_miou = {r["seed"]: r["miou"] for r in (base or {}).get("seeds", [])
+                 if r["miou"] is not None}
+    for row in arm["seeds"]:
+        if row["miou"] is not None and row["seed"] in base_miou:
+            row["gain"] = row["miou"] - base_miou[row["seed"]]
+    gains = [r["gain"] for r in arm["seeds"] if r["gain"] is not None]
+    spreads = [s for s in (arm["spread"], (base or {}).get("spread")) if s is not None]
+    arm["mean_gain"] = mean(gains)
+    arm["verdict"], arm["reason"] = verdict(gains, max(spreads) if spreads else None)
+
+
+def length(arm: dict[str, Any]) -> str:
+    """The epochs an arm's runs reached ("60", or "60/40" when they differ)."""
+    return "/".join(map(str, arm["epochs"])) or "?"
+
+
+def build(runs: list[FoldRun], baseline: str) -> dict[str, Any]:
+    """The whole table: every arm (the baseline first, the teacher last), each other arm
+    paired against the baseline."""
+    names = sorted({r.key[0] for r in runs}, key=lambda a: (a != baseline, a == TEACHER, a))
+    seeds = {r.key[1] for r in runs if r.key[0] != TEACHER}  # what every student arm should have
+    arms = {a: arm_summary(a, [r for r in runs if r.key[0] == a],
+                           seeds if a != TEACHER else set()) for a in names}
+    for name, arm in arms.items():
+        if name not in (baseline, TEACHER):
+            pair(arm, arms.get(baseline))
+    notes = [] if baseline in arms else [
+        f"no result of the baseline arm {baseline!r} (arms: {', '.join(names)}): nothing "
+        f"is paired"]
+    lengths = {a: length(arm) for a, arm in arms.items() if a != TEACHER}
+    if len(set(lengths.values())) > 1:
+        notes.append("the arms ran different lengths (epochs: " + ", ".join(
+            f"{a} {n}" for a, n in lengths.items()) + "): compare at equal length")
+    return {"baseline": baseline, "classes": list(CAMVID.classes), "rule": RULE,
+            "arms": list(arms.values()), "notes": notes}
+
+
+def pct(value: float | None, digits: int = 1, sign: str = "") -> str:
+    """A fraction as percent (points), "–" when there is none."""
+    return "–" if value is None else f"{100 * value:{sign}.{digits}f}"
+
+
+def main_row(arm: dict[str, Any], baseline: str) -> str:
+    """An arm's row of the main table."""
+    n = arm["seeds_pooled"]
+    spread = f"{pct(arm['spread'], 2)} ({n} seed{'s' * (n != 1)})"
+    iou = arm["per_class_iou"] or {}
+    if arm["arm"] in (baseline, TEACHER):
+        gain, said = "–", "baseline" if arm["arm"] == baseline else "not paired"
+    else:
+        paired = sum(r["gain"] is not None for r in arm["seeds"])
+        gain = f"{pct(arm['mean_gain'], 2, '+')} ({paired} paired)"
+        said = f"{arm['verdict']} ({arm['reason']})"
+    cells = [f"`{arm['arm']}`", length(arm), pct(arm["miou"], 2), spread,
+             *(pct(iou.get(c)) for c in SHOWN), gain, said, "; ".join(arm["missing"])]
+    return "| " + " | ".join(cells) + " |"
+
+
+def class_row(arm: dict[str, Any]) -> str:
+    """An arm's row of the every-class table."""
+    iou = arm["per_class_iou"] or {}
+    cells = [f"`{arm['arm']}`", *(pct(iou.get(c)) for c in CAMVID.classes), pct(arm["miou"], 2)]
+    return "| " + " | ".join(cells) + " |"
+
+
+def code(text: str) -> str:
+    """A command as markdown code inside a table cell."""
+    return "`" + str(text).replace("|", "\\|") + "`"
+
+
+def run_rows(arm: dict[str, Any]) -> list[str]:
+    """An arm's rows of the commands table: one per fold run."""
+    rows = []
+    for row in arm["seeds"]:
+        for fold, entry in row["folds"].items():
+            rows.append(f"| `{arm['arm']}` | {row['seed']} | {fold} | {pct(entry['miou'], 2)} "
+                        f"| {pct(row['miou'], 2)} | {pct(row['gain'], 2, '+')} "
+                        f"| {entry['epoch'] or '?'} | {code(entry['command'])} "
+                        f"| {code(entry['eval_command'])} |")
+    return rows
+
+
+def markdown(table: dict[str, Any]) -> str:
+    """The table as markdown: main table, every class, every run with its commands, notes."""
+    base, arms = table["baseline"], table["arms"]
+    lines = [
+        "# Pooled folds A+B", "",
+        f"Per run, the held-out confusion matrices of folds A and B summed, IoU from the sum; "
+        f"per arm the mean over seeds, spread = max − min pooled mIoU over seeds; gain = "
+        f"pooled mIoU minus `{base}`'s of the same seed, in points. Rule: {table['rule']}.", "",
+        f"| arm | epochs | mIoU % | spread | {' | '.join(SHOWN)} | gain vs `{base}` | "
+        f"verdict | missing |",
+        "|---|---:|---:|---:|" + "---:|" * len(SHOWN) + "---:|---|---|",
+        *(main_row(arm, base) for arm in arms), "",
+        "## Every class (pooled IoU %, mean over seeds)", "",
+        f"| arm | {' | '.join(CAMVID.classes)} | mIoU |",
+        "|---|" + "---:|" * (len(CAMVID.classes) + 1),
+        *(class_row(arm) for arm in arms), "",
+        "## Runs and their commands", "",
+        f"| arm | seed | fold | fold mIoU % | pooled mIoU % | gain vs `{base}` | epoch | "
+        f"training | evaluation |",
+        "|---|---:|---|---:|---:|---:|---:|---|---|",
+        *(row for arm in arms for row in run_rows(arm))]
+    if table["notes"]:
+        lines += ["", *(f"Note: {n}." for n in table["notes"])]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.fold_table", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", type=Path, default=Path("results/campaign"),
+                   help="folder of fold results, one JSON per finished fold run")
+    p.add_argument("--baseline", default="today", help="the arm others are paired against")
+    p.add_argument("--out", type=Path, default=Path("results/fold_table"))
+    args = p.parse_args(argv)
+    try:
+        table = build(load_results(args.results), args.baseline)
+    except LgcnetError as e:
+        print(f"fold_table: error: {e}", file=sys.stderr)
+        return e.exit_code
+    text = markdown(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fold_table.md").write_text(text + "\n")
+    (args.out / "fold_table.json").write_text(json.dumps(table, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""The pooled-fold table on synthetic fold results: pooling sums the folds' confusion matrices,
+gains are paired by seed, the campaign's rule gives the verdicts, and a missing fold, a second
+file of the same run or a malformed file are reported, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.fold_table import build, load_results, main, verdict
+from lgcnet_deploy.core.classes import CAMVID
+
+N = CAMVID.num_classes
+POLE, ROAD = CAMVID.classes.index("pole"), CAMVID.classes.index("road")
+
+
+def confusion(errors: int = 0) -> np.ndarray:
+    """100 right pixels per class, and `errors` sky pixels predicted as building."""
+    m = np.eye(N, dtype=np.int64) * 100
+    m[0, 1] = errors
+    return m
+
+
+def write(folder: Path, arm: str, fold: str, seed: int, matrix: np.ndarray,
+          name: str | None = None, epoch: int = 60) -> Path:
+    """One fold result as the campaign writes it."""
+    out = f"runs/fold_{fold.lower()}_{arm}_s{seed}"
+    record = {
+        "arm": arm, "fold": fold, "seed": seed, "run": out,
+        "config": f"configs/train/fold_{fold.lower()}_{arm}.json",
+        "overrides": {"seed": seed, "out": out},
+        "command": f"python -m lgcnet_research.train --config c.json --seed={seed} --out={out}",
+        "eval_command": f"lgcnet folds eval {out}/last.pt --fold {fold}",
+        "report": {"fold": fold, "epoch": epoch, "epochs_planned": 60, "miou": 0.0,
+                   "confusion": matrix.tolist()}}
+    path = folder / (name or f"{arm}_{fold}_{seed}.json")
+    path.write_text(json.dumps(record))
+    return path
+
+
+def write_both(folder: Path, arm: str, seed: int, errors: int) -> None:
+    """Folds A and B of one seed, the sky errors split between them."""
+    write(folder, arm, "A", seed, confusion(errors // 2))
+    write(folder, arm, "B", seed, confusion(errors - errors // 2))
+
+
+def pooled_miou(errors: int) -> float:
+    """mIoU of two folds of `confusion` pooled, `errors` sky pixels taken for building."""
+    return (N - 2 + 2 * 200 / (200 + errors)) / N
+
+
+def test_pooling_sums_the_folds_matrices(tmp_path: Path) -> None:
+    a, b = confusion(), confusion()
+    a[POLE, POLE], a[POLE, ROAD] = 10, 10  # fold A: pole IoU 10 / 20 = 0.5
+    b[POLE, POLE], b[ROAD, POLE] = 30, 10  # fold B: pole IoU 30 / 40 = 0.75
+    write(tmp_path, "today", "A", 0, a)
+    write(tmp_path, "today", "B", 0, b)
+    arm = build(load_results(tmp_path), "today")["arms"][0]
+    pooled = arm["seeds"][0]["per_class_iou"]
+    assert pooled["pole"] == pytest.approx(40 / 60)  # not (0.5 + 0.75) / 2
+    assert pooled["road"] == pytest.approx(200 / 220)
+    assert arm["miou"] == pytest.approx((9 + 40 / 60 + 200 / 220) / N)
+    assert arm["seeds"][0]["folds"]["A"]["miou"] == pytest.approx((9 + 0.5 + 100 / 110) / N)
+
+
+@pytest.mark.parametrize(("gains", "spread", "said"), [
+    ([], None, ("undecided", "no paired seed")),
+    ([0.019], None, ("drop", "1 seed, < +2")),
+    ([0.03], None, ("undecided", "1 seed")),
+    ([0.03, 0.05], 0.019, ("adopt", "gain > 2×spread")),
+    ([0.03, 0.05], 0.02, ("undecided", "gain ≤ 2×spread")),
+])
+def test_the_campaign_rule(gains: list[float], spread: float | None,
+                           said: tuple[str, str]) -> None:
+    assert verdict(gains, spread) == said
+
+
+def test_gains_are_paired_by_seed_and_judged(tmp_path: Path, capsys: pytest.CaptureFixture
+                                             ) -> None:
+    write_both(tmp_path, "today", 0, 100)  # pooled sky and building IoU 200 / 300
+    write_both(tmp_path, "today", 1, 80)
+    for seed in (0, 1):
+        write_both(tmp_path, "trunk", seed, 0)  # mIoU 1 for both seeds: spread 0
+    write_both(tmp_path, "trunk+kd", 0, 0)
+    write_both(tmp_path, "trunk+kd", 1, 400)  # a spread wider than its gain
+    write_both(tmp_path, "wide", 0, 90)  # one seed, a little over today's seed 0
+    write_both(tmp_path, "teacher", 0, 0)
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "table")]) == 0
+    table = json.loads((tmp_path / "table" / "fold_table.json").read_text())
+    arms = {arm["arm"]: arm for arm in table["arms"]}
+    assert [a["arm"] for a in table["arms"]] == ["today", "trunk", "trunk+kd", "wide", "teacher"]
+    today = [pooled_miou(100), pooled_miou(80)]
+    assert arms["today"]["spread"] == pytest.approx(today[1] - today[0])
+    assert [r["gain"] for r in arms["trunk"]["seeds"]] == pytest.approx([1 - t for t in today])
+    assert (arms["trunk"]["verdict"], arms["trunk+kd"]["verdict"]) == ("adopt", "undecided")
+    assert arms["trunk+kd"]["reason"] == "gain ≤ 2×spread"
+    assert arms["wide"]["mean_gain"] == pytest.approx(pooled_miou(90) - today[0])
+    assert (arms["wide"]["verdict"], arms["wide"]["missing"]) == ("drop", ["seed 1 missing"])
+    assert arms["teacher"]["verdict"] is None and arms["teacher"]["miou"] == 1.0
+    text = capsys.readouterr().out
+    assert text.strip() == (tmp_path / "table" / "fold_table.md").read_text().strip()
+    assert "| `trunk` | 60 | 100.00 | 0.00 (2 seeds) |" in text
+    assert "`lgcnet folds eval runs/fold_b_trunk+kd_s1/last.pt --fold B`" in text
+
+
+def test_an_arm_missing_a_fold_shows_what_it_has(tmp_path: Path) -> None:
+    write_both(tmp_path, "today", 0, 100)
+    write(tmp_path, "trunk", "A", 0, confusion(), epoch=40)
+    table = build(load_results(tmp_path), "today")
+    trunk = table["arms"][1]
+    assert (trunk["miou"], trunk["missing"], trunk["verdict"]) == (
+        None, ["seed 0: fold B missing"], "undecided")
+    assert trunk["seeds"][0]["folds"]["A"]["miou"] == 1.0
+    assert json.loads(json.dumps(table)) == table  # plain JSON, as the file keeps it
+    assert table["notes"] == ["the arms ran different lengths (epochs: today 60, trunk 40): "
+                              "compare at equal length"]
+
+
+def test_a_second_file_of_one_run_is_refused(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    write(tmp_path, "today", "A", 0, confusion(), name="a.json")
+    write(tmp_path, "today", "A", 0, confusion(), name="b.json")
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "b.json: arm today fold A seed 0 again" in err
+    assert "a.json" in err
+
+
+@pytest.mark.parametrize(("spoil", "said"), [
+    (lambda r: r.pop("eval_command"), "missing key(s) eval_command"),
+    (lambda r: r["report"].update(confusion=[[1] * N] * (N - 1)), "must be 11x11 pixel counts"),
+    (lambda r: r["report"].pop("confusion"), "report has no confusion matrix"),
+    (lambda r: r.update(fold="C"), "fold 'C', expected one of A, B"),
+    (lambda r: r["report"].update(fold="B"), "fold A but its report is fold B"),
+])
+def test_a_malformed_file_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               spoil, said: str) -> None:
+    path = write(tmp_path, "today", "A", 0, confusion())
+    record = json.loads(path.read_text())
+    spoil(record)
+    path.write_text(json.dumps(record))
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{path}: " in err and said in err
+
+
+def test_a_file_that_is_not_json_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "cut.json").write_text('{"arm": "today", "fold"')
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 3
+    assert "cut.json: damaged or truncated fold result" in capsys.readouterr().err
