@@ -78,7 +78,8 @@ def test_a_teachers_milestone_is_kept_and_restores_its_step(tmp_path, monkeypatc
 
 
 def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatch):
-    report = FoldReport("x", "A", "0001TP", 2, 80, 80, True, 0.5, {c: 0.5 for c in "ab"})
+    report = FoldReport("x", "A", "0006R0", 2, 80, 80, True, 0.5, {c: 0.5 for c in "ab"},
+                        [[1, 1], [1, 1]])
     monkeypatch.setattr(campaign, "evaluate_fold", lambda path, fold: report)
     step = Run(Path("configs/train/fold_a_trunk.json"), {"seed": 1, "out": str(tmp_path / "r")},
                "trunk")
