@@ -87,11 +87,12 @@ def _tiny_run(tmp_path: Path) -> Path:
 def _ship(tmp_path: Path, last: Path) -> dict:
     """The real ship config, its outputs moved into tmp_path; returns the shipped file."""
     cfg = json.loads(SHIP_CONFIG.read_text())
+    figure = tmp_path / Path(cfg["lineage_png"])  # a folder of its own, not there yet
     cfg.update(weights=str(tmp_path / "m.pt"), genotype_out=str(tmp_path / "g.json"),
-               lineage_png=str(tmp_path / "lineage.png"))
+               lineage_png=str(figure))
     (tmp_path / "ship.json").write_text(json.dumps(cfg))
     assert ship_main([str(tmp_path / "ship.json"), "--best", str(last)]) == 0
-    assert (tmp_path / "lineage.png").stat().st_size > 0
+    assert figure.stat().st_size > 0
     return read_checkpoint(tmp_path / "m.pt")
 
 

@@ -131,6 +131,7 @@ def plot_lineage(provenance: dict, path: Path) -> Path:
         label = (f"{run.get('hardware', '?')[:28]}: {epochs} ep, lr {recipe.get('lr', '?')}")
         lines.append((label, [offset + e for e, _ in history], [m for _, m in history]))
         offset += epochs
+    path.parent.mkdir(parents=True, exist_ok=True)  # a new model's results folder
     return plot_val_lines(lines, path, xlabel="epoch (cumulative)",
                           title="CamVid val mIoU (360x480)")
 
