@@ -9,7 +9,9 @@ experiments/configs/ship/; the trained checkpoint is named on the command line:
 A config's `runs` lists the lineage oldest first: each run's `command`, optionally its `last`
 checkpoint (whose history gives the epochs and val mIoU that older training code did not
 record) and any other field to record. `genotype_provenance_from` copies fields of result
-files (a seed agreement, say) into the genotype's provenance.
+files (a seed agreement, say) into the genotype's provenance. `recipe` (fields the checkpoint's
+run must have been trained with) and `final_epoch` refuse the wrong checkpoint: another fold's
+run, or an unfinished one.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lgcnet_deploy.core.metadata import ModelMeta
+from lgcnet_deploy.measure.lineage import runs_of
 from lgcnet_deploy.model.checkpoint import read_checkpoint, save_checkpoint
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
-from lgcnet_research.base.plots import lineage, plot_lineage
+from lgcnet_research.base.plots import plot_lineage
 from lgcnet_research.base.settings import Settings
 from lgcnet_research.train.trainer import run_record
 
@@ -44,6 +47,8 @@ class ShipConfig(Settings):
     genotype_provenance_from: dict[str, list[Any]] = field(default_factory=dict)
     lineage_png: str | None = None  # the lineage figure to draw, if any
     metrics: dict[str, Any] = field(default_factory=dict)  # added to the checkpoint's metrics
+    recipe: dict[str, Any] = field(default_factory=dict)  # fields its last run's recipe holds
+    final_epoch: bool = False  # ship only a run's last epoch (a finished run's last.pt)
 
 
 def ship_checkpoint(best: dict[str, Any], genotype: Genotype, provenance: dict[str, Any],
@@ -78,7 +83,7 @@ def shipped_genotype(cfg: ShipConfig) -> Genotype:
 def annotate_lineage(provenance: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Record each run's command and fields, oldest first, in the lineage of `provenance`;
     a run's `last` checkpoint fills in the epochs and val history it ran."""
-    chain = lineage(provenance)
+    chain = runs_of(provenance)
     if len(chain) != len(runs):
         raise ValueError(f"{len(chain)} runs in the checkpoint's lineage, the config lists "
                          f"{len(runs)}")
@@ -101,8 +106,26 @@ def final_validation(checkpoint: dict[str, Any]) -> dict[str, Any]:
             "val_per_class_iou": dict(zip(classes, done[-1]["val_iou"]))}
 
 
+def check_run(best: dict[str, Any], cfg: ShipConfig) -> None:
+    """ValueError unless `best` comes from the run `cfg` ships: its last run's recipe holds
+    the config's `recipe` fields and, with `final_epoch`, that run had finished."""
+    provenance = best["provenance"]
+    recipe = provenance.get("recipe") or {}
+    wrong = sorted(k for k, v in cfg.recipe.items() if recipe.get(k) != v)
+    if wrong:
+        found = ", ".join(f"{k}={recipe.get(k)!r}" for k in wrong)
+        wanted = ", ".join(f"{k}={cfg.recipe[k]!r}" for k in wrong)
+        raise ValueError(f"the checkpoint's run was trained with {found}; this config ships a "
+                         f"run with {wanted}")
+    done, planned = provenance.get("epochs_run"), recipe.get("epochs")
+    if cfg.final_epoch and (done is None or done != planned):
+        raise ValueError(f"the checkpoint is epoch {done} of its run's {planned}: ship the "
+                         f"finished run's last.pt (continue the run with --resume)")
+
+
 def ship(cfg: ShipConfig, best_path: str | Path, assembled: str) -> Path:
     best = read_checkpoint(best_path)
+    check_run(best, cfg)
     provenance = annotate_lineage(best["provenance"], cfg.runs)
     path = ship_checkpoint(best, shipped_genotype(cfg), provenance, cfg.weights,
                            cfg.genotype_out, summary=cfg.summary, assembled=assembled,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lgcnet_deploy.measure.evaluate import evaluate
+from lgcnet_deploy.measure.lineage import runs_of
 from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_deploy.model.genotype import GENOTYPE_DIR, load_genotype
 from lgcnet_deploy.model.shipped import (
@@ -16,7 +17,7 @@ from lgcnet_deploy.model.shipped import (
     shipped_file,
 )
 from lgcnet_deploy.runtime.segmenter import Segmenter
-from lgcnet_research.base.plots import lineage, plot_lineage
+from lgcnet_research.base.plots import plot_lineage
 
 
 def test_shipped_default_measures_what_it_records(camvid_val):
@@ -35,14 +36,14 @@ def test_lineage_walks_warm_starts_oldest_first(tmp_path):
     scratch = {"hardware": "cpu", "recipe": {"lr": 0.02}, "val_history": [[5, 0.2], [10, 0.3]]}
     tuned = {"hardware": "gpu", "recipe": {"lr": 0.01}, "val_history": [[4, 0.5]],
              "init": {"path": "a.pt", "metrics": {"val_miou": 0.3}, "provenance": scratch}}
-    assert lineage(tuned) == [scratch, tuned]
-    assert lineage({}) == []
+    assert runs_of(tuned) == [scratch, tuned]
+    assert runs_of({}) == []
     assert plot_lineage(tuned, tmp_path / "l.png").stat().st_size > 0
 
 
 def test_shipped_default_lineage_is_complete():
     checkpoint = read_checkpoint(shipped_file(DEFAULT_MODEL))
-    runs = lineage(checkpoint["provenance"])
+    runs = runs_of(checkpoint["provenance"])
     # 80 + 60 + 250 CPU epochs on train, 10 on train + val, then 20 under the ImageNet stem
     assert len(runs) == 5 and all(run["val_history"] for run in runs)
     assert [run["genotype_hash"] for run in runs] == ["738e90861bbb"] * 4 + ["6a4c415b1969"]
@@ -53,7 +54,7 @@ def test_shipped_default_lineage_is_complete():
 
 
 def test_searched_model_lineage_is_complete():
-    runs = lineage(read_checkpoint(resolve_model("lgcnet-camvid-searched"))["provenance"])
+    runs = runs_of(read_checkpoint(resolve_model("lgcnet-camvid-searched"))["provenance"])
     assert len(runs) == 5  # 80 + 60 + 75 CPU epochs, 196 on an H100, 8 on the CPU
     assert all(run["val_history"] and run["genotype_hash"] == "217a4c530fff" for run in runs)
     assert all(run["command"] for run in runs)
@@ -164,7 +165,7 @@ def test_ship_config_records_the_lineage_commands_and_the_genotype_provenance(
     (tmp_path / "ship.json").write_text(json.dumps(cfg.to_dict()))
     assert main([str(tmp_path / "ship.json"), "--best", str(tmp_path / "best.pt")]) == 0
     shipped = read_checkpoint(tmp_path / "m.pt")
-    runs = lineage(shipped["provenance"])
+    runs = runs_of(shipped["provenance"])
     assert [r["command"] for r in runs] == ["first", "second"] and runs[1]["git"] == "abc"
     assert runs[0]["epochs_run"] == 2 and runs[0]["val_history"] == [[2, 0.3123]]
     assert shipped["provenance"]["assembled"].startswith("python -m experiments.ship ")

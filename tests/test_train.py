@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -376,6 +377,48 @@ def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val
     trainer = Trainer(cfg)
     assert trainer.teacher is None and trainer.provenance["teacher"]["teacher_digest"]
     assert torch.isfinite(torch.tensor(trainer.train_epoch(0)["loss"]))
+
+
+def test_a_students_lineage_reaches_the_teacher_behind_its_cached_targets(tmp_path, camvid_val):
+    """The targets' manifest holds the teacher's provenance, so a fold A student distilled
+    from a teacher that saw every drive is refused by fold evaluation; a folder cached before
+    manifests held it still resumes (only the teacher and views must match)."""
+    from lgcnet_research.train.fold_eval import check_unseen
+    from lgcnet_research.train.folds import FoldError, Frames, fold_frames
+    from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
+    from lgcnet_research.train.targets import MANIFEST, cache_targets
+    from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
+
+    torch.manual_seed(0)
+    record = {"recipe": {"fold": "all"}, "data": "CamVid all (468 frames)"}
+    teacher = save_peer_checkpoint(tmp_path / "teacher.pt", teacher_net(11, pretrained=False),
+                                   peer_meta(name=TEACHER_NAME), provenance=record,
+                                   metrics={"val_miou": 0.5})
+    train, _ = fold_frames("A")
+    frames, out = Frames(train.name, train.refs[:2]), tmp_path / "targets"
+    cache_targets(teacher, Frames(train.name, train.refs[:1]), out, size=(45, 60),
+                  scales=(1.0,), flip=False, progress=False)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["provenance"] == record and manifest["metrics"] == {"val_miou": 0.5}
+    older = {k: v for k, v in manifest.items() if k not in ("provenance", "metrics")}
+    (out / MANIFEST).write_text(json.dumps(older))
+    cache_targets(teacher, frames, out, size=(45, 60), scales=(1.0,), flip=False,
+                  progress=False)
+    assert json.loads((out / MANIFEST).read_text()) == manifest
+    cfg = TrainConfig(out=str(tmp_path / "run"), fold="A", batch=2, crop=(64, 64), threads=1,
+                      limit=(2, 1), epochs=1, teacher_targets=str(out))
+    provenance = Trainer(cfg).provenance
+    assert provenance["data"] == "CamVid fold A train (2 frames)"
+    assert provenance["teacher"]["provenance"] == record
+    with pytest.raises(FoldError, match="or teacher it learnt from"):
+        check_unseen("A", provenance, tmp_path / "run" / "last.pt")
+
+
+@pytest.mark.parametrize("device_data", [False, True])
+def test_provenance_names_the_fold_the_run_trained_on(tmp_path, camvid_val, device_data):
+    cfg = TrainConfig(out=str(tmp_path / "run"), fold="all", batch=2, crop=(64, 64), threads=1,
+                      limit=(2, 1), device_data=device_data)
+    assert Trainer(cfg).provenance["data"] == "CamVid all (2 frames)"
 
 
 def test_auxiliary_heads_train_beside_the_net_and_never_ship(tmp_path, camvid_val):

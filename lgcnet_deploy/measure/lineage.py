@@ -13,21 +13,31 @@ from lgcnet_deploy.core.formats import find_format
 from lgcnet_deploy.model.shipped import SHIPPED_MODELS, SHIPPED_TRAINED_ON
 
 MAX_LINEAGE = 64  # warm starts followed; a provenance is bounded, this guards a damaged one
-SPLITS_OF = {"all": ("train", "val"), "train": ("train",), "val": ("val",)}
+# a run's `data` ("CamVid all (468 frames)") -> the splits of its frames; every fold trains on
+# drive 0016E5, whose frames lie in train and in val
+SPLITS_OF = {"all": ("train", "val"), "train": ("train",), "val": ("val",),
+             "fold": ("train", "val")}
+
+
+def runs_of(provenance: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs behind a checkpoint, oldest first: each warm start's provenance holds the
+    provenance of the checkpoint it started from under `init`."""
+    runs: list[dict[str, Any]] = []
+    node: Any = provenance
+    while isinstance(node, dict) and node and len(runs) < MAX_LINEAGE:
+        runs.append(node)
+        init = node.get("init")
+        node = init.get("provenance") if isinstance(init, dict) else None
+    return runs[::-1]
 
 
 def splits_seen(provenance: dict[str, Any]) -> set[str]:
     """The splits whose frames trained this model or any run it started from."""
     seen: set[str] = set()
-    node: Any = provenance
-    for _ in range(MAX_LINEAGE):
-        if not isinstance(node, dict):
-            break
-        match = re.match(r"CamVid (\w+)", str(node.get("data") or ""))
+    for run in runs_of(provenance):
+        match = re.match(r"CamVid (\w+)", str(run.get("data") or ""))
         if match:
             seen.update(SPLITS_OF.get(match.group(1), ()))
-        init = node.get("init")
-        node = init.get("provenance") if isinstance(init, dict) else None
     return seen
 
 

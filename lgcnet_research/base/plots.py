@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from lgcnet_deploy.measure.lineage import runs_of
+
 
 def plot_curves(history: list[dict], path: Path) -> Path:
     """Loss per epoch and val mIoU where measured, side by side."""
@@ -102,16 +104,6 @@ def plot_genotype(genotype, path: Path, alpha_probs=None) -> Path:
     return path
 
 
-def lineage(provenance: dict) -> list[dict]:
-    """The runs behind a checkpoint, oldest first: each warm start's provenance holds the
-    provenance of the checkpoint it started from under `init`."""
-    runs = []
-    while provenance:
-        runs.append(provenance)
-        provenance = (provenance.get("init") or {}).get("provenance")
-    return runs[::-1]
-
-
 def plot_val_lines(lines: list[tuple[str, list[float], list[float]]], path: Path, *,
                    xlabel: str, title: str, size: tuple[float, float] = (9, 3.8)) -> Path:
     """Val mIoU (fractions, drawn in %) against epoch, one labelled line per (label, epochs,
@@ -132,13 +124,14 @@ def plot_lineage(provenance: dict, path: Path) -> Path:
     """Val mIoU over the cumulative epochs of every run in a checkpoint's lineage, one colour
     per run, labelled with its hardware, epochs and base LR."""
     lines, offset = [], 0
-    for run in lineage(provenance):
+    for run in runs_of(provenance):
         history = run.get("val_history") or []
         recipe = run.get("recipe") if isinstance(run.get("recipe"), dict) else {}
         epochs = run.get("epochs_run") or (history[-1][0] if history else 0)
         label = (f"{run.get('hardware', '?')[:28]}: {epochs} ep, lr {recipe.get('lr', '?')}")
         lines.append((label, [offset + e for e, _ in history], [m for _, m in history]))
         offset += epochs
+    path.parent.mkdir(parents=True, exist_ok=True)  # a new model's results folder
     return plot_val_lines(lines, path, xlabel="epoch (cumulative)",
                           title="CamVid val mIoU (360x480)")
 

@@ -4,7 +4,8 @@ Running the teacher beside the student costs a second network's forward pass at 
 a CPU that doubles a run. `cache_targets` runs it once per frame instead: logits averaged over
 scales and horizontal flips (a better teacher than one view), stored at a reduced resolution
 (e.g. 180x240) in fp16, one `.npy` per frame named by the frame's file stem, with a manifest
-naming the teacher, its weights' digest and the views. Training warps each frame's cached
+naming the teacher, its weights' digest and the views, and holding the teacher's provenance and
+metrics (a student's lineage then reaches its teacher's). Training warps each frame's cached
 logits through the crop's own geometry (`data.crop_grid`), so the target always matches the
 view the student sees (replaying fixed whole-frame targets overfits: Beyer et al., "Knowledge
 distillation: a good teacher is patient and consistent", CVPR 2022).
@@ -67,17 +68,21 @@ def cache_targets(teacher_path: Path, frames: Frames, out: Path,
     written are kept when the manifest's teacher and views are the same); returns `out`."""
     from tqdm import tqdm
 
-    teacher, _ = load_peer(teacher_path)
+    teacher, payload = load_peer(teacher_path)
     teacher.eval()
-    manifest = {"format": TARGETS_FORMAT, "teacher": teacher_path.name,
+    identity = {"format": TARGETS_FORMAT, "teacher": teacher_path.name,
                 "teacher_digest": file_digest(teacher_path), "size": list(size),
                 "scales": list(scales), "flip": flip, "dtype": "float16"}
     out.mkdir(parents=True, exist_ok=True)
     old = _read_manifest(out) if (out / MANIFEST).is_file() else None
-    if old is not None and {k: old.get(k) for k in manifest} != manifest:
+    if old is not None and {k: old.get(k) for k in identity} != identity:
         raise TargetsError(f"{out} holds targets of another teacher or views "
                            f"({old.get('teacher')}, {old.get('teacher_digest')}); write these "
                            f"to a new folder")
+    # the teacher's own record travels with its targets into every student's provenance, so a
+    # student's lineage names the frames its teacher learnt from (fold_eval.check_unseen)
+    manifest = {**identity, "metrics": payload.get("metrics") or {},
+                "provenance": payload.get("provenance") or {}}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     for i, image in enumerate(tqdm(frames.images, desc="teacher targets", disable=not progress)):
         dest = out / f"{Path(image).stem}.npy"

@@ -270,6 +270,7 @@ class Trainer:
         train_limit, val_limit = cfg.limit or (None, None)
         train_frames, self.val_frames = (fold_frames(cfg.fold, cfg.data) if cfg.fold
                                          else ("train", "val"))
+        self.train_name = getattr(train_frames, "name", train_frames)  # "all", "fold A train"
         targets = self._load_targets(train_frames)
         if cfg.device_data:
             self.train_set = DeviceCamVid(train_frames, info.device, cfg.data, train_limit,
@@ -346,14 +347,12 @@ class Trainer:
         device, recipe = self.info.device, self.cfg.to_dict()
         for key in ("out", "init", "init_matching", "data", "teacher_targets"):  # no layout
             recipe[key] = recipe[key] and portable_path(recipe[key])
-        train_name = getattr(self.train_set, "data", None)
         return {"recipe": recipe, "model": self.cfg.model,
                 "genotype_hash": self.genotype.hash if self.genotype else None,
                 "git": git_commit(), "world_size": self.info.world_size,
                 "hardware": torch.cuda.get_device_name(device) if device.type == "cuda"
                 else device_name("torch-cpu"), "torch": str(torch.__version__),
-                "data": f"CamVid {getattr(train_name, 'name', None) or 'train'} "
-                        f"({len(self.train_set)} frames)",
+                "data": f"CamVid {self.train_name} ({len(self.train_set)} frames)",
                 "evaluated_on": getattr(self.val_frames, "name", self.val_frames),
                 "pretraining": pretraining(self.cfg.model, self.cfg.imagenet_stem, self.genotype),
                 **({"class_weights": self.class_weight_record}

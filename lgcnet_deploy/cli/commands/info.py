@@ -12,6 +12,7 @@ from typing import Any
 from lgcnet_deploy.artifact.describe import describe
 from lgcnet_deploy.core.errors import MissingFileError
 from lgcnet_deploy.core.formats import format_of
+from lgcnet_deploy.measure.lineage import runs_of
 from lgcnet_deploy.model.shipped import check_model_name, resolve_model
 
 INPUT_WORDS = {"uint8_nhwc_bgr": "uint8 BGR frame, NHWC, normalised in the graph",
@@ -85,6 +86,26 @@ def _provenance(info: dict[str, Any], meta: dict[str, Any]) -> str:
     return "; ".join(parts) or "-"
 
 
+def _lineage(provenance: dict[str, Any]) -> str | None:
+    """A checkpoint's training history in one line: its runs' epochs, the frames of the last
+    run and the teacher it learnt from; None when it records no run."""
+    runs = runs_of(provenance)
+    if not runs:
+        return None
+    epochs = " + ".join(str(run.get("epochs_run", "?")) for run in runs)
+    text = (f"{len(runs)} run{'s' if len(runs) > 1 else ''}, {epochs} epochs; the last on "
+            f"{runs[-1].get('data', '?')}")
+    teacher = runs[-1].get("teacher")
+    if isinstance(teacher, dict):
+        taught = teacher.get("provenance") or {}
+        what = taught.get("model") or teacher.get("model") or "a teacher"
+        trained = (f", {taught['epochs_run']} epochs on {taught.get('data', '?')}"
+                   if "epochs_run" in taught else "")
+        how = "cached logits" if "targets" in teacher else "logits"
+        text += f"; distilled from the {how} of {what}{trained}"
+    return text
+
+
 def summary(path: Path, info: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, text) rows describing a model file for people."""
     meta = info.get("meta", info)  # an engine's sidecar nests the model metadata
@@ -107,6 +128,8 @@ def summary(path: Path, info: dict[str, Any]) -> list[tuple[str, str]]:
         ("genotype", _genotype(meta)),
         ("weights", _weights(info)),
         ("provenance", _provenance(info, meta)),
+        *([("lineage", lineage)] if (lineage := _lineage(info.get("provenance") or {}))
+          else []),
     ]
 
 
