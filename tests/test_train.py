@@ -347,16 +347,24 @@ def test_cached_targets_are_warped_with_the_crop_on_cpu_and_device(camvid_val):
         assert (soft.argmax(1)[labelled] == y[labelled]).float().mean() > 0.95
 
 
-def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val):
-    from lgcnet_deploy.core.data import CamVid
-    from lgcnet_research.train.folds import Frames
+def _tiny_teacher(path: Path, provenance: dict | None = None,
+                  metrics: dict | None = None) -> Path:
+    """An untrained teacher checkpoint (no ImageNet download), seeded: the same every time."""
     from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
-    from lgcnet_research.train.targets import TargetsError, cache_targets, load_targets
     from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
 
     torch.manual_seed(0)
-    teacher = save_peer_checkpoint(tmp_path / "teacher.pt", teacher_net(11, pretrained=False),
-                                   peer_meta(name=TEACHER_NAME), provenance={}, metrics={})
+    return save_peer_checkpoint(path, teacher_net(11, pretrained=False),
+                                peer_meta(name=TEACHER_NAME), provenance=provenance or {},
+                                metrics=metrics or {})
+
+
+def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val):
+    from lgcnet_deploy.core.data import CamVid
+    from lgcnet_research.train.folds import Frames
+    from lgcnet_research.train.targets import TargetsError, cache_targets, load_targets
+
+    teacher = _tiny_teacher(tmp_path / "teacher.pt")
     frames = Frames("two", tuple((camvid_val, i) for i in range(2)))
     out = cache_targets(teacher, frames, tmp_path / "targets", size=(45, 60), scales=(1.0,),
                         progress=False)
@@ -385,15 +393,10 @@ def test_a_students_lineage_reaches_the_teacher_behind_its_cached_targets(tmp_pa
     manifests held it still resumes (only the teacher and views must match)."""
     from lgcnet_research.train.fold_eval import check_unseen
     from lgcnet_research.train.folds import FoldError, Frames, fold_frames
-    from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
     from lgcnet_research.train.targets import MANIFEST, cache_targets
-    from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
 
-    torch.manual_seed(0)
     record = {"recipe": {"fold": "all"}, "data": "CamVid all (468 frames)"}
-    teacher = save_peer_checkpoint(tmp_path / "teacher.pt", teacher_net(11, pretrained=False),
-                                   peer_meta(name=TEACHER_NAME), provenance=record,
-                                   metrics={"val_miou": 0.5})
+    teacher = _tiny_teacher(tmp_path / "teacher.pt", record, {"val_miou": 0.5})
     train, _ = fold_frames("A")
     frames, out = Frames(train.name, train.refs[:2]), tmp_path / "targets"
     cache_targets(teacher, Frames(train.name, train.refs[:1]), out, size=(45, 60),
@@ -412,6 +415,86 @@ def test_a_students_lineage_reaches_the_teacher_behind_its_cached_targets(tmp_pa
     assert provenance["teacher"]["provenance"] == record
     with pytest.raises(FoldError, match="or teacher it learnt from"):
         check_unseen("A", provenance, tmp_path / "run" / "last.pt")
+
+
+def test_channel_wise_kl_compares_where_each_class_lies():
+    """Shu et al.'s KL: per class channel a softmax over the positions, so a constant added to
+    a channel changes nothing, and the student's gradient sums to zero over each map."""
+    from lgcnet_research.train.losses import channel_kl
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    assert channel_kl(student, student.clone(), 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    kl = channel_kl(student, teacher, 2.0).item()
+    assert kl > 0
+    shift = torch.randn(2, 3, 1, 1) * 5  # per sample and channel
+    assert channel_kl(student + shift, teacher, 2.0).item() == pytest.approx(kl, rel=1e-5)
+    assert channel_kl(student, teacher - shift, 2.0).item() == pytest.approx(kl, rel=1e-5)
+    # by hand: channel 0 uniform over two positions against the teacher's (3/4, 1/4) at T = 2,
+    # channel 1 alike in both: the mean over the 2 channels is half of channel 0's KL
+    one = torch.tensor([[[[0.0, 0.0]], [[1.0, 5.0]]]])
+    other = torch.tensor([[[[2 * np.log(3.0), 0.0]], [[1.0, 5.0]]]])
+    by_hand = (0.75 * np.log(1.5) + 0.25 * np.log(0.5)) / 2
+    assert channel_kl(one, other, 2.0).item() == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_channel_distillation_loss_weighs_and_teaches_the_student_only():
+    from lgcnet_research.train.losses import DistillationLoss
+
+    hard = OhemCrossEntropy(11, 0.7, 1)
+    target = torch.tensor([[[0, 1], [11, 1]]])  # one void pixel: counted all the same
+    one = torch.stack([torch.zeros(2, 2), torch.ones(2, 2)])[None]  # uniform over space
+    other = torch.tensor([[2 * np.log(3.0), 0.0], [0.0, 0.0]]).expand(1, 2, 2, 2)
+    p = torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6])  # the teacher's spatial softmax at T = 2
+    by_hand = float((p * torch.log(p / 0.25)).sum())  # each channel's KL against uniform
+    loss = DistillationLoss(hard, 11, alpha=1.0, temperature=2.0, kind="channel")
+    assert loss(one, target, other).item() == pytest.approx(4 * by_hand, rel=1e-5)  # × T²
+    student = torch.randn(2, 11, 6, 8, requires_grad=True)
+    teacher = torch.randn(2, 11, 6, 8, requires_grad=True)
+    target = torch.randint(0, 12, (2, 6, 8))
+    DistillationLoss(hard, 11, 0.5, 4.0, "channel")(student, target, teacher).backward()
+    assert teacher.grad is None and student.grad.abs().sum() > 0
+    soft = torch.randn(2, 11, 6, 8, requires_grad=True)
+    DistillationLoss(hard, 11, 1.0, 4.0, "channel")(soft, target, teacher).backward()
+    assert soft.grad.sum((2, 3)).abs().max() < 1e-6  # a softmax over space: sums to zero
+
+
+def test_a_bad_distillation_kind_or_shape_is_refused():
+    from lgcnet_research.train.losses import DistillationLoss
+
+    with pytest.raises(ValueError, match="distill_kind='spatial': choose one of pixel, channel"):
+        TrainConfig.from_dict({"distill_kind": "spatial"})
+    with pytest.raises(ValueError, match="choose one of pixel, channel"):
+        TrainConfig.load(ROOT / "configs/train/fold_a_trunk.json", distill_kind="pixels")
+    with pytest.raises(ValueError, match="distillation kind 'cwd': choose one of pixel, channel"):
+        DistillationLoss(OhemCrossEntropy(11), 11, kind="cwd")
+    with pytest.raises(ValueError, match=r"teacher logits \(1, 11, 4, 4\) and student"):
+        DistillationLoss(OhemCrossEntropy(11), 11, kind="channel")(
+            torch.zeros(1, 11, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long),
+            torch.zeros(1, 11, 4, 4))
+    assert TrainConfig().distill_kind == "pixel"  # what every earlier recipe distilled with
+
+
+def test_a_run_distils_channel_wise_from_cached_targets_and_records_it(tmp_path, camvid_val):
+    from lgcnet_deploy.core.data import CamVid
+    from lgcnet_research.train.folds import Frames
+    from lgcnet_research.train.targets import cache_targets
+
+    train = CamVid("train")
+    out = cache_targets(_tiny_teacher(tmp_path / "teacher.pt"),
+                        Frames("train2", ((train, 0), (train, 1))), tmp_path / "targets",
+                        size=(45, 60), scales=(1.0,), flip=False, progress=False)
+    cfg = TrainConfig(out=str(tmp_path / "run"), batch=2, crop=(64, 64), threads=1,
+                      limit=(2, 1), epochs=1, eval_every=1, teacher_targets=str(out),
+                      distill=0.75, distill_temperature=4.0, distill_kind="channel")
+    trainer = Trainer(cfg)
+    assert trainer.criterion.kind == "channel" and trainer.criterion.temperature == 4.0
+    trainer.fit()
+    saved = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert np.isfinite(saved["train_state"]["history"][-1]["loss"])
+    recipe = saved["provenance"]["recipe"]
+    assert (recipe["distill_kind"], recipe["distill"], recipe["distill_temperature"]) == (
+        "channel", 0.75, 4.0)
 
 
 @pytest.mark.parametrize("device_data", [False, True])

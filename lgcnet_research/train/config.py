@@ -17,6 +17,7 @@ from lgcnet_research.train.folds import FOLD_CHOICES
 
 MODELS = ("lgcnet", "lraspp_mbv3_large", "effnet_lite0_seg")
 CLASS_WEIGHTS = ("none", "inverse_log")
+DISTILL_KINDS = ("pixel", "channel")
 
 
 @dataclass
@@ -63,6 +64,10 @@ class TrainConfig(Settings):
                            "frames), warped to each crop's view: no teacher runs in training",
         "distill": "weight α of the teacher's soft labels: (1 - α)·OHEM + α·T²·KL",
         "distill_temperature": "softmax temperature T of the distillation",
+        "distill_kind": "pixel: KL between class distributions at every labelled pixel; "
+                        "channel: channel-wise distillation (Shu et al., ICCV 2021), KL between "
+                        "each class's distribution over the crop's positions, all pixels "
+                        "(the paper: T 4, loss weight 3 beside CE on Cityscapes logits)",
         "wd": "weight decay of conv and linear weights (BatchNorm and biases get none)",
         "aux_weight": "deep supervision: 1x1 classifiers on the fusion cell's stride-8 and "
                       "-16 inputs, each with this weight in the loss (training only; 0: none)",
@@ -84,7 +89,7 @@ class TrainConfig(Settings):
     }
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "amp": ("off", "bf16"), "model": MODELS, "fold": FOLD_CHOICES,
-        "class_weights": CLASS_WEIGHTS}
+        "class_weights": CLASS_WEIGHTS, "distill_kind": DISTILL_KINDS}
 
     model: str = "lgcnet"
     genotype: str = "default"
@@ -111,6 +116,7 @@ class TrainConfig(Settings):
     teacher_targets: str | None = None
     distill: float = 0.5
     distill_temperature: float = 2.0
+    distill_kind: str = "pixel"
     momentum: float = 0.9
     wd: float = 5e-4
     ohem_thresh: float = 0.7

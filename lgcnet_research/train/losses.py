@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lgcnet_research.train.config import DISTILL_KINDS
+
 
 class OhemCrossEntropy(nn.Module):
     """Cross-entropy over the hard pixels only: those whose true-class probability is below
@@ -47,29 +49,73 @@ class OhemCrossEntropy(nn.Module):
         return (pixel_loss * w * keep).sum() / (w * keep).sum().clamp(min=1e-12)
 
 
+def pixel_kl(logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+             ignore_index: int, t: float) -> torch.Tensor:
+    """KL(teacher ‖ student) between the class distributions at temperature `t` of every
+    pixel, averaged over the labelled pixels (Hinton et al. 2015, per pixel as in structured
+    KD for segmentation)."""
+    kl = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                  reduction="none", log_target=True).sum(1)  # per pixel
+    valid = target != ignore_index
+    return (kl * valid).sum() / valid.sum().clamp(min=1)
+
+
+def channel_kl(logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+    """Channel-wise distillation (Shu et al., "Channel-wise Knowledge Distillation for Dense
+    Prediction", ICCV 2021): per sample and class channel, a softmax over the H·W positions
+    of logits / `t`; KL(teacher ‖ student) summed over the positions, averaged over channels
+    and samples. Each class's map becomes a distribution of where the teacher sees it, so the
+    student learns the most salient regions of each class rather than every pixel alike.
+
+    Every position counts, void ones too: the teacher's knowledge covers unlabelled pixels,
+    and a distribution over a subset of the positions would not be the paper's. Computed in
+    fp32: a softmax over ~10⁵ positions in bf16 leaves log-probabilities with errors of a few
+    hundredths. The KL of two spatial distributions hardly depends on the grid they are
+    sampled on (it tends to the KL of the continuous maps), so it weighs the same on a crop
+    and on a whole frame."""
+    n, c = logits.shape[:2]
+    student = F.log_softmax(logits.float().flatten(2) / t, -1)
+    teacher = F.log_softmax(teacher_logits.float().flatten(2) / t, -1)
+    return F.kl_div(student, teacher, reduction="sum", log_target=True) / (n * c)
+
+
 class DistillationLoss(nn.Module):
-    """(1 - α)·`hard`(logits, target) + α·T²·KL(teacher ‖ student) at temperature T, the KL
-    averaged over labelled pixels (Hinton et al. 2015; per pixel as in structured KD for
-    segmentation). The teacher's soft labels carry what ImageNet taught it: which wrong
-    classes are near, where a thin object's edge lies."""
+    """(1 - α)·`hard`(logits, target) + α·T²·KL(teacher ‖ student) at temperature T: per
+    pixel over the labelled pixels (`kind` "pixel": `pixel_kl`), or per class channel over
+    the positions (`kind` "channel": `channel_kl`). The teacher's soft labels carry what
+    ImageNet taught it: which wrong classes are near, where a thin object's edge lies.
+
+    The teacher's logits come at the student's resolution, the crop's: both nets upsample
+    their logits to their input, and cached targets (stored at a fraction of the frame) are
+    upsampled onto the crop's pixel grid by the warp (`data.warp_targets`). Both kinds compare
+    them there, neither resampled again: the warp already interpolated the cached side once,
+    and a coarser common grid would save little (one softmax per map) while blurring thin
+    objects out of both."""
 
     def __init__(self, hard: nn.Module, ignore_index: int, alpha: float = 0.5,
-                 temperature: float = 2.0) -> None:
+                 temperature: float = 2.0, kind: str = "pixel") -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0 or temperature <= 0:
             raise ValueError(f"distillation weight must be in [0, 1] and temperature > 0, got "
                              f"{alpha} and {temperature}")
+        if kind not in DISTILL_KINDS:
+            raise ValueError(f"distillation kind {kind!r}: choose one of "
+                             f"{', '.join(DISTILL_KINDS)}")
         self.hard, self.ignore_index = hard, ignore_index
-        self.alpha, self.temperature = alpha, temperature
+        self.alpha, self.temperature, self.kind = alpha, temperature, kind
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
-        t = self.temperature
-        kl = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher_logits / t, 1),
-                      reduction="none", log_target=True).sum(1)  # per pixel
-        valid = target != self.ignore_index
-        soft = (kl * valid).sum() / valid.sum().clamp(min=1) * t * t
-        return (1 - self.alpha) * self.hard(logits, target) + self.alpha * soft
+        t, teacher_logits = self.temperature, teacher_logits.detach()  # only the student learns
+        if teacher_logits.shape != logits.shape:
+            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student "
+                             f"logits {tuple(logits.shape)} differ: give the teacher's at the "
+                             f"student's resolution")
+        if self.kind == "channel":
+            kl = channel_kl(logits, teacher_logits, t)
+        else:
+            kl = pixel_kl(logits, teacher_logits, target, self.ignore_index, t)
+        return (1 - self.alpha) * self.hard(logits, target) + self.alpha * (kl * t * t)
 
 
 class DeeplySupervised(nn.Module):

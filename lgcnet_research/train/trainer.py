@@ -315,20 +315,19 @@ class Trainer:
     def _build_teacher(self) -> torch.nn.Module | None:
         """The frozen teacher whose soft labels join the loss, when the recipe names one (or
         the distillation loss alone when its targets are cached)."""
-        if self.cfg.teacher and self.cfg.teacher_targets:
+        cfg = self.cfg
+        if cfg.teacher and cfg.teacher_targets:
             raise ValueError("give teacher (run it at every step) or teacher_targets (its "
                              "cached logits), not both")
-        if self.cfg.teacher_targets:
-            self.criterion = DistillationLoss(self.criterion, CAMVID.ignore_index,
-                                              self.cfg.distill, self.cfg.distill_temperature)
-        if not self.cfg.teacher:
+        if cfg.teacher or cfg.teacher_targets:
+            self.criterion = DistillationLoss(self.criterion, CAMVID.ignore_index, cfg.distill,
+                                              cfg.distill_temperature, cfg.distill_kind)
+        if not cfg.teacher:
             return None
-        teacher, payload = load_peer(self.cfg.teacher)
+        teacher, payload = load_peer(cfg.teacher)
         prov = payload.get("provenance") or {}
-        self.teacher_record = {"path": portable_path(self.cfg.teacher), "model": payload["model"],
+        self.teacher_record = {"path": portable_path(cfg.teacher), "model": payload["model"],
                                "metrics": payload.get("metrics"), "provenance": prov}
-        self.criterion = DistillationLoss(self.criterion, CAMVID.ignore_index, self.cfg.distill,
-                                          self.cfg.distill_temperature)
         return teacher.requires_grad_(False).to(self.info.device)
 
     def _build_criterion(self) -> OhemCrossEntropy:
