@@ -424,29 +424,38 @@ def test_channel_wise_kl_compares_where_each_class_lies():
 
     torch.manual_seed(0)
     student, teacher = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
-    assert channel_kl(student, student.clone(), 2.0).item() == pytest.approx(0.0, abs=1e-6)
-    kl = channel_kl(student, teacher, 2.0).item()
+    every = torch.ones(2, 4, 5, dtype=torch.bool)
+    assert channel_kl(student, student.clone(), every, 2.0).item() == pytest.approx(0, abs=1e-6)
+    kl = channel_kl(student, teacher, every, 2.0).item()
     assert kl > 0
     shift = torch.randn(2, 3, 1, 1) * 5  # per sample and channel
-    assert channel_kl(student + shift, teacher, 2.0).item() == pytest.approx(kl, rel=1e-5)
-    assert channel_kl(student, teacher - shift, 2.0).item() == pytest.approx(kl, rel=1e-5)
+    assert channel_kl(student + shift, teacher, every, 2.0).item() == pytest.approx(kl, rel=1e-5)
+    assert channel_kl(student, teacher - shift, every, 2.0).item() == pytest.approx(kl, rel=1e-5)
+    # what lies outside the labelled positions (a crop's padding) does not count at all
+    padded = every.clone()
+    padded[:, :, -2:] = False
+    cut = channel_kl(student[..., :-2], teacher[..., :-2], every[..., :-2], 2.0).item()
+    far = teacher.clone()
+    far[..., -2:] = 50.0
+    assert channel_kl(student, far, padded, 2.0).item() == pytest.approx(cut, rel=1e-5)
     # by hand: channel 0 uniform over two positions against the teacher's (3/4, 1/4) at T = 2,
     # channel 1 alike in both: the mean over the 2 channels is half of channel 0's KL
     one = torch.tensor([[[[0.0, 0.0]], [[1.0, 5.0]]]])
     other = torch.tensor([[[[2 * np.log(3.0), 0.0]], [[1.0, 5.0]]]])
     by_hand = (0.75 * np.log(1.5) + 0.25 * np.log(0.5)) / 2
-    assert channel_kl(one, other, 2.0).item() == pytest.approx(by_hand, rel=1e-5)
+    both = torch.ones(1, 1, 2, dtype=torch.bool)
+    assert channel_kl(one, other, both, 2.0).item() == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_channel_distillation_loss_weighs_and_teaches_the_student_only():
     from lgcnet_research.train.losses import DistillationLoss
 
     hard = OhemCrossEntropy(11, 0.7, 1)
-    target = torch.tensor([[[0, 1], [11, 1]]])  # one void pixel: counted all the same
+    target = torch.tensor([[[0, 1], [11, 1]]])  # one void pixel: left out of the softmax
     one = torch.stack([torch.zeros(2, 2), torch.ones(2, 2)])[None]  # uniform over space
     other = torch.tensor([[2 * np.log(3.0), 0.0], [0.0, 0.0]]).expand(1, 2, 2, 2)
-    p = torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6])  # the teacher's spatial softmax at T = 2
-    by_hand = float((p * torch.log(p / 0.25)).sum())  # each channel's KL against uniform
+    p = torch.tensor([0.6, 0.2, 0.2])  # the teacher's softmax over the 3 labelled, T = 2
+    by_hand = float((p * torch.log(p / (1 / 3))).sum())  # each channel's KL against uniform
     loss = DistillationLoss(hard, 11, alpha=1.0, temperature=2.0, kind="channel")
     assert loss(one, target, other).item() == pytest.approx(4 * by_hand, rel=1e-5)  # × T²
     student = torch.randn(2, 11, 6, 8, requires_grad=True)
@@ -457,6 +466,7 @@ def test_channel_distillation_loss_weighs_and_teaches_the_student_only():
     soft = torch.randn(2, 11, 6, 8, requires_grad=True)
     DistillationLoss(hard, 11, 1.0, 4.0, "channel")(soft, target, teacher).backward()
     assert soft.grad.sum((2, 3)).abs().max() < 1e-6  # a softmax over space: sums to zero
+    assert (soft.grad.permute(1, 0, 2, 3)[:, target == 11] == 0).all()  # void: no pull
 
 
 def test_a_bad_distillation_kind_or_shape_is_refused():

@@ -60,29 +60,37 @@ def pixel_kl(logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.T
     return (kl * valid).sum() / valid.sum().clamp(min=1)
 
 
-def channel_kl(logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+def channel_kl(logits: torch.Tensor, teacher_logits: torch.Tensor, labelled: torch.Tensor,
+               t: float) -> torch.Tensor:
     """Channel-wise distillation (Shu et al., "Channel-wise Knowledge Distillation for Dense
-    Prediction", ICCV 2021): per sample and class channel, a softmax over the H·W positions
-    of logits / `t`; KL(teacher ‖ student) summed over the positions, averaged over channels
+    Prediction", ICCV 2021): per sample and class channel, a softmax over the positions of
+    logits / `t`; KL(teacher ‖ student) summed over the positions, averaged over channels
     and samples. Each class's map becomes a distribution of where the teacher sees it, so the
     student learns the most salient regions of each class rather than every pixel alike.
 
-    Every position counts, void ones too: the teacher's knowledge covers unlabelled pixels,
-    and a distribution over a subset of the positions would not be the paper's. Computed in
-    fp32: a softmax over ~10⁵ positions in bf16 leaves log-probabilities with errors of a few
-    hundredths. The KL of two spatial distributions hardly depends on the grid they are
-    sampled on (it tends to the KL of the continuous maps), so it weighs the same on a crop
-    and on a whole frame."""
+    The positions are the `labelled` ones (N, H, W), not all of them as in the paper: a crop
+    that reaches past its frame is padded, void there, and the warped cached targets
+    stretch the frame's border values over that padding, so a softmax over every position
+    would ask the student to put road on black pixels. CamVid's own void (a few percent of
+    pixels) drops out with it. Computed in fp32: a softmax over ~10⁵ positions in bf16 leaves
+    log-probabilities with errors of a few hundredths. The KL of two spatial distributions
+    hardly depends on the grid they are sampled on, so it weighs the same on a crop and on a
+    whole frame."""
     n, c = logits.shape[:2]
-    student = F.log_softmax(logits.float().flatten(2) / t, -1)
-    teacher = F.log_softmax(teacher_logits.float().flatten(2) / t, -1)
-    return F.kl_div(student, teacher, reduction="sum", log_target=True) / (n * c)
+    outside = ~labelled.flatten(1)[:, None, :]  # (N, 1, H·W), the same for every channel
+
+    def spatial(x: torch.Tensor) -> torch.Tensor:  # finite fill: no inf - inf, no NaN grads
+        return F.log_softmax((x.float().flatten(2) / t).masked_fill(outside, -1e9), -1)
+
+    student, teacher = spatial(logits), spatial(teacher_logits)
+    kl = torch.where(outside, 0.0, teacher.exp() * (teacher - student))
+    return kl.sum() / (n * c)
 
 
 class DistillationLoss(nn.Module):
     """(1 - α)·`hard`(logits, target) + α·T²·KL(teacher ‖ student) at temperature T: per
     pixel over the labelled pixels (`kind` "pixel": `pixel_kl`), or per class channel over
-    the positions (`kind` "channel": `channel_kl`). The teacher's soft labels carry what
+    the labelled positions (`kind` "channel": `channel_kl`). The teacher's soft labels carry what
     ImageNet taught it: which wrong classes are near, where a thin object's edge lies.
 
     The teacher's logits come at the student's resolution, the crop's: both nets upsample
@@ -112,7 +120,7 @@ class DistillationLoss(nn.Module):
                              f"logits {tuple(logits.shape)} differ: give the teacher's at the "
                              f"student's resolution")
         if self.kind == "channel":
-            kl = channel_kl(logits, teacher_logits, t)
+            kl = channel_kl(logits, teacher_logits, target != self.ignore_index, t)
         else:
             kl = pixel_kl(logits, teacher_logits, target, self.ignore_index, t)
         return (1 - self.alpha) * self.hard(logits, target) + self.alpha * (kl * t * t)
