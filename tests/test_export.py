@@ -115,3 +115,70 @@ def test_a_shipped_name_exports_from_its_checkpoint(tmp_path):
     artifact = make_artifact("lgcnet-camvid", tmp_path / "small.onnx",
                              ArtifactSpec(input_size=(64, 96)))
     assert artifact.meta.input_size == (64, 96) and artifact.path.is_file()
+
+
+def _tiny_onnx(path, precision: str, dq_scale=None):
+    """A one-node ONNX with lgcnet metadata of `precision`; with `dq_scale` (a numpy scalar)
+    a DequantizeLinear whose scale has that dtype (fp32: the quantiser's body, fp16: the
+    body an engine is built from)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    meta = ModelMeta.for_dataset(CAMVID).replace(precision=precision)
+    x = helper.make_tensor_value_info("input", TensorProto.INT8, [1, 4])
+    if dq_scale is None:
+        nodes, inits, out_type = [helper.make_node("Identity", ["input"], ["output"])], [], \
+            TensorProto.INT8
+    else:
+        nodes = [helper.make_node("DequantizeLinear", ["input", "s"], ["output"])]
+        inits = [numpy_helper.from_array(dq_scale, "s")]
+        out_type = helper.np_dtype_to_tensor_dtype(dq_scale.dtype)
+    y = helper.make_tensor_value_info("output", out_type, [1, 4])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 19)])
+    helper.set_model_props(model, meta.to_props())
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("have,want,files", [
+    ("fp32", "fp16", (None, "e.fp16.onnx")),
+    ("fp32", "fp32", (None, None)),
+    ("fp16", "fp16", (None, None)),  # already FP16: built as it is
+    ("fp32", "int8", ("e.int8.onnx", "e.fp16.onnx")),  # quantized, then its fp16 body
+    ("qdq-fp32-body", "int8", (None, "e.fp16.onnx")),  # `lgcnet quantize`'s file
+    ("qdq-fp16-body", "int8", (None, None)),  # already what the engine runs
+    ("checkpoint", "fp16", (None, "e.fp16.onnx")),
+    ("checkpoint", "int8", ("e.int8.onnx", "e.fp16.onnx")),
+])
+def test_the_plan_brings_an_engines_source_to_its_precision(have, want, files, tmp_path):
+    """The one place precision is decided for an engine: what the precision step converts
+    (quantized, fp16 files; None: nothing) from each kind of source."""
+    from lgcnet_deploy.export.pipeline import ArtifactSpec, plan_artifact
+
+    scales = {"qdq-fp32-body": np.float32(0.1), "qdq-fp16-body": np.float16(0.1)}
+    source = "lgcnet-camvid" if have == "checkpoint" else _tiny_onnx(
+        tmp_path / "m.onnx", "int8" if have in scales else have, scales.get(have))
+    plan = plan_artifact(source, tmp_path / "e.engine", ArtifactSpec(precision=want))
+    got = tuple(None if p is None else p.name for p in (plan.quantized_onnx, plan.fp16_onnx))
+    assert got == files
+
+
+def test_an_engines_source_the_chain_cannot_convert_is_refused_saying_what_to_run(tmp_path):
+    from lgcnet_deploy.export.pipeline import (
+        ArtifactError,
+        ArtifactSpec,
+        make_engine,
+        plan_artifact,
+    )
+
+    fp16 = _tiny_onnx(tmp_path / "m16.onnx", "fp16")
+    with pytest.raises(ArtifactError, match=r"m16.onnx is an fp16 model; an fp32 engine is "
+                                            r"built from the fp32 ONNX: `lgcnet export"):
+        plan_artifact(fp16, tmp_path / "e.engine", ArtifactSpec(precision="fp32"))
+    fp32 = _tiny_onnx(tmp_path / "m.onnx", "fp32")
+    with pytest.raises(ArtifactError, match=r"no Q/DQ nodes: .*`lgcnet quantize .*m.onnx -o "
+                                            r".*e.int8.onnx --target tensorrt`.*TensorRT 11"):
+        make_engine(fp32, tmp_path / "e.engine", "int8")  # `lgcnet build` never calibrates
+    with pytest.raises(ArtifactError, match="takes an ONNX model"):
+        make_engine("lgcnet-camvid", tmp_path / "e.engine")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m16.onnx"]

@@ -6,6 +6,7 @@ marked trt/gpu and skipped without them. The TensorRT gate has its own file
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 import warnings
@@ -34,9 +35,21 @@ from lgcnet_deploy.core.metadata import (
     ModelMeta,
     file_sha256,
 )
-from lgcnet_deploy.export.engine import build_command, prepare_onnx, resolve_shapes
+from lgcnet_deploy.export.engine import (
+    PrecisionError,
+    build_command,
+    build_engine,
+    resolve_shapes,
+)
 from lgcnet_deploy.export.fp16 import convert_fp16
-from lgcnet_deploy.export.pipeline import export_onnx
+from lgcnet_deploy.export.pipeline import (
+    ArtifactSpec,
+    Work,
+    export_onnx,
+    make_engine,
+    plan_artifact,
+    run_steps,
+)
 from lgcnet_deploy.model.fold_bn import fold_batchnorm
 from lgcnet_deploy.model.io_wrapper import wrap_io
 from lgcnet_deploy.runtime.backends import BackendError, load_backend
@@ -306,9 +319,56 @@ def test_build_cli_rejects_half_a_profile(onnx_path, tmp_path, capsys):
     assert "needs all of --min, --opt and --max" in capsys.readouterr().err
 
 
-def test_int8_needs_a_qdq_onnx(onnx_path, tmp_path):
-    with pytest.raises(ValueError, match=r"no Q/DQ nodes.*TensorRT 11 has no implicit INT8"):
-        prepare_onnx(onnx_path, "int8", tmp_path / "x.engine")
+def test_int8_needs_a_qdq_onnx(onnx_path, tmp_path, capsys):
+    assert main(["build", str(onnx_path), "-o", str(tmp_path / "x.engine"), "--precision",
+                 "int8"]) == EXIT_USER_INPUT
+    assert re.search(r"no Q/DQ nodes.*`lgcnet quantize .*TensorRT 11 has no implicit INT8",
+                     capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())  # nothing converted, nothing built
+
+
+def test_the_engine_builder_converts_nothing(no_tensorrt, onnx_path, tmp_path):
+    """An ONNX not in the precision asked for is refused before TensorRT, naming the
+    `lgcnet build` that converts it (the export chain decides precision, not the builder)."""
+    engine = tmp_path / "x.engine"
+    with pytest.raises(PrecisionError, match=rf"is an fp32 ONNX, .*`lgcnet build "
+                                             rf"{re.escape(f'{onnx_path} -o {engine}')} "
+                                             rf"--precision fp16`"):
+        build_engine(onnx_path, engine, precision="fp16")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def fake_builder(monkeypatch):
+    pytest.importorskip("polygraphy", reason="pip install polygraphy")  # its logger is real
+    from lgcnet_deploy.export import engine as engine_module
+    from tests.trt_fakes import FakeBuilder
+
+    fake = FakeBuilder()
+    monkeypatch.setattr(engine_module, "import_tensorrt", lambda: fake)
+    monkeypatch.setattr(engine_module, "_import_polygraphy", lambda: fake)
+    monkeypatch.setattr(cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(cuda, "device_info", lambda device: dict(GPU))
+    return fake
+
+
+def test_build_converts_in_the_chain_and_builds_what_it_made(fake_builder, onnx_path, tmp_path):
+    """`lgcnet build` of an fp32 ONNX: the chain's precision step writes the FP16 ONNX beside
+    the engine, the builder parses that file strongly typed, and the sidecar names both (the
+    rebuild command starts from the fp32 ONNX); the FP16 ONNX itself is built as it is."""
+    pytest.importorskip("onnxconverter_common", reason="pip install onnxconverter-common")
+    engine, fp16 = tmp_path / "x.engine", tmp_path / "x.fp16.onnx"
+    assert main(["build", str(onnx_path), "-o", str(engine), "--no-progress"]) == 0
+    assert fake_builder.networks == [(str(fp16), True)]
+    side = read_sidecar(engine)
+    assert (side["precision"], side["onnx"]["path"], side["built_onnx"]["path"]) == (
+        "fp16", str(onnx_path), str(fp16))
+    assert side["build"]["command"].startswith(
+        f"lgcnet build {onnx_path} -o {engine} --precision fp16 --batch 1")
+    assert main(["build", str(fp16), "-o", str(tmp_path / "y.engine"), "--no-progress"]) == 0
+    assert fake_builder.networks[-1] == (str(fp16), True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "x.engine", "x.engine.json", "x.fp16.onnx", "y.engine", "y.engine.json"]
 
 
 def test_build_help_explains_precision(capsys):
@@ -473,7 +533,9 @@ def logits_onnx(net, meta, tmp_path_factory):
 
 def test_fp16_onnx_keeps_io_and_agrees_with_fp32(onnx_path, logits_onnx, frames, tmp_path):
     pytest.importorskip("onnxconverter_common", reason="pip install onnxconverter-common")
-    fp16_path, meta16 = prepare_onnx(onnx_path, "fp16", tmp_path / "lgcnet.engine")
+    plan = plan_artifact(onnx_path, tmp_path / "lgcnet.engine", ArtifactSpec(precision="fp16"))
+    work = run_steps(Work(), plan, last="precision")  # what the engine step gets
+    fp16_path, meta16 = work.path, work.meta
     assert fp16_path == tmp_path / "lgcnet.fp16.onnx" and meta16.precision == "fp16"
     s16 = ort.InferenceSession(str(fp16_path), providers=["CPUExecutionProvider"])
     io = [(i.name, i.type) for i in s16.get_inputs() + s16.get_outputs()]
@@ -515,23 +577,19 @@ def test_torch_fp16_runner_agrees_with_fp32(net, meta, frames):
 
 @pytest.fixture(scope="module")
 def fp16_engine(onnx_path, tmp_path_factory):
-    from lgcnet_deploy.export.engine import build_engine
-
-    return build_engine(onnx_path, tmp_path_factory.mktemp("eng") / "lgcnet_fp16.engine",
-                        precision="fp16", progress=False)
+    return make_engine(onnx_path, tmp_path_factory.mktemp("eng") / "lgcnet_fp16.engine",
+                       precision="fp16", progress=False)
 
 
 @pytest.mark.trt
 def test_fp16_engine_matches_onnxruntime(fp16_engine, onnx_path, logits_onnx, frames, tmp_path):
-    from lgcnet_deploy.export.engine import build_engine
-
     side = read_sidecar(fp16_engine)
     assert side["precision"] == "fp16" and side["io"][0]["dtype"] == "UINT8"
     ref = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with load_backend(fp16_engine, "cuda") as engine:
         for f in frames:
             assert (engine.infer(f[None]) == ref.run(None, {"input": f[None]})[0]).mean() >= 0.98
-    logits_engine = build_engine(logits_onnx, tmp_path / "logits.engine", progress=False)
+    logits_engine = make_engine(logits_onnx, tmp_path / "logits.engine", progress=False)
     ref = ort.InferenceSession(str(logits_onnx), providers=["CPUExecutionProvider"])
     with load_backend(logits_engine, "cuda") as engine:
         for f in frames:
@@ -564,13 +622,12 @@ def test_real_engine_with_foreign_sidecar_is_refused(fp16_engine, tmp_path):
 
 @pytest.mark.trt
 def test_int8_engine_builds_from_qdq_onnx(onnx_path, frames, tmp_path):
-    from lgcnet_deploy.export.engine import build_engine
     from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
 
     qdq = quantize_int8(onnx_path, tmp_path / "qdq.onnx", calibration_frames(limit=8),
                         cache_dir=tmp_path / "cache")
-    engine = build_engine(qdq, tmp_path / "lgcnet_int8.engine", precision="int8",
-                          progress=False)
+    engine = make_engine(qdq, tmp_path / "lgcnet_int8.engine", precision="int8",
+                         progress=False)
     assert read_sidecar(engine)["precision"] == "int8"
     ref = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with load_backend(engine, "cuda") as b:

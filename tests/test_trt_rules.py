@@ -105,11 +105,13 @@ def test_int8_engines_are_built_from_an_fp16_body(exports, real_frames, tmp_path
             ("QuantizeLinear", "DequantizeLinear")} == {TensorProto.FLOAT16}
     assert ModelMeta.from_props({p.key: p.value for p in body.metadata_props}).precision == \
         "int8"
-    from lgcnet_deploy.export.engine import prepare_onnx
+    from lgcnet_deploy.export.pipeline import ArtifactSpec, Work, plan_artifact, run_steps
 
-    built, meta = prepare_onnx(exports["uint8-static-int8-tensorrt"], "int8", tmp_path / "x.engine")
-    assert built.name == "x.fp16.onnx" and meta.precision == "int8"
-    assert check_onnx(onnx.load(str(built)), fp16_body=True) == []
+    plan = plan_artifact(exports["uint8-static-int8-tensorrt"], tmp_path / "x.engine",
+                         ArtifactSpec(precision="int8"))
+    built = run_steps(Work(), plan, last="precision")  # what the engine step gets
+    assert built.path.name == "x.fp16.onnx" and built.meta.precision == "int8"
+    assert check_onnx(onnx.load(str(built.path)), fp16_body=True) == []
     import cv2
     import onnxruntime as ort
 
@@ -508,6 +510,8 @@ def test_build_refuses_a_graph_breaking_a_rule_before_tensorrt(exports, tmp_path
     assert main(["build", str(exports["uint8-static-int8-tensorrt"]), "-o",
                  str(tmp_path / "x.engine"), "--precision", "int8"]) == EXIT_MISSING_DEPENDENCY
     assert "`tensorrt` is not installed" in capsys.readouterr().err  # passed the gate
+    body = onnx.load(str(tmp_path / "x.fp16.onnx"))  # the chain's precision step made it
+    assert check_onnx(body, fp16_body=True) == [] and not (tmp_path / "x.engine").exists()
 
 
 def test_check_trt_summarises_a_cpu_int8_model_by_rule_and_hints_the_target(exports, capsys):

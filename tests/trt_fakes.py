@@ -2,12 +2,15 @@
 backend's own logic (device per thread, lock, CUDA-graph invalidation, profile selection)
 runs here without a GPU. They model only what that logic relies on, each as NVIDIA documents
 it: cudaSetDevice is per host thread, reshaping an execution context invalidates graphs
-captured before, an execution context must not be entered by two threads at once."""
+captured before, an execution context must not be entered by two threads at once. And a
+stand-in for the builder (TensorRT's module and Polygraphy's loaders as `build_engine` calls
+them), so `lgcnet build` runs to its sidecar here."""
 
 from __future__ import annotations
 
 import threading
 import types
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -194,3 +197,38 @@ def _camvid():
 
 def frames(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 200, (n, H, W, 3), dtype=np.uint8)
+
+
+class FakeBuilder:
+    """`tensorrt` and `polygraphy.backend.trt` as build_engine uses them: the network it
+    parses is recorded as (ONNX path, strongly typed), and the build writes a stand-in engine
+    (no I/O tensors) where SaveEngine is told to."""
+
+    __version__ = "10.12.0.36"  # strongly typed for every precision
+    MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+    ProfilingVerbosity = types.SimpleNamespace(DETAILED="detailed")
+
+    def __init__(self) -> None:
+        self.networks: list[tuple[str, bool]] = []
+
+    def NetworkFromOnnxPath(self, path: str, strongly_typed: bool) -> str:
+        self.networks.append((path, strongly_typed))
+        return path
+
+    def Profile(self) -> types.SimpleNamespace:
+        return types.SimpleNamespace(add=lambda name, *shapes: (name, shapes))
+
+    def CreateConfig(self, **settings: object) -> dict:
+        return settings
+
+    def PostprocessConfig(self, config: dict, func: object) -> dict:
+        return config
+
+    def EngineFromNetwork(self, network: str, config: dict, save_timing_cache: str | None) -> str:
+        return network
+
+    def SaveEngine(self, engine: str, path: str):
+        def build() -> types.SimpleNamespace:
+            Path(path).write_bytes(f"engine of {engine}".encode())
+            return types.SimpleNamespace(num_io_tensors=0)
+        return build

@@ -16,11 +16,12 @@ Before anything touches TensorRT the ONNX passes the compatibility gate (trt_rul
 graph that breaks a rule is refused with the rules it breaks.
 
 Precision lives in the ONNX (BuilderFlag.FP16/INT8 are deprecated since TensorRT 10.12,
-"superseded by strong typing", and gone in 11): fp32 -> as is, fp16 -> FP16 ONNX (converted
-here from fp32 if needed), int8 -> a Q/DQ ONNX with an fp16 body and fp16 scales (converted
-here from the quantiser's fp32 one: strongly typed, each DequantizeLinear outputs its scale's
-type, NvInfer.h IDequantizeLayer/IQuantizeLayer). Networks are strongly typed, except int8
-on 10.0-10.11, built weakly typed with BuilderFlag.INT8 + FP16.
+"superseded by strong typing", and gone in 11): fp32 -> as is, fp16 -> an FP16 ONNX, int8 ->
+a Q/DQ ONNX with an fp16 body and fp16 scales (strongly typed, each DequantizeLinear outputs
+its scale's type, NvInfer.h IDequantizeLayer/IQuantizeLayer). The builder converts nothing:
+the export chain's precision step does (pipeline.py; `lgcnet build` goes through it), and
+`check_precision` refuses an ONNX that is not yet in the precision asked for. Networks are
+strongly typed, except int8 on 10.0-10.11, built weakly typed with BuilderFlag.INT8 + FP16.
 
 Sources (NVIDIA/TensorRT, tools/Polygraphy/polygraphy/backend/trt/): loader.py
 (NetworkFromOnnxPath, EngineFromNetwork, SaveEngine), config.py (CreateConfig,
@@ -56,6 +57,10 @@ STRONG_INT8_FROM = (10, 12)
 
 class TrtRuleError(BadInputError):
     """The ONNX breaks a TensorRT rule (lgcnet check-trt lists them)."""
+
+
+class PrecisionError(BadInputError):
+    """The ONNX is not in the precision the engine is asked for (the export chain converts)."""
 
 
 def parse_shape(text: str) -> Shape:
@@ -95,30 +100,25 @@ def resolve_shapes(model: onnx.ModelProto, meta: ModelMeta, batch: int | None,
     return profile
 
 
-def prepare_onnx(onnx_path: Path, precision: str, engine_path: Path) -> tuple[Path, ModelMeta]:
-    """The ONNX to build for `precision` (FP16 converted beside the engine if needed)."""
+def check_precision(model: onnx.ModelProto, onnx_path: Path, precision: str,
+                    engine_path: Path) -> ModelMeta:
+    """`model`'s metadata, once it is in `precision` as the engine runs it (int8: Q/DQ with
+    an fp16 body); anything else is refused with the `lgcnet build` that converts it."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props})
-    if precision == "fp16" and meta.precision == "fp32":
-        from lgcnet_deploy.export.fp16 import convert_fp16
-
-        fp16_path = engine_path.with_name(engine_path.stem + ".fp16.onnx")
-        return convert_fp16(onnx_path, fp16_path), meta.replace(precision="fp16")
-    if precision == "int8":
-        if not has_qdq(model):
-            raise ValueError(f"{onnx_path} has no Q/DQ nodes: INT8 engines are built from a "
-                             f"quantised ONNX (`lgcnet quantize`); TensorRT 11 has no "
-                             f"implicit INT8 calibration")
-        if fp32_body(model):  # strongly typed: the body would run in fp32
-            from lgcnet_deploy.export.fp16 import convert_fp16
-
-            body = engine_path.with_name(engine_path.stem + ".fp16.onnx")
-            return convert_fp16(onnx_path, body), meta.replace(precision="int8")
-    elif meta.precision != precision:
-        raise ValueError(f"{onnx_path} is a {meta.precision} model, asked for {precision}")
-    return onnx_path, meta.replace(precision=precision)
+    meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, onnx_path)
+    if meta.precision != precision:
+        what = f"an {meta.precision} ONNX"
+    elif precision == "int8" and not has_qdq(model):
+        what = "an int8 ONNX without Q/DQ nodes"
+    elif precision == "int8" and fp32_body(model):  # strongly typed: the body would run fp32
+        what = "a Q/DQ ONNX with an fp32 body"
+    else:
+        return meta
+    raise PrecisionError(f"{onnx_path} is {what}, and the engine builder converts nothing: "
+                         f"build it through the export chain, which brings it to {precision} "
+                         f"first: `lgcnet build {onnx_path} -o {engine_path} --precision "
+                         f"{precision}` (Python: export.pipeline.make_engine)")
 
 
 def _progress_monitor(trt: Any) -> Any:
@@ -165,7 +165,7 @@ def build_command(onnx_path: Path, engine_path: Path, precision: str,
 
 def gate(model: onnx.ModelProto, path: Path, dynamic: bool) -> None:
     """Refuse `model` if it breaks a TensorRT rule; warnings are printed, not fatal. A Q/DQ
-    graph must have the fp16 body prepare_onnx gives it."""
+    graph must have the fp16 body the export chain's precision step gives it."""
     findings = check_onnx(model, profiled_inputs={model.graph.input[0].name} if dynamic else (),
                           fp16_body=True)
     broken = errors(findings)
@@ -285,19 +285,24 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
                  batch: int | None = None, profile: tuple[Shape, Shape, Shape] | None = None,
                  workspace_mib: int = 2048, timing_cache: str | Path | None = None,
                  use_timing_cache: bool = True, device: int = 0, verbose: bool = False,
-                 progress: bool = True, detailed: bool = False) -> Path:
-    """Build `onnx_path` into a TensorRT engine at `engine_path` plus `<engine>.json`.
+                 progress: bool = True, detailed: bool = False,
+                 rebuild_from: str | Path | None = None) -> Path:
+    """Build `onnx_path`, already in `precision` (`check_precision`), into a TensorRT engine
+    at `engine_path` plus `<engine>.json`; `make_engine` in export/pipeline.py converts first.
 
     `batch` makes a static engine; `profile` = (min, opt, max) (B, H, W) a dynamic one; an
     ONNX with a dynamic batch always gets a profile (min == max for `batch`). The timing
     cache defaults to engines-dir/timing-trt<version>-sm<cc>.cache (it is only valid for one
-    TensorRT version and GPU), so rebuilds take seconds instead of minutes.
+    TensorRT version and GPU), so rebuilds take seconds instead of minutes. `rebuild_from`
+    (default `onnx_path`) is the ONNX the sidecar names and rebuilds from: the one `lgcnet
+    build` was given, before the precision step converted it.
     """
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
-    built_onnx, meta = prepare_onnx(onnx_path, precision, engine_path)
+    built_onnx, engine_path = Path(onnx_path), Path(engine_path)
+    source = built_onnx if rebuild_from is None else Path(rebuild_from)
+    if not built_onnx.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {built_onnx}")
     model = onnx.load(str(built_onnx), load_external_data=False)
+    meta = check_precision(model, built_onnx, precision, engine_path)
     shapes = resolve_shapes(model, meta, batch, profile)
     input_dims = model.graph.input[0].type.tensor_type.shape.dim
     dynamic = any(not d.HasField("dim_value") for d in input_dims)
@@ -324,10 +329,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
         "engine_sha256": file_sha256(engine_path),
         "shapes": {k: list(_tensor_shape(meta, s)) for k, s in zip(("min", "opt", "max"),
                                                                    shapes)},
-        "onnx": {"path": str(onnx_path), "sha256": file_sha256(onnx_path)},
+        "onnx": {"path": str(source), "sha256": file_sha256(source)},
         "built_onnx": {"path": str(built_onnx), "sha256": file_sha256(built_onnx)},
         "meta": meta.to_dict(),
-        "build": {"command": build_command(onnx_path, engine_path, precision, shapes,
+        "build": {"command": build_command(source, engine_path, precision, shapes,
                                            workspace_mib),
                   "seconds": round(seconds, 1), "workspace_mib": workspace_mib,
                   "timing_cache": str(cache_path) if cache_path else None,

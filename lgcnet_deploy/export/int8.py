@@ -13,9 +13,10 @@ calibration (its ranges are cached per model and shared), two targets:
   (TensorRT's dequantize layer takes INT8/FP8/INT4 input only, so an INT32 bias
   DequantizeLinear is rejected). No calibrator on any TensorRT: 10.0-10.11 build it weakly
   typed with BuilderFlag.INT8 + FP16, 10.12+ (where those flags are deprecated) and 11.x
-  strongly typed, where each DequantizeLinear outputs its scale's type: `lgcnet build`
-  gives the body and the scales fp16 first (`fp32_body`), so the layers outside Q/DQ pairs
-  run in fp16 on every TensorRT. The file written here keeps fp32 for ONNX Runtime.
+  strongly typed, where each DequantizeLinear outputs its scale's type: the export chain's
+  precision step (`lgcnet build`) gives the body and the scales fp16 first (`fp32_body`), so
+  the layers outside Q/DQ pairs run in fp16 on every TensorRT. The file written here keeps
+  fp32 for ONNX Runtime.
 - "cpu": ONNX Runtime's default placement (Q/DQ around every quantizable op, int32 biases:
   what its QLinear kernel fusions want) with uint8 activations and zero points (its fast
   x86 U8S8 kernels; the S8S8 path is slower than fp32 on this machine). TensorRT rejects

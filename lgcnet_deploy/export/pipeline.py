@@ -7,7 +7,8 @@
     onnx       traced to ONNX                                   export/to_onnx.py
     simplify   onnxsim                                          export/to_onnx.py
     save       checked, tagged (metadata, weights digest)       export/to_onnx.py
-    precision  FP16 ONNX, or INT8 Q/DQ ONNX                     export/fp16.py, export/int8.py
+    precision  FP16 ONNX, or INT8 Q/DQ ONNX (for an engine      export/fp16.py, export/int8.py
+               with an fp16 body)
     engine     TensorRT engine + sidecar (.engine outputs)      export/engine.py
 
 As in Polygraphy's loader chain, each step takes what the one before made, and a step with
@@ -16,22 +17,27 @@ on. What the steps need is decided once, before the first runs, in a `Plan`: the
 resolved (a shipped name becomes its checkpoint), the precision and the INT8 encoding, the
 file each step writes; every step's parameters are fields of one `ArtifactSpec`.
 
+Precision is decided here only: the plan picks the conversions that bring the source to the
+engine's precision (`_engine_conversions`), the precision step runs them, and the engine
+step's builder converts nothing (it checks the ONNX it gets is in the precision asked for).
+
 `make_artifact` is the entry; `lgcnet export`, `lgcnet quantize`, `lgcnet bench`, the parity
-tool and the latency table's whole-network timing all go through it; `export_onnx` runs the
-steps from fold to save on a network already in memory.
+tool and the latency table's whole-network timing all go through it, and `lgcnet build`
+through `make_engine` (an ONNX made earlier: plan, load, precision, engine); `export_onnx`
+runs the steps from fold to save on a network already in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from lgcnet_deploy.artifact.describe import describe
+from lgcnet_deploy.artifact.describe import describe, fp32_body, has_qdq
 from lgcnet_deploy.core.classes import CAMVID, Dataset
-from lgcnet_deploy.core.errors import BadInputError
+from lgcnet_deploy.core.errors import BadInputError, MissingFileError, damaged
 from lgcnet_deploy.core.formats import find_format, format_of
 from lgcnet_deploy.core.metadata import (
     INPUT_UINT8_NHWC_BGR,
@@ -69,6 +75,10 @@ class ArtifactSpec:
     int8_target: str = "tensorrt"  # precision: "tensorrt" (symmetric) or "cpu" (u8s8) Q/DQ
     int8_method: str = "minmax"  # precision
     calibration: tuple[Path, ...] | None = None  # precision: frames; None: the shipped list
+    quantize: bool = True  # precision: False refuses an fp32 source for int8 (`lgcnet build`)
+    # engine: build_engine's keywords (batch, profile, workspace_mib, timing_cache, device,
+    # progress, ...) over the chain's batch
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,12 +91,14 @@ class Artifact:
 @dataclass(frozen=True)
 class Plan:
     """Decided before the first step: the resolved source, the spec (INT8 encoding fixed for
-    engines) and the file each writing step writes (None: that step does not run)."""
+    engines) and the file each writing step writes (None: that step, or that conversion of
+    the precision step, does not run)."""
 
     source: Path | Genotype | None  # None: a network handed over in memory
     spec: ArtifactSpec
-    fp32_onnx: Path  # save's output, or the ONNX source itself
-    precision_onnx: Path | None  # precision's output
+    fp32_onnx: Path  # save's output, or the ONNX source itself (in whatever precision it is)
+    quantized_onnx: Path | None  # precision: quantize_int8's Q/DQ ONNX
+    fp16_onnx: Path | None  # precision: the FP16 ONNX, or an int8 engine's fp16-body Q/DQ
     engine: Path | None  # engine's output
 
 
@@ -117,27 +129,68 @@ def plan_artifact(source: str | Path | Genotype, output: str | Path,
     target = format_of(output)
     if target.name not in ("onnx", "engine"):
         raise ArtifactError(f"{output}: artifacts are .onnx or .engine files")
-    if not isinstance(source, Genotype):
-        source = resolve_model(source)
-        fmt = find_format(source)
-        if fmt is not None and fmt.name == "engine":
-            raise ArtifactError(f"{source}: an engine is already the last stage; build another "
-                                f"from its ONNX (`lgcnet build x.onnx -o y.engine`)")
-        # a Path from here on means an ONNX source (a shipped name resolves to a Path too)
-        source = Path(source) if fmt is not None and fmt.name == "onnx" else str(source)
+    source = _resolve_source(source)
     engine = output if target.name == "engine" else None
     if engine is not None:
         spec = replace(spec, int8_target="tensorrt")  # TensorRT takes symmetric Q/DQ only
         fp32 = output.with_suffix(".onnx")
-        converted = output.with_name(f"{output.stem}.{spec.precision}.onnx")
+        quantized, fp16 = _engine_conversions(source, spec, engine)
     else:
         fp32 = output if spec.precision == "fp32" else output.with_name(f"{output.stem}.fp32.onnx")
-        converted = output
-    fp32 = source if isinstance(source, Path) else fp32  # an ONNX source is the fp32 ONNX
-    if spec.precision != "fp32" and converted.resolve() == fp32.resolve():
-        raise ArtifactError(f"{converted}: the {spec.precision.upper()} model needs a file "
-                            f"name other than its fp32 source's")
-    return Plan(source, spec, fp32, None if spec.precision == "fp32" else converted, engine)
+        quantized = output if spec.precision == "int8" else None
+        fp16 = output if spec.precision == "fp16" else None
+    fp32 = source if isinstance(source, Path) else fp32  # an ONNX source: the chain's start
+    for converted in (quantized, fp16):
+        if converted is not None and converted.resolve() == fp32.resolve():
+            raise ArtifactError(f"{converted}: the {spec.precision.upper()} model needs a file "
+                                f"name other than its fp32 source's")
+    return Plan(source, spec, fp32, quantized, fp16, engine)
+
+
+def _resolve_source(source: str | Path | Genotype) -> str | Path | Genotype:
+    """A shipped name -> its checkpoint (a str); an ONNX file -> a Path; an engine refused."""
+    if isinstance(source, Genotype):
+        return source
+    source = resolve_model(source)
+    fmt = find_format(source)
+    if fmt is not None and fmt.name == "engine":
+        raise ArtifactError(f"{source}: an engine is already the last stage; build another "
+                            f"from its ONNX (`lgcnet build x.onnx -o y.engine`)")
+    # a Path from here on means an ONNX source (a shipped name resolves to a Path too)
+    return Path(source) if fmt is not None and fmt.name == "onnx" else str(source)
+
+
+def _engine_conversions(source: str | Path | Genotype, spec: ArtifactSpec,
+                        engine: Path) -> tuple[Path | None, Path | None]:
+    """The files (quantized, fp16) the precision step writes so that the engine step gets an
+    ONNX in `spec.precision` as TensorRT runs it: fp16 an FP16 ONNX; int8 a Q/DQ ONNX with an
+    fp16 body and fp16 scales (strongly typed TensorRT runs the layers outside Q/DQ pairs in
+    their scale's type: docs/tensorrt.md, "Precision"). None: not needed, the source is so."""
+    want = spec.precision
+    quantized = engine.with_name(f"{engine.stem}.int8.onnx")
+    fp16 = engine.with_name(f"{engine.stem}.fp16.onnx")
+    if not isinstance(source, Path):  # a checkpoint or genotype: save writes the fp32 ONNX
+        have, qdq, fp32_scales = "fp32", False, False
+    else:
+        model = _read_onnx(source)
+        have = _onnx_meta(source, model).precision
+        qdq, fp32_scales = has_qdq(model), fp32_body(model)
+    if want == "int8" and not qdq:
+        if not spec.quantize:
+            raise ArtifactError(f"{source} has no Q/DQ nodes: INT8 engines are built from a "
+                                f"quantised ONNX (`lgcnet quantize {source} -o {quantized} "
+                                f"--target tensorrt`); TensorRT 11 has no implicit INT8 "
+                                f"calibration")
+        return quantized, fp16  # quantize_int8 refuses a source that is not fp32
+    if want == "int8":
+        return None, fp16 if fp32_scales else None
+    if have == want:
+        return None, None
+    if have == "fp32":
+        return None, fp16
+    raise ArtifactError(f"{source} is an {have} model; an {want} engine is built from the fp32 "
+                        f"ONNX: `lgcnet export CHECKPOINT.pt -o MODEL.onnx`, then `lgcnet "
+                        f"build MODEL.onnx -o {engine} --precision {want}`")
 
 
 def load(work: Work, plan: Plan) -> Work:
@@ -221,19 +274,20 @@ def _export_errors(work: Work) -> Iterator[None]:
 
 
 def precision(work: Work, plan: Plan) -> Work:
-    spec = plan.spec
-    if plan.precision_onnx is None:
-        return work
-    if spec.precision == "fp16":
-        from lgcnet_deploy.export.fp16 import convert_fp16
-
-        path = convert_fp16(work.path, plan.precision_onnx)
-    else:
+    """The conversions the plan chose, in order: quantize (int8 Q/DQ), then FP16 (an FP16
+    model, or the fp16 body of an engine's Q/DQ)."""
+    spec, path = plan.spec, work.path
+    if plan.quantized_onnx is not None:
         from lgcnet_deploy.export.int8 import calibration_frames, quantize_int8
 
-        path = quantize_int8(work.path, plan.precision_onnx,
-                             spec.calibration or calibration_frames(), spec.int8_target,
-                             spec.int8_method)
+        path = quantize_int8(path, plan.quantized_onnx, spec.calibration or calibration_frames(),
+                             spec.int8_target, spec.int8_method)
+    if plan.fp16_onnx is not None:
+        from lgcnet_deploy.export.fp16 import convert_fp16
+
+        path = convert_fp16(path, plan.fp16_onnx)
+    if path == work.path:
+        return work
     return replace(work, path=path, meta=work.meta.replace(precision=spec.precision))
 
 
@@ -242,10 +296,14 @@ def engine(work: Work, plan: Plan) -> Work:
         return work
     from lgcnet_deploy.export.engine import build_engine
 
-    batch = None if plan.spec.dynamic_batch else plan.spec.batch
-    # the precision step made the ONNX this precision; the builder only checks it is
-    return replace(work, path=build_engine(work.path, plan.engine,
-                                           precision=plan.spec.precision, batch=batch))
+    spec = plan.spec
+    options = {"batch": None if spec.dynamic_batch else spec.batch, **spec.engine_options}
+    # the precision step made the ONNX this precision; the builder only checks it is. The
+    # sidecar's rebuild command names the ONNX before the FP16 conversion: `lgcnet build`
+    # converts it again.
+    return replace(work, path=build_engine(
+        work.path, plan.engine, precision=spec.precision,
+        rebuild_from=plan.quantized_onnx or plan.fp32_onnx, **options))
 
 
 STEPS: tuple[tuple[str, Step], ...] = (
@@ -268,6 +326,22 @@ def make_artifact(source: str | Path | Genotype, output: str | Path,
     return Artifact(work.path, work.meta, work.trained)
 
 
+def make_engine(onnx_path: str | Path, engine_path: str | Path, precision: str = "fp16",
+                batch: int | None = None, **options: Any) -> Path:
+    """`lgcnet build`: the chain from an ONNX made earlier to a TensorRT engine. An fp32 ONNX
+    is converted to FP16 beside the engine (`<engine>.fp16.onnx`), a Q/DQ ONNX given its fp16
+    body there; an fp32 ONNX is never quantized here (int8 takes `lgcnet quantize`'s Q/DQ
+    ONNX). `batch` None: the ONNX's; `options` are build_engine's (profile, workspace_mib,
+    timing_cache, device, progress, ...)."""
+    fmt = find_format(onnx_path)
+    if fmt is None or fmt.name != "onnx":
+        raise ArtifactError(f"{onnx_path}: `lgcnet build` takes an ONNX model; export a "
+                            f"checkpoint first (`lgcnet export CHECKPOINT.pt -o MODEL.onnx`)")
+    spec = ArtifactSpec(precision=precision, quantize=False,
+                        engine_options={"batch": batch, **options})
+    return make_artifact(Path(onnx_path), engine_path, spec).path
+
+
 def export_onnx(net: nn.Module, meta: ModelMeta, path: str | Path, *, batch: int = 1,
                 dynamic_batch: bool = False, opset: int = 17, simplify: bool = True,
                 fold: bool = True) -> Path:
@@ -278,7 +352,7 @@ def export_onnx(net: nn.Module, meta: ModelMeta, path: str | Path, *, batch: int
     spec = ArtifactSpec(input_size=meta.input_size, fold=fold, input_format=meta.input_format,
                         output_kind=meta.output_kind, batch=batch, dynamic_batch=dynamic_batch,
                         opset=opset, simplify=simplify)
-    plan = Plan(None, spec, Path(path), None, None)
+    plan = Plan(None, spec, Path(path), None, None, None)
     return run_steps(Work(meta=meta, net=net), plan, "fold", "save").path
 
 
@@ -294,10 +368,19 @@ def deployable_path(source: str | Path | Genotype, workdir: Path,
     return make_artifact(source, workdir / f"{name}.onnx", spec).path
 
 
-def _onnx_meta(path: Path) -> ModelMeta:
+def _read_onnx(path: Path) -> onnx.ModelProto:
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    if not path.is_file():
+        raise MissingFileError(f"ONNX model not found: {path}")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise damaged(path, "ONNX model", e) from e
+
+
+def _onnx_meta(path: Path, model: onnx.ModelProto | None = None) -> ModelMeta:
+    model = _read_onnx(path) if model is None else model
     return ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, path)
 
 

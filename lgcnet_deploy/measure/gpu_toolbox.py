@@ -51,10 +51,10 @@ class Toolbox:
         return export_onnx(net, self.meta(), self.workdir / "dynamic.onnx", dynamic_batch=True)
 
     def build(self, onnx_path: Path, engine: Path, **options: Any) -> Path:
-        from lgcnet_deploy.export.engine import build_engine
+        """`lgcnet build`: the export chain's precision step, then the engine."""
+        from lgcnet_deploy.export.pipeline import make_engine
 
-        build_engine(onnx_path, engine, progress=False, **options)
-        return engine
+        return make_engine(onnx_path, engine, progress=False, **options)
 
     def engine_io(self, engine: Path) -> list[dict[str, Any]]:
         from lgcnet_deploy.artifact.engine import read_sidecar

@@ -14,11 +14,13 @@ sidecar <engine>.json (TensorRT version, GPU, precision, shapes, I/O, ONNX hash,
 metadata) that `Segmenter("x.engine")` checks before loading.
 
 Precision lives in the ONNX (the FP16/INT8 builder flags are deprecated since TensorRT
-10.12 and gone in 11):
-  fp16  the fp32 ONNX is converted to an FP16 ONNX beside the engine, built strongly typed
-  int8  needs a Q/DQ ONNX from `lgcnet quantize --target tensorrt`; TensorRT 10.0-10.11
-        build it weakly typed (+FP16: non-quantised layers may run fp16), 10.12+ strongly
-        typed
+10.12 and gone in 11); the export chain's precision step brings the ONNX there before the
+engine step (an ONNX already in that precision is built as it is):
+  fp16  the fp32 ONNX is converted to an FP16 ONNX beside the engine (<engine>.fp16.onnx),
+        built strongly typed
+  int8  needs a Q/DQ ONNX from `lgcnet quantize --target tensorrt`, given an fp16 body and
+        fp16 scales beside the engine (<engine>.fp16.onnx); TensorRT 10.0-10.11 build it
+        weakly typed (+FP16), 10.12+ strongly typed
   fp32  the ONNX as exported (TF32 allowed, as in trtexec)
 
 The ONNX first passes the TensorRT-compatibility gate (`lgcnet check-trt`); a graph that
@@ -66,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lgcnet_deploy.export.engine import build_engine, parse_shape
+    from lgcnet_deploy.export.engine import parse_shape
+    from lgcnet_deploy.export.pipeline import make_engine
 
     given = [args.min, args.opt, args.max]
     if any(given) and not all(given):
@@ -74,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
     if all(given) and args.batch is not None:
         raise BadInputError("give either --batch (static) or --min/--opt/--max (profile)")
     profile = tuple(parse_shape(s) for s in given) if all(given) else None
-    path = build_engine(args.onnx, args.output, precision=args.precision, batch=args.batch,
-                        profile=profile, workspace_mib=args.workspace,
-                        timing_cache=args.timing_cache,
-                        use_timing_cache=not args.no_timing_cache, device=args.device,
-                        verbose=args.verbose, progress=not args.no_progress)
+    path = make_engine(args.onnx, args.output, args.precision, batch=args.batch,
+                       profile=profile, workspace_mib=args.workspace,
+                       timing_cache=args.timing_cache,
+                       use_timing_cache=not args.no_timing_cache, device=args.device,
+                       verbose=args.verbose, progress=not args.no_progress)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.name}.json")
     return 0
