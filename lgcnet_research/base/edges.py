@@ -65,16 +65,23 @@ def edge_specs(widths: Widths, reductions: Sequence[int], input_hw: Sequence[int
     return specs
 
 
+def trunk_edge_specs(widths: Widths, strides: Sequence[int],
+                     input_hw: Sequence[int]) -> list[EdgeSpec]:
+    """The edges after a trunk: each cell's at its own stride (no reduction, so they have the
+    shapes of the paper's normal cells there), then the 13 fusion edges."""
+    specs = []
+    for k, stride in enumerate(strides):
+        c, hw = widths.cell(stride), size_at(input_hw, stride)
+        specs += [EdgeSpec(k, e, CELL_OPS, c, c, 1, hw, hw) for e in range(len(CELL_EDGES))]
+    return specs + edge_specs(widths, (), input_hw, 0)
+
+
 def genotype_edge_specs(genotype: Genotype, input_hw: Sequence[int]) -> list[EdgeSpec]:
-    """The edges of `genotype`'s network: `edge_specs` for the paper's frame; after a trunk,
-    each cell's edges at its own stride (no reduction) and then the fusion edges."""
+    """The edges of `genotype`'s network: `edge_specs` for the paper's frame,
+    `trunk_edge_specs` after a trunk."""
     if not genotype.has_trunk:
         return edge_specs(genotype.widths, genotype.reductions, input_hw, len(genotype.cells))
-    specs = []
-    for k, stride in enumerate(genotype.strides):
-        c, hw = genotype.widths.cell(stride), size_at(input_hw, stride)
-        specs += [EdgeSpec(k, e, CELL_OPS, c, c, 1, hw, hw) for e in range(len(CELL_EDGES))]
-    return specs + edge_specs(genotype.widths, (), input_hw, 0)
+    return trunk_edge_specs(genotype.widths, genotype.strides, input_hw)
 
 
 def genotype_choices(genotype: Genotype) -> list[str]:

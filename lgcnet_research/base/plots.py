@@ -69,7 +69,7 @@ def plot_search(history: list[dict], path: Path) -> Path:
 
 def plot_genotype(genotype, path: Path, alpha_probs=None) -> Path:
     """The genotype as a grid: one row per cell (5 edges) plus the fusion cell's 13 edges,
-    coloured by op; with `alpha_probs` (14 x 5 x q), each cell shows the chosen op's share."""
+    coloured by op; with `alpha_probs` (cells x 5 x q), each cell shows the chosen op's share."""
     from lgcnet_deploy.model.space import CELL_EDGES, CELL_OPS, FUSION_EDGES, FUSION_OPS, UP_OPS
 
     names = list(dict.fromkeys((*CELL_OPS, *FUSION_OPS, *UP_OPS)))
@@ -87,8 +87,9 @@ def plot_genotype(genotype, path: Path, alpha_probs=None) -> Path:
     ax.set_xticks(range(len(CELL_EDGES)),
                   [f"{src[s]}→x{d + 1}" for s, d in CELL_EDGES])
     ax.set_yticks(range(len(genotype.cells)),
-                  [f"cell {k}{' (red.)' if k in genotype.reductions else ''}"
-                   for k in range(len(genotype.cells))])
+                  [f"cell {k} (s{s})" if genotype.has_trunk else
+                   f"cell {k}{' (red.)' if k in genotype.reductions else ''}"
+                   for k, s in enumerate(genotype.strides)])
     ax.set_title(f"{genotype.name} ({genotype.hash})")
     axf.imshow([[names.index(op) for op in genotype.fusion_ops]], cmap=cmap, vmin=-0.5,
                vmax=len(names) - 0.5, aspect="auto")

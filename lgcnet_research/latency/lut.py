@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from lgcnet_deploy.core.metadata import read_json
 from lgcnet_deploy.core.timing import time_calls
 from lgcnet_deploy.model.genotype import Genotype, Widths
+from lgcnet_deploy.model.space import DEFAULT_STEM, TRUNKS
 from lgcnet_research.base.edges import EdgeSpec, edge_specs, genotype_choices, genotype_edge_specs
 from lgcnet_research.base.machine import device_name
 
@@ -115,13 +116,15 @@ class LatencyTable:
 
     def frame_cost_us(self, genotype: Genotype) -> float:
         """The latency of `genotype`'s unsearched frame: the paper's, or its trunk's."""
-        if not genotype.has_trunk:
-            return self.frame_us
-        if genotype.stem not in self.stem_frame_us:
+        return self.trunk_frame_us(genotype.stem) if genotype.has_trunk else self.frame_us
+
+    def trunk_frame_us(self, stem: str) -> float:
+        """The frame cost of trunk `stem` (`space.TRUNKS`); LutError if it was not measured."""
+        if stem not in self.stem_frame_us:
             raise LutError(f"latency table ({self.backend}, {self.input_size[0]}x"
                            f"{self.input_size[1]}) has no frame cost for trunk "
-                           f"{genotype.stem!r}: add it with `lgcnet lut --add-trunks TABLE`")
-        return self.stem_frame_us[genotype.stem]
+                           f"{stem!r}: add it with `lgcnet lut --add-trunks TABLE`")
+        return self.stem_frame_us[stem]
 
     def predict_ms(self, genotype: Genotype) -> float:
         """Predicted whole-network latency: fixed frame + searched ops."""
@@ -187,7 +190,20 @@ class LatencyTable:
         except (RuntimeError, AssertionError):  # a CUDA table read where CUDA is absent
             return False
 
-    def check_matches(self, widths: Widths, reductions: tuple[int, ...]) -> None:
+    def check_matches(self, widths: Widths, reductions: tuple[int, ...],
+                      stem: str = DEFAULT_STEM) -> None:
+        """Whether a search space's edges are this table's. After a trunk (`space.TRUNKS`)
+        the cells are normal cells at strides 8 and 16 and the stem widths and reductions
+        play no part: the cell and fusion widths must match, and the trunk's frame be
+        measured."""
+        if stem in TRUNKS:
+            self.trunk_frame_us(stem)
+            if (widths.cells, widths.fusion) != (self.widths.cells, self.widths.fusion):
+                raise LutError(f"latency table is for cell widths {list(self.widths.cells)} "
+                               f"and fusion width {self.widths.fusion}, the trunk search uses "
+                               f"{list(widths.cells)} and {widths.fusion}: search with the "
+                               f"table's widths or measure a table for these with `lgcnet lut`")
+            return
         if widths != self.widths or tuple(reductions) != tuple(self.reductions):
             raise LutError(f"latency table is for widths {self.widths} / reductions "
                            f"{list(self.reductions)}, the search uses {widths} / "
@@ -339,7 +355,6 @@ def trunk_reference(table: LatencyTable, stem: str) -> Genotype:
     """The genotype a trunk's frame cost is measured on: the shipped trunk genotype
     (`genotypes/lite0_s16_lean.json`) with the table's cell and fusion widths."""
     from lgcnet_deploy.model.genotype import load_genotype
-    from lgcnet_deploy.model.space import TRUNKS
 
     shipped = load_genotype("lite0_s16_lean")
     widths = Widths(stem=TRUNKS[stem].channels, cells=table.widths.cells,
@@ -352,8 +367,6 @@ def add_trunk_frames(table: LatencyTable, workdir: Path, *, threads: int | None 
     """Measure every trunk's frame cost (`space.TRUNKS`) into `table.stem_frame_us`: a trunk
     genotype's whole network minus the LUT sum of its edges (which the table already has:
     a trunk's cells have the shapes of the paper's normal cells)."""
-    from lgcnet_deploy.model.space import TRUNKS
-
     for stem in TRUNKS:
         reference = trunk_reference(table, stem)
         call = network_call(reference, table.input_size, table.backend, workdir, threads)

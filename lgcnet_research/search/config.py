@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from lgcnet_deploy.model.genotype import Widths
-from lgcnet_deploy.model.space import DEFAULT_FUSION_INPUTS, DEFAULT_REDUCTIONS
+from lgcnet_deploy.model.space import (
+    DEFAULT_FUSION_INPUTS,
+    DEFAULT_REDUCTIONS,
+    DEFAULT_STEM,
+    TRUNKS,
+)
 from lgcnet_research.base.settings import Settings
 
 
@@ -41,7 +46,15 @@ class SearchConfig(Settings):
                           "decision (DA²S, Tian et al. 2021; paper: 0)",
         "free_op_dropout": "dropout on parameter-free cell ops' outputs, decayed linearly to 0 "
                            "over the search (P-DARTS; paper: 0)",
-        "widths": 'JSON like {"stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48}',
+        "widths": 'JSON like {"stem": [8, 16, 16], "cells": [16, 64, 192], "fusion": 48} '
+                  '(after a trunk, stem: the trunk\'s channels, e.g. [24, 40, 112])',
+        "stem": "the layers before the searched cells: the paper's stem (conv) or a pretrained "
+                "trunk to stride 16 (lite0_s16), whose cells then work at cell_strides",
+        "cell_strides": "after a trunk: the stride each searched cell works at, 8 or 16 "
+                        "(e.g. 8 8 16); no reduction cells, and the fusion cell reads each "
+                        "stride's last cell (reductions and fusion_inputs do not apply)",
+        "imagenet_stem": "start the trunk from EfficientNet-Lite0's ImageNet weights (trained "
+                         "with the network's weights, not searched)",
         "data": "CamVid root",
         "limit": "first N train frames only (smoke tests)",
         "branch_from": "another search's state (its OUT/search_state.pt) to start from: its "
@@ -54,7 +67,7 @@ class SearchConfig(Settings):
     }
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "cell_sharing": ("independent", "shared"), "communication": ("gcn", "fc", "none"),
-        "graph": ("edge", "op")}
+        "graph": ("edge", "op"), "stem": (DEFAULT_STEM, *TRUNKS)}
 
     out: str = "runs/search"
     lut: str | None = "results/luts/onnxruntime-cpu_769x1537.json"
@@ -89,6 +102,9 @@ class SearchConfig(Settings):
     graph: str = "edge"
     gcn_dim: int = 64
     gamma: float = 0.5
+    stem: str = DEFAULT_STEM
+    cell_strides: tuple[int, ...] = ()  # a trunk's cells (stem in space.TRUNKS)
+    imagenet_stem: bool = False  # the trunk from ImageNet
     # bookkeeping
     val_every: int = 100
     val_frames: int = 24
@@ -112,6 +128,21 @@ class SearchConfig(Settings):
         if self.entropy_weight < 0:
             raise ValueError(f"entropy_weight {self.entropy_weight} would reward undecided "
                              f"edges: use 0 (the paper) or a positive weight")
+        if self.stem in TRUNKS:
+            self._check_trunk_settings()
+        elif self.imagenet_stem:
+            raise ValueError(f"imagenet_stem starts a trunk from ImageNet: give a trunk stem "
+                             f"({', '.join(TRUNKS)}) or drop imagenet_stem")
+
+    def _check_trunk_settings(self) -> None:
+        """A trunk has no reduction cells and its fusion inputs are implied: settings for
+        those would be ignored, so only their defaults (or empty) pass."""
+        for name, default in (("reductions", DEFAULT_REDUCTIONS),
+                              ("fusion_inputs", DEFAULT_FUSION_INPUTS)):
+            if tuple(getattr(self, name)) not in ((), default):
+                raise ValueError(f"{name} do not apply after trunk {self.stem!r}: its cells "
+                                 f"work at cell_strides and the fusion cell reads each "
+                                 f"stride's last cell; drop {name}")
 
     def widths_obj(self) -> Widths:
         return Widths.from_dict(self.widths)

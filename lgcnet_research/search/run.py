@@ -38,6 +38,7 @@ from lgcnet_research.search.config import SearchConfig, add_arguments
 from lgcnet_research.search.relax import temperature
 from lgcnet_research.search.supernet import SpaceConfig, Supernet
 from lgcnet_research.train.data import CamVidTorch
+from lgcnet_research.train.pretrained import imagenet_source, load_imagenet_trunk
 from lgcnet_research.train.trainer import git_commit, validate
 
 STATE = "search_state.pt"
@@ -51,7 +52,7 @@ def space_of(cfg: SearchConfig) -> SpaceConfig:
     return SpaceConfig(widths=cfg.widths_obj(), reductions=tuple(cfg.reductions),
                        fusion_inputs=tuple(cfg.fusion_inputs), cell_sharing=cfg.cell_sharing,
                        communication=cfg.communication, graph=cfg.graph, gcn_dim=cfg.gcn_dim,
-                       gamma=cfg.gamma)
+                       gamma=cfg.gamma, stem=cfg.stem, cell_strides=tuple(cfg.cell_strides))
 
 
 def _batches(loader: DataLoader, sampler: DistributedSampler | None, epoch: int
@@ -97,6 +98,8 @@ class Search:
             self._resume()
         elif cfg.branch_from:
             self._branch(Path(cfg.branch_from))
+        elif cfg.imagenet_stem:  # a fresh start; a resumed or branched one has its trunk
+            load_imagenet_trunk(self.net.frame)
         self.model = DistributedDataParallel(self.net, find_unused_parameters=True) \
             if self.info.enabled else self.net
         self._build_data()
@@ -264,6 +267,10 @@ def _write_outputs(out: Path, net: Supernet, history: list, cfg: SearchConfig,
         "final_val_miou_supernet": last.get("val_miou"),
         **net.decision(),  # mean_top1_prob, mean_entropy, free_op_share of the cell edges
     }
+    if net.space.has_trunk:
+        start = f"from ImageNet ({imagenet_source()})" if cfg.imagenet_stem else "from scratch"
+        provenance["trunk"] = (f"{cfg.stem}: EfficientNet-Lite0 to stride 16, in the supernet "
+                               f"{start} and trained with its weights (not searched)")
     if table is not None:
         provenance["lut"] = {"file": str(cfg.lut), "sha256": file_sha256(cfg.lut),
                              "backend": table.backend, "device": table.device,

@@ -1,15 +1,19 @@
 """The search supernet: the derived network's frame with a mixed op on every edge (Eq. 3).
 
 Same stem / 14 cells / fusion cell as `lgcnet_deploy.network.LGCNet` (the shared
-`LGCNetFrame`), every candidate built from the one op table. Architecture logits:
+`LGCNetFrame`), every candidate built from the one op table; or, with a trunk stem
+(`space.TRUNKS`), the trunk and the cells after it, each at its stride in `cell_strides`, as a
+trunk genotype has them. The trunk's weights train with the network's; it is not searched.
+Architecture logits:
 
-- cells: (14, p=5, q=8) cell-independent, or (2, 5, 8) cell-shared (one normal, one reduction
-  α; Table VI a), updated by the cell communication (GGM, FC or none) before sampling;
+- cells: (K, p=5, q=8) cell-independent (K = 14, or the trunk's cells), or cell-shared (one
+  normal and one reduction α, Table VI a; one α after a trunk), updated by the cell
+  communication (GGM, FC or none) before sampling;
 - fusion: (7, 9) for the Table III op edges and (6, 2) for the Up x2 edges.
 
 `forward(x, tau)` samples Z by Gumbel-softmax and returns (logits, Z); `latency(Z)` is the
-expected LAT of Eq. 8-9 from the latency table; `derive()` takes the argmax of the
-communication-updated α per edge.
+expected LAT of Eq. 8-9 from the latency table (after a trunk, plus the trunk's frame cost);
+`derive()` takes the argmax of the communication-updated α per edge.
 """
 
 from __future__ import annotations
@@ -29,14 +33,18 @@ from lgcnet_deploy.model.space import (
     CELL_OPS,
     DEFAULT_FUSION_INPUTS,
     DEFAULT_REDUCTIONS,
+    DEFAULT_STEM,
     FUSION_EDGES,
     FUSION_OPS,
+    MAX_TRUNK_CELLS,
     NUM_CELLS,
+    TRUNK_CELL_STRIDES,
+    TRUNKS,
     UP_OPS,
     cell_strides,
     edge_choices,
 )
-from lgcnet_research.base.edges import edge_specs
+from lgcnet_research.base.edges import edge_specs, trunk_edge_specs
 from lgcnet_research.latency.lut import LatencyTable
 from lgcnet_research.search.ggm import CellCommunication
 from lgcnet_research.search.relax import decision_stats, entropy, gumbel_softmax
@@ -60,6 +68,8 @@ class SpaceConfig:
     graph: str = "edge"  # GGM reasoning graph: "edge" (similarity) or "op" (identity)
     gcn_dim: int = 64
     gamma: float = 0.5
+    stem: str = DEFAULT_STEM  # the paper's stem, or a trunk (`space.TRUNKS`)
+    cell_strides: tuple[int, ...] = ()  # a trunk's cells: the stride each works at
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +79,41 @@ class SpaceConfig:
         if self.cell_sharing == "shared" and self.communication != "none":
             raise ValueError("cell-shared search has one normal and one reduction α: there are "
                              "no per-cell α to communicate; use communication='none'")
+        if self.has_trunk:
+            self._check_trunk()
+        elif self.stem != DEFAULT_STEM:
+            raise ValueError(f"stem {self.stem!r}: the search runs after the paper's stem "
+                             f"({DEFAULT_STEM!r}) or a trunk ({', '.join(TRUNKS)})")
+        elif self.cell_strides:
+            raise ValueError(f"cell_strides are for a trunk's cells (stem {', '.join(TRUNKS)});"
+                             f" the paper's cells take their strides from the reductions")
+
+    def _check_trunk(self) -> None:
+        """The trunk genotype's frame: 1 to MAX_TRUNK_CELLS cells at strides 8 or 16, stem
+        widths the trunk's; no reduction cell and the fusion cell reading each stride's last
+        cell, so `reductions` and `fusion_inputs` become () as a trunk genotype has them."""
+        strides = self.cell_strides
+        if not 0 < len(strides) <= MAX_TRUNK_CELLS or any(
+                isinstance(s, bool) or s not in TRUNK_CELL_STRIDES for s in strides):
+            raise ValueError(f"cell_strides {list(strides)}: after trunk {self.stem!r} give 1 "
+                             f"to {MAX_TRUNK_CELLS} cells, each at stride "
+                             f"{' or '.join(map(str, TRUNK_CELL_STRIDES))} (e.g. [8, 8, 16])")
+        channels = TRUNKS[self.stem].channels
+        if tuple(self.widths.stem) != channels:
+            raise ValueError(f"widths.stem {list(self.widths.stem)}: trunk {self.stem!r} hands "
+                             f"on {list(channels)} channels at strides 4, 8, 16; give those")
+        object.__setattr__(self, "reductions", ())
+        object.__setattr__(self, "fusion_inputs", ())
+
+    @property
+    def has_trunk(self) -> bool:
+        return self.stem in TRUNKS
+
+    @property
+    def strides(self) -> list[int]:
+        """The stride each cell works at."""
+        return list(self.cell_strides) if self.has_trunk else cell_strides(self.reductions,
+                                                                            NUM_CELLS)
 
 
 class MixedOp(nn.Module):
@@ -103,22 +148,26 @@ class Supernet(nn.Module):
     def __init__(self, space: SpaceConfig, num_classes: int) -> None:
         super().__init__()
         self.space = space
+        self.num_cells = len(space.strides)
         self.frame = LGCNetFrame(
-            space.widths, cell_strides(space.reductions, NUM_CELLS), space.fusion_inputs,
+            space.widths, space.strides, space.fusion_inputs,
             num_classes, cell_edge=lambda k, e, c, s: MixedOp(CELL_OPS, c, c, s),
-            fusion_edge=lambda e, ci, co: MixedOp(edge_choices(FUSION_EDGES[e].kind), ci, co, 1))
-        n = NUM_CELLS if space.cell_sharing == "independent" else 2
+            fusion_edge=lambda e, ci, co: MixedOp(edge_choices(FUSION_EDGES[e].kind), ci, co, 1),
+            stem=space.stem)
+        # shared: one normal α, and one reduction α where there are reduction cells
+        n = self.num_cells if space.cell_sharing == "independent" else 1 + bool(space.reductions)
         p, q = len(CELL_EDGES), len(CELL_OPS)
         self.alpha_cells = nn.Parameter(1e-3 * torch.randn(n, p, q))
         self.alpha_fusion_op = nn.Parameter(1e-3 * torch.randn(len(OP_EDGES), len(FUSION_OPS)))
         self.alpha_fusion_up = nn.Parameter(1e-3 * torch.randn(len(UP_EDGES), len(UP_OPS)))
-        self.communication = CellCommunication(NUM_CELLS, q, space.communication,
+        self.communication = CellCommunication(self.num_cells, q, space.communication,
                                                space.gcn_dim, space.gamma, space.graph)
-        self.register_buffer("lat_cells", torch.zeros(NUM_CELLS, p, q), persistent=False)
+        self.register_buffer("lat_cells", torch.zeros(self.num_cells, p, q), persistent=False)
         self.register_buffer("lat_fusion_op", torch.zeros(len(OP_EDGES), len(FUSION_OPS)),
                              persistent=False)
         self.register_buffer("lat_fusion_up", torch.zeros(len(UP_EDGES), len(UP_OPS)),
                              persistent=False)
+        self.register_buffer("lat_frame", torch.zeros(()), persistent=False)
 
     # -- parameters ----------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -132,9 +181,9 @@ class Supernet(nn.Module):
 
     # -- α ---------------------------------------------------------------------------------
     def cell_logits(self) -> torch.Tensor:
-        """(14, p, q) logits per cell after the cell communication (α' of Eq. 5)."""
+        """(K, p, q) logits per cell after the cell communication (α' of Eq. 5)."""
         if self.space.cell_sharing == "shared":
-            idx = torch.tensor([int(k in self.space.reductions) for k in range(NUM_CELLS)],
+            idx = torch.tensor([int(k in self.space.reductions) for k in range(self.num_cells)],
                                device=self.alpha_cells.device)
             return self.alpha_cells[idx]
         return self.communication(self.alpha_cells)
@@ -147,7 +196,7 @@ class Supernet(nn.Module):
 
     def sample(self, tau: float, hard: bool = False, noise: bool = True,
                uniform_paths: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Z for every cell edge (14, p, q) and every fusion edge (Eq. 4; `noise=False`:
+        """Z for every cell edge (K, p, q) and every fusion edge (Eq. 4; `noise=False`:
         without the Gumbel noise; `uniform_paths`: see `gumbel_softmax`)."""
         def draw(logits: torch.Tensor) -> torch.Tensor:
             return gumbel_softmax(logits, tau, hard, noise=noise, uniform_paths=uniform_paths)
@@ -162,22 +211,28 @@ class Supernet(nn.Module):
 
     # -- latency -----------------------------------------------------------------------------
     def set_latency_table(self, table: LatencyTable) -> None:
-        """Load the per-edge, per-op latencies (µs) for this supernet's shapes."""
-        table.check_matches(self.space.widths, tuple(self.space.reductions))
-        lat = table.edge_latencies(edge_specs(self.space.widths, self.space.reductions,
-                                              table.input_size))
-        n_cell = NUM_CELLS * len(CELL_EDGES)
+        """Load the per-edge, per-op latencies (µs) for this supernet's shapes, and after a
+        trunk its frame cost (`stem_frame_us`)."""
+        space = self.space
+        table.check_matches(space.widths, tuple(space.reductions), space.stem)
+        specs = trunk_edge_specs(space.widths, space.cell_strides, table.input_size) \
+            if space.has_trunk else edge_specs(space.widths, space.reductions, table.input_size)
+        lat = table.edge_latencies(specs)
+        n_cell = self.num_cells * len(CELL_EDGES)
         self.lat_cells.copy_(torch.tensor(lat[:n_cell]).view_as(self.lat_cells))
         fusion = lat[n_cell:]
         self.lat_fusion_op.copy_(torch.tensor([fusion[e] for e in OP_EDGES]))
         self.lat_fusion_up.copy_(torch.tensor([fusion[e] for e in UP_EDGES]))
+        self.lat_frame.fill_(table.trunk_frame_us(space.stem) if space.has_trunk else 0.0)
 
     def latency(self, z_cells: torch.Tensor, z_fusion: list[torch.Tensor]) -> torch.Tensor:
-        """LAT = Σ_k Σ_edges Σ_m z·lat (Eq. 8-9) over cells and the fusion cell, in µs."""
+        """LAT = Σ_k Σ_edges Σ_m z·lat (Eq. 8-9) over cells and the fusion cell, in µs. After
+        a trunk LAT adds the trunk's frame, so it is the table's whole-network prediction and
+        β weighs a change against the whole network, not against a few cells' ops."""
         fused = torch.stack([z_fusion[e] for e in OP_EDGES])
         up = torch.stack([z_fusion[e] for e in UP_EDGES])
         return ((z_cells * self.lat_cells).sum() + (fused * self.lat_fusion_op).sum()
-                + (up * self.lat_fusion_up).sum())
+                + (up * self.lat_fusion_up).sum() + self.lat_frame)
 
     def set_free_op_dropout(self, rate: float) -> None:
         """Dropout rate on the outputs of the parameter-free cell ops (0 = the paper)."""
@@ -225,4 +280,5 @@ class Supernet(nn.Module):
                        for e, a in enumerate(self.fusion_logits()))
         return Genotype(cells=cells, fusion_ops=fusion, reductions=tuple(self.space.reductions),
                         fusion_inputs=tuple(self.space.fusion_inputs), widths=self.space.widths,
+                        stem=self.space.stem, trunk_strides=tuple(self.space.cell_strides),
                         name=name, provenance=dict(provenance or {}))

@@ -129,13 +129,23 @@ def load_into(net: nn.Module, state: dict[str, torch.Tensor],
     return net
 
 
+def load_imagenet_trunk(frame: nn.Module) -> nn.Module:
+    """Start the trunk (`space.TRUNKS`: EfficientNet-Lite0's layers to stride 16) of an
+    `LGCNetFrame` (a derived LGCNet or the search's supernet frame) from ImageNet."""
+    if not getattr(frame, "trunk", False):
+        raise PretrainedWeightsError(f"ImageNet trunk weights fit a frame with a trunk stem "
+                                     f"({', '.join(TRUNKS)}); this {type(frame).__name__} "
+                                     f"has none")
+    blocks = [f"stem.blocks.{i}" for i in range(len(frame.stem.blocks))]
+    return load_into(frame, lite_state(imagenet_weights(), "stem.conv", blocks), ("stem.",))
+
+
 def load_imagenet_stem(net: nn.Module) -> nn.Module:
     """Start an LGCNet's ImageNet-shaped stem from EfficientNet-Lite0's weights: the "mbconv"
     stem (its first layers to stride 4) or a trunk (`space.TRUNKS`: its layers to stride 16)."""
     genotype = getattr(net, "genotype", None)
     if genotype is not None and genotype.has_trunk:
-        blocks = [f"stem.blocks.{i}" for i in range(len(net.stem.blocks))]
-        return load_into(net, lite_state(imagenet_weights(), "stem.conv", blocks), ("stem.",))
+        return load_imagenet_trunk(net)
     found = "no genotype" if genotype is None else \
         f"stem {genotype.stem!r} with widths {list(genotype.widths.stem)}"
     if genotype is None or (genotype.stem, tuple(genotype.widths.stem)) != ("mbconv",
