@@ -116,8 +116,9 @@ def test_shipping_rehearsal_on_tiny_data(tmp_path, camvid_val, capsys):
     capsys.readouterr()
     assert cli_main(["info", str(tmp_path / "m.pt")]) == 0
     info = " ".join(capsys.readouterr().out.split())
-    assert ("lineage 1 run, 1 epochs; the last on CamVid all (2 frames); distilled from the "
-            "cached logits of effnet_lite0_seg, 80 epochs on CamVid all (468 frames)") in info
+    assert ("lineage 1 run, 1 epochs; the last on CamVid all (2 frames); distilled pixel-wise "
+            "from the cached logits of effnet_lite0_seg, 80 epochs on CamVid all (468 frames)"
+            ) in info
     frame = camvid_val[0][0]
     with Segmenter(onnx) as a, Segmenter(tmp_path / "m.pt") as b:
         assert a.meta.genotype_hash == "791ff3875fae"

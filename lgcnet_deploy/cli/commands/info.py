@@ -102,7 +102,8 @@ def _lineage(provenance: dict[str, Any]) -> str | None:
         trained = (f", {taught['epochs_run']} epochs on {taught.get('data', '?')}"
                    if "epochs_run" in taught else "")
         how = "cached logits" if "targets" in teacher else "logits"
-        text += f"; distilled from the {how} of {what}{trained}"
+        kind = (runs[-1].get("recipe") or {}).get("distill_kind", "pixel")  # older: pixel
+        text += f"; distilled {kind}-wise from the {how} of {what}{trained}"
     return text
 
 
