@@ -11,7 +11,8 @@ command, and that evaluation's report with its held-out confusion matrix. Poolin
 B's matrices before IoU is taken: A has bicyclists in 14 frames, B fence in 13, so one fold's
 IoU of such a class is noise. The rule: adopt when the mean paired gain exceeds twice the seed
 spread (the larger of the two arms') over at least 2 paired seeds; drop when a 1-seed screen
-gains under +2 points; otherwise undecided. The teacher's arm is shown, not paired. Writes
+gains under +2 points; not adopted when confirmed seeds do not clear the bar; otherwise
+undecided. The teacher's arm is shown, not paired. Writes
 fold_table.md and fold_table.json to --out and prints the markdown.
 """
 
@@ -37,8 +38,8 @@ TEACHER = "teacher"  # shown beside the students, compared with none
 SCREEN_DROP = 0.02  # a 1-seed screen that gains less than this (2 points) is dropped
 CONFIRM_SEEDS = 2  # paired seeds needed before an arm is adopted
 RULE = (f"adopt: mean paired gain > 2 × the larger seed spread over ≥ {CONFIRM_SEEDS} paired "
-        f"seeds; drop: a 1-seed screen gains < +{100 * SCREEN_DROP:g} points; otherwise "
-        f"undecided")
+        f"seeds, else not adopted; drop: a 1-seed screen gains < +{100 * SCREEN_DROP:g} points; "
+        f"otherwise undecided")
 
 
 @dataclass
@@ -180,7 +181,7 @@ def verdict(gains: list[float], spread: float | None) -> tuple[str, str]:
         return "undecided", f"{len(gains)} seeds"
     if spread is not None and gain > 2 * spread:
         return "adopt", "gain > 2×spread"
-    return "undecided", "gain ≤ 2×spread"
+    return "not adopted", "gain ≤ 2×spread"  # the confirmation was run: a decision
 
 
 def pair(arm: dict[str, Any], base: dict[str, Any] | None) -> None:

@@ -71,7 +71,7 @@ def test_pooling_sums_the_folds_matrices(tmp_path: Path) -> None:
     ([0.019], None, ("drop", "1 seed, < +2")),
     ([0.03], None, ("undecided", "1 seed")),
     ([0.03, 0.05], 0.019, ("adopt", "gain > 2×spread")),
-    ([0.03, 0.05], 0.02, ("undecided", "gain ≤ 2×spread")),
+    ([0.03, 0.05], 0.02, ("not adopted", "gain ≤ 2×spread")),
 ])
 def test_the_campaign_rule(gains: list[float], spread: float | None,
                            said: tuple[str, str]) -> None:
@@ -95,7 +95,7 @@ def test_gains_are_paired_by_seed_and_judged(tmp_path: Path, capsys: pytest.Capt
     today = [pooled_miou(100), pooled_miou(80)]
     assert arms["today"]["spread"] == pytest.approx(today[1] - today[0])
     assert [r["gain"] for r in arms["trunk"]["seeds"]] == pytest.approx([1 - t for t in today])
-    assert (arms["trunk"]["verdict"], arms["trunk+kd"]["verdict"]) == ("adopt", "undecided")
+    assert (arms["trunk"]["verdict"], arms["trunk+kd"]["verdict"]) == ("adopt", "not adopted")
     assert arms["trunk+kd"]["reason"] == "gain ≤ 2×spread"
     assert arms["wide"]["mean_gain"] == pytest.approx(pooled_miou(90) - today[0])
     assert (arms["wide"]["verdict"], arms["wide"]["missing"]) == ("drop", ["seed 1 missing"])
