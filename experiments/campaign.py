@@ -2,6 +2,7 @@
 
     python -m experiments.campaign              # run the queue (in the background, with a log)
     python -m experiments.campaign --status     # where each run stands
+    python -m experiments.campaign --snapshot   # keep the unfinished runs' state, to commit
 
 The queue (experiments/configs/campaign.json) lists its steps in the order they should run:
 the teachers, their cached targets, then the students that distil from them, a screen before
@@ -18,7 +19,10 @@ on the drive its fold held out, and its report (per-class IoU, confusion matrix,
 that made it) is written to results/campaign/OUT.json, which `python -m
 experiments.fold_table` pools; a step marked "milestone" (a teacher) leaves its finished
 weights in experiments/milestones/OUT.pt (fp16, no optimizer state), from which a new checkout
-restores the step instead of training it again.
+restores the step instead of training it again. A run stopped part-way outlives its folder
+through `--snapshot`: its whole last.pt (optimizer state and raw weights too, so the resume is
+bit-exact) copied to experiments/milestones/OUT.resume.pt, which a new checkout resumes from
+and which is deleted when the run finishes.
 """
 
 from __future__ import annotations
@@ -85,18 +89,37 @@ class Run(NamedTuple):
     def milestone_path(self) -> Path:
         return MILESTONES / f"{self.out.name}.pt"
 
-    def restore(self) -> bool:
-        """Put the step's milestone in place of a missing run folder; True if it did."""
+    @property
+    def snapshot_path(self) -> Path:
+        return MILESTONES / f"{self.out.name}.resume.pt"
+
+    def restore(self) -> Path | None:
+        """Put the step's milestone, or else its snapshot, in place of a missing run folder;
+        the file it restored from, if any."""
         last = self.out / "last.pt"
-        if not self.milestone or last.is_file() or not self.milestone_path.is_file():
-            return False
+        kept = [p for p in (self.milestone_path if self.milestone else None, self.snapshot_path)
+                if p is not None and p.is_file()]
+        if last.is_file() or not kept:
+            return None
         last.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.milestone_path, last)
-        return True
+        shutil.copyfile(kept[0], last)
+        return kept[0]
+
+    def snapshot(self) -> Path | None:
+        """Copy an unfinished run's last.pt (whole, for a bit-exact resume) to its snapshot
+        path; the path if it wrote one."""
+        if progress(self.settings())[0] == 0 or self.done():
+            return None
+        self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.snapshot_path.with_suffix(".partial")
+        shutil.copyfile(self.out / "last.pt", tmp)  # last.pt is replaced atomically, never torn
+        tmp.replace(self.snapshot_path)
+        return self.snapshot_path
 
     def keep(self, results: Path = RESULTS) -> list[Path]:
         """Write what outlives the run folder (its fold report, its milestone) where missing."""
         written = []
+        self.snapshot_path.unlink(missing_ok=True)  # the finished run needs no resume point
         if self.milestone and not self.milestone_path.is_file():
             write_milestone(self.out / "last.pt", self.milestone_path)
             written.append(self.milestone_path)
@@ -202,8 +225,9 @@ def status(path: Path = QUEUE) -> list[str]:
 def run(path: Path = QUEUE) -> int:
     """Run every unfinished step of the queue in order; stop at the first that fails."""
     for step in queue(path):
-        if isinstance(step, Run) and step.restore():
-            print(f"campaign: {step}: restored from {step.milestone_path}", flush=True)
+        restored = step.restore() if isinstance(step, Run) else None
+        if restored:
+            print(f"campaign: {step}: restored from {restored}", flush=True)
         if step.done():
             _keep(step)
             continue
@@ -221,6 +245,12 @@ def run(path: Path = QUEUE) -> int:
     return 0
 
 
+def snapshot(path: Path = QUEUE) -> list[Path]:
+    """Snapshot every started, unfinished training of the queue; the files written."""
+    written = [step.snapshot() for step in queue(path) if isinstance(step, Run)]
+    return [p for p in written if p is not None]
+
+
 def _keep(step: Run | Targets) -> None:
     for path in step.keep() if isinstance(step, Run) else []:
         print(f"campaign: {step}: wrote {path}", flush=True)
@@ -231,10 +261,16 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--queue", type=Path, default=QUEUE)
     p.add_argument("--status", action="store_true", help="print where each step stands")
+    p.add_argument("--snapshot", action="store_true",
+                   help="copy each unfinished run's state to experiments/milestones (to commit)")
     args = p.parse_args(argv)
     try:
         if args.status:
             print("\n".join(status(args.queue)))
+            return 0
+        if args.snapshot:
+            print("\n".join(f"campaign: wrote {p}" for p in snapshot(args.queue))
+                  or "campaign: no run stands part-way")
             return 0
         return run(args.queue)
     except (LgcnetError, FileNotFoundError) as e:  # a config the queue names may be missing

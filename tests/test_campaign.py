@@ -73,8 +73,26 @@ def test_a_teachers_milestone_is_kept_and_restores_its_step(tmp_path, monkeypatc
     assert "optimizer" not in kept["train_state"] and "raw_state_dict" not in kept["train_state"]
     assert step.keep(tmp_path / "results") == []  # written once
     (step.out / "last.pt").unlink()  # a new checkout: no run folder
-    assert not step.done() and step.restore() and step.done()
-    assert not step.restore()  # the run folder is there now
+    assert not step.done() and step.restore() == written[0] and step.done()
+    assert step.restore() is None  # the run folder is there now
+
+
+def test_a_run_stopped_part_way_is_snapshot_whole_and_resumed_from_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
+    step = Run(Path("configs/train/teacher_fold_a.json"), {"out": str(tmp_path / "t"),
+                                                           "epochs": 3}, "teacher")
+    assert step.snapshot() is None  # not started: nothing to keep
+    step.out.mkdir()
+    _finished_teacher(step.out / "last.pt", 1)
+    assert step.snapshot() == step.snapshot_path == tmp_path / "milestones" / "t.resume.pt"
+    assert step.snapshot_path.read_bytes() == (step.out / "last.pt").read_bytes()
+    (step.out / "last.pt").unlink()  # a new checkout resumes at epoch 1, optimizer and all
+    assert step.restore() == step.snapshot_path and step.state().startswith("1/3 epochs")
+    _finished_teacher(step.out / "last.pt", 3)
+    assert step.snapshot() is None  # finished: a milestone's business, not a snapshot's
+    monkeypatch.setattr(campaign, "write_fold_record", lambda run, dest: dest.write_text("{}"))
+    step.keep(tmp_path)
+    assert not step.snapshot_path.exists()  # deleted once the run finished
 
 
 def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatch):
