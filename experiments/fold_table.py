@@ -1,6 +1,6 @@
 """The pooled-fold table of the accuracy campaign: per arm, each seed's folds A and B pooled into
 one confusion matrix, the mean over seeds, the seed spread, per-class IoU, and the gain paired
-by seed against a baseline arm with the campaign's verdict.
+by seed against the arm it builds on, with the campaign's verdict.
 
     python -m experiments.fold_table --results results/campaign --baseline today \
         --out results/fold_table
@@ -9,11 +9,12 @@ Input: one JSON file per finished fold run in --results (the campaign writes the
 fold, seed, run folder, training config, overrides and command, the `lgcnet folds eval`
 command, and that evaluation's report with its held-out confusion matrix. Pooling sums A's and
 B's matrices before IoU is taken: A has bicyclists in 14 frames, B fence in 13, so one fold's
-IoU of such a class is noise. The rule: adopt when the mean paired gain exceeds twice the seed
-spread (the larger of the two arms') over at least 2 paired seeds; drop when a 1-seed screen
-gains under +2 points; not adopted when confirmed seeds do not clear the bar; otherwise
-undecided. The teacher's arm is shown, not paired. Writes
-fold_table.md and fold_table.json to --out and prints the markdown.
+IoU of such a class is noise. An arm named `X+Y` (an idea Y added to arm X: `trunk+kd`) is
+paired against `X`, so the verdict is on Y; any other arm against the baseline. The rule:
+adopt when the mean paired gain exceeds twice the seed spread (the larger of the two arms')
+over at least 2 paired seeds; drop when a 1-seed screen gains under +2 points; not adopted
+when confirmed seeds do not clear the bar; otherwise undecided. The teacher's arm is shown, not
+paired. Writes fold_table.md and fold_table.json to --out and prints the markdown.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def arm_summary(arm: str, runs: list[FoldRun], expected: set[int]) -> dict[str, 
                           if e["epoch"] is not None}),
         "missing": [f"seed {s} missing" for s in sorted(expected - set(seeds))]
         + [f"seed {r['seed']}: {m}" for r in rows for m in r["missing"]],
-        "mean_gain": None, "verdict": None, "reason": None, "seeds": rows}
+        "against": None, "mean_gain": None, "verdict": None, "reason": None, "seeds": rows}
 
 
 def verdict(gains: list[float], spread: float | None) -> tuple[str, str]:
@@ -182,6 +183,12 @@ def verdict(gains: list[float], spread: float | None) -> tuple[str, str]:
     if spread is not None and gain > 2 * spread:
         return "adopt", "gain > 2×spread"
     return "not adopted", "gain ≤ 2×spread"  # the confirmation was run: a decision
+
+
+def reference(arm: str, baseline: str) -> str:
+    """The arm `arm` is paired against: X for `X+Y` (the idea Y added to X), else the
+    baseline."""
+    return arm.rsplit("+", 1)[0] if "+" in arm else baseline
 
 
 def pair(arm: dict[str, Any], base: dict[str, Any] | None) -> None:
@@ -204,14 +211,15 @@ def length(arm: dict[str, Any]) -> str:
 
 def build(runs: list[FoldRun], baseline: str) -> dict[str, Any]:
     """The whole table: every arm (the baseline first, the teacher last), each other arm
-    paired against the baseline."""
+    paired against its reference."""
     names = sorted({r.key[0] for r in runs}, key=lambda a: (a != baseline, a == TEACHER, a))
     seeds = {r.key[1] for r in runs if r.key[0] != TEACHER}  # what every student arm should have
     arms = {a: arm_summary(a, [r for r in runs if r.key[0] == a],
                            seeds if a != TEACHER else set()) for a in names}
     for name, arm in arms.items():
         if name not in (baseline, TEACHER):
-            pair(arm, arms.get(baseline))
+            arm["against"] = reference(name, baseline)
+            pair(arm, arms.get(arm["against"]))
     notes = [] if baseline in arms else [
         f"no result of the baseline arm {baseline!r} (arms: {', '.join(names)}): nothing "
         f"is paired"]
@@ -237,7 +245,7 @@ def main_row(arm: dict[str, Any], baseline: str) -> str:
         gain, said = "–", "baseline" if arm["arm"] == baseline else "not paired"
     else:
         paired = sum(r["gain"] is not None for r in arm["seeds"])
-        gain = f"{pct(arm['mean_gain'], 2, '+')} ({paired} paired)"
+        gain = f"{pct(arm['mean_gain'], 2, '+')} vs `{arm['against']}` ({paired} paired)"
         said = f"{arm['verdict']} ({arm['reason']})"
     cells = [f"`{arm['arm']}`", length(arm), pct(arm["miou"], 2), spread,
              *(pct(iou.get(c)) for c in SHOWN), gain, said, "; ".join(arm["missing"])]
@@ -275,8 +283,9 @@ def markdown(table: dict[str, Any]) -> str:
         "# Pooled folds A+B", "",
         f"Per run, the held-out confusion matrices of folds A and B summed, IoU from the sum; "
         f"per arm the mean over seeds, spread = max − min pooled mIoU over seeds; gain = "
-        f"pooled mIoU minus `{base}`'s of the same seed, in points. Rule: {table['rule']}.", "",
-        f"| arm | epochs | mIoU % | spread | {' | '.join(SHOWN)} | gain vs `{base}` | "
+        f"pooled mIoU minus that of the arm it is paired against, same seed, in points (`X+Y` "
+        f"against `X`, the others against `{base}`). Rule: {table['rule']}.", "",
+        f"| arm | epochs | mIoU % | spread | {' | '.join(SHOWN)} | paired gain | "
         f"verdict | missing |",
         "|---|---:|---:|---:|" + "---:|" * len(SHOWN) + "---:|---|---|",
         *(main_row(arm, base) for arm in arms), "",
@@ -285,8 +294,8 @@ def markdown(table: dict[str, Any]) -> str:
         "|---|" + "---:|" * (len(CAMVID.classes) + 1),
         *(class_row(arm) for arm in arms), "",
         "## Runs and their commands", "",
-        f"| arm | seed | fold | fold mIoU % | pooled mIoU % | gain vs `{base}` | epoch | "
-        f"training | evaluation |",
+        "| arm | seed | fold | fold mIoU % | pooled mIoU % | paired gain | epoch | "
+        "training | evaluation |",
         "|---|---:|---|---:|---:|---:|---:|---|---|",
         *(row for arm in arms for row in run_rows(arm))]
     if table["notes"]:
@@ -299,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=Path("results/campaign"),
                    help="folder of fold results, one JSON per finished fold run")
-    p.add_argument("--baseline", default="today", help="the arm others are paired against")
+    p.add_argument("--baseline", default="today",
+                   help="the arm others are paired against (X+Y is paired against X)")
     p.add_argument("--out", type=Path, default=Path("results/fold_table"))
     args = p.parse_args(argv)
     try:

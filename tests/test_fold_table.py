@@ -96,6 +96,10 @@ def test_gains_are_paired_by_seed_and_judged(tmp_path: Path, capsys: pytest.Capt
     assert arms["today"]["spread"] == pytest.approx(today[1] - today[0])
     assert [r["gain"] for r in arms["trunk"]["seeds"]] == pytest.approx([1 - t for t in today])
     assert (arms["trunk"]["verdict"], arms["trunk+kd"]["verdict"]) == ("adopt", "not adopted")
+    # the idea kd is judged against the arm it was added to, not against today
+    assert (arms["trunk"]["against"], arms["trunk+kd"]["against"]) == ("today", "trunk")
+    assert [r["gain"] for r in arms["trunk+kd"]["seeds"]] == pytest.approx(
+        [0, pooled_miou(400) - 1])
     assert arms["trunk+kd"]["reason"] == "gain ≤ 2×spread"
     assert arms["wide"]["mean_gain"] == pytest.approx(pooled_miou(90) - today[0])
     assert (arms["wide"]["verdict"], arms["wide"]["missing"]) == ("drop", ["seed 1 missing"])
