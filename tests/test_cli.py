@@ -322,10 +322,14 @@ def test_log_level_holds_the_libraries_to_the_sdks_level(capsys):
 def test_info_says_which_distillation_taught_a_model():
     from lgcnet_deploy.cli.commands.info import _lineage
 
-    teacher = {"targets": "runs/t", "provenance": {"model": "effnet_lite0_seg", "epochs_run": 80,
+    teacher = {"targets": "runs/t", "provenance": {"model": "effnet_lite2_seg", "epochs_run": 80,
                                                     "data": "CamVid fold A train"}}
     run = {"epochs_run": 3, "data": "CamVid fold A train", "teacher": teacher,
            "recipe": {"distill_kind": "channel"}}
-    assert "distilled channel-wise from the cached logits of effnet_lite0_seg" in _lineage(run)
+    assert "distilled channel-wise from the cached logits of effnet_lite2_seg, 80 epochs" in \
+        _lineage(run)
     del run["recipe"]["distill_kind"]  # recorded before the kind was a choice: pixel-wise
     assert "distilled pixel-wise from" in _lineage(run)
+    # a teacher's record without its model: the targets' manifest names it
+    teacher.update(model="effnet_lite1_seg", provenance={})
+    assert "distilled pixel-wise from the cached logits of effnet_lite1_seg" in _lineage(run)

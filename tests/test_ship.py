@@ -62,12 +62,13 @@ def _teacher_targets(tmp_path: Path) -> Path:
     the first two training frames of fold all."""
     from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
     from lgcnet_research.train.targets import cache_targets
-    from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
+    from lgcnet_research.train.teacher import teacher_net
 
     torch.manual_seed(0)
     teacher = save_peer_checkpoint(tmp_path / "teacher" / "last.pt",
                                    teacher_net(11, pretrained=False),
-                                   peer_meta(name=TEACHER_NAME), provenance=TEACHER_RECORD,
+                                   peer_meta(name=TEACHER_RECORD["model"]),
+                                   provenance=TEACHER_RECORD,
                                    metrics={"val_miou": 0.5})
     train, _ = fold_frames("all")
     return cache_targets(teacher, Frames(train.name, train.refs[:2]), tmp_path / "targets",

@@ -347,15 +347,14 @@ def test_cached_targets_are_warped_with_the_crop_on_cpu_and_device(camvid_val):
         assert (soft.argmax(1)[labelled] == y[labelled]).float().mean() > 0.95
 
 
-def _tiny_teacher(path: Path, provenance: dict | None = None,
-                  metrics: dict | None = None) -> Path:
+def _tiny_teacher(path: Path, provenance: dict | None = None, metrics: dict | None = None,
+                  name: str = "effnet_lite0_seg") -> Path:
     """An untrained teacher checkpoint (no ImageNet download), seeded: the same every time."""
-    from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
-    from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
+    from lgcnet_research.train.peer import peer_meta, research_net, save_peer_checkpoint
 
     torch.manual_seed(0)
-    return save_peer_checkpoint(path, teacher_net(11, pretrained=False),
-                                peer_meta(name=TEACHER_NAME), provenance=provenance or {},
+    return save_peer_checkpoint(path, research_net(name, 11, from_imagenet=False),
+                                peer_meta(name=name), provenance=provenance or {},
                                 metrics=metrics or {})
 
 
@@ -388,22 +387,26 @@ def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val
 
 
 def test_a_students_lineage_reaches_the_teacher_behind_its_cached_targets(tmp_path, camvid_val):
-    """The targets' manifest holds the teacher's provenance, so a fold A student distilled
-    from a teacher that saw every drive is refused by fold evaluation; a folder cached before
-    manifests held it still resumes (only the teacher and views must match)."""
+    """The targets' manifest holds the teacher's model and provenance (here a Lite2 teacher's),
+    so a fold A student distilled from a teacher that saw every drive is refused by fold
+    evaluation and its lineage names that teacher; a folder cached before manifests held them
+    still resumes (only the teacher and views must match)."""
+    from lgcnet_deploy.cli.commands.info import _lineage
     from lgcnet_research.train.fold_eval import check_unseen
     from lgcnet_research.train.folds import FoldError, Frames, fold_frames
     from lgcnet_research.train.targets import MANIFEST, cache_targets
 
     record = {"recipe": {"fold": "all"}, "data": "CamVid all (468 frames)"}
-    teacher = _tiny_teacher(tmp_path / "teacher.pt", record, {"val_miou": 0.5})
+    teacher = _tiny_teacher(tmp_path / "teacher.pt", record, {"val_miou": 0.5},
+                            name="effnet_lite2_seg")
     train, _ = fold_frames("A")
     frames, out = Frames(train.name, train.refs[:2]), tmp_path / "targets"
     cache_targets(teacher, Frames(train.name, train.refs[:1]), out, size=(45, 60),
                   scales=(1.0,), flip=False, progress=False)
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["provenance"] == record and manifest["metrics"] == {"val_miou": 0.5}
-    older = {k: v for k, v in manifest.items() if k not in ("provenance", "metrics")}
+    assert manifest["model"] == "effnet_lite2_seg"
+    older = {k: v for k, v in manifest.items() if k not in ("model", "provenance", "metrics")}
     (out / MANIFEST).write_text(json.dumps(older))
     cache_targets(teacher, frames, out, size=(45, 60), scales=(1.0,), flip=False,
                   progress=False)
@@ -413,6 +416,7 @@ def test_a_students_lineage_reaches_the_teacher_behind_its_cached_targets(tmp_pa
     provenance = Trainer(cfg).provenance
     assert provenance["data"] == "CamVid fold A train (2 frames)"
     assert provenance["teacher"]["provenance"] == record
+    assert "distilled pixel-wise from the cached logits of effnet_lite2_seg" in _lineage(provenance)
     with pytest.raises(FoldError, match="or teacher it learnt from"):
         check_unseen("A", provenance, tmp_path / "run" / "last.pt")
 

@@ -15,7 +15,8 @@ from typing import ClassVar
 from lgcnet_research.base.settings import Settings
 from lgcnet_research.train.folds import FOLD_CHOICES
 
-MODELS = ("lgcnet", "lraspp_mbv3_large", "effnet_lite0_seg")
+# the teachers are train.teacher.TEACHERS (this module stays torch-free)
+MODELS = ("lgcnet", "lraspp_mbv3_large", "effnet_lite0_seg", "effnet_lite1_seg", "effnet_lite2_seg")
 CLASS_WEIGHTS = ("none", "inverse_log")
 DISTILL_KINDS = ("pixel", "channel")
 
@@ -25,9 +26,10 @@ class TrainConfig(Settings):
     KIND: ClassVar[str] = "training"
     HELP: ClassVar[dict[str, str]] = {
         "model": "lgcnet (the net of --genotype), lraspp_mbv3_large (torchvision's LR-ASPP "
-                 "MobileNetV3-Large, random init: the from-scratch peer) or effnet_lite0_seg "
-                 "(the teacher: EfficientNet-Lite0 from ImageNet + a segmentation head); the "
-                 "last two use lgcnet_research.train.peer's checkpoint format",
+                 "MobileNetV3-Large, random init: the from-scratch peer) or a teacher: "
+                 "effnet_lite0_seg, effnet_lite1_seg or effnet_lite2_seg (EfficientNet-Lite0, "
+                 "-Lite1 or -Lite2 from ImageNet + a segmentation head); all but lgcnet use "
+                 "lgcnet_research.train.peer's checkpoint format",
         "genotype": "genotype name or JSON path (model lgcnet)",
         "imagenet_stem": "start the genotype's \"mbconv\" stem (widths 32 16 24) or its trunk "
                          "(stem lite0_s16) from EfficientNet-Lite0's ImageNet weights "

@@ -1,6 +1,6 @@
 """Checkpoints of the research nets that are not LGCNets: the LR-ASPP peer (torchvision's
 LR-ASPP MobileNetV3-Large trained from scratch, `weights=None, weights_backbone=None`) and the
-teacher (`lgcnet_research.train.teacher`, EfficientNet-Lite from ImageNet).
+teachers (`lgcnet_research.train.teacher`, EfficientNet-Lite0, -Lite1 or -Lite2 from ImageNet).
 
 The peer's network is the SDK's one definition, `lgcnet_deploy.measure.bench.lraspp_net` (the
 same module the SDK times and exports). The SDK's checkpoint rebuilds an LGCNet from the
@@ -13,6 +13,7 @@ the same fields as an LGCNet checkpoint, minus the genotype. `experiments.pareto
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.measure.bench import LRASPP_NAME, lraspp_net
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_payload, save_payload
-from lgcnet_research.train.teacher import TEACHER_NAME, teacher_net
+from lgcnet_research.train.teacher import TEACHERS, teacher_net
 
 PEER_FORMAT = "lgcnet-research-peer/1"
 
@@ -34,7 +35,7 @@ class PeerCheckpointError(ValueError):
 # name -> builder(num_classes, from_imagenet): a checkpoint's weights replace ImageNet's anyway
 RESEARCH_NETS: dict[str, Callable[[int, bool], nn.Module]] = {
     LRASPP_NAME: lambda n, _: lraspp_net(n),
-    TEACHER_NAME: lambda n, imagenet: teacher_net(n, pretrained=imagenet),
+    **{name: partial(teacher_net, variant=variant) for name, variant in TEACHERS.items()},
 }
 
 

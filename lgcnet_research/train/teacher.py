@@ -1,7 +1,9 @@
 """The teacher: EfficientNet-Lite with ImageNet weights and a light segmentation head.
 
 ImageNet pretraining was the paper's; the backbone is built from the op table's `MBConv` and
-takes EfficientNet-Lite0's ImageNet weights through `lgcnet_research.train.pretrained`. The head is
+takes EfficientNet-Lite0's, Lite1's or Lite2's ImageNet weights through
+`lgcnet_research.train.pretrained` (models `effnet_lite0_seg`, `effnet_lite1_seg` and
+`effnet_lite2_seg`: `TEACHERS`; a variant's stage table is `pretrained.lite_stages`). The head is
 LR-ASPP-like (a gated stride-32 branch added to a stride-8 projection) with a stride-4 path for
 the thin classes (pole, sign). It is a research model: it teaches LGCNet
 (`TrainConfig.teacher`) and is never shipped.
@@ -17,9 +19,16 @@ from torch import nn
 
 from lgcnet_deploy.model.ops import conv_bn_relu, conv_bn_relu6, mbconv_stages, stage_ends
 from lgcnet_deploy.model.space import LITE0_STAGES
-from lgcnet_research.train.pretrained import imagenet_weights, lite_state, load_into
+from lgcnet_research.train.pretrained import (
+    VARIANTS,
+    PretrainedWeightsError,
+    imagenet_weights,
+    lite_stages,
+    lite_state,
+    load_into,
+)
 
-TEACHER_NAME = "effnet_lite0_seg"
+TEACHERS: dict[str, str] = {f"effnet_{v}_seg": v for v in VARIANTS}  # model name -> variant
 
 
 class EfficientNetLiteSeg(nn.Module):
@@ -29,7 +38,7 @@ class EfficientNetLiteSeg(nn.Module):
     def __init__(self, num_classes: int,
                  stages: Sequence[tuple[int, ...]] = LITE0_STAGES) -> None:
         super().__init__()
-        self.stem = conv_bn_relu6(3, 32, 3, 2)
+        self.stem = conv_bn_relu6(3, stages[0][4], 3, 2)
         self.blocks = mbconv_stages(stages)
         # the last block of each stride: 4 -> after stage 2, 8 -> stage 3, 32 -> the last
         ends = stage_ends(stages)
@@ -65,11 +74,18 @@ class EfficientNetLiteSeg(nn.Module):
                              align_corners=False)
 
 
-def teacher_net(num_classes: int, pretrained: bool = True) -> EfficientNetLiteSeg:
-    """The teacher, its backbone from ImageNet unless `pretrained` is False (tests)."""
-    net = EfficientNetLiteSeg(num_classes)
+def teacher_net(num_classes: int, pretrained: bool = True,
+                variant: str = "lite0") -> EfficientNetLiteSeg:
+    """The teacher on EfficientNet-Lite `variant`, its backbone from ImageNet unless
+    `pretrained` is False (tests)."""
+    net = EfficientNetLiteSeg(num_classes, lite_stages(variant))
     if pretrained:
-        state = lite_state(imagenet_weights(), "stem", [f"blocks.{i}" for i in
-                                                        range(len(net.blocks))])
+        weights = imagenet_weights(variant)
+        state = lite_state(weights, "stem", [f"blocks.{i}" for i in range(len(net.blocks))])
+        if len(state) != len(weights):  # the stage table builds fewer blocks than Lite has
+            raise PretrainedWeightsError(
+                f"{variant}'s ImageNet weights hold {len(weights) - len(state)} tensors that "
+                f"the teacher's {len(net.blocks)} blocks (lite_stages) leave unused")
         load_into(net, state, ("stem.", "blocks."))
     return net
+

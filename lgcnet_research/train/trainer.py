@@ -59,7 +59,7 @@ from lgcnet_research.train.peer import (
 )
 from lgcnet_research.train.pretrained import imagenet_source, load_imagenet_stem
 from lgcnet_research.train.targets import load_targets
-from lgcnet_research.train.teacher import TEACHER_NAME
+from lgcnet_research.train.teacher import TEACHERS
 
 
 def git_commit() -> str:
@@ -125,8 +125,10 @@ def pretraining(model: str, imagenet_stem: bool, genotype: Genotype | None = Non
     if imagenet_stem:
         return (f"ImageNet: the mbconv stem from EfficientNet-Lite0's first layers "
                 f"({imagenet_source()})")
-    if model == TEACHER_NAME:
-        return f"ImageNet: EfficientNet-Lite0 backbone from {imagenet_source()}"
+    if model in TEACHERS:
+        variant = TEACHERS[model]
+        return (f"ImageNet: EfficientNet-{variant.capitalize()} backbone from "
+                f"{imagenet_source(variant)}")
     return "none (from scratch)"
 
 
