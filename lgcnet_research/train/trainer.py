@@ -43,7 +43,7 @@ from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_checkpoint, save
 from lgcnet_deploy.model.genotype import Genotype, load_genotype
 from lgcnet_deploy.model.network import LGCNet
 from lgcnet_research.base import distributed as dist
-from lgcnet_research.base.machine import device_name
+from lgcnet_research.base.machine import device_name, keep_freed_memory
 from lgcnet_research.base.plots import plot_curves
 from lgcnet_research.train.config import TrainConfig, add_arguments
 from lgcnet_research.train.data import CamVidTorch, DeviceBatches, DeviceCamVid, frames_of
@@ -178,6 +178,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.info = dist.setup(cfg.device)
         torch.manual_seed(cfg.seed + self.info.rank)
+        if self.info.device.type == "cpu":
+            keep_freed_memory()
         if self.info.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop shapes: pick each conv once
         self._build_net()
