@@ -82,7 +82,7 @@ class Run(NamedTuple):
         return progress(cfg)[0] >= cfg.epochs
 
     def command(self) -> list[str]:
-        changed = [f"--{k.replace('_', '-')}={v}" for k, v in self.overrides.items()]
+        changed = [arg for k, v in self.overrides.items() for arg in flag(k, v)]
         return ["lgcnet_research.train", "--config", str(self.config), *changed, "--resume"]
 
     @property
@@ -140,6 +140,17 @@ class Run(NamedTuple):
         return f"{self.config}{' ' + said if said else ''}"
 
 
+def flag(field: str, value: Any) -> list[str]:
+    """A TrainConfig field's value as the training command's flag: `--seed=1`, a switch
+    `--device-data` / `--no-device-data`, a pair `--crop 64 64`."""
+    name = "--" + field.replace("_", "-")
+    if isinstance(value, bool):
+        return [name if value else "--no-" + name[2:]]
+    if isinstance(value, list | tuple):
+        return [name, *map(str, value)]
+    return [f"{name}={value}"]
+
+
 class Targets(NamedTuple):
     """A targets step: a teacher's logits cached for a fold's training frames."""
 
@@ -189,11 +200,12 @@ def write_fold_record(run: Run, dest: Path) -> None:
         raise CampaignError(f"{run}: arm {run.arm!r} but fold {cfg.fold!r}; an arm's runs "
                             f"train on fold {' or '.join(FOLDS)}")
     last = run.out / "last.pt"
-    report = evaluate_fold(last, cfg.fold)
+    report = evaluate_fold(last, cfg.fold, cfg.data)  # the CamVid the run trained on
+    data = f" --data {cfg.data}" if cfg.data else ""
     record = {"arm": run.arm, "fold": cfg.fold, "seed": cfg.seed, "run": str(run.out),
               "config": str(run.config), "overrides": run.overrides,
               "command": " ".join(["python -m", *run.command()[:-1]]),
-              "eval_command": f"lgcnet folds eval {last} --fold {cfg.fold}",
+              "eval_command": f"lgcnet folds eval {last} --fold {cfg.fold}{data}",
               "report": asdict(report)}
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=1) + "\n")

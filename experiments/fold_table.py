@@ -35,6 +35,7 @@ from lgcnet_research.train.folds import FOLDS
 
 KEYS = ("arm", "fold", "seed", "run", "config", "overrides", "command", "eval_command", "report")
 SHOWN = ("pole", "sign", "fence", "pedestrian", "bicyclist")  # the classes the campaign watches
+BASELINE = "today"  # the arm the others are paired against, unless X+Y (against X)
 TEACHER = "teacher"  # shown beside the students, compared with none
 SCREEN_DROP = 0.02  # a 1-seed screen that gains less than this (2 points) is dropped
 CONFIRM_SEEDS = 2  # paired seeds needed before an arm is adopted
@@ -303,25 +304,31 @@ def markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_table(results: Path, out: Path, baseline: str = BASELINE) -> str:
+    """The table of the fold results in `results` as out/fold_table.md and .json; returns the
+    markdown."""
+    table = build(load_results(results), baseline)
+    text = markdown(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fold_table.md").write_text(text + "\n")
+    (out / "fold_table.json").write_text(json.dumps(table, indent=1) + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.fold_table", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=Path("results/campaign"),
                    help="folder of fold results, one JSON per finished fold run")
-    p.add_argument("--baseline", default="today",
+    p.add_argument("--baseline", default=BASELINE,
                    help="the arm others are paired against (X+Y is paired against X)")
     p.add_argument("--out", type=Path, default=Path("results/fold_table"))
     args = p.parse_args(argv)
     try:
-        table = build(load_results(args.results), args.baseline)
+        print(write_table(args.results, args.out, args.baseline))
     except LgcnetError as e:
         print(f"fold_table: error: {e}", file=sys.stderr)
         return e.exit_code
-    text = markdown(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fold_table.md").write_text(text + "\n")
-    (args.out / "fold_table.json").write_text(json.dumps(table, indent=1) + "\n")
-    print(text)
     return 0
 
 

@@ -98,7 +98,9 @@ def test_a_run_stopped_part_way_is_snapshot_whole_and_resumed_from_it(tmp_path, 
 def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatch):
     report = FoldReport("x", "A", "0006R0", 2, 80, 80, True, 0.5, {c: 0.5 for c in "ab"},
                         [[1, 1], [1, 1]])
-    monkeypatch.setattr(campaign, "evaluate_fold", lambda path, fold: report)
+    read = []
+    monkeypatch.setattr(campaign, "evaluate_fold",
+                        lambda path, fold, root: read.append(root) or report)
     step = Run(Path("configs/train/fold_a_trunk.json"), {"seed": 1, "out": str(tmp_path / "r")},
                "trunk")
     campaign.write_fold_record(step, tmp_path / "r.json")
@@ -107,7 +109,16 @@ def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatc
     assert record["command"] == ("python -m lgcnet_research.train --config "
                                  f"configs/train/fold_a_trunk.json --seed=1 --out={tmp_path / 'r'}")
     assert record["eval_command"] == f"lgcnet folds eval {tmp_path / 'r' / 'last.pt'} --fold A"
-    assert record["report"]["miou"] == 0.5
+    assert record["report"]["miou"] == 0.5 and read == [None]
+    # a GPU run of the same recipe: its switches and its CamVid, scored on that CamVid
+    gpu = Run(Path("configs/train/fold_a_trunk.json"), {
+        "device_data": True, "channels_last": False, "limit": [4, 2], "data": "camvid85",
+        "out": str(tmp_path / "g")}, "trunk")
+    campaign.write_fold_record(gpu, tmp_path / "g.json")
+    record = json.loads((tmp_path / "g.json").read_text())
+    assert record["command"].endswith("--device-data --no-channels-last --limit 4 2 "
+                                      f"--data=camvid85 --out={tmp_path / 'g'}")
+    assert record["eval_command"].endswith("--fold A --data camvid85") and read[-1] == "camvid85"
     teacher_all = Run(Path("configs/train/teacher_all.json"), {}, "teacher")
     with pytest.raises(campaign.CampaignError, match="fold 'all'"):
         campaign.write_fold_record(teacher_all, tmp_path / "all.json")

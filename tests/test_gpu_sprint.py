@@ -26,6 +26,8 @@ from lgcnet_research.latency.lut import LatencyTable
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+# the default plan: the campaign's queue's `trunk` and `today` runs of seed 0, in its order
+DEFAULT_RUNS = ["fold_a_trunk", "fold_a_today", "fold_b_trunk", "fold_b_today"]
 
 
 def _sprint_configs() -> list[str]:
@@ -48,23 +50,34 @@ def test_plan_checks_every_config_and_the_upload_without_running_a_stage(
     head, stages = summary["sprint"], summary["stages"]
     assert head["plan"] and head["problems"] == [] and head["upload"]["carry"] is None
     assert head["groups"] == [["env"], ["tests"], ["speed"], ["lut"], ["train", "search"]]
-    assert head["boxes_s"] == 30 + 90 + 150 + 90 + 450 and not head["fits_budget"]
+    assert head["boxes_s"] == 30 + 90 + 150 + 90 + 475 and not head["fits_budget"]
     assert {k: v["status"] for k, v in stages.items()} == dict.fromkeys(STAGES, "planned")
     peer = ["peer_gpu"] if HAS_TORCHVISION else []
-    assert list(stages["train"]["runs"]) == [*peer, "gpu_sprint", "sanity-searched",
-                                             *(f"sanity-random-{i}" for i in range(3))]
+    runs = stages["train"]["runs"]
+    assert list(runs) == [*DEFAULT_RUNS, *peer, "gpu_sprint", "sanity-searched",
+                          *(f"sanity-random-{i}" for i in range(3))]
+    assert [(runs[n]["arm"], runs[n]["fold"], runs[n]["seed"]) for n in DEFAULT_RUNS] == [
+        ("trunk", "A", 0), ("today", "A", 0), ("trunk", "B", 0), ("today", "B", 0)]
     assert stages["search"]["seeds"] == [0, 1] and stages["search"]["config"].endswith(
         "camvid_gpu_soft.json")
-    # the default plan's configs load too; a teacher not uploaded and an upload over the
-    # limit are problems, named
+    # the default plan fits its budget; a plan naming targets not uploaded or one run folder
+    # twice, ImageNet weights missing and an upload over the limit are problems, named
     assert main(["--out", str(out), "--plan"]) == 0
+    assert json.loads((out / "summary.json").read_text())["sprint"]["fits_budget"]
+    queue = tmp_path / "plan.json"
+    queue.write_text(json.dumps({"runs": [
+        {"config": "configs/train/fold_a_trunk.json", "arm": "trunk+kd", "out": "runs/x",
+         "teacher_targets": str(tmp_path / "targets")},
+        {"config": "configs/train/fold_b_trunk.json", "arm": "trunk", "out": "runs/x"}]}))
     monkeypatch.setattr(plan, "CARRY", tmp_path)
     monkeypatch.setattr(plan, "travel_bytes", lambda repo, carried: {
         "tree": 31 * 2**20, ".carry/camvid": 35 * 2**20})
-    distill = "experiments/configs/gpu_sprint/fold_a_distill_gpu.json"
-    assert main([*base, "--train-configs", distill]) == 1
+    monkeypatch.setattr(runner, "imagenet_for_sprint", lambda: "none (run make gpu-carry)")
+    assert main([*base, "--train-plan", str(queue), "--train-arms", "--train-seeds"]) == 1
     problems = json.loads((out / "summary.json").read_text())["sprint"]["problems"]
-    assert any("teacher .carry/fold_a_teacher.pt is missing" in p for p in problems)
+    assert any(f"teacher_targets {tmp_path / 'targets'} is missing" in p for p in problems)
+    assert any("two of its steps write one run folder" in p for p in problems)
+    assert any(p.startswith("train run x starts from ImageNet weights: none") for p in problems)
     assert any(p.startswith("upload: ") and "over the limit" in p for p in problems)
 
 
@@ -106,13 +119,17 @@ def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_v
 
 
 def _check_trainings(train: dict, out: Path) -> None:
-    """Every run of the plan trained in its own process and came back in a tar."""
+    """Every run of the plan trained in its own process and came back in a tar; the fold runs
+    to their last epoch whatever the schedule, each scored into the campaign's record."""
     runs = train["runs"]
     peer = ["peer_gpu"] if HAS_TORCHVISION else []  # the image has it; CI's venv does not
-    assert list(runs) == [*peer, "gpu_sprint", "sanity-searched", "sanity-random-0"]
+    assert list(runs) == [*DEFAULT_RUNS, *peer, "gpu_sprint", "sanity-searched",
+                          "sanity-random-0"]
     assert all(r["status"] == "done" and r["epochs"] == 2 for r in runs.values())
     assert not peer or runs["peer_gpu"]["model"] == "lraspp_mbv3_large"
     assert 0 < runs["gpu_sprint"]["init_val_miou"] <= 1  # the warm start, validated first
+    assert runs["gpu_sprint"]["recipe"]["time_limit"]  # --train-schedule time ...
+    assert all(runs[n]["recipe"]["time_limit"] is None for n in DEFAULT_RUNS)  # ... not these
     assert set(runs["sanity-searched"]["best_val_iou"]) >= {"pole", "bicyclist"}
     own = ("genotype", "out", "time_limit")  # time_limit: each to the one deadline
     recipes = [{k: v for k, v in runs[n]["recipe"].items() if k not in own}
@@ -125,15 +142,39 @@ def _check_trainings(train: dict, out: Path) -> None:
         assert set(row["final_val_iou"]) >= {"pole", "bicyclist"}
         assert [e for e, _ in row["val_history"]][-1] == 2
         assert row["val_history"][-1][1] == row["final_val_miou"]
-    name = (peer or ["gpu_sprint"])[0]
+    name = next(n for n in runs if runs[n]["returned_in"])  # first fit, in plan order
     with tarfile.open(out / runs[name]["returned_in"]) as tar:
         names = set(tar.getnames())
+        tar.extract(f"{name}/best.pt", out / "x", filter="data")
     assert {f"{name}/best.pt", f"{name}/log.txt", f"{name}/curves.png"} <= names
-    with tarfile.open(out / runs["gpu_sprint"]["returned_in"]) as tar:
-        tar.extract("gpu_sprint/best.pt", out / "x", filter="data")
-    best = read_checkpoint(out / "x" / "gpu_sprint" / "best.pt")
-    assert best["provenance"]["recipe"]["device_data"] and best["provenance"]["init"]
+    best = read_checkpoint(out / "x" / name / "best.pt")
+    assert best["provenance"]["recipe"]["device_data"] and best["provenance"]["recipe"]["fold"]
     assert best["provenance"]["sprint_note"] == "ci"
+    _check_fold_records(train, runs, out)
+
+
+def _check_fold_records(train: dict, runs: dict, out: Path) -> None:
+    """The fold records and their pooled table came back in one tar, as the campaign's are."""
+    from experiments.fold_table import load_results
+
+    assert [runs[n]["fold_record"]["arm"] for n in DEFAULT_RUNS] == ["trunk", "today"] * 2
+    assert train["fold_table"]["records"] == DEFAULT_RUNS
+    assert "vs `today` (1 paired)" in train["fold_table"]["markdown"]
+    with tarfile.open(out / train["fold_table"]["file"]) as tar:
+        assert sorted(tar.getnames()) == sorted([
+            "fold_runs", *(f"fold_runs/{n}.json" for n in DEFAULT_RUNS), "fold_table",
+            "fold_table/fold_table.md", "fold_table/fold_table.json"])
+        tar.extractall(out / "y", filter="data")
+    results = load_results(out / "y" / "fold_runs")  # what fold_table --results reads
+    assert {r.key for r in results} == {(a, 0, f) for a in ("today", "trunk") for f in "AB"}
+    record = json.loads((out / "y" / "fold_runs" / "fold_b_trunk.json").read_text())
+    assert record["run"] == "runs/fold_b_trunk" and record["report"]["epoch"] == 2
+    assert record["command"].startswith(
+        "python -m lgcnet_research.train --config configs/train/fold_b_trunk.json "
+        "--device-data --amp=bf16 --channels-last ")
+    assert record["eval_command"].startswith("lgcnet folds eval runs/fold_b_trunk/last.pt "
+                                             "--fold B --data ")
+    assert "lgcnet_sprint_" not in json.dumps(record)  # no trace of the sprint's scratch
 
 
 def _reports_then_hangs(ctx: StageContext) -> None:
@@ -255,15 +296,53 @@ def test_stages_of_together_form_one_group_and_train_runs_pack_within_the_limits
     assert [f.name for f in out.iterdir()] == ["train_runs_1.tar"]
 
 
-def test_default_plan_trains_fold_a_three_ways_to_a_fixed_epoch():
-    from experiments.gpu_sprint.config import SprintConfig
+def test_fold_records_and_their_pooled_table_come_back_in_one_tar(tmp_path):
+    from experiments.gpu_sprint import trainings
+    from lgcnet_deploy.core.classes import CAMVID
+
+    for arm, right in (("today", 100), ("trunk", 150)):
+        for fold in "AB":
+            name = f"fold_{fold.lower()}_{arm}"
+            folder = tmp_path / trainings.RUNS / name
+            folder.mkdir(parents=True)
+            confusion = np.eye(CAMVID.num_classes, dtype=int) * right
+            confusion[0, 1] = 50  # sky taken for building: trunk's is the smaller share
+            (folder / trainings.RECORD).write_text(json.dumps({
+                "arm": arm, "fold": fold, "seed": 0, "run": f"runs/{name}", "config": "c.json",
+                "overrides": {}, "command": "train", "eval_command": "eval",
+                "report": {"fold": fold, "epoch": 80, "confusion": confusion.tolist()}}))
+    (tmp_path / trainings.RUNS / "stopped_at_the_box").mkdir()  # no record: left out
+    out = tmp_path / "out"
+    out.mkdir()
+    names = ["fold_a_trunk", "stopped_at_the_box", "fold_a_today", "fold_b_trunk", "fold_b_today"]
+    got = trainings.collect_records(tmp_path, out, names)
+    assert got["records"] == [n for n in names if n != "stopped_at_the_box"]
+    assert "| `trunk` | 80 |" in got["markdown"] and "vs `today` (1 paired)" in got["markdown"]
+    assert [f.name for f in out.iterdir()] == [trainings.FOLD_TAR]
+    with tarfile.open(out / got["file"]) as tar:
+        assert {"fold_runs/fold_a_trunk.json", "fold_table/fold_table.md"} <= set(tar.getnames())
+    assert trainings.collect_records(tmp_path, out, ["stopped_at_the_box"]) == {}
+
+
+def test_default_plan_is_the_campaigns_recipe_with_the_gpu_switches():
+    """Trunk against today on folds A and B, seed 0; `--train-seeds 1` is its paired seed.
+    Each run is the CPU campaign's config as it is but for the GPU switches."""
+    from experiments.campaign import QUEUE
+    from experiments.gpu_sprint.trainings import GPU_SWITCHES, gpu_step, plan_steps
     from lgcnet_research.train.config import TrainConfig
 
     cfg = SprintConfig()
+    assert cfg.train_plan == str(QUEUE.relative_to(ROOT)) and cfg.train_configs == ()
     assert cfg.train_schedule == "epochs" and cfg.sanity_config is None
-    runs = [TrainConfig.load(ROOT / path) for path in cfg.train_configs]
-    assert {run.fold for run in runs} == {"A"} and all(run.device_data for run in runs)
-    assert [run.model for run in runs] == ["lgcnet", "lgcnet", "effnet_lite0_seg"]
-    assert runs[0].class_weights == "none" and runs[1].class_weights == "inverse_log"
-    distill = TrainConfig.load(ROOT / "experiments/configs/gpu_sprint/fold_a_distill_gpu.json")
-    assert distill.teacher and distill.fold == "A"
+    assert "search" not in cfg.selected()  # the GPU is the trainings' alone
+    steps = plan_steps(cfg)
+    assert [s.out.name for s in steps] == DEFAULT_RUNS
+    for step in steps:
+        gpu = gpu_step(step).settings().to_dict()
+        cpu = TrainConfig.load(step.config, **step.overrides).to_dict()
+        assert {k for k in gpu if gpu[k] != cpu[k]} <= set(GPU_SWITCHES)
+        assert gpu["device_data"] and gpu["amp"] == "bf16" and gpu["epochs"] == 80
+    second = plan_steps(SprintConfig(train_seeds=(1,)))
+    assert [s.out.name for s in second] == [f"{n}_s1" for n in DEFAULT_RUNS]
+    assert [(s.config, s.arm) for s in second] == [(s.config, s.arm) for s in steps]
+    assert {s.settings().seed for s in second} == {1}

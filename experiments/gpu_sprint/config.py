@@ -7,15 +7,16 @@ seconds to the next ones and the last ones get only what is left. The stages of 
 (default: train and search) start at the same moment, each under its own box: their small
 nets leave a launch-bound GPU mostly idle, so they share it at little cost.
 
-The default is what the next sprint should answer: env, then fold A (the drive 0006R0 held
-out) trained three ways side by side, each to a fixed final epoch: today's recipe, the
-generalising recipe (class weights, photometric, EMA) and the ImageNet teacher, with two search
-seeds beside them. Distilling the student needs a fold A teacher carried as
-`.carry/fold_a_teacher.pt` (the CPU one: `cp runs/fold_a_teacher/last.pt .carry/fold_a_teacher.pt`):
-`--stages train --train-configs experiments/configs/gpu_sprint/fold_a_distill_gpu.json`.
-Judge each run with `lgcnet folds eval RUN/last.pt --fold A`. `--stages env tests speed lut
-train search` runs every stage; `--sanity-config experiments/configs/sanity/camvid_gpu.json`
-adds the NAS sanity check's genotypes to stage train.
+The default is what the next sprint should answer: env, then the accuracy campaign's decisive
+comparison, its `today` and `trunk` arms on folds A and B (`--train-plan`: the campaign's
+queue, `--train-arms`, `--train-seeds`), seed 0, four runs side by side, each with the
+campaign's recipe to its fixed final epoch (80) and only the GPU switches added; each finished
+run is scored on its held-out drive into the campaign's fold record, and the pooled-fold table
+is made from them. `--train-seeds 1` is the next call (the paired second seed): eight runs at
+their fixed epochs do not fit one box (README.md). `--stages env tests speed lut train search`
+runs every stage; `--train-configs FILE...` adds plain TrainConfig runs (`--train-plan ''`:
+those alone) and `--sanity-config experiments/configs/sanity/camvid_gpu.json` the NAS sanity
+check's genotypes to stage train.
 """
 
 from __future__ import annotations
@@ -53,13 +54,20 @@ class SprintConfig(Settings):
                 "names, CamVid, the upload's size) and write it to summary.json",
         "device": "auto (cuda if present), cuda or cpu",
         "data": "CamVid root (default: $LGCNET_CAMVID, else .carry/camvid)",
-        "train_configs": "TrainConfig JSONs of stage train, one process each (none: no flag "
-                         "values)",
+        "train_plan": "stage train's fold runs: a queue in experiments.campaign's format "
+                      "(its training steps; '': none), each to its final epoch with the GPU "
+                      "switches, scored into the campaign's fold record and the pooled table",
+        "train_arms": "only the plan's runs of these arms (none given: every training step)",
+        "train_seeds": "only the plan's runs of these seeds (none given: every seed)",
+        "train_configs": "TrainConfig JSONs that stage train also runs, one process each (none: "
+                         "no flag values)",
         "sanity_config": "SanityConfig JSON: stage train also trains its searched genotype and "
                          "its random genotypes at the same predicted latency with its recipe "
                          "('': none)",
-        "train_schedule": "time: every run's poly LR spans the box (equal seconds, own epochs); "
-                          "epochs: each run's own epochs, the box only stops it",
+        "train_schedule": "of --train-configs and the sanity check's runs (a plan's fold runs "
+                          "always run their epochs): time: every run's poly LR spans the box "
+                          "(equal seconds, own epochs); epochs: each run's own epochs, the box "
+                          "only stops it",
         "search_config": "SearchConfig JSON of stage search ('': the paper's settings); its "
                          "widths also set stage lut's table, its `lut` is used unless stage "
                          "lut made one in this run",
@@ -73,23 +81,24 @@ class SprintConfig(Settings):
     }
 
     out: str = "runs/gpu_sprint"
-    stages: tuple[str, ...] = ("env", "train", "search")
+    stages: tuple[str, ...] = ("env", "train")
     skip: tuple[str, ...] = ()
     budget: float = 510.0
     box_env: float = 30.0
     box_tests: float = 90.0
     box_speed: float = 150.0
     box_lut: float = 90.0
-    box_train: float = 450.0
+    box_train: float = 475.0
     box_search: float = 450.0
     together: tuple[str, ...] = ("train", "search")
     dry_run: bool = False
     plan: bool = False
     device: str = "auto"
     data: str | None = None
-    train_configs: tuple[str, ...] = ("experiments/configs/gpu_sprint/fold_a_baseline_gpu.json",
-                                      "experiments/configs/gpu_sprint/fold_a_recipe_gpu.json",
-                                      "experiments/configs/gpu_sprint/fold_a_teacher_gpu.json")
+    train_plan: str | None = "experiments/configs/campaign.json"
+    train_arms: tuple[str, ...] = ("today", "trunk")
+    train_seeds: tuple[int, ...] = (0,)
+    train_configs: tuple[str, ...] = ()
     sanity_config: str | None = None
     train_schedule: str = "epochs"
     search_config: str | None = "experiments/configs/gpu_sprint/camvid_gpu_soft.json"

@@ -2,35 +2,49 @@
 
 What a GPU run would do and whether its inputs are there: the stages in order (those that
 start together grouped), each one's time box against the budget, every training run of stage
-train (its TrainConfig loaded, the sanity check's runs named), stage search's config and
-seeds, the files the plan names (warm starts, teachers, genotypes, the latency table), the
-CamVid folder, and what would be uploaded beside the tree (`.carry/`) against the limit.
-OUT/summary.json gets the plan; a problem is listed and makes the exit status 1.
+train (the fold runs of --train-plan with their arm, fold, seed and epochs; every TrainConfig
+loaded; the sanity check's runs named), stage search's config and seeds, the files the plan
+names (warm starts, teachers, cached targets, genotypes, the latency table), the ImageNet
+weights when a run starts from them, the CamVid folder, and what would be uploaded beside the
+tree (`.carry/`) against the limit. OUT/summary.json gets the plan; a problem is listed and
+makes the exit status 1.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from experiments.gpu_sprint import trainings
 from experiments.gpu_sprint.carry import CARRY, CarryError, check_travel, travel_bytes
 from experiments.gpu_sprint.config import STAGES, SprintConfig
 from experiments.gpu_sprint.context import REPO
 from experiments.gpu_sprint.runner import GRACE_S, Summary, camvid_for_sprint, stage_groups
+from lgcnet_deploy.core.errors import LgcnetError
 
-FILE_FIELDS = ("init", "init_matching", "teacher")  # TrainConfig fields that name a file
+if TYPE_CHECKING:
+    from experiments.campaign import Run
+
+# TrainConfig fields that name a file or, teacher_targets, a folder
+FILE_FIELDS = ("init", "init_matching", "teacher", "teacher_targets")
+SHOWN = ("model", "genotype", "epochs", "fold")  # what the plan shows of a run
 
 
-def _train_plan(cfg: SprintConfig, problems: list[str]) -> dict[str, Any]:
+def _train_plan(cfg: SprintConfig, imagenet: str, problems: list[str]) -> dict[str, Any]:
     """Stage train's runs in plan order, each config loaded and the files it names checked."""
     from experiments.sanity import SanityConfig
     from lgcnet_research.train.config import TrainConfig
 
     runs: dict[str, dict[str, Any]] = {}
+    for name, step, fields in _plan_steps(cfg, problems):
+        runs[name] = {**{k: fields[k] for k in SHOWN}, "arm": step.arm, "seed": fields["seed"]}
+        _check_files(name, fields, imagenet, problems)
     for path in cfg.train_configs:
         fields = TrainConfig.load(path).to_dict()
-        runs[Path(path).stem] = {k: fields.get(k) for k in ("model", "genotype", "epochs", "fold")}
-        _check_files(Path(path).stem, fields, problems)
+        if Path(path).stem in runs:
+            problems.append(f"train: two runs named {Path(path).stem} (rename {path})")
+        runs[Path(path).stem] = {k: fields[k] for k in SHOWN}
+        _check_files(Path(path).stem, fields, imagenet, problems)
     if cfg.sanity_config:
         scfg = SanityConfig.load(cfg.sanity_config)
         TrainConfig.from_dict(scfg.recipe)  # the one recipe of every sanity run
@@ -39,16 +53,40 @@ def _train_plan(cfg: SprintConfig, problems: list[str]) -> dict[str, Any]:
             runs[name] = {"genotype": scfg.genotype if name == "sanity-searched" else "drawn",
                           "epochs": scfg.recipe.get("epochs")}
     if not runs:
-        problems.append("train: nothing to train (give --train-configs and/or --sanity-config)")
-    return {"runs": runs, "schedule": cfg.train_schedule}
+        problems.append("train: nothing to train (give --train-plan, --train-configs and/or "
+                        "--sanity-config)")
+    return {"runs": runs, "schedule": cfg.train_schedule, "plan": cfg.train_plan,
+            "fold_runs": sum(r.get("arm") is not None for r in runs.values())}
 
 
-def _check_files(run: str, fields: dict[str, Any], problems: list[str]) -> None:
+def _plan_steps(cfg: SprintConfig, problems: list[str]
+                ) -> list[tuple[str, Run, dict[str, Any]]]:
+    """The plan's steps, each with its run's name and its TrainConfig fields on the GPU; a plan
+    that does not load, or names one run twice, is a problem."""
+    try:
+        steps = [(step.out.name, step, trainings.gpu_step(step).settings().to_dict())
+                 for step in trainings.plan_steps(cfg)]
+    except (LgcnetError, OSError, ValueError) as e:
+        problems.append(f"train plan {cfg.train_plan}: {e}")
+        return []
+    if len({name for name, _, _ in steps}) < len(steps):
+        problems.append(f"train plan {cfg.train_plan}: two of its steps write one run folder")
+    if cfg.train_plan and not steps:
+        problems.append(f"train plan {cfg.train_plan}: no training step of arms "
+                        f"{list(cfg.train_arms) or 'any'} and seeds "
+                        f"{list(cfg.train_seeds) or 'any'}")
+    return steps
+
+
+def _check_files(run: str, fields: dict[str, Any], imagenet: str, problems: list[str]) -> None:
     for key in FILE_FIELDS:
-        if fields.get(key) and not Path(fields[key]).is_file():
+        if fields.get(key) and not Path(fields[key]).exists():
             problems.append(f"train run {run}: its {key} {fields[key]} is missing")
     if fields.get("genotype"):
         _check_genotype(f"train run {run}", fields["genotype"], problems)
+    if (fields["imagenet_stem"] or fields["model"].startswith("effnet")) and \
+            imagenet.startswith("none"):
+        problems.append(f"train run {run} starts from ImageNet weights: {imagenet}")
 
 
 def _check_genotype(who: str, genotype: str, problems: list[str]) -> None:
@@ -94,7 +132,7 @@ def plan_sprint(cfg: SprintConfig, header: dict[str, Any]) -> tuple[dict[str, An
         if name in cfg.selected():
             fields = {"status": "planned", "box_s": cfg.box(name)}
             if name == "train":
-                fields |= _train_plan(cfg, problems)
+                fields |= _train_plan(cfg, header["imagenet"], problems)
             elif name == "search":
                 fields |= _search_plan(cfg, problems)
         summary.stage(name, **fields)

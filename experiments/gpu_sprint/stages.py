@@ -37,7 +37,7 @@ TRAIN_CURVES = "train_curves.png"
 SEARCH_JSON, SEARCH_CURVES = "search.json", "search_curves.png"
 OUT_FILES = ("summary.json", "sprint.log", "lut_<backend>_<H>x<W>.json",
              *(f"train_runs_{i + 1}.tar" for i in range(trainings.MAX_TARS)), TRAIN_CURVES,
-             SEARCH_JSON, SEARCH_CURVES)
+             trainings.FOLD_TAR, SEARCH_JSON, SEARCH_CURVES)
 SEARCH_RUN = "seed{}"  # a seed's folder in the search stage's scratch
 
 DRY_PYTEST = "-m gpu tests/test_gpu_sprint.py"
@@ -190,16 +190,18 @@ def side_by_side_jobs(ctx: StageContext, own: int) -> int:
 def train(ctx: StageContext) -> None:
     """Every run of the plan at once (trainings.py), each its own process until the box ends;
     the runs' reports go into the summary every POLL_S seconds (collect_train packs them)."""
-    runs, sanity = trainings.plan(ctx)
-    (ctx.scratch / trainings.PLAN).write_text(json.dumps({"runs": list(runs),
-                                                          "sanity": sanity}) + "\n")
-    threads = jobs.threads_per_job(side_by_side_jobs(ctx, len(runs)))
+    todo = trainings.plan(ctx)
+    (ctx.scratch / trainings.PLAN).write_text(json.dumps({"runs": list(todo.runs),
+                                                          "sanity": todo.sanity}) + "\n")
+    threads = jobs.threads_per_job(side_by_side_jobs(ctx, len(todo.runs)))
     ctx.report(schedule=ctx.cfg.train_schedule, threads_per_run=threads,
                plan={n: {"model": f["model"], "init": f["init"], **(
-                   {"genotype": f["genotype"]} if f["model"] == "lgcnet" else {})}
-                   for n, f in runs.items()},
-               sanity_sampling=sanity and sanity["sampling"])
-    started = trainings.launch(ctx, runs, threads)
+                   {"genotype": f["genotype"]} if f["model"] == "lgcnet" else {}), **(
+                   {"arm": todo.steps[n].arm, "fold": f["fold"], "seed": f["seed"],
+                    "epochs": f["epochs"]} if n in todo.steps else {})}
+                   for n, f in todo.runs.items()},
+               sanity_sampling=todo.sanity and todo.sanity["sampling"])
+    started = trainings.launch(ctx, todo, threads)
 
     def poll() -> None:
         ctx.report(runs=_run_rows(trainings.read_reports(ctx.scratch)))
@@ -228,6 +230,9 @@ def collect_train(ctx: StageContext) -> dict[str, Any]:
         report["returned_in"] = placed[name]
     trainings.plot_runs(reports, ctx.out / TRAIN_CURVES)
     result: dict[str, Any] = {"runs": reports, "curves": TRAIN_CURVES}
+    fold_table = trainings.collect_records(ctx.scratch, ctx.out, list(reports))
+    if fold_table:
+        result["fold_table"] = fold_table
     sanity = json.loads((ctx.scratch / trainings.PLAN).read_text())["sanity"]
     if sanity:
         rows = [{**row, **_finished(reports.get(row["name"]))} for row in sanity["rows"]]
@@ -240,7 +245,8 @@ def collect_train(ctx: StageContext) -> dict[str, Any]:
 def tars_left(ctx: StageContext) -> int:
     """Tar files stage train may return: 8 less the other files this call's stages write."""
     selected = ctx.cfg.selected()
-    others = 3 + 2 * ("search" in selected) + ("lut" in selected)  # summary, log, curves
+    others = 3 + bool(ctx.cfg.train_plan) + 2 * ("search" in selected) + (
+        "lut" in selected)  # summary, log, curves; the fold records
     return max(1, min(trainings.MAX_TARS, 8 - others))
 
 
@@ -373,8 +379,7 @@ def _headline(name: str, r: dict[str, Any]) -> str:
         return f"{r['entries']} entries, frame {r['frame_ms']} ms, Spearman rho " + (
             "-" if rho is None else f"{rho:.3f}")
     if name == "train" and r.get("runs"):
-        return "; ".join(f"{n} {_pct(x.get('best_val_miou'))} ({x.get('epochs', 0)} ep)"
-                         for n, x in r["runs"].items())
+        return "; ".join(_run_headline(n, x) for n, x in r["runs"].items())
     if name == "search" and r.get("seeds_done"):
         agreement = r.get("seed_agreement") or {}
         return "; ".join(f"{n}: {x['steps_done']} steps, {x['seconds_per_step']} s/step, top-1 "
@@ -385,11 +390,22 @@ def _headline(name: str, r: dict[str, Any]) -> str:
     return ""
 
 
+def _run_headline(name: str, run: dict[str, Any]) -> str:
+    """A training's number: a fold run's final held-out mIoU (its record), else the best val
+    reading."""
+    if "fold_record" in run:
+        return f"{name} {_pct(run['fold_record']['miou'])} held out ({run['epochs']} ep)"
+    return f"{name} {_pct(run.get('best_val_miou'))} ({run.get('epochs', 0)} ep)"
+
+
 def final_report(summary: dict[str, Any]) -> str:
-    """Markdown: one row per stage, then the paper-setting speed table and the parity."""
+    """Markdown: one row per stage, then the paper-setting speed table and the parity, then
+    the pooled-fold table of stage train's fold runs."""
     rows = ["| stage | status | s | result |", "|---|---|---:|---|"]
     for name, r in summary["stages"].items():
         rows.append(f"| {name} | {r.get('status')} | {r.get('seconds', '')} | "
                     f"{_headline(name, r)} |")
-    speed = summary["stages"].get("speed", {})
-    return "\n".join([*rows, "", *speed_stage.tables(speed)])
+    stages = summary["stages"]
+    folds = stages.get("train", {}).get("fold_table", {}).get("markdown")
+    return "\n".join([*rows, "", *speed_stage.tables(stages.get("speed", {})),
+                      *(["", folds] if folds else [])])

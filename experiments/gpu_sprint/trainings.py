@@ -1,20 +1,29 @@
-"""Stage train's trainings: every TrainConfig of the plan at once, each its own process on
-the one GPU, each under the stage's deadline.
+"""Stage train's trainings: every run of the plan at once, each its own process on the one
+GPU, each under the stage's deadline.
 
-The plan: one run per `--train-configs` file (named by its stem) plus, with
-`--sanity-config`, the NAS sanity check's genotypes (`sanity.candidates`: the searched one
-and `n_random` random ones within ±band of its predicted latency), all trained with that
-config's one recipe (`sanity-searched`, `sanity-random-0`, ...). With `--train-schedule time`
-(the default) each run's poly LR runs over the seconds left to the deadline, so every run
-gets the same time and its own number of epochs (recorded); with `epochs` it runs over its
-config's epochs and the deadline only stops it.
+The plan, in this order: the fold runs of `--train-plan` (a queue in experiments.campaign's
+format, by default the campaign's own, its training steps of `--train-arms` and
+`--train-seeds`, each named by its `out` folder's name: `fold_a_today`, `fold_a_trunk_s1`),
+one run per `--train-configs` file (named by its stem) and, with `--sanity-config`, the NAS
+sanity check's genotypes (`sanity.candidates`: the searched one and `n_random` random ones
+within ±band of its predicted latency), all trained with that config's one recipe
+(`sanity-searched`, `sanity-random-0`, ...). A fold run is the campaign's recipe as it is,
+with the GPU switches (GPU_SWITCHES, under the step's own overrides) and the sprint's data,
+device and threads: it runs its epochs to the last, the deadline only stops it. With
+`--train-schedule time` each other run's poly LR runs over the seconds left to the deadline,
+so every such run gets the same time and its own number of epochs (recorded); with `epochs` it
+runs over its config's epochs and the deadline only stops it.
 
 A run writes into its folder: config.json (what it trains), log.txt, report.json (rewritten
 after every validation: recipe, params, history, best and final val mIoU, per-class IoU),
-and the Trainer's best.pt, last.pt, curves.png. The stage's collector (in the sprint's
-parent, torch-free) reads the reports (into summary.json) and `pack`s each run's best.pt,
-curves and log tail into the tar files the 8-file limit leaves, each at most TAR_LIMIT bytes,
-in plan order (the sanity check's runs last): what does not fit is listed, not returned.
+and the Trainer's best.pt, last.pt, curves.png; a fold run also its step (fold_run.json, in
+the queue's format) and, once it reached its last epoch, the campaign's fold record
+(fold_record.json: `experiments.campaign.write_fold_record`, scored on its held-out drive).
+The stage's collector (in the sprint's parent, torch-free) reads the reports (into
+summary.json), `pack`s each run's best.pt, curves and log tail into the tar files the 8-file
+limit leaves, each at most TAR_LIMIT bytes, in plan order (the sanity check's runs last): what
+does not fit is listed, not returned; and `collect_records` puts the fold records and their
+pooled table (experiments.fold_table) into one more tar.
 
     python -m experiments.gpu_sprint.trainings RUN_FOLDER [--deadline T] [--note N]
 """
@@ -24,39 +33,87 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import tarfile
 import time
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from experiments.gpu_sprint import jobs
 from experiments.gpu_sprint.config import SprintConfig
-from experiments.gpu_sprint.context import StageContext, StageSkipped, write_json
+from experiments.gpu_sprint.context import REPO, StageContext, StageSkipped, write_json
+
+if TYPE_CHECKING:
+    from experiments.campaign import Run
 
 CONFIG, REPORT = "config.json", "report.json"
+FOLD_RUN, RECORD = "fold_run.json", "fold_record.json"  # a fold run's step and its record
+FOLD_TAR = "fold_runs.tar"  # OUT's tar of the fold records and their pooled table
 RUNS = "runs"  # folder of the run folders in the stage's scratch
 PLAN = "plan.json"
+# what a fold run changes of the campaign's recipe on a GPU (its step's overrides win)
+GPU_SWITCHES = {"device_data": True, "amp": "bf16", "channels_last": True}
 RESERVE_S = 25.0  # after its time limit a run still validates, saves, plots (all runs at once)
 TAR_LIMIT = 15 * 2**20  # a GPU run returns files of at most 16 MiB
 MAX_TARS = 3
 LOG_TAIL = 20_000  # characters of a run's log.txt that come back
-DRY_TRAIN = {"limit": (4, 2), "crop": (64, 64), "batch": 2, "epochs": 2, "threads": 1}
+DRY_TRAIN = {"limit": (4, 2), "crop": (64, 64), "batch": 2, "epochs": 2, "finish_epochs": 1,
+             "finish_crop": (64, 64), "threads": 1}
 
 
 # -- the plan (in the stage's process) ---------------------------------------------------------
-def plan(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
-    """name -> TrainConfig fields of every run, and the sanity check's draw (or None)."""
+class TrainPlan(NamedTuple):
+    """Stage train's runs in plan order (name -> TrainConfig fields), the fold runs among them
+    (name -> the plan's step) and the sanity check's draw (or None)."""
+
+    runs: dict[str, dict[str, Any]]
+    steps: dict[str, Run]
+    sanity: dict[str, Any] | None
+
+
+def plan_steps(cfg: SprintConfig) -> list[Run]:
+    """The training steps of `--train-plan` of `--train-arms` and `--train-seeds`, in the
+    queue's order (its targets steps are not run: a step that distils names targets uploaded
+    beside the tree)."""
+    from experiments.campaign import Run, queue
+
+    if not cfg.train_plan:
+        return []
+    return [s for s in queue(Path(cfg.train_plan)) if isinstance(s, Run)
+            and (not cfg.train_arms or s.arm in cfg.train_arms)
+            and (not cfg.train_seeds or s.settings().seed in cfg.train_seeds)]
+
+
+def gpu_step(step: Run, **overrides: Any) -> Run:
+    """A plan's step as the sprint trains it: the GPU switches, its own overrides, then
+    `overrides` (the sprint's data, device, threads and run folder)."""
+    from experiments.campaign import Run
+
+    return Run(step.config, {**GPU_SWITCHES, **step.overrides, **overrides}, step.arm)
+
+
+def plan(ctx: StageContext) -> TrainPlan:
+    """Every run of the plan; ValueError for two runs of one name."""
     from lgcnet_research.train.config import TrainConfig
 
-    runs = {Path(p).stem: TrainConfig.load(p).to_dict() for p in ctx.cfg.train_configs}
+    planned = plan_steps(ctx.cfg)
+    steps = {step.out.name: step for step in planned}
+    if len(steps) < len(planned):
+        raise ValueError(f"{ctx.cfg.train_plan}: two of its steps write one run folder")
+    runs = {name: gpu_step(step).settings().to_dict() for name, step in steps.items()}
+    for path in ctx.cfg.train_configs:
+        if Path(path).stem in runs:
+            raise ValueError(f"two runs named {Path(path).stem}: rename {path}")
+        runs[Path(path).stem] = TrainConfig.load(path).to_dict()
     sanity = None
     if ctx.cfg.sanity_config:
         sanity_runs, sanity = sanity_plan(ctx)
         runs.update(sanity_runs)
     if not runs:
-        raise StageSkipped("nothing to train: give --train-configs and/or --sanity-config")
-    return runs, sanity
+        raise StageSkipped("nothing to train: give --train-plan, --train-configs and/or "
+                           "--sanity-config")
+    return TrainPlan(runs, steps, sanity)
 
 
 def planned_runs(cfg: SprintConfig) -> int:
@@ -64,7 +121,7 @@ def planned_runs(cfg: SprintConfig) -> int:
     from experiments.sanity import SanityConfig
 
     sanity = 1 + SanityConfig.load(cfg.sanity_config).n_random if cfg.sanity_config else 0
-    return len(cfg.train_configs) + sanity
+    return len(plan_steps(cfg)) + len(cfg.train_configs) + sanity
 
 
 def sanity_plan(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -89,21 +146,27 @@ def sanity_plan(ctx: StageContext) -> tuple[dict[str, dict[str, Any]], dict[str,
     return runs, {"config": scfg.to_dict(), "sampling": sampling, "rows": rows}
 
 
-def launch(ctx: StageContext, runs: dict[str, dict[str, Any]], threads: int
-           ) -> dict[str, Any]:
-    """Write each run's config.json (the sprint's overrides on top) and start its process."""
-    overrides = {"data": str(ctx.data), "device": ctx.device, "threads": threads, "ship": None,
-                 **(DRY_TRAIN if ctx.dry else {})}
+def launch(ctx: StageContext, todo: TrainPlan, threads: int) -> dict[str, Any]:
+    """Write each run's config.json (the sprint's overrides on top; a fold run's step beside
+    it) and start its process."""
+    sprint = {"data": str(ctx.data), "device": ctx.device, "threads": threads,
+              **(DRY_TRAIN if ctx.dry else {})}
     deadline = ["--deadline", str(ctx.deadline)] if ctx.cfg.train_schedule == "time" else []
     started = {}
-    for name, fields in runs.items():
+    for name, fields in todo.runs.items():
         folder = ctx.scratch / RUNS / name
         folder.mkdir(parents=True, exist_ok=True)
-        config = {**fields, **overrides, "out": str(folder)}
+        timed = deadline
+        if name in todo.steps:  # the campaign's recipe to its last epoch, and its record
+            step = gpu_step(todo.steps[name], **sprint, out=str(folder))
+            entry = {"config": str(step.config), "arm": step.arm, **step.overrides}
+            write_json(folder / FOLD_RUN, {"runs": [entry]}, indent=1)
+            fields, timed = step.settings().to_dict(), []
+        config = {**fields, **sprint, "out": str(folder), "ship": None}
         (folder / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
         started[name] = jobs.start("experiments.gpu_sprint.trainings",
-                                   [str(folder), *deadline, "--note", ctx.cfg.note or ""],
-                                   folder, overrides["threads"])
+                                   [str(folder), *timed, "--note", ctx.cfg.note or ""],
+                                   folder, threads)
     return started
 
 
@@ -159,7 +222,28 @@ def run_training(folder: Path, deadline: float | None, note: str | None) -> dict
     result = trainer.fit(on_epoch)
     report.update(status="done", epochs=result["epochs"],
                   median_epoch_s=round(median(h["seconds"] for h in history), 3))
+    record = write_record(folder) if (folder / FOLD_RUN).is_file() else None
+    if record:
+        report.update(fold_record={k: record[k] for k in ("arm", "fold", "seed")}
+                      | {"miou": record["report"]["miou"], "epoch": record["report"]["epoch"]})
     return report.data
+
+
+def write_record(folder: Path) -> dict[str, Any] | None:
+    """The campaign's fold record of the fold run in `folder` once it reached its last epoch
+    (folder/RECORD; None before, or for a step of no arm), its paths named as the campaign's
+    are: the run folder as runs/NAME, the uploaded CamVid relative to the tree."""
+    from experiments.campaign import queue, write_fold_record
+
+    (step,) = queue(folder / FOLD_RUN)
+    if step.arm is None or not step.done():  # a step of no arm is no row of the table
+        return None
+    write_fold_record(step, folder / RECORD)
+    text = (folder / RECORD).read_text()
+    for root in (folder.parent.parent, REPO):  # the stage's scratch, then the tree
+        text = text.replace(f"{root}/", "")
+    (folder / RECORD).write_text(text)
+    return json.loads(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +309,26 @@ def _add_run(tar: tarfile.TarFile, folder: Path) -> None:
         info = tarfile.TarInfo(f"{folder.name}/{jobs.JOB_LOG}")
         info.size, info.mtime = len(tail), int(log.stat().st_mtime)
         tar.addfile(info, io.BytesIO(tail))
+
+
+def collect_records(scratch: Path, out: Path, names: list[str]) -> dict[str, Any]:
+    """The fold records of the runs `names` that wrote one, as fold_runs/NAME.json, and their
+    pooled table (experiments.fold_table) as fold_table/fold_table.md and .json, in
+    OUT/FOLD_TAR; what the summary keeps of them ({} when no run wrote a record)."""
+    from experiments.fold_table import write_table
+
+    found = [n for n in names if (scratch / RUNS / n / RECORD).is_file()]
+    if not found:
+        return {}
+    records, table = scratch / "fold_runs", scratch / "fold_table"
+    records.mkdir(exist_ok=True)
+    for name in found:
+        shutil.copyfile(scratch / RUNS / name / RECORD, records / f"{name}.json")
+    markdown = write_table(records, table)
+    with tarfile.open(out / FOLD_TAR, "w") as tar:
+        tar.add(records, arcname=records.name)
+        tar.add(table, arcname=table.name)
+    return {"file": FOLD_TAR, "records": found, "markdown": markdown}
 
 
 def plot_runs(reports: dict[str, dict[str, Any]], path: Path) -> Path:
