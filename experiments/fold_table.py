@@ -10,7 +10,10 @@ fold, seed, run folder, training config, overrides and command, the `lgcnet fold
 command, and that evaluation's report with its held-out confusion matrix. Pooling sums A's and
 B's matrices before IoU is taken: A has bicyclists in 14 frames, B fence in 13, so one fold's
 IoU of such a class is noise. An arm named `X+Y` (an idea Y added to arm X: `trunk+kd`) is
-paired against `X`, so the verdict is on Y; any other arm against the baseline. The rule:
+paired against `X`, so the verdict is on Y; any other arm against the baseline. Arms named
+`NAME@L` are the same recipes run to another length L (`trunk@250`, the check of the 80-epoch
+proxy's ranking): they form their own group, paired within it (`trunk@250` against
+`today@250`) and expected to have that group's seeds. The rule:
 adopt when the mean paired gain exceeds twice the seed spread (the larger of the two arms')
 over at least 2 paired seeds; drop when a 1-seed screen gains under +2 points; not adopted
 when confirmed seeds do not clear the bar; otherwise undecided. The teacher's arm is shown, not
@@ -186,10 +189,16 @@ def verdict(gains: list[float], spread: float | None) -> tuple[str, str]:
     return "not adopted", "gain ≤ 2×spread"  # the confirmation was run: a decision
 
 
+def group(arm: str) -> str:
+    """The length group of an arm: "@L" for `NAME@L`, "" for the others."""
+    return arm[arm.index("@"):] if "@" in arm else ""
+
+
 def reference(arm: str, baseline: str) -> str:
-    """The arm `arm` is paired against: X for `X+Y` (the idea Y added to X), else the
-    baseline."""
-    return arm.rsplit("+", 1)[0] if "+" in arm else baseline
+    """The arm `arm` is paired against, in its length group: X for `X+Y` (the idea Y added
+    to X), else the baseline."""
+    name = arm.removesuffix(group(arm))
+    return (name.rsplit("+", 1)[0] if "+" in name else baseline) + group(arm)
 
 
 def pair(arm: dict[str, Any], base: dict[str, Any] | None) -> None:
@@ -213,21 +222,25 @@ def length(arm: dict[str, Any]) -> str:
 def build(runs: list[FoldRun], baseline: str) -> dict[str, Any]:
     """The whole table: every arm (the baseline first, the teacher last), each other arm
     paired against its reference."""
-    names = sorted({r.key[0] for r in runs}, key=lambda a: (a != baseline, a == TEACHER, a))
-    seeds = {r.key[1] for r in runs if r.key[0] != TEACHER}  # what every student arm should have
+    names = sorted({r.key[0] for r in runs},
+                   key=lambda a: (group(a), a.removesuffix(group(a)) != baseline, a == TEACHER, a))
+    seeds = {g: {r.key[1] for r in runs if r.key[0] != TEACHER and group(r.key[0]) == g}
+             for g in map(group, names)}  # what every student arm of a group should have
     arms = {a: arm_summary(a, [r for r in runs if r.key[0] == a],
-                           seeds if a != TEACHER else set()) for a in names}
+                           seeds[group(a)] if a != TEACHER else set()) for a in names}
     for name, arm in arms.items():
-        if name not in (baseline, TEACHER):
+        if name != TEACHER and reference(name, baseline) != name:
             arm["against"] = reference(name, baseline)
             pair(arm, arms.get(arm["against"]))
     notes = [] if baseline in arms else [
         f"no result of the baseline arm {baseline!r} (arms: {', '.join(names)}): nothing "
         f"is paired"]
-    lengths = {a: length(arm) for a, arm in arms.items() if a != TEACHER}
-    if len(set(lengths.values())) > 1:
-        notes.append("the arms ran different lengths (epochs: " + ", ".join(
-            f"{a} {n}" for a, n in lengths.items()) + "): compare at equal length")
+    unequal = [f"{a} {length(arm)} against {arm['against']} {length(arms[arm['against']])}"
+               for a, arm in arms.items() if arm["against"] in arms
+               and length(arm) != length(arms[arm["against"]])]
+    if unequal:
+        notes.append("paired arms ran different lengths (epochs: " + ", ".join(unequal)
+                     + "): compare at equal length")
     return {"baseline": baseline, "classes": list(CAMVID.classes), "rule": RULE,
             "arms": list(arms.values()), "notes": notes}
 

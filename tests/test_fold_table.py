@@ -119,8 +119,26 @@ def test_an_arm_missing_a_fold_shows_what_it_has(tmp_path: Path) -> None:
         None, ["seed 0: fold B missing"], "undecided")
     assert trunk["seeds"][0]["folds"]["A"]["miou"] == 1.0
     assert json.loads(json.dumps(table)) == table  # plain JSON, as the file keeps it
-    assert table["notes"] == ["the arms ran different lengths (epochs: today 60, trunk 40): "
-                              "compare at equal length"]
+    assert table["notes"] == ["paired arms ran different lengths (epochs: trunk 40 against "
+                              "today 60): compare at equal length"]
+
+
+def test_arms_run_to_another_length_are_paired_within_their_group(tmp_path: Path) -> None:
+    """`NAME@250` checks the 80-epoch proxy's ranking: trunk@250 against today@250, with the
+    seeds of its own group only, and no note (each pair ran one length)."""
+    for seed in (0, 1):
+        write_both(tmp_path, "today", seed, 100)
+        write_both(tmp_path, "trunk", seed, 0)
+    for arm, errors in (("today@250", 50), ("trunk@250", 0)):
+        write(tmp_path, arm, "A", 0, confusion(errors // 2), epoch=250)
+        write(tmp_path, arm, "B", 0, confusion(errors - errors // 2), epoch=250)
+    table = build(load_results(tmp_path), "today")
+    arms = {arm["arm"]: arm for arm in table["arms"]}
+    assert [a["arm"] for a in table["arms"]] == ["today", "trunk", "today@250", "trunk@250"]
+    assert (arms["trunk@250"]["against"], arms["today@250"]["against"]) == ("today@250", None)
+    assert arms["trunk@250"]["mean_gain"] == pytest.approx(1 - pooled_miou(50))
+    assert arms["trunk@250"]["missing"] == [] and arms["trunk@250"]["verdict"] == "undecided"
+    assert table["notes"] == []
 
 
 def test_a_second_file_of_one_run_is_refused(tmp_path: Path,
