@@ -50,15 +50,20 @@ RESULTS = Path("results/campaign")
 MILESTONES = Path(__file__).parent / "milestones"
 
 
-def progress(cfg: TrainConfig) -> tuple[int, float | None]:
-    """(epochs done, the latest val mIoU) of a run, from its last.pt; (0, None) before it."""
+def history(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """A run's per-epoch records, from its last.pt; [] before it."""
     last = Path(cfg.out) / "last.pt"
     if not last.is_file():
-        return 0, None
+        return []
     read = read_checkpoint if cfg.model == "lgcnet" else read_peer_checkpoint
-    history = read(last)["train_state"]["history"]
-    seen = [h["val_miou"] for h in history if "val_miou" in h]
-    return (history[-1]["epoch"] if history else 0), (seen[-1] if seen else None)
+    return read(last)["train_state"]["history"]
+
+
+def progress(cfg: TrainConfig) -> tuple[int, float | None]:
+    """(epochs done, the latest val mIoU) of a run, from its last.pt; (0, None) before it."""
+    epochs = history(cfg)
+    seen = [h["val_miou"] for h in epochs if "val_miou" in h]
+    return (epochs[-1]["epoch"] if epochs else 0), (seen[-1] if seen else None)
 
 
 class Run(NamedTuple):
@@ -194,7 +199,8 @@ def write_milestone(last: Path, dest: Path) -> None:
 
 def write_fold_record(run: Run, dest: Path) -> None:
     """Score a finished fold run on its held-out drive and write the record the fold table
-    pools: the arm, fold and seed, the report, and the commands that made it."""
+    pools: the arm, fold and seed, the report, the commands that made it, and its curve (the
+    held-out mIoU at each of its evaluations, [epoch, mIoU])."""
     cfg = run.settings()
     if cfg.fold not in FOLDS:
         raise CampaignError(f"{run}: arm {run.arm!r} but fold {cfg.fold!r}; an arm's runs "
@@ -206,7 +212,8 @@ def write_fold_record(run: Run, dest: Path) -> None:
               "config": str(run.config), "overrides": run.overrides,
               "command": " ".join(["python -m", *run.command()[:-1]]),
               "eval_command": f"lgcnet folds eval {last} --fold {cfg.fold}{data}",
-              "report": asdict(report)}
+              "report": asdict(report),
+              "curve": [[h["epoch"], h["val_miou"]] for h in history(cfg) if "val_miou" in h]}
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=1) + "\n")
 

@@ -17,7 +17,8 @@ proxy's ranking): they form their own group, paired within it (`trunk@250` again
 adopt when the mean paired gain exceeds twice the seed spread (the larger of the two arms')
 over at least 2 paired seeds; drop when a 1-seed screen gains under +2 points; not adopted
 when confirmed seeds do not clear the bar; otherwise undecided. The teacher's arm is shown, not
-paired. Writes fold_table.md and fold_table.json to --out and prints the markdown.
+paired. Writes fold_table.md and fold_table.json to --out and prints the markdown; and per
+fold, from the records' curves, fold_curves_<fold>.png (held-out mIoU by epoch).
 """
 
 from __future__ import annotations
@@ -328,6 +329,24 @@ def write_table(results: Path, out: Path, baseline: str = BASELINE) -> str:
     return text
 
 
+def plot_fold_curves(runs: list[FoldRun], out: Path) -> list[Path]:
+    """Per fold, out/fold_curves_<fold>.png: each run's held-out mIoU at its evaluations (the
+    records' `curve`), one line per arm and seed; where a recipe ends against how it starts."""
+    from lgcnet_research.base.plots import plot_val_lines
+
+    written = []
+    for fold in FOLDS:
+        lines = [(f"{r.key[0]} (seed {r.key[1]})", [e for e, _ in r.record["curve"]],
+                  [m for _, m in r.record["curve"]])
+                 for r in sorted(runs, key=lambda r: r.key) if r.key[2] == fold
+                 and r.record.get("curve")]
+        if lines:
+            written.append(plot_val_lines(
+                lines, out / f"fold_curves_{fold.lower()}.png", xlabel="epoch", size=(7, 4),
+                ylabel="held-out mIoU %", title=f"fold {fold}: the held-out drive {FOLDS[fold]}"))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.fold_table", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -339,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         print(write_table(args.results, args.out, args.baseline))
+        plot_fold_curves(load_results(args.results), args.out)
     except LgcnetError as e:
         print(f"fold_table: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -25,7 +25,7 @@ def confusion(errors: int = 0) -> np.ndarray:
 
 
 def write(folder: Path, arm: str, fold: str, seed: int, matrix: np.ndarray,
-          name: str | None = None, epoch: int = 60) -> Path:
+          name: str | None = None, epoch: int = 60, curve: list | None = None) -> Path:
     """One fold result as the campaign writes it."""
     out = f"runs/fold_{fold.lower()}_{arm}_s{seed}"
     record = {
@@ -35,7 +35,7 @@ def write(folder: Path, arm: str, fold: str, seed: int, matrix: np.ndarray,
         "command": f"python -m lgcnet_research.train --config c.json --seed={seed} --out={out}",
         "eval_command": f"lgcnet folds eval {out}/last.pt --fold {fold}",
         "report": {"fold": fold, "epoch": epoch, "epochs_planned": 60, "miou": 0.0,
-                   "confusion": matrix.tolist()}}
+                   "confusion": matrix.tolist()}, **({"curve": curve} if curve else {})}
     path = folder / (name or f"{arm}_{fold}_{seed}.json")
     path.write_text(json.dumps(record))
     return path
@@ -173,3 +173,11 @@ def test_a_file_that_is_not_json_is_named(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "cut.json").write_text('{"arm": "today", "fold"')
     assert main(["--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 3
     assert "cut.json: damaged or truncated fold result" in capsys.readouterr().err
+
+
+def test_the_records_curves_are_drawn_per_fold(tmp_path: Path) -> None:
+    write(tmp_path, "today", "A", 0, confusion(), curve=[[10, 0.38], [20, 0.41]])
+    write(tmp_path, "trunk", "A", 0, confusion(), curve=[[10, 0.39], [20, 0.43]])
+    write(tmp_path, "trunk", "B", 0, confusion())  # an older record without a curve
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 0
+    assert sorted(p.name for p in (tmp_path / "t").glob("*.png")) == ["fold_curves_a.png"]

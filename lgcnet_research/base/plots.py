@@ -106,13 +106,14 @@ def plot_genotype(genotype, path: Path, alpha_probs=None) -> Path:
 
 
 def plot_val_lines(lines: list[tuple[str, list[float], list[float]]], path: Path, *,
-                   xlabel: str, title: str, size: tuple[float, float] = (9, 3.8)) -> Path:
+                   xlabel: str, title: str, size: tuple[float, float] = (9, 3.8),
+                   ylabel: str = "val mIoU %") -> Path:
     """Val mIoU (fractions, drawn in %) against epoch, one labelled line per (label, epochs,
     mious): the one plot behind a checkpoint's lineage and the sprint's side-by-side runs."""
     fig, ax = plt.subplots(figsize=size)
     for label, epochs, mious in lines:
         ax.plot(epochs, [100 * m for m in mious], marker=".", label=label)
-    ax.set(xlabel=xlabel, ylabel="val mIoU %", title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
