@@ -102,8 +102,8 @@ class Run(NamedTuple):
         """Put the step's milestone, or else its snapshot, in place of a missing run folder;
         the file it restored from, if any."""
         last = self.out / "last.pt"
-        kept = [p for p in (self.milestone_path if self.milestone else None, self.snapshot_path)
-                if p is not None and p.is_file()]
+        kept = [p for p in [*([self.milestone_path] if self.milestone else []),
+                            self.snapshot_path] if p.is_file()]
         if last.is_file() or not kept:
             return None
         last.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,9 @@ class Run(NamedTuple):
     def snapshot(self) -> Path | None:
         """Copy an unfinished run's last.pt (whole, for a bit-exact resume) to its snapshot
         path; the path if it wrote one."""
-        if progress(self.settings())[0] == 0 or self.done():
+        cfg = self.settings()
+        epochs_done = progress(cfg)[0]
+        if epochs_done == 0 or epochs_done >= cfg.epochs:  # not started, or done()
             return None
         self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.snapshot_path.with_suffix(".partial")

@@ -318,10 +318,10 @@ def markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_table(results: Path, out: Path, baseline: str = BASELINE) -> str:
-    """The table of the fold results in `results` as out/fold_table.md and .json; returns the
-    markdown."""
-    table = build(load_results(results), baseline)
+def write_table(runs: list[FoldRun], out: Path, baseline: str = BASELINE) -> str:
+    """The table of the fold runs `runs` (`load_results`) as out/fold_table.md and .json;
+    returns the markdown."""
+    table = build(runs, baseline)
     text = markdown(table)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fold_table.md").write_text(text + "\n")
@@ -357,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("results/fold_table"))
     args = p.parse_args(argv)
     try:
-        print(write_table(args.results, args.out, args.baseline))
-        plot_fold_curves(load_results(args.results), args.out)
+        runs = load_results(args.results)
+        print(write_table(runs, args.out, args.baseline))
+        plot_fold_curves(runs, args.out)
     except LgcnetError as e:
         print(f"fold_table: error: {e}", file=sys.stderr)
         return e.exit_code

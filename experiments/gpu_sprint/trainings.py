@@ -315,7 +315,7 @@ def collect_records(scratch: Path, out: Path, names: list[str]) -> dict[str, Any
     """The fold records of the runs `names` that wrote one, as fold_runs/NAME.json, and their
     pooled table (experiments.fold_table) as fold_table/fold_table.md and .json, in
     OUT/FOLD_TAR; what the summary keeps of them ({} when no run wrote a record)."""
-    from experiments.fold_table import write_table
+    from experiments.fold_table import load_results, write_table
 
     found = [n for n in names if (scratch / RUNS / n / RECORD).is_file()]
     if not found:
@@ -324,7 +324,7 @@ def collect_records(scratch: Path, out: Path, names: list[str]) -> dict[str, Any
     records.mkdir(exist_ok=True)
     for name in found:
         shutil.copyfile(scratch / RUNS / name / RECORD, records / f"{name}.json")
-    markdown = write_table(records, table)
+    markdown = write_table(load_results(records), table)
     with tarfile.open(out / FOLD_TAR, "w") as tar:
         tar.add(records, arcname=records.name)
         tar.add(table, arcname=table.name)
