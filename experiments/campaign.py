@@ -17,7 +17,9 @@ step writes its log in its output folder (log.txt).
 What outlives the run folders, to be committed: a finished fold run named by an "arm" is scored
 on the drive its fold held out, and its report (per-class IoU, confusion matrix, the commands
 that made it) is written to results/campaign/OUT.json, which `python -m
-experiments.fold_table` pools; a step marked "milestone" (a teacher) leaves its finished
+experiments.fold_table` pools (an arm that gives up accuracy for something else, named by the
+step's "trade", e.g. "latency", is judged by what it costs, not by what it gains); a step
+marked "milestone" (a teacher) leaves its finished
 weights in experiments/milestones/OUT.pt (fp16, no optimizer state), from which a new checkout
 restores the step instead of training it again. A run stopped part-way outlives its folder
 through `--snapshot`: its whole last.pt (optimizer state and raw weights too, so the resume is
@@ -68,12 +70,14 @@ def progress(cfg: TrainConfig) -> tuple[int, float | None]:
 
 class Run(NamedTuple):
     """A training step: a config file, the scalar fields it changes, the arm of the fold table
-    it is a run of (None: not a fold run) and whether its weights are kept as a milestone."""
+    it is a run of (None: not a fold run), whether its weights are kept as a milestone and what
+    the arm gives accuracy up for (None: it is meant to gain accuracy)."""
 
     config: Path
     overrides: dict[str, Any]
     arm: str | None = None
     milestone: bool = False
+    trade: str | None = None
 
     def settings(self) -> TrainConfig:
         return TrainConfig.load(self.config, **self.overrides)
@@ -85,6 +89,12 @@ class Run(NamedTuple):
     def done(self) -> bool:
         cfg = self.settings()
         return progress(cfg)[0] >= cfg.epochs
+
+    def entry(self) -> dict[str, Any]:
+        """The step as an entry of a queue file (what `queue` reads back as this step)."""
+        marks = {"arm": self.arm, "milestone": self.milestone or None, "trade": self.trade}
+        return {"config": str(self.config), **{k: v for k, v in marks.items() if v},
+                **self.overrides}
 
     def command(self) -> list[str]:
         changed = [arg for k, v in self.overrides.items() for arg in flag(k, v)]
@@ -202,7 +212,8 @@ def write_milestone(last: Path, dest: Path) -> None:
 def write_fold_record(run: Run, dest: Path) -> None:
     """Score a finished fold run on its held-out drive and write the record the fold table
     pools: the arm, fold and seed, the report, the commands that made it, and its curve (the
-    held-out mIoU at each of its evaluations, [epoch, mIoU])."""
+    held-out mIoU at each of its evaluations, [epoch, mIoU]) and, for an arm that gives
+    accuracy up for something else, what (its trade)."""
     cfg = run.settings()
     if cfg.fold not in FOLDS:
         raise CampaignError(f"{run}: arm {run.arm!r} but fold {cfg.fold!r}; an arm's runs "
@@ -215,7 +226,8 @@ def write_fold_record(run: Run, dest: Path) -> None:
               "command": " ".join(["python -m", *run.command()[:-1]]),
               "eval_command": f"lgcnet folds eval {last} --fold {cfg.fold}{data}",
               "report": asdict(report),
-              "curve": [[h["epoch"], h["val_miou"]] for h in history(cfg) if "val_miou" in h]}
+              "curve": [[h["epoch"], h["val_miou"]] for h in history(cfg) if "val_miou" in h],
+              **({"trade": run.trade} if run.trade else {})}
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=1) + "\n")
 
@@ -234,7 +246,7 @@ def queue(path: Path = QUEUE) -> list[Run | Targets]:
             continue
         entry = dict(entry) if isinstance(entry, dict) else {"config": entry}
         steps.append(Run(Path(entry.pop("config")), entry, entry.pop("arm", None),
-                         bool(entry.pop("milestone", False))))
+                         bool(entry.pop("milestone", False)), entry.pop("trade", None)))
     return steps
 
 

@@ -16,8 +16,10 @@ proxy's ranking): they form their own group, paired within it (`trunk@250` again
 `today@250`) and expected to have that group's seeds. The rule:
 adopt when the mean paired gain exceeds twice the seed spread (the larger of the two arms')
 over at least 2 paired seeds; drop when a 1-seed screen gains under +2 points; not adopted
-when confirmed seeds do not clear the bar; otherwise undecided. The teacher's arm is shown, not
-paired. Writes fold_table.md and fold_table.json to --out and prints the markdown; and per
+when confirmed seeds do not clear the bar; otherwise undecided. An arm whose records name a
+"trade" gives accuracy up for something else (a faster genotype: "latency"): it is judged by
+what it costs, kept while its mean paired loss is under 1 point. The teacher's arm is shown,
+not paired. Writes fold_table.md and fold_table.json to --out and prints the markdown; and per
 fold, from the records' curves, fold_curves_<fold>.png (held-out mIoU by epoch).
 """
 
@@ -43,9 +45,11 @@ BASELINE = "today"  # the arm the others are paired against, unless X+Y (against
 TEACHER = "teacher"  # shown beside the students, compared with none
 SCREEN_DROP = 0.02  # a 1-seed screen that gains less than this (2 points) is dropped
 CONFIRM_SEEDS = 2  # paired seeds needed before an arm is adopted
+COST_TOLERANCE = 0.01  # an arm that trades accuracy for something else may cost up to 1 point
 RULE = (f"adopt: mean paired gain > 2 × the larger seed spread over ≥ {CONFIRM_SEEDS} paired "
         f"seeds, else not adopted; drop: a 1-seed screen gains < +{100 * SCREEN_DROP:g} points; "
-        f"otherwise undecided")
+        f"otherwise undecided; an arm that trades accuracy for something else: keep while the "
+        f"mean paired loss is < {100 * COST_TOLERANCE:g} point, else costs")
 
 
 @dataclass
@@ -104,6 +108,8 @@ def read_result(path: Path) -> FoldRun:
         raise BadInputError(f"{path}: fold {fold!r}, expected one of {', '.join(FOLDS)}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise BadInputError(f"{path}: seed {seed!r} is not an integer")
+    if not isinstance(record.get("trade", ""), str):
+        raise BadInputError(f"{path}: trade {record['trade']!r} is not a word (\"latency\")")
     if not isinstance(report, dict) or "confusion" not in report:
         raise BadInputError(f"{path}: report has no confusion matrix; re-run its eval_command")
     if report.get("fold", fold) != fold:
@@ -156,16 +162,26 @@ def seed_row(seed: int, folds: dict[str, FoldRun]) -> dict[str, Any]:
     return row
 
 
+def trade(arm: str, runs: list[FoldRun]) -> str | None:
+    """What the arm's runs give accuracy up for (None: nothing); BadInputError when they
+    disagree."""
+    trades = {r.record.get("trade") for r in runs}
+    if len(trades) > 1:
+        raise BadInputError(f"arm {arm}: its records name different trades ("
+                            + ", ".join(sorted(map(str, trades))) + "); an arm is one question")
+    return trades.pop() if trades else None
+
+
 def arm_summary(arm: str, runs: list[FoldRun], expected: set[int]) -> dict[str, Any]:
     """An arm over its seeds: mean pooled mIoU and per-class IoU, the seed spread (max - min
     pooled mIoU, from 2 seeds on), the epochs its runs reached, what is missing (a fold, or a
-    seed of `expected`)."""
+    seed of `expected`), its trade."""
     seeds = sorted({r.key[1] for r in runs})
     rows = [seed_row(s, {r.key[2]: r for r in runs if r.key[1] == s}) for s in seeds]
     pooled = [r for r in rows if r["miou"] is not None]
     mious = [r["miou"] for r in pooled]
     return {
-        "arm": arm, "seeds_pooled": len(pooled),
+        "arm": arm, "trade": trade(arm, runs), "seeds_pooled": len(pooled),
         "miou": mean(mious), "spread": max(mious) - min(mious) if len(mious) > 1 else None,
         "per_class_iou": {c: mean([r["per_class_iou"][c] for r in pooled])
                           for c in CAMVID.classes} if pooled else None,
@@ -190,6 +206,16 @@ def verdict(gains: list[float], spread: float | None) -> tuple[str, str]:
     return "not adopted", "gain ≤ 2×spread"  # the confirmation was run: a decision
 
 
+def cost_verdict(gains: list[float]) -> tuple[str, str]:
+    """The rule for an arm that gives accuracy up for something else, on its paired gains."""
+    if not gains:
+        return "undecided", "no paired seed"
+    seeds = f"{len(gains)} seed{'s' * (len(gains) != 1)}"
+    if float(np.mean(gains)) < -COST_TOLERANCE:
+        return "costs", f"{seeds}, loss ≥ {100 * COST_TOLERANCE:g} point"
+    return "keep", f"{seeds}, loss < {100 * COST_TOLERANCE:g} point"
+
+
 def group(arm: str) -> str:
     """The length group of an arm: "@L" for `NAME@L`, "" for the others."""
     return arm[arm.index("@"):] if "@" in arm else ""
@@ -212,7 +238,8 @@ def pair(arm: dict[str, Any], base: dict[str, Any] | None) -> None:
     gains = [r["gain"] for r in arm["seeds"] if r["gain"] is not None]
     spreads = [s for s in (arm["spread"], (base or {}).get("spread")) if s is not None]
     arm["mean_gain"] = mean(gains)
-    arm["verdict"], arm["reason"] = verdict(gains, max(spreads) if spreads else None)
+    arm["verdict"], arm["reason"] = cost_verdict(gains) if arm["trade"] else verdict(
+        gains, max(spreads) if spreads else None)
 
 
 def length(arm: dict[str, Any]) -> str:
@@ -261,7 +288,7 @@ def main_row(arm: dict[str, Any], baseline: str) -> str:
     else:
         paired = sum(r["gain"] is not None for r in arm["seeds"])
         gain = f"{pct(arm['mean_gain'], 2, '+')} vs `{arm['against']}` ({paired} paired)"
-        said = f"{arm['verdict']} ({arm['reason']})"
+        said = f"{arm['verdict']} ({arm['trade'] + ': ' if arm['trade'] else ''}{arm['reason']})"
     cells = [f"`{arm['arm']}`", length(arm), pct(arm["miou"], 2), spread,
              *(pct(iou.get(c)) for c in SHOWN), gain, said, "; ".join(arm["missing"])]
     return "| " + " | ".join(cells) + " |"

@@ -16,7 +16,7 @@ from lgcnet_research.train.folds import FOLDS
 from lgcnet_research.train.peer import PEER_FORMAT
 
 
-def test_every_step_of_the_shipped_queue_loads():
+def test_every_step_of_the_shipped_queue_loads(tmp_path):
     steps = queue(QUEUE)
     assert steps and all(isinstance(s, Run | Targets) for s in steps)
     for step in steps:  # every config exists and every override is a field
@@ -24,8 +24,12 @@ def test_every_step_of_the_shipped_queue_loads():
             assert step.settings().epochs > 0
             # every arm's run is scored on the drive its fold held out
             assert step.arm is None or step.arm.split("@")[0] in (
-                "teacher", "today", "trunk", "trunk+kd", "trunk+cwd")
+                "teacher", "today", "trunk", "trunk+kd", "trunk+cwd", "trunk+w16")
             assert step.arm is None or step.settings().fold in FOLDS
+    # a step written back as a queue entry (the GPU sprint's fold_run.json) is the same step
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps({"runs": [s.entry() for s in steps if isinstance(s, Run)]}))
+    assert queue(again) == [s for s in steps if isinstance(s, Run)]
     outs = [str(s.out) for s in steps]
     assert len(outs) == len(set(outs))  # no two steps write one folder
 
@@ -114,6 +118,9 @@ def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatc
                                  f"configs/train/fold_a_trunk.json --seed=1 --out={tmp_path / 'r'}")
     assert record["eval_command"] == f"lgcnet folds eval {tmp_path / 'r' / 'last.pt'} --fold A"
     assert record["report"]["miou"] == 0.5 and read == [None]
+    assert "trade" not in record  # an arm meant to gain accuracy
+    campaign.write_fold_record(step._replace(trade="latency"), tmp_path / "t.json")
+    assert json.loads((tmp_path / "t.json").read_text())["trade"] == "latency"
     # a GPU run of the same recipe: its switches and its CamVid, scored on that CamVid
     gpu = Run(Path("configs/train/fold_a_trunk.json"), {
         "device_data": True, "channels_last": False, "limit": [4, 2], "data": "camvid85",

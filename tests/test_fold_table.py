@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.fold_table import build, load_results, main, verdict
+from experiments.fold_table import build, cost_verdict, load_results, main, verdict
 from lgcnet_deploy.core.classes import CAMVID
 
 N = CAMVID.num_classes
@@ -25,7 +25,8 @@ def confusion(errors: int = 0) -> np.ndarray:
 
 
 def write(folder: Path, arm: str, fold: str, seed: int, matrix: np.ndarray,
-          name: str | None = None, epoch: int = 60, curve: list | None = None) -> Path:
+          name: str | None = None, epoch: int = 60, curve: list | None = None,
+          **extra: object) -> Path:
     """One fold result as the campaign writes it."""
     out = f"runs/fold_{fold.lower()}_{arm}_s{seed}"
     record = {
@@ -35,16 +36,16 @@ def write(folder: Path, arm: str, fold: str, seed: int, matrix: np.ndarray,
         "command": f"python -m lgcnet_research.train --config c.json --seed={seed} --out={out}",
         "eval_command": f"lgcnet folds eval {out}/last.pt --fold {fold}",
         "report": {"fold": fold, "epoch": epoch, "epochs_planned": 60, "miou": 0.0,
-                   "confusion": matrix.tolist()}, **({"curve": curve} if curve else {})}
+                   "confusion": matrix.tolist()}, **({"curve": curve} if curve else {}), **extra}
     path = folder / (name or f"{arm}_{fold}_{seed}.json")
     path.write_text(json.dumps(record))
     return path
 
 
-def write_both(folder: Path, arm: str, seed: int, errors: int) -> None:
+def write_both(folder: Path, arm: str, seed: int, errors: int, **extra: object) -> None:
     """Folds A and B of one seed, the sky errors split between them."""
-    write(folder, arm, "A", seed, confusion(errors // 2))
-    write(folder, arm, "B", seed, confusion(errors - errors // 2))
+    write(folder, arm, "A", seed, confusion(errors // 2), **extra)
+    write(folder, arm, "B", seed, confusion(errors - errors // 2), **extra)
 
 
 def pooled_miou(errors: int) -> float:
@@ -76,6 +77,17 @@ def test_pooling_sums_the_folds_matrices(tmp_path: Path) -> None:
 def test_the_campaign_rule(gains: list[float], spread: float | None,
                            said: tuple[str, str]) -> None:
     assert verdict(gains, spread) == said
+
+
+@pytest.mark.parametrize(("gains", "said"), [
+    ([], ("undecided", "no paired seed")),
+    ([-0.009], ("keep", "1 seed, loss < 1 point")),
+    ([0.01, -0.011], ("keep", "2 seeds, loss < 1 point")),
+    ([-0.011], ("costs", "1 seed, loss ≥ 1 point")),
+])
+def test_an_arm_that_trades_accuracy_is_judged_by_its_cost(gains: list[float],
+                                                           said: tuple[str, str]) -> None:
+    assert cost_verdict(gains) == said
 
 
 def test_gains_are_paired_by_seed_and_judged(tmp_path: Path, capsys: pytest.CaptureFixture
@@ -181,3 +193,21 @@ def test_the_records_curves_are_drawn_per_fold(tmp_path: Path) -> None:
     write(tmp_path, "trunk", "B", 0, confusion())  # an older record without a curve
     assert main(["--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 0
     assert sorted(p.name for p in (tmp_path / "t").glob("*.png")) == ["fold_curves_a.png"]
+
+
+def test_a_trade_arm_is_judged_by_what_it_costs(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    write_both(tmp_path, "today", 0, 400)
+    write_both(tmp_path, "trunk", 0, 0)
+    write_both(tmp_path, "trunk+w16", 0, 10, trade="latency")  # 0.9 points under the trunk
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "table")]) == 0
+    arms = {a["arm"]: a for a in json.loads(
+        (tmp_path / "table" / "fold_table.json").read_text())["arms"]}
+    w16 = arms["trunk+w16"]
+    assert (w16["against"], w16["trade"]) == ("trunk", "latency")
+    assert w16["mean_gain"] == pytest.approx(pooled_miou(10) - 1)
+    assert (w16["verdict"], arms["trunk"]["trade"]) == ("keep", None)  # not "drop": < +2
+    assert "| keep (latency: 1 seed, loss < 1 point) |" in capsys.readouterr().out
+    write(tmp_path, "trunk+w16", "A", 1, confusion(), trade="speed")
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "table")]) == 3
+    assert "arm trunk+w16: its records name different trades" in capsys.readouterr().err

@@ -87,10 +87,9 @@ def plan_steps(cfg: SprintConfig) -> list[Run]:
 
 def gpu_step(step: Run, **overrides: Any) -> Run:
     """A plan's step as the sprint trains it: the GPU switches, its own overrides, then
-    `overrides` (the sprint's data, device, threads and run folder)."""
-    from experiments.campaign import Run
-
-    return Run(step.config, {**GPU_SWITCHES, **step.overrides, **overrides}, step.arm)
+    `overrides` (the sprint's data, device, threads and run folder); no milestone is kept."""
+    return step._replace(overrides={**GPU_SWITCHES, **step.overrides, **overrides},
+                         milestone=False)
 
 
 def plan(ctx: StageContext) -> TrainPlan:
@@ -159,8 +158,7 @@ def launch(ctx: StageContext, todo: TrainPlan, threads: int) -> dict[str, Any]:
         timed = deadline
         if name in todo.steps:  # the campaign's recipe to its last epoch, and its record
             step = gpu_step(todo.steps[name], **sprint, out=str(folder))
-            entry = {"config": str(step.config), "arm": step.arm, **step.overrides}
-            write_json(folder / FOLD_RUN, {"runs": [entry]}, indent=1)
+            write_json(folder / FOLD_RUN, {"runs": [step.entry()]}, indent=1)
             fields, timed = step.settings().to_dict(), []
         config = {**fields, **sprint, "out": str(folder), "ship": None}
         (folder / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
