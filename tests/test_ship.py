@@ -1,5 +1,5 @@
-"""The shipped default's path, rehearsed on tiny data: the shipped recipe (the trunk folds'
-recipe at its shipped length) trains on two frames with cached teacher targets, ships through
+"""The shipped default's path, rehearsed on tiny data: the shipped recipe (the recipe of the
+campaign's trunk+w16 arm at its shipped length) trains on two frames, ships through
 its own ship config into a scratch folder, exports, passes `lgcnet check-trt`, shows its lineage
 in `lgcnet info`, segments a frame from its ONNX and warns in `lgcnet eval` that its lineage
 saw val. What runs when the real run has finished (docs/training.md, "Shipping the default")."""
@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
+from experiments.campaign import QUEUE, queue
 from experiments.ship import ShipConfig, check_run
 from experiments.ship import main as ship_main
 from lgcnet_deploy.cli import main as cli_main
@@ -21,22 +21,23 @@ from lgcnet_deploy.model.shipped import DEFAULT_MODEL, shipped_file
 from lgcnet_deploy.runtime.segmenter import Segmenter
 from lgcnet_research.train.config import TrainConfig
 from lgcnet_research.train.fold_eval import check_unseen
-from lgcnet_research.train.folds import FoldError, Frames, fold_frames
+from lgcnet_research.train.folds import FoldError
 from lgcnet_research.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAIN_CONFIG = ROOT / "configs" / "train" / "ship_trunk_kd.json"
-FOLD_CONFIG = ROOT / "configs" / "train" / "fold_a_trunk.json"
+TRAIN_CONFIG = ROOT / "configs" / "train" / "ship_trunk.json"
 SHIP_CONFIG = ROOT / "experiments" / "configs" / "ship" / "lgcnet-camvid-trunk.json"
-TEACHER_RECORD = {"model": "effnet_lite0_seg", "recipe": {"fold": "all", "epochs": 80},
-                  "data": "CamVid all (468 frames)", "epochs_run": 80}
+SHIPPED_ARM = "trunk+w16"  # the campaign's arm whose recipe ships
 
 
-def test_the_shipped_recipe_is_the_trunk_folds_recipe_at_its_shipped_length():
-    shipped, fold = (TrainConfig.load(p).to_dict() for p in (TRAIN_CONFIG, FOLD_CONFIG))
+def test_the_shipped_recipe_is_the_screened_arms_recipe_at_its_shipped_length():
+    shipped = TrainConfig.load(TRAIN_CONFIG).to_dict()
+    (fold,) = [s.settings().to_dict() for s in queue(QUEUE)
+               if getattr(s, "arm", None) == SHIPPED_ARM and s.settings().fold == "A"
+               and s.settings().seed == 0]
     changed = {k for k in shipped if shipped[k] != fold[k]}
-    assert changed == {"fold", "out", "epochs", "finish_epochs", "eval_every", "teacher_targets"}
-    assert shipped["fold"] == "all" and shipped["teacher_targets"] == "runs/targets_all"
+    assert changed == {"fold", "out", "epochs", "finish_epochs", "eval_every"}
+    assert shipped["fold"] == "all" and shipped["teacher_targets"] is None
     cfg = ShipConfig.load(SHIP_CONFIG)
     assert {k: shipped[k] for k in cfg.recipe} == cfg.recipe and cfg.final_epoch
     assert TRAIN_CONFIG.relative_to(ROOT).as_posix() in cfg.runs[0]["command"]
@@ -57,30 +58,12 @@ def test_ship_refuses_another_fold_or_an_unfinished_run(provenance, error):
                               "epochs_run": 120}}, cfg)
 
 
-def _teacher_targets(tmp_path: Path) -> Path:
-    """An untrained Lite0 teacher recorded as trained on all 468 frames, and its logits of
-    the first two training frames of fold all."""
-    from lgcnet_research.train.peer import peer_meta, save_peer_checkpoint
-    from lgcnet_research.train.targets import cache_targets
-    from lgcnet_research.train.teacher import teacher_net
-
-    torch.manual_seed(0)
-    teacher = save_peer_checkpoint(tmp_path / "teacher" / "last.pt",
-                                   teacher_net(11, pretrained=False),
-                                   peer_meta(name=TEACHER_RECORD["model"]),
-                                   provenance=TEACHER_RECORD,
-                                   metrics={"val_miou": 0.5})
-    train, _ = fold_frames("all")
-    return cache_targets(teacher, Frames(train.name, train.refs[:2]), tmp_path / "targets",
-                         size=(45, 60), scales=(1.0,), flip=False, progress=False)
-
-
 def _tiny_run(tmp_path: Path) -> Path:
     """The shipped recipe for one epoch on two frames (its finishing phase, on 64x96 crops
     here); returns its last.pt."""
     cfg = TrainConfig.load(TRAIN_CONFIG, out=str(tmp_path / "run"), epochs=1, finish_epochs=1,
-                           finish_crop=(64, 96), teacher_targets=str(_teacher_targets(tmp_path)),
-                           limit=(2, 1), batch=2, crop=(64, 64), threads=None)
+                           finish_crop=(64, 96), limit=(2, 1), batch=2, crop=(64, 64),
+                           threads=None)
     Trainer(cfg).fit()
     return tmp_path / "run" / "last.pt"
 
@@ -102,11 +85,11 @@ def test_shipping_rehearsal_on_tiny_data(tmp_path, camvid_val, capsys):
     last = _tiny_run(tmp_path)
     assert "aux_heads" in read_checkpoint(last)["train_state"]
     shipped = _ship(tmp_path, last)
-    assert shipped["genotype"]["name"] == "lite0-s16-lean-camvid" and not shipped["train_state"]
+    assert shipped["genotype"]["name"] == "lite0-s16-lean16-camvid" and not shipped["train_state"]
     assert not any(k.startswith("heads.") for k in shipped["state_dict"])  # aux heads stay
     (run,) = runs_of(shipped["provenance"])
-    assert run["data"] == "CamVid all (2 frames)" and "ship_trunk_kd.json" in run["command"]
-    assert run["teacher"]["provenance"] == TEACHER_RECORD  # the teacher's lineage travels
+    assert run["data"] == "CamVid all (2 frames)" and "ship_trunk.json" in run["command"]
+    assert "teacher" not in run  # not distilled
     assert "not measure accuracy" in shipped["metrics"]["val_note"]
     assert splits_seen(shipped["provenance"]) == {"train", "val"}
     with pytest.raises(FoldError):
@@ -117,12 +100,11 @@ def test_shipping_rehearsal_on_tiny_data(tmp_path, camvid_val, capsys):
     capsys.readouterr()
     assert cli_main(["info", str(tmp_path / "m.pt")]) == 0
     info = " ".join(capsys.readouterr().out.split())
-    assert ("lineage 1 run, 1 epochs; the last on CamVid all (2 frames); distilled pixel-wise "
-            "from the cached logits of effnet_lite0_seg, 80 epochs on CamVid all (468 frames)"
-            ) in info
+    assert "lineage 1 run, 1 epochs; the last on CamVid all (2 frames)" in info
+    assert "distilled" not in info
     frame = camvid_val[0][0]
     with Segmenter(onnx) as a, Segmenter(tmp_path / "m.pt") as b:
-        assert a.meta.genotype_hash == "791ff3875fae"
+        assert a.meta.genotype_hash == "4dc143e5b35a"
         assert (a.predict(frame).mask == b.predict(frame).mask).mean() > 0.99
     assert cli_main(["eval", str(tmp_path / "m.pt"), "--limit", "1"]) == 0
     assert "was trained on frames of CamVid val" in capsys.readouterr().out
