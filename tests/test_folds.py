@@ -14,7 +14,7 @@ import torch
 from lgcnet_deploy.cli import main as lgcnet
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_research.train.config import TrainConfig
-from lgcnet_research.train.data import CamVidTorch, photometric_batch
+from lgcnet_research.train.data import CamVidTorch, _blur, photometric_batch
 from lgcnet_research.train.ema import WeightEma
 from lgcnet_research.train.fold_eval import check_unseen, evaluate_fold
 from lgcnet_research.train.folds import (
@@ -122,6 +122,14 @@ def test_photometric_changes_colours_only_and_repeats_with_its_seed() -> None:
     assert a.min() >= 0 and a.max() <= 255 and not torch.allclose(a, x)
     assert torch.allclose(photometric_batch(x, torch.Generator().manual_seed(1), p=0.0), x,
                           atol=1e-3)
+
+
+def test_a_blur_of_sigma_zero_is_the_frame_bit_for_bit() -> None:
+    """Why photometric_batch may skip the blur when no frame of the batch blurs: the skipped
+    call would have returned its input exactly, so runs keep their augmentation bit for bit."""
+    x = torch.rand(2, 3, 37, 53) * 255
+    assert torch.equal(_blur(x, torch.zeros(2)), x)
+    assert not torch.equal(_blur(x, torch.tensor([0.0, 1.0]))[1], x[1])
 
 
 def test_ema_follows_the_net_with_a_warmup_decay() -> None:

@@ -65,7 +65,8 @@ def photometric_batch(bgr: torch.Tensor, generator: torch.Generator | None = Non
     x = _rotate_hue(x, per_frame(on[:, 3], (amount[:, 3] - 0.5) * 0.2 * math.pi, 0.0).view(n))
     gamma = per_frame(on[:, 4], torch.exp(0.8 * amount[:, 4] - 0.4), 1.0)
     x = 255.0 * (x.clamp(0, 255) / 255.0) ** gamma
-    x = _blur(x, per_frame(on[:, 5], 0.3 + 1.2 * amount[:, 5], 0.0).view(n))
+    if on[:, 5].any():  # σ = 0 blurs to the frame itself bit for bit: skip it when no frame blurs
+        x = _blur(x, per_frame(on[:, 5], 0.3 + 1.2 * amount[:, 5], 0.0).view(n))
     noise = torch.randn(x.shape, generator=generator, device=dev)
     x = x + noise * per_frame(on[:, 6], 2.0 + 6.0 * amount[:, 6], 0.0)
     return x.clamp(0, 255)
