@@ -211,8 +211,9 @@ def write_milestone(last: Path, dest: Path) -> None:
 
 def write_fold_record(run: Run, dest: Path) -> None:
     """Score a finished fold run on its held-out drive and write the record the fold table
-    pools: the arm, fold and seed, the report, the commands that made it, and its curve (the
-    held-out mIoU at each of its evaluations, [epoch, mIoU]) and, for an arm that gives
+    pools: the arm, fold and seed, the report, the commands that made it, its curve (the
+    held-out mIoU at each of its evaluations, [epoch, mIoU]) and class curve ([epoch, IoU per
+    class]) and, for an arm that gives
     accuracy up for something else, what (its trade)."""
     cfg = run.settings()
     if cfg.fold not in FOLDS:
@@ -220,13 +221,15 @@ def write_fold_record(run: Run, dest: Path) -> None:
                             f"train on fold {' or '.join(FOLDS)}")
     last = run.out / "last.pt"
     report = evaluate_fold(last, cfg.fold, cfg.data)  # the CamVid the run trained on
+    evaluated = [h for h in history(cfg) if "val_miou" in h]
     data = f" --data {cfg.data}" if cfg.data else ""
     record = {"arm": run.arm, "fold": cfg.fold, "seed": cfg.seed, "run": str(run.out),
               "config": str(run.config), "overrides": run.overrides,
               "command": " ".join(["python -m", *run.command()[:-1]]),
               "eval_command": f"lgcnet folds eval {last} --fold {cfg.fold}{data}",
               "report": asdict(report),
-              "curve": [[h["epoch"], h["val_miou"]] for h in history(cfg) if "val_miou" in h],
+              "curve": [[h["epoch"], h["val_miou"]] for h in evaluated],
+              "class_curve": [[h["epoch"], h["val_iou"]] for h in evaluated if "val_iou" in h],
               **({"trade": run.trade} if run.trade else {})}
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=1) + "\n")

@@ -20,7 +20,8 @@ when confirmed seeds do not clear the bar; otherwise undecided. An arm whose rec
 "trade" gives accuracy up for something else (a faster genotype: "latency"): it is judged by
 what it costs, kept while its mean paired loss is under 1 point. The teacher's arm is shown,
 not paired. Writes fold_table.md and fold_table.json to --out and prints the markdown; and per
-fold, from the records' curves, fold_curves_<fold>.png (held-out mIoU by epoch).
+fold, from the records' curves, fold_curves_<fold>.png (held-out mIoU by epoch) and
+fold_class_curves_<fold>.png (held-out IoU by epoch, a panel per class).
 """
 
 from __future__ import annotations
@@ -374,6 +375,32 @@ def plot_fold_curves(runs: list[FoldRun], out: Path) -> list[Path]:
     return written
 
 
+def plot_class_curves(runs: list[FoldRun], out: Path) -> list[Path]:
+    """Per fold, out/fold_class_curves_<fold>.png: each class's held-out IoU at each
+    evaluation (the records' `class_curve`), a panel per class and mIoU, one line per arm and
+    seed; which class a recipe gains or loses as it trains (fold B's dusk sky, say)."""
+    from lgcnet_research.base.plots import plot_val_grid
+
+    written = []
+    for fold in FOLDS:
+        shown = [r for r in sorted(runs, key=lambda r: r.key) if r.key[2] == fold
+                 and r.record.get("class_curve")]
+        if not shown:
+            continue
+        panels: dict[str, list[tuple[str, list[float], list[float]]]] = {
+            name: [] for name in (*CAMVID.classes, "mIoU")}
+        for r in shown:
+            label, epochs = f"{r.key[0]} (seed {r.key[1]})", [e for e, _ in r.record["class_curve"]]
+            for c, name in enumerate(CAMVID.classes):
+                panels[name].append((label, epochs, [iou[c] for _, iou in r.record["class_curve"]]))
+            panels["mIoU"].append((label, [e for e, _ in r.record["curve"]],
+                                   [m for _, m in r.record["curve"]]))
+        written.append(plot_val_grid(
+            panels, out / f"fold_class_curves_{fold.lower()}.png", xlabel="epoch",
+            title=f"fold {fold}: held-out IoU % per class, the drive {FOLDS[fold]}"))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.fold_table", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -387,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_results(args.results)
         print(write_table(runs, args.out, args.baseline))
         plot_fold_curves(runs, args.out)
+        plot_class_curves(runs, args.out)
     except LgcnetError as e:
         print(f"fold_table: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -107,13 +107,15 @@ def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatc
     monkeypatch.setattr(campaign, "evaluate_fold",
                         lambda path, fold, root: read.append(root) or report)
     monkeypatch.setattr(campaign, "history", lambda cfg: [
-        {"epoch": 10, "val_miou": 0.4}, {"epoch": 11}, {"epoch": 20, "val_miou": 0.45}])
+        {"epoch": 10, "val_miou": 0.4, "val_iou": [0.3, 0.5]}, {"epoch": 11},
+        {"epoch": 20, "val_miou": 0.45, "val_iou": [0.4, 0.5]}])
     step = Run(Path("configs/train/fold_a_trunk.json"), {"seed": 1, "out": str(tmp_path / "r")},
                "trunk")
     campaign.write_fold_record(step, tmp_path / "r.json")
     record = json.loads((tmp_path / "r.json").read_text())
     assert (record["arm"], record["fold"], record["seed"]) == ("trunk", "A", 1)
     assert record["curve"] == [[10, 0.4], [20, 0.45]]  # the evaluated epochs only
+    assert record["class_curve"] == [[10, [0.3, 0.5]], [20, [0.4, 0.5]]]
     assert record["command"] == ("python -m lgcnet_research.train --config "
                                  f"configs/train/fold_a_trunk.json --seed=1 --out={tmp_path / 'r'}")
     assert record["eval_command"] == f"lgcnet folds eval {tmp_path / 'r' / 'last.pt'} --fold A"

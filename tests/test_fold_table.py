@@ -188,11 +188,30 @@ def test_a_file_that_is_not_json_is_named(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_the_records_curves_are_drawn_per_fold(tmp_path: Path) -> None:
-    write(tmp_path, "today", "A", 0, confusion(), curve=[[10, 0.38], [20, 0.41]])
+    per_class = [[10, [0.5] * N], [20, [0.6] * N]]
+    write(tmp_path, "today", "A", 0, confusion(), curve=[[10, 0.38], [20, 0.41]],
+          class_curve=per_class)
     write(tmp_path, "trunk", "A", 0, confusion(), curve=[[10, 0.39], [20, 0.43]])
     write(tmp_path, "trunk", "B", 0, confusion())  # an older record without a curve
     assert main(["--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 0
-    assert sorted(p.name for p in (tmp_path / "t").glob("*.png")) == ["fold_curves_a.png"]
+    assert sorted(p.name for p in (tmp_path / "t").glob("*.png")) == [
+        "fold_class_curves_a.png", "fold_curves_a.png"]
+
+
+def test_the_class_curves_have_a_panel_per_class(tmp_path: Path, monkeypatch) -> None:
+    import lgcnet_research.base.plots as plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_val_grid", lambda panels, path, **kw: drawn.update(
+        {path.name: panels}) or path)
+    per_class = [[10, [0.1 * c for c in range(N)]], [20, [0.05 * c for c in range(N)]]]
+    write(tmp_path, "today", "B", 1, confusion(), curve=[[10, 0.38], [20, 0.41]],
+          class_curve=per_class)
+    assert main(["--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 0
+    panels = drawn["fold_class_curves_b.png"]
+    assert list(panels) == [*CAMVID.classes, "mIoU"]
+    assert panels["pole"] == [("today (seed 1)", [10, 20], [0.1 * POLE, 0.05 * POLE])]
+    assert panels["mIoU"] == [("today (seed 1)", [10, 20], [0.38, 0.41])]
 
 
 def test_a_trade_arm_is_judged_by_what_it_costs(tmp_path: Path,

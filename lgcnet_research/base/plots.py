@@ -3,6 +3,7 @@ backend: no display needed)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -117,6 +118,32 @@ def plot_val_lines(lines: list[tuple[str, list[float], list[float]]], path: Path
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_val_grid(panels: dict[str, list[tuple[str, list[float], list[float]]]], path: Path,
+                  *, xlabel: str, title: str, columns: int = 4) -> Path:
+    """Small multiples of `plot_val_lines`' lines (fractions, drawn in %), one panel per
+    title of `panels` (a class, say), one shared legend: where one class moves apart."""
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), sharex=True,
+                             squeeze=False)
+    for ax, (name, lines) in zip(axes.flat, panels.items()):
+        for label, epochs, values in lines:
+            ax.plot(epochs, [100 * v for v in values], marker=".", markersize=3, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel, fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 4))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.03 * math.ceil(len(labels) / 4) + 0.02, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
