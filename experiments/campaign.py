@@ -19,8 +19,8 @@ on the drive its fold held out, and its report (per-class IoU, confusion matrix,
 that made it) is written to results/campaign/OUT.json, which `python -m
 experiments.fold_table` pools (an arm that gives up accuracy for something else, named by the
 step's "trade", e.g. "latency", is judged by what it costs, not by what it gains); a step
-marked "milestone" (a teacher) leaves its finished
-weights in experiments/milestones/OUT.pt (fp16, no optimizer state), from which a new checkout
+marked "milestone" (a teacher, the shipped run) leaves its finished weights in
+experiments/milestones/OUT.pt (fp16, no optimizer state), from which a new checkout
 restores the step instead of training it again. A run stopped part-way outlives its folder
 through `--snapshot`: its whole last.pt (optimizer state and raw weights too, so the resume is
 bit-exact) copied to experiments/milestones/OUT.resume.pt, which a new checkout resumes from
@@ -213,8 +213,7 @@ def write_fold_record(run: Run, dest: Path) -> None:
     """Score a finished fold run on its held-out drive and write the record the fold table
     pools: the arm, fold and seed, the report, the commands that made it, its curve (the
     held-out mIoU at each of its evaluations, [epoch, mIoU]) and class curve ([epoch, IoU per
-    class]) and, for an arm that gives
-    accuracy up for something else, what (its trade)."""
+    class]) and, for an arm that gives accuracy up for something else, what (its trade)."""
     cfg = run.settings()
     if cfg.fold not in FOLDS:
         raise CampaignError(f"{run}: arm {run.arm!r} but fold {cfg.fold!r}; an arm's runs "
