@@ -29,7 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +359,22 @@ def write_table(runs: list[FoldRun], out: Path, baseline: str = BASELINE) -> str
     return text
 
 
+def curve_runs(runs: list[FoldRun], fold: str, curve: str) -> list[FoldRun]:
+    """The runs of `fold` whose records have `curve` ("curve", "class_curve"), in arm and seed
+    order."""
+    return [r for r in sorted(runs, key=lambda r: r.key) if r.key[2] == fold
+            and r.record.get(curve)]
+
+
+def curve_line(run: FoldRun, curve: str, pick: Callable[[Any], float] = lambda v: v
+               ) -> tuple[str, list[float], list[float]]:
+    """One run's line of its record's `curve` ([epoch, value] pairs; `pick` reads the value):
+    (arm and seed, epochs, values)."""
+    points = run.record[curve]
+    return (f"{run.key[0]} (seed {run.key[1]})", [e for e, _ in points],
+            [pick(v) for _, v in points])
+
+
 def plot_fold_curves(runs: list[FoldRun], out: Path) -> list[Path]:
     """Per fold, out/fold_curves_<fold>.png: each run's held-out mIoU at its evaluations (the
     records' `curve`), one line per arm and seed; where a recipe ends against how it starts."""
@@ -364,10 +382,7 @@ def plot_fold_curves(runs: list[FoldRun], out: Path) -> list[Path]:
 
     written = []
     for fold in FOLDS:
-        lines = [(f"{r.key[0]} (seed {r.key[1]})", [e for e, _ in r.record["curve"]],
-                  [m for _, m in r.record["curve"]])
-                 for r in sorted(runs, key=lambda r: r.key) if r.key[2] == fold
-                 and r.record.get("curve")]
+        lines = [curve_line(r, "curve") for r in curve_runs(runs, fold, "curve")]
         if lines:
             written.append(plot_val_lines(
                 lines, out / f"fold_curves_{fold.lower()}.png", xlabel="epoch", size=(7, 4),
@@ -383,18 +398,12 @@ def plot_class_curves(runs: list[FoldRun], out: Path) -> list[Path]:
 
     written = []
     for fold in FOLDS:
-        shown = [r for r in sorted(runs, key=lambda r: r.key) if r.key[2] == fold
-                 and r.record.get("class_curve")]
+        shown = curve_runs(runs, fold, "class_curve")
         if not shown:
             continue
-        panels: dict[str, list[tuple[str, list[float], list[float]]]] = {
-            name: [] for name in (*CAMVID.classes, "mIoU")}
-        for r in shown:
-            label, epochs = f"{r.key[0]} (seed {r.key[1]})", [e for e, _ in r.record["class_curve"]]
-            for c, name in enumerate(CAMVID.classes):
-                panels[name].append((label, epochs, [iou[c] for _, iou in r.record["class_curve"]]))
-            panels["mIoU"].append((label, [e for e, _ in r.record["curve"]],
-                                   [m for _, m in r.record["curve"]]))
+        panels = {name: [curve_line(r, "class_curve", itemgetter(c)) for r in shown]
+                  for c, name in enumerate(CAMVID.classes)}
+        panels["mIoU"] = [curve_line(r, "curve") for r in shown]
         written.append(plot_val_grid(
             panels, out / f"fold_class_curves_{fold.lower()}.png", xlabel="epoch",
             title=f"fold {fold}: held-out IoU % per class, the drive {FOLDS[fold]}"))

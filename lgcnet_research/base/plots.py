@@ -106,14 +106,19 @@ def plot_genotype(genotype, path: Path, alpha_probs=None) -> Path:
     return path
 
 
+def _draw_lines(ax, lines: list[tuple[str, list[float], list[float]]], **style) -> None:
+    """Each labelled (label, epochs, fractions) line on `ax`, drawn in %."""
+    for label, epochs, values in lines:
+        ax.plot(epochs, [100 * v for v in values], marker=".", label=label, **style)
+
+
 def plot_val_lines(lines: list[tuple[str, list[float], list[float]]], path: Path, *,
                    xlabel: str, title: str, size: tuple[float, float] = (9, 3.8),
                    ylabel: str = "val mIoU %") -> Path:
     """Val mIoU (fractions, drawn in %) against epoch, one labelled line per (label, epochs,
     mious): the one plot behind a checkpoint's lineage and the sprint's side-by-side runs."""
     fig, ax = plt.subplots(figsize=size)
-    for label, epochs, mious in lines:
-        ax.plot(epochs, [100 * m for m in mious], marker=".", label=label)
+    _draw_lines(ax, lines)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -131,8 +136,7 @@ def plot_val_grid(panels: dict[str, list[tuple[str, list[float], list[float]]]],
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), sharex=True,
                              squeeze=False)
     for ax, (name, lines) in zip(axes.flat, panels.items()):
-        for label, epochs, values in lines:
-            ax.plot(epochs, [100 * v for v in values], marker=".", markersize=3, label=label)
+        _draw_lines(ax, lines, markersize=3)
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
