@@ -43,7 +43,7 @@ import torch
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, BadInputError, LgcnetError
 from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_research.train.config import TrainConfig
-from lgcnet_research.train.fold_eval import evaluate_fold
+from lgcnet_research.train.fold_eval import load_net, score_fold
 from lgcnet_research.train.folds import FOLDS, fold_frames
 from lgcnet_research.train.peer import read_peer_checkpoint
 
@@ -209,27 +209,31 @@ def write_milestone(last: Path, dest: Path) -> None:
     tmp.replace(dest)
 
 
-def write_fold_record(run: Run, dest: Path) -> None:
+def write_fold_record(run: Run, dest: Path, shown: Run | None = None) -> None:
     """Score a finished fold run on its held-out drive and write the record the fold table
     pools: the arm, fold and seed, the report, the commands that made it, its curve (the
     held-out mIoU at each of its evaluations, [epoch, mIoU]) and class curve ([epoch, IoU per
-    class]) and, for an arm that gives accuracy up for something else, what (its trade)."""
-    cfg = run.settings()
+    class]) and, for an arm that gives accuracy up for something else, what (its trade).
+    `shown`: the same step as the record names it (a GPU machine's run under the campaign's
+    paths); the run itself by default."""
+    shown = shown or run
+    cfg, named = run.settings(), shown.settings()
     if cfg.fold not in FOLDS:
         raise CampaignError(f"{run}: arm {run.arm!r} but fold {cfg.fold!r}; an arm's runs "
                             f"train on fold {' or '.join(FOLDS)}")
-    last = run.out / "last.pt"
-    report = evaluate_fold(last, cfg.fold, cfg.data)  # the CamVid the run trained on
-    evaluated = [h for h in history(cfg) if "val_miou" in h]
-    data = f" --data {cfg.data}" if cfg.data else ""
-    record = {"arm": run.arm, "fold": cfg.fold, "seed": cfg.seed, "run": str(run.out),
-              "config": str(run.config), "overrides": run.overrides,
-              "command": " ".join(["python -m", *run.command()[:-1]]),
+    net, payload = load_net(run.out / "last.pt")
+    last = shown.out / "last.pt"
+    report = score_fold(net, payload, run.out / "last.pt", cfg.fold, cfg.data)
+    evaluated = [h for h in payload["train_state"]["history"] if "val_miou" in h]
+    data = f" --data {named.data}" if named.data else ""
+    record = {"arm": shown.arm, "fold": cfg.fold, "seed": cfg.seed, "run": str(shown.out),
+              "config": str(shown.config), "overrides": shown.overrides,
+              "command": " ".join(["python -m", *shown.command()[:-1]]),
               "eval_command": f"lgcnet folds eval {last} --fold {cfg.fold}{data}",
-              "report": asdict(report),
+              "report": {**asdict(report), "checkpoint": str(last)},
               "curve": [[h["epoch"], h["val_miou"]] for h in evaluated],
               "class_curve": [[h["epoch"], h["val_iou"]] for h in evaluated if "val_iou" in h],
-              **({"trade": run.trade} if run.trade else {})}
+              **({"trade": shown.trade} if shown.trade else {})}
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=1) + "\n")
 

@@ -103,12 +103,13 @@ def test_a_run_stopped_part_way_is_snapshot_whole_and_resumed_from_it(tmp_path, 
 def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatch):
     report = FoldReport("x", "A", "0006R0", 2, 80, 80, True, 0.5, {c: 0.5 for c in "ab"},
                         [[1, 1], [1, 1]])
-    read = []
-    monkeypatch.setattr(campaign, "evaluate_fold",
-                        lambda path, fold, root: read.append(root) or report)
-    monkeypatch.setattr(campaign, "history", lambda cfg: [
+    read = []  # the checkpoint is read once: its weights scored, its history kept
+    payload = {"train_state": {"history": [
         {"epoch": 10, "val_miou": 0.4, "val_iou": [0.3, 0.5]}, {"epoch": 11},
-        {"epoch": 20, "val_miou": 0.45, "val_iou": [0.4, 0.5]}])
+        {"epoch": 20, "val_miou": 0.45, "val_iou": [0.4, 0.5]}]}}
+    monkeypatch.setattr(campaign, "load_net", lambda path: read.append(path) or (None, payload))
+    monkeypatch.setattr(campaign, "score_fold",
+                        lambda net, loaded, path, fold, root: read.append(root) or report)
     step = Run(Path("configs/train/fold_a_trunk.json"), {"seed": 1, "out": str(tmp_path / "r")},
                "trunk")
     campaign.write_fold_record(step, tmp_path / "r.json")
@@ -119,7 +120,7 @@ def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatc
     assert record["command"] == ("python -m lgcnet_research.train --config "
                                  f"configs/train/fold_a_trunk.json --seed=1 --out={tmp_path / 'r'}")
     assert record["eval_command"] == f"lgcnet folds eval {tmp_path / 'r' / 'last.pt'} --fold A"
-    assert record["report"]["miou"] == 0.5 and read == [None]
+    assert record["report"]["miou"] == 0.5 and read == [tmp_path / "r" / "last.pt", None]
     assert "trade" not in record  # an arm meant to gain accuracy
     campaign.write_fold_record(step._replace(trade="latency"), tmp_path / "t.json")
     assert json.loads((tmp_path / "t.json").read_text())["trade"] == "latency"
@@ -132,6 +133,14 @@ def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatc
     assert record["command"].endswith("--device-data --no-channels-last --limit 4 2 "
                                       f"--data=camvid85 --out={tmp_path / 'g'}")
     assert record["eval_command"].endswith("--fold A --data camvid85") and read[-1] == "camvid85"
+    # the same run as the campaign names it: scored where it is, recorded under those paths
+    shown = gpu._replace(overrides={**gpu.overrides, "out": "runs/g", "data": "up/camvid"})
+    campaign.write_fold_record(gpu, tmp_path / "s.json", shown)
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert read[-2:] == [tmp_path / "g" / "last.pt", "camvid85"]
+    assert (record["run"], record["report"]["checkpoint"]) == ("runs/g", "runs/g/last.pt")
+    assert record["eval_command"] == "lgcnet folds eval runs/g/last.pt --fold A --data up/camvid"
+    assert str(tmp_path) not in json.dumps(record)
     teacher_all = Run(Path("configs/train/teacher_all.json"), {}, "teacher")
     with pytest.raises(campaign.CampaignError, match="fold 'all'"):
         campaign.write_fold_record(teacher_all, tmp_path / "all.json")

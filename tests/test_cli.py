@@ -10,6 +10,9 @@ import pytest
 from conftest import ctrl_c_reaches_python
 
 from lgcnet_deploy.cli import EXIT_USER_INPUT, build_parser, main
+from lgcnet_deploy.model.checkpoint import read_checkpoint
+from lgcnet_deploy.model.genotype import Genotype
+from lgcnet_deploy.model.shipped import shipped_file
 
 COMMANDS = ["export", "predict", "eval", "info"]
 
@@ -205,7 +208,8 @@ def test_info_names_the_genotype_and_how_decided_its_search_was(capsys):
     assert ("217a4c530fff (searched-camvid-decided; search mean top-1 0.99; "
             "seed agreement 0.20, chance 0.14)") in row
     assert main(["info", "lgcnet-camvid"]) == 0
-    assert "6a4c415b1969 (random-camvid-cpu-imagenet-stem)" in capsys.readouterr().out
+    genotype = Genotype.from_dict(read_checkpoint(shipped_file("lgcnet-camvid"))["genotype"])
+    assert f"{genotype.hash} ({genotype.name})" in capsys.readouterr().out
 
 
 def test_export_refuses_impossible_batch(tmp_path):

@@ -28,7 +28,6 @@ from lgcnet_research.train.trainer import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "lgcnet_deploy" / "model" / "weights" / "lgcnet_camvid.pt"
-SHIPPED_GENOTYPE = "default_mbconv_stem"  # the shipped default's genotype
 TINY = ["--crop", "64", "64", "--batch", "2", "--threads", "1", "--eval-every", "1",
         "--limit", "8", "2"]
 
@@ -228,7 +227,8 @@ def test_time_boxed_gpu_recipe_on_cpu_warm_starts_and_stops_in_time(tmp_path, ca
 
     fake_clock(train_module, 0.1)  # every reading of the trainer's clock: 0.1 s later
     out, ship = tmp_path / "run", tmp_path / "shipped.pt"
-    cfg = TrainConfig(out=str(out), genotype=SHIPPED_GENOTYPE, init=str(SHIPPED), epochs=1000,
+    genotype = Genotype.from_dict(read_checkpoint(SHIPPED)["genotype"]).save(tmp_path / "g.json")
+    cfg = TrainConfig(out=str(out), genotype=str(genotype), init=str(SHIPPED), epochs=1000,
                       batch=2, crop=(64, 64), threads=1, limit=(4, 2), amp="bf16",
                       channels_last=True, device_data=True, eval_every_s=60.0, time_limit=4.0,
                       ship=str(ship))

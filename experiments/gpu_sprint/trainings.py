@@ -236,12 +236,13 @@ def write_record(folder: Path) -> dict[str, Any] | None:
     (step,) = queue(folder / FOLD_RUN)
     if step.arm is None or not step.done():  # a step of no arm is no row of the table
         return None
-    write_fold_record(step, folder / RECORD)
-    text = (folder / RECORD).read_text()
-    for root in (folder.parent.parent, REPO):  # the stage's scratch, then the tree
-        text = text.replace(f"{root}/", "")
-    (folder / RECORD).write_text(text)
-    return json.loads(text)
+    named = {"out": f"{RUNS}/{folder.name}"}
+    if data := step.overrides.get("data"):
+        uploaded = Path(data).resolve()
+        named["data"] = str(uploaded.relative_to(REPO) if uploaded.is_relative_to(REPO)
+                            else uploaded)
+    write_fold_record(step, folder / RECORD, step._replace(overrides={**step.overrides, **named}))
+    return json.loads((folder / RECORD).read_text())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,13 +87,19 @@ def load_net(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 def evaluate_fold(path: str | Path, fold: str, root: str | None = None,
                   threads: int | None = None) -> FoldReport:
     """Score checkpoint `path` on the drive `fold` holds out."""
+    net, payload = load_net(Path(path))
+    return score_fold(net, payload, path, fold, root, threads)
+
+
+def score_fold(net: torch.nn.Module, payload: dict[str, Any], path: str | Path, fold: str,
+               root: str | None = None, threads: int | None = None) -> FoldReport:
+    """Score `net`, loaded with its `payload` from checkpoint `path` (`load_net`), on the
+    drive `fold` holds out."""
     if fold not in FOLDS:
         raise FoldError(f"fold {fold!r}: choose one of {', '.join(FOLDS)} (fold 'all' holds "
                         f"nothing out)")
-    path = Path(path)
-    net, payload = load_net(path)
     provenance = payload.get("provenance") or {}
-    check_unseen(fold, provenance, path)
+    check_unseen(fold, provenance, Path(path))
     if threads:
         torch.set_num_threads(threads)
     _, held_out = fold_frames(fold, root)
