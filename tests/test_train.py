@@ -522,20 +522,39 @@ def test_auxiliary_heads_train_beside_the_net_and_never_ship(tmp_path, camvid_va
     from lgcnet_research.train.losses import DeeplySupervised
 
     net = LGCNet(load_genotype("lite0_s16_lean"), 11)
-    logits, aux = DeeplySupervised(net, 11)(torch.randn(1, 3, 64, 96))
-    assert logits.shape == (1, 11, 64, 96)
-    assert [a.shape[-2:] for a in aux] == [(8, 12), (4, 6)]  # strides 8 and 16
-    out = tmp_path / "run"
-    cfg = TrainConfig(out=str(out), batch=2, crop=(64, 64), threads=1, limit=(2, 1), epochs=2,
-                      stop_after=1, aux_weight=0.4, eval_every=1)
+    out = DeeplySupervised(net, 11)(torch.randn(1, 3, 64, 96))
+    assert out.logits.shape == (1, 11, 64, 96) and out.detail is None
+    assert [a.shape[-2:] for a in out.aux] == [(8, 12), (4, 6)]  # strides 8 and 16
+    detailed = DeeplySupervised(net, 11, aux=False, detail=True)(torch.randn(1, 3, 64, 96))
+    assert detailed.aux == [] and detailed.detail.shape == (1, 1, 16, 24)  # stride 4
+    run = tmp_path / "run"
+    cfg = TrainConfig(out=str(run), batch=2, crop=(64, 64), threads=1, limit=(2, 1), epochs=2,
+                      stop_after=1, aux_weight=0.4, detail_weight=1.0, eval_every=1)
     Trainer(cfg).fit()
-    saved = read_checkpoint(out / "last.pt")
-    assert not any(k.startswith("heads.") for k in saved["state_dict"])
-    heads = saved["train_state"]["aux_heads"]
+    saved = read_checkpoint(run / "last.pt")
+    assert not any(k.startswith(("heads.", "detail.")) for k in saved["state_dict"])
     resumed = Trainer(cfg, resume=True)
-    assert all(torch.equal(resumed.trained.heads.state_dict()[k], v) for k, v in heads.items())
+    for kept, head in (("aux_heads", resumed.trained.heads),
+                       ("detail_head", resumed.trained.detail)):
+        stored = saved["train_state"][kept]
+        assert stored and all(torch.equal(head.state_dict()[k], v) for k, v in stored.items())
     with pytest.raises(ValueError, match="no fusion cell"):
         DeeplySupervised(torch.nn.Conv2d(3, 3, 1), 11)
+
+
+def test_detail_target_marks_both_sides_of_a_boundary_and_leaves_void_out():
+    from lgcnet_research.train.losses import DetailLoss, detail_target
+
+    labels = torch.zeros(1, 6, 8, dtype=torch.long)
+    labels[:, :, 4:] = 3  # a vertical boundary between columns 3 and 4
+    labels[:, 0, 0] = 255  # one void pixel in a corner
+    target, valid = detail_target(labels, 255)
+    assert target[0, 0, 2:].sum(0).tolist() == [0, 0, 0, 4, 4, 0, 0, 0]  # columns 3 and 4
+    assert valid[0, 0, :2, :2].sum() == 0 and valid.sum() == 6 * 8 - 4  # void's 3x3 left out
+    loss = DetailLoss(255)
+    right, wrong = (20 * (2 * t - 1) for t in (target, 1 - target))
+    assert loss(right, labels) < 0.01 < 1.0 < loss(wrong, labels)
+    assert torch.isfinite(loss(right, torch.full_like(labels, 255)))  # all void: no NaN
 
 
 _FAULTS = """

@@ -73,6 +73,9 @@ class TrainConfig(Settings):
         "wd": "weight decay of conv and linear weights (BatchNorm and biases get none)",
         "aux_weight": "deep supervision: 1x1 classifiers on the fusion cell's stride-8 and "
                       "-16 inputs, each with this weight in the loss (training only; 0: none)",
+        "detail_weight": "detail guidance (STDC, Fan et al., CVPR 2021): a head on the fusion "
+                         "cell's stride-4 input predicts the label's boundaries, BCE + Dice "
+                         "with this weight in the loss (training only; 0: none)",
         "ema": "keep an EMA of the weights with this decay (e.g. 0.999); checkpoints then "
                "hold the EMA weights (what is evaluated and shipped)",
         "eval_every": "val mIoU every N epochs (and at the last one)",
@@ -114,6 +117,7 @@ class TrainConfig(Settings):
     photometric: bool = False
     ema: float | None = None
     aux_weight: float = 0.0
+    detail_weight: float = 0.0
     teacher: str | None = None
     teacher_targets: str | None = None
     distill: float = 0.5

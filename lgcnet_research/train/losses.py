@@ -4,12 +4,16 @@ class-weighted for the thin classes."""
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lgcnet_deploy.model.ops import conv_bn_relu
 from lgcnet_research.train.config import DISTILL_KINDS
+
+DETAIL_CHANNELS = 32  # the detail head's hidden width (STDC's is 64, on wider features)
 
 
 class OhemCrossEntropy(nn.Module):
@@ -126,26 +130,73 @@ class DistillationLoss(nn.Module):
         return (1 - self.alpha) * self.hard(logits, target) + self.alpha * (kl * t * t)
 
 
-class DeeplySupervised(nn.Module):
-    """An LGCNet with 1x1 auxiliary classifiers on the fusion cell's stride-8 and stride-16
-    inputs, for training only: forward returns (logits, [aux logits at 8, at 16]). The heads
-    give the deeper features (a trunk's, or the cells') a gradient of their own; the shipped
-    network is `net`, without them."""
+def detail_target(labels: torch.Tensor, ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The detail ground truth of detail guidance (STDC, Fan et al., CVPR 2021) from a batch of
+    label maps (N, H, W): (target, valid), both (N, 1, H, W) floats. target is 1 where a
+    pixel's 3x3 neighbourhood holds another class (both sides of every boundary, two pixels
+    wide: STDC's Laplacian maps at strides 1 and 2, without their sign and scale); valid is 0
+    where the neighbourhood holds void, whose boundaries are not known."""
+    y = labels.unsqueeze(1).float()
+    high, low = F.max_pool2d(y, 3, 1, 1), -F.max_pool2d(-y, 3, 1, 1)
+    void = F.max_pool2d((y == ignore_index).float(), 3, 1, 1)
+    return (high != low).float(), 1.0 - void
 
-    def __init__(self, net: nn.Module, num_classes: int) -> None:
+
+class DetailLoss(nn.Module):
+    """Binary cross-entropy plus Dice between a detail head's logits (any stride: upsampled to
+    the labels') and `detail_target`, over the valid pixels; no data-dependent shapes."""
+
+    def __init__(self, ignore_index: int) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        target, valid = detail_target(labels, self.ignore_index)
+        logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        bce = F.binary_cross_entropy_with_logits(logits, target, weight=valid, reduction="sum")
+        bce = bce / valid.sum().clamp(min=1.0)
+        p, t = torch.sigmoid(logits) * valid, target * valid
+        dice = 1 - (2 * (p * t).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + t.sum((1, 2, 3)) + 1)
+        return bce + dice.mean()
+
+
+class Supervised(NamedTuple):
+    """What `DeeplySupervised` returns: the net's logits, the auxiliary logits at strides 8
+    and 16 ([] without auxiliary heads) and the detail head's logits (None without one)."""
+
+    logits: torch.Tensor
+    aux: list[torch.Tensor]
+    detail: torch.Tensor | None
+
+
+class DeeplySupervised(nn.Module):
+    """An LGCNet with heads for training only: 1x1 auxiliary classifiers on the fusion cell's
+    stride-8 and stride-16 inputs (`aux`), and a detail head on its stride-4 input (`detail`:
+    STDC's detail guidance, a 3x3 conv-BN-ReLU and a 1x1 conv to one boundary logit). The
+    classifiers give the deeper features (a trunk's, or the cells') a gradient of their own;
+    the detail head asks the finest features, which the fusion cell's detail edge reads, to
+    hold the label's boundaries. The shipped network is `net`, without them."""
+
+    def __init__(self, net: nn.Module, num_classes: int, aux: bool = True,
+                 detail: bool = False) -> None:
         super().__init__()
         if not hasattr(net, "fusion"):
             raise ValueError(f"auxiliary heads read an LGCNet's fusion inputs; "
                              f"{type(net).__name__} has no fusion cell")
         self.net = net
-        self.heads = nn.ModuleList(nn.Conv2d(reduce[0].in_channels, num_classes, 1)
-                                   for reduce in net.fusion.reduce[1:])
+        reduce = net.fusion.reduce
+        self.heads = nn.ModuleList(nn.Conv2d(r[0].in_channels, num_classes, 1)
+                                   for r in (reduce[1:] if aux else []))
+        self.detail = nn.Sequential(conv_bn_relu(reduce[0][0].in_channels, DETAIL_CHANNELS, 3),
+                                    nn.Conv2d(DETAIL_CHANNELS, 1, 1)) if detail else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> Supervised:
         seen: list[torch.Tensor] = []
-        hook = self.net.fusion.register_forward_pre_hook(lambda m, args: seen.extend(args[0][1:]))
+        hook = self.net.fusion.register_forward_pre_hook(lambda m, args: seen.extend(args[0]))
         try:
             logits = self.net(x)
         finally:
             hook.remove()
-        return logits, [head(f) for head, f in zip(self.heads, seen)]
+        return Supervised(logits, [head(f) for head, f in zip(self.heads, seen[1:])],
+                          None if self.detail is None else self.detail(seen[0]))

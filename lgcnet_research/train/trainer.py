@@ -49,7 +49,13 @@ from lgcnet_research.train.config import TrainConfig, add_arguments
 from lgcnet_research.train.data import CamVidTorch, DeviceBatches, DeviceCamVid, frames_of
 from lgcnet_research.train.ema import WeightEma
 from lgcnet_research.train.folds import class_frequencies, fold_frames, inverse_log_weights
-from lgcnet_research.train.losses import DeeplySupervised, DistillationLoss, OhemCrossEntropy
+from lgcnet_research.train.losses import (
+    DeeplySupervised,
+    DetailLoss,
+    DistillationLoss,
+    OhemCrossEntropy,
+    Supervised,
+)
 from lgcnet_research.train.peer import (
     load_peer,
     load_peer_weights,
@@ -186,9 +192,10 @@ class Trainer:
         if not 0 <= cfg.finish_epochs <= cfg.epochs:
             raise ValueError(f"finish_epochs must lie in 0..epochs ({cfg.epochs}), got "
                              f"{cfg.finish_epochs}")
-        # what the optimizer trains: the net, and the auxiliary heads when the recipe has them
-        self.trained = self.net if not cfg.aux_weight else DeeplySupervised(
-            self.net, CAMVID.num_classes).to(self.info.device)
+        # what the optimizer trains: the net, and the training-only heads the recipe names
+        heads = {"aux": bool(cfg.aux_weight), "detail": bool(cfg.detail_weight)}
+        self.trained = self.net if not any(heads.values()) else DeeplySupervised(
+            self.net, CAMVID.num_classes, **heads).to(self.info.device)
         self.opt = torch.optim.SGD(parameter_groups(self.trained, cfg.wd), lr=cfg.lr,
                                    momentum=cfg.momentum)
         self.start_epoch, self.best, self.history = 0, -1.0, []
@@ -251,6 +258,8 @@ class Trainer:
             self.net.load_state_dict(state["raw_state_dict"])
         if "aux_heads" in state and isinstance(self.trained, DeeplySupervised):
             self.trained.heads.load_state_dict(state["aux_heads"])
+        if "detail_head" in state and getattr(self.trained, "detail", None) is not None:
+            self.trained.detail.load_state_dict(state["detail_head"])
         self.opt.load_state_dict(state["optimizer"])
         self.start_epoch, self.best = state["epoch"], state["best_miou"]
         self.history = state["history"]
@@ -344,6 +353,7 @@ class Trainer:
             self.class_weight_record = dict(zip(CAMVID.classes, weight.tolist()))
         self.hard_criterion = OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh,
                                                cfg.ohem_min_kept, weight).to(self.info.device)
+        self.detail_criterion = DetailLoss(CAMVID.ignore_index)
         return self.hard_criterion
 
     def _provenance(self) -> dict[str, Any]:
@@ -403,14 +413,11 @@ class Trainer:
             if self.teacher is not None:
                 with torch.no_grad():
                     cached = [self.teacher(x)]
-            logits = self.model(x)
+            out = self.model(x)
             if isinstance(self.trained, DeeplySupervised):
-                logits, aux = logits
-                loss = self.cfg.aux_weight * sum(
-                    self.hard_criterion(F.interpolate(a, size=y.shape[-2:], mode="bilinear",
-                                                      align_corners=False), y) for a in aux)
+                loss, logits = self._heads_loss(out, y), out.logits
             else:
-                loss = 0.0
+                loss, logits = 0.0, out
             loss = loss + self.criterion(logits, y, *cached)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -418,6 +425,18 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.net)
         return loss.detach()
+
+    def _heads_loss(self, out: Supervised, y: torch.Tensor) -> torch.Tensor | float:
+        """The training-only heads' share of the loss: the auxiliary classifiers' OHEM CE
+        (upsampled to the labels) and detail guidance's BCE + Dice, each with its weight."""
+        loss: torch.Tensor | float = 0.0
+        if out.aux:
+            loss = self.cfg.aux_weight * sum(
+                self.hard_criterion(F.interpolate(a, size=y.shape[-2:], mode="bilinear",
+                                                  align_corners=False), y) for a in out.aux)
+        if out.detail is not None:
+            loss = loss + self.cfg.detail_weight * self.detail_criterion(out.detail, y)
+        return loss
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the train split; returns the epoch's record (loss, lr, seconds)."""
@@ -489,6 +508,8 @@ class Trainer:
                          ema_updates=self.ema.updates)
         if isinstance(self.trained, DeeplySupervised):
             state.update(aux_heads=cpu_state_dict(self.trained.heads))
+            if self.trained.detail is not None:
+                state.update(detail_head=cpu_state_dict(self.trained.detail))
         provenance = {**self.provenance, **run_record(self.history)}
         self.save_checkpoint(self.out / "last.pt", self.evaluated_net, self.meta, provenance,
                              metrics, state)
