@@ -12,7 +12,8 @@ training whose `last.pt` holds its last epoch is skipped, one that stopped part-
 continued with `--resume` (bit-exact: batches are a function of seed, epoch and frame). A
 targets step, {"targets": {"teacher": ckpt, "fold": "A", "out": folder}}, caches a trained
 teacher's soft targets for a fold's training frames (frames already cached are kept). Each
-step writes its log in its output folder (log.txt).
+step writes its log in its output folder (log.txt). The queue is read afresh before each step,
+so an edit takes effect when the running step ends.
 
 What outlives the run folders, to be committed: a finished fold run named by an "arm" is scored
 on the drive its fold held out, and its report (per-class IoU, confusion matrix, the commands
@@ -262,19 +263,18 @@ def status(path: Path = QUEUE) -> list[str]:
 
 
 def run(path: Path = QUEUE) -> int:
-    """Run every unfinished step of the queue in order; stop at the first that fails."""
-    for step in queue(path):
-        restored = step.restore() if isinstance(step, Run) else None
-        if restored:
-            print(f"campaign: {step}: restored from {restored}", flush=True)
-        if step.done():
-            _keep(step)
-            continue
+    """Run the queue's unfinished steps in order, reading the queue afresh before each (an
+    edit takes effect when the running step ends); stop at the first that fails."""
+    while (step := next_step(path)) is not None:
         step.out.mkdir(parents=True, exist_ok=True)
         print(f"campaign: {step}: {step.state()}", flush=True)
         with open(step.out / "log.txt", "a") as log:
             code = subprocess.call([sys.executable, "-m", *step.command()], stdout=log,
                                    stderr=log)
+        if code == 0 and not step.done():  # it would be started again, and again
+            print(f"campaign: {step} exited without finishing (a stop_after?); see "
+                  f"{step.out / 'log.txt'}", flush=True)
+            code = EXIT_USER_INPUT
         if code != 0:
             print(f"campaign: {step} failed (exit {code}); see {step.out / 'log.txt'}",
                   flush=True)
@@ -282,6 +282,20 @@ def run(path: Path = QUEUE) -> int:
         _keep(step)
     print("campaign: every step of the queue is done", flush=True)
     return 0
+
+
+def next_step(path: Path = QUEUE) -> Run | Targets | None:
+    """The queue's first unfinished step (None: all done); on the way, each training is
+    restored from its milestone or snapshot where its folder is missing, and each finished
+    step's record and milestone written where missing."""
+    for step in queue(path):
+        restored = step.restore() if isinstance(step, Run) else None
+        if restored:
+            print(f"campaign: {step}: restored from {restored}", flush=True)
+        if not step.done():
+            return step
+        _keep(step)
+    return None
 
 
 def snapshot(path: Path = QUEUE) -> list[Path]:

@@ -11,6 +11,7 @@ import torch
 
 from experiments import campaign
 from experiments.campaign import QUEUE, Run, Targets, queue, status
+from experiments.fold_table import BASELINE, reference
 from lgcnet_research.train.fold_eval import FoldReport
 from lgcnet_research.train.folds import FOLDS
 from lgcnet_research.train.peer import PEER_FORMAT
@@ -23,9 +24,10 @@ def test_every_step_of_the_shipped_queue_loads(tmp_path):
         if isinstance(step, Run):
             assert step.settings().epochs > 0
             # every arm's run is scored on the drive its fold held out
-            assert step.arm is None or step.arm.split("@")[0] in (
-                "teacher", "today", "trunk", "trunk+kd", "trunk+cwd", "trunk+w16")
             assert step.arm is None or step.settings().fold in FOLDS
+    arms = {s.arm for s in steps if isinstance(s, Run) and s.arm}
+    for arm in arms:  # and is paired with an arm the queue trains (or is the baseline)
+        assert reference(arm, BASELINE) in arms | {arm}
     # a step written back as a queue entry (the GPU sprint's fold_run.json) is the same step
     again = tmp_path / "again.json"
     again.write_text(json.dumps({"runs": [s.entry() for s in steps if isinstance(s, Run)]}))
@@ -158,3 +160,42 @@ def test_a_queue_naming_a_missing_config_is_one_line_and_exit_3(tmp_path, capsys
     path.write_text(json.dumps({"runs": [{"config": "configs/train/nowhere.json"}]}))
     assert campaign.main(["--status", "--queue", str(path)]) == 3
     assert "nowhere.json" in capsys.readouterr().err
+
+
+class _Step:
+    """A queue step that trains nothing: done once its command ran (unless `stalls`)."""
+
+    def __init__(self, name: str, root: Path, stalls: bool = False) -> None:
+        self.name, self.out, self.stalls, self.finished = name, root / name, stalls, False
+
+    def done(self) -> bool:
+        return self.finished
+
+    def command(self) -> list[str]:
+        return ["step", self.name]
+
+    def state(self) -> str:
+        return "not done"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def test_the_campaign_reads_its_queue_afresh_before_each_step(tmp_path, monkeypatch, capsys):
+    steps = [_Step("a", tmp_path)]
+    ran = []
+
+    def call(args, stdout, stderr):  # the step "trains"; meanwhile the queue is edited
+        step = next(s for s in steps if s.name == args[-1])
+        ran.append(step.name)
+        step.finished = not step.stalls
+        if step.name == "a":
+            steps.append(_Step("b", tmp_path))
+        return 0
+
+    monkeypatch.setattr(campaign, "queue", lambda path: list(steps))
+    monkeypatch.setattr(campaign.subprocess, "call", call)
+    assert campaign.run() == 0 and ran == ["a", "b"]
+    steps.append(_Step("c", tmp_path, stalls=True))  # exits 0 but stays unfinished
+    assert campaign.run() == 3 and ran == ["a", "b", "c"]  # run once, not again and again
+    assert "c exited without finishing" in capsys.readouterr().out
