@@ -69,6 +69,20 @@ def progress(cfg: TrainConfig) -> tuple[int, float | None]:
     return (epochs[-1]["epoch"] if epochs else 0), (seen[-1] if seen else None)
 
 
+def time_left(cfg: TrainConfig, recent: int = 10) -> str:
+    """', about 2.5 h left at 45 s an epoch' for a run part-way, at the median seconds of its
+    last `recent` epochs (a slower full-frame finish still ahead is not priced in); ''
+    otherwise."""
+    epochs = history(cfg)
+    timed = sorted(h["seconds"] for h in epochs[-recent:] if "seconds" in h)
+    if not timed or epochs[-1]["epoch"] >= cfg.epochs:
+        return ""
+    seconds = timed[len(timed) // 2]
+    left = seconds * (cfg.epochs - epochs[-1]["epoch"])
+    said = f"{left / 3600:.1f} h" if left >= 3600 else f"{left / 60:.0f} min"
+    return f", about {said} left at {seconds:.0f} s an epoch"
+
+
 class Run(NamedTuple):
     """A training step: a config file, the scalar fields it changes, the arm of the fold table
     it is a run of (None: not a fold run), whether its weights are kept as a milestone and what
@@ -151,7 +165,7 @@ class Run(NamedTuple):
         cfg = self.settings()
         done, miou = progress(cfg)
         said = "-" if miou is None else f"{100 * miou:.2f} %"
-        return f"{done}/{cfg.epochs} epochs, val mIoU {said} ({cfg.out})"
+        return f"{done}/{cfg.epochs} epochs, val mIoU {said}{time_left(cfg)} ({cfg.out})"
 
     def __str__(self) -> str:
         said = " ".join(f"{k}={v}" for k, v in self.overrides.items())

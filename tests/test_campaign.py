@@ -62,7 +62,8 @@ def _finished_teacher(path, epochs):
                 "state_dict": {"w": torch.randn(4, 3), "n": torch.tensor(7)},
                 "train_state": {"optimizer": {"state": {0: torch.zeros(4, 3)}},
                                 "raw_state_dict": {"w": torch.zeros(4, 3)},
-                                "history": [{"epoch": e + 1} for e in range(epochs)]}}, path)
+                                "history": [{"epoch": e + 1, "seconds": 900.0}
+                                            for e in range(epochs)]}}, path)
 
 
 def test_a_teachers_milestone_is_kept_and_restores_its_step(tmp_path, monkeypatch):
@@ -94,7 +95,8 @@ def test_a_run_stopped_part_way_is_snapshot_whole_and_resumed_from_it(tmp_path, 
     assert step.snapshot() == step.snapshot_path == tmp_path / "milestones" / "t.resume.pt"
     assert step.snapshot_path.read_bytes() == (step.out / "last.pt").read_bytes()
     (step.out / "last.pt").unlink()  # a new checkout resumes at epoch 1, optimizer and all
-    assert step.restore() == step.snapshot_path and step.state().startswith("1/3 epochs")
+    assert step.restore() == step.snapshot_path and step.state().startswith(
+        "1/3 epochs, val mIoU -, about 30 min left at 900 s an epoch")
     _finished_teacher(step.out / "last.pt", 3)
     assert step.snapshot() is None  # finished: a milestone's business, not a snapshot's
     monkeypatch.setattr(campaign, "write_fold_record", lambda run, dest: dest.write_text("{}"))
