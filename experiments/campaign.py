@@ -62,23 +62,21 @@ def history(cfg: TrainConfig) -> list[dict[str, Any]]:
     return read(last)["train_state"]["history"]
 
 
-def progress(cfg: TrainConfig) -> tuple[int, float | None]:
-    """(epochs done, the latest val mIoU) of a run, from its last.pt; (0, None) before it."""
-    epochs = history(cfg)
+def progress(epochs: list[dict[str, Any]]) -> tuple[int, float | None]:
+    """(epochs done, the latest val mIoU) of a run's `history`; (0, None) before it."""
     seen = [h["val_miou"] for h in epochs if "val_miou" in h]
     return (epochs[-1]["epoch"] if epochs else 0), (seen[-1] if seen else None)
 
 
-def time_left(cfg: TrainConfig, recent: int = 10) -> str:
-    """', about 2.5 h left at 45 s an epoch' for a run part-way, at the median seconds of its
-    last `recent` epochs (a slower full-frame finish still ahead is not priced in); ''
-    otherwise."""
-    epochs = history(cfg)
+def time_left(epochs: list[dict[str, Any]], planned: int, recent: int = 10) -> str:
+    """', about 2.5 h left at 45 s an epoch' for a run part-way (its `history`, `planned`
+    epochs), at the median seconds of its last `recent` epochs (a slower full-frame finish
+    still ahead is not priced in); '' otherwise."""
     timed = sorted(h["seconds"] for h in epochs[-recent:] if "seconds" in h)
-    if not timed or epochs[-1]["epoch"] >= cfg.epochs:
+    if not timed or epochs[-1]["epoch"] >= planned:
         return ""
     seconds = timed[len(timed) // 2]
-    left = seconds * (cfg.epochs - epochs[-1]["epoch"])
+    left = seconds * (planned - epochs[-1]["epoch"])
     said = f"{left / 3600:.1f} h" if left >= 3600 else f"{left / 60:.0f} min"
     return f", about {said} left at {seconds:.0f} s an epoch"
 
@@ -103,7 +101,7 @@ class Run(NamedTuple):
 
     def done(self) -> bool:
         cfg = self.settings()
-        return progress(cfg)[0] >= cfg.epochs
+        return progress(history(cfg))[0] >= cfg.epochs
 
     def entry(self) -> dict[str, Any]:
         """The step as an entry of a queue file (what `queue` reads back as this step)."""
@@ -139,7 +137,7 @@ class Run(NamedTuple):
         """Copy an unfinished run's last.pt (whole, for a bit-exact resume) to its snapshot
         path; the path if it wrote one."""
         cfg = self.settings()
-        epochs_done = progress(cfg)[0]
+        epochs_done = progress(history(cfg))[0]
         if epochs_done == 0 or epochs_done >= cfg.epochs:  # not started, or done()
             return None
         self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,9 +161,11 @@ class Run(NamedTuple):
 
     def state(self) -> str:
         cfg = self.settings()
-        done, miou = progress(cfg)
+        epochs = history(cfg)  # one read of last.pt
+        done, miou = progress(epochs)
         said = "-" if miou is None else f"{100 * miou:.2f} %"
-        return f"{done}/{cfg.epochs} epochs, val mIoU {said}{time_left(cfg)} ({cfg.out})"
+        left = time_left(epochs, cfg.epochs)
+        return f"{done}/{cfg.epochs} epochs, val mIoU {said}{left} ({cfg.out})"
 
     def __str__(self) -> str:
         said = " ".join(f"{k}={v}" for k, v in self.overrides.items())
@@ -236,9 +236,9 @@ def write_fold_record(run: Run, dest: Path, shown: Run | None = None) -> None:
     if cfg.fold not in FOLDS:
         raise CampaignError(f"{run}: arm {run.arm!r} but fold {cfg.fold!r}; an arm's runs "
                             f"train on fold {' or '.join(FOLDS)}")
-    net, payload = load_net(run.out / "last.pt")
-    last = shown.out / "last.pt"
-    report = score_fold(net, payload, run.out / "last.pt", cfg.fold, cfg.data)
+    scored, last = run.out / "last.pt", shown.out / "last.pt"  # the file, and its name
+    net, payload = load_net(scored)
+    report = score_fold(net, payload, scored, cfg.fold, cfg.data)
     evaluated = [h for h in payload["train_state"]["history"] if "val_miou" in h]
     data = f" --data {named.data}" if named.data else ""
     record = {"arm": shown.arm, "fold": cfg.fold, "seed": cfg.seed, "run": str(shown.out),

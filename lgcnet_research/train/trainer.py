@@ -256,10 +256,11 @@ class Trainer:
             self.ema = WeightEma(self.net, self.cfg.ema or state["ema_decay"],
                                  state["ema_updates"])
             self.net.load_state_dict(state["raw_state_dict"])
-        if "aux_heads" in state and isinstance(self.trained, DeeplySupervised):
-            self.trained.heads.load_state_dict(state["aux_heads"])
-        if "detail_head" in state and getattr(self.trained, "detail", None) is not None:
-            self.trained.detail.load_state_dict(state["detail_head"])
+        if isinstance(self.trained, DeeplySupervised):  # the heads _save kept
+            if "aux_heads" in state:
+                self.trained.heads.load_state_dict(state["aux_heads"])
+            if "detail_head" in state and self.trained.detail is not None:
+                self.trained.detail.load_state_dict(state["detail_head"])
         self.opt.load_state_dict(state["optimizer"])
         self.start_epoch, self.best = state["epoch"], state["best_miou"]
         self.history = state["history"]
