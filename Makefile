@@ -56,9 +56,9 @@ gpu-sprint:
 # else the checkout's sibling shared/data/camvid. The package itself reads only --data or
 # $LGCNET_CAMVID.
 CAMVID ?= $(or $(LGCNET_CAMVID),../shared/data/camvid)
-# What a GPU run uploads beside the tree (a sibling shared/ is not uploaded), packed to fit the
-# 64 MiB upload: CamVid train+val at JPEG quality 85 and the ImageNet weights (bf16) in the
-# ignored .carry/ (experiments/gpu_sprint/README.md).
+# What a GPU run takes along beside the tree (a sibling shared/ is not part of the payload),
+# packed to fit the sprint's 64 MiB payload budget: CamVid train+val at JPEG quality 85 and
+# the ImageNet weights (bf16) in the ignored .carry/ (experiments/gpu_sprint/README.md).
 gpu-carry: venv
 	$(PY) -m experiments.gpu_sprint.carry --data $(CAMVID)
 

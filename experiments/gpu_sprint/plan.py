@@ -5,8 +5,8 @@ start together grouped), each one's time box against the budget, every training 
 train (the fold runs of --train-plan with their arm, fold, seed and epochs; every TrainConfig
 loaded; the sanity check's runs named), stage search's config and seeds, the files the plan
 names (warm starts, teachers, cached targets, genotypes, the latency table), the ImageNet
-weights when a run starts from them, the CamVid folder, and what would be uploaded beside the
-tree (`.carry/`) against the limit. OUT/summary.json gets the plan; a problem is listed and
+weights when a run starts from them, the CamVid folder, and the payload beside the tree
+(`.carry/`) against its budget. OUT/summary.json gets the plan; a problem is listed and
 makes the exit status 1.
 """
 
@@ -108,8 +108,8 @@ def _search_plan(cfg: SprintConfig, problems: list[str]) -> dict[str, Any]:
             "steps": scfg.steps, "lut": scfg.lut}
 
 
-def _upload(problems: list[str]) -> dict[str, Any]:
-    """The upload beside the tree, when `.carry/` is there (`make gpu-carry` makes it)."""
+def _payload(problems: list[str]) -> dict[str, Any]:
+    """The payload beside the tree, when `.carry/` is there (`make gpu-carry` makes it)."""
     if not CARRY.is_dir():
         return {"carry": None, "note": "no .carry/: CamVid must come from --data or "
                                        "$LGCNET_CAMVID on the GPU machine"}
@@ -117,7 +117,7 @@ def _upload(problems: list[str]) -> dict[str, Any]:
     try:
         check_travel(sizes)
     except CarryError as e:
-        problems.append(f"upload: {str(e).splitlines()[-1]}")
+        problems.append(f"payload: {str(e).splitlines()[-1]}")
     return {"bytes": sizes, "total_mib": round(sum(sizes.values()) / 2**20, 1)}
 
 
@@ -145,7 +145,7 @@ def plan_sprint(cfg: SprintConfig, header: dict[str, Any]) -> tuple[dict[str, An
         groups=[[s for s in g if s in cfg.selected()] for g in groups if set(g) & set(
             cfg.selected())],
         boxes_s=boxes, fits_budget=boxes + GRACE_S <= cfg.budget, camvid=str(data),
-        upload=_upload(problems), problems=problems)
+        payload=_payload(problems), problems=problems)
     summary.write()
     return summary.data, problems
 
@@ -160,8 +160,8 @@ def report(plan: dict[str, Any]) -> str:
         extra = ", ".join(stage.get("runs", {})) or (
             f"seeds {stage['seeds']} of {stage['config']}" if "seeds" in stage else "")
         lines.append(f"  {name:<7} {stage['status']:<8} {extra}")
-    upload = head["upload"]
-    if "total_mib" in upload:
-        lines.append(f"  upload (tree and .carry/): {upload['total_mib']:.1f} MiB of 64")
+    payload = head["payload"]
+    if "total_mib" in payload:
+        lines.append(f"  payload (tree and .carry/): {payload['total_mib']:.1f} MiB of 64")
     lines += [f"  problem: {p}" for p in head["problems"]] or ["  no problems found"]
     return "\n".join(lines)

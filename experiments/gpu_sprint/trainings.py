@@ -20,10 +20,10 @@ and the Trainer's best.pt, last.pt, curves.png; a fold run also its step (fold_r
 the queue's format) and, once it reached its last epoch, the campaign's fold record
 (fold_record.json: `experiments.campaign.write_fold_record`, scored on its held-out drive).
 The stage's collector (in the sprint's parent, torch-free) reads the reports (into
-summary.json), `pack`s each run's best.pt, curves and log tail into the tar files the 8-file
-limit leaves, each at most TAR_LIMIT bytes, in plan order (the sanity check's runs last): what
-does not fit is listed, not returned; and `collect_records` puts the fold records and their
-pooled table (experiments.fold_table) into one more tar.
+summary.json), `pack`s each run's best.pt, curves and log tail into the tar files left of the
+sprint's 8 returned files, each at most TAR_LIMIT bytes, in plan order (the sanity check's
+runs last): what does not fit is listed, not returned; and `collect_records` puts the fold
+records and their pooled table (experiments.fold_table) into one more tar.
 
     python -m experiments.gpu_sprint.trainings RUN_FOLDER [--deadline T] [--note N]
 """
@@ -55,7 +55,7 @@ PLAN = "plan.json"
 # what a fold run changes of the campaign's recipe on a GPU (its step's overrides win)
 GPU_SWITCHES = {"device_data": True, "amp": "bf16", "channels_last": True}
 RESERVE_S = 25.0  # after its time limit a run still validates, saves, plots (all runs at once)
-TAR_LIMIT = 15 * 2**20  # a GPU run returns files of at most 16 MiB
+TAR_LIMIT = 15 * 2**20  # bytes of one returned tar at most (returned files stay < 16 MiB)
 MAX_TARS = 3
 LOG_TAIL = 20_000  # characters of a run's log.txt that come back
 DRY_TRAIN = {"limit": (4, 2), "crop": (64, 64), "batch": 2, "epochs": 2, "finish_epochs": 1,
@@ -74,7 +74,7 @@ class TrainPlan(NamedTuple):
 
 def plan_steps(cfg: SprintConfig) -> list[Run]:
     """The training steps of `--train-plan` of `--train-arms` and `--train-seeds`, in the
-    queue's order (its targets steps are not run: a step that distils names targets uploaded
+    queue's order (its targets steps are not run: a step that distils names targets carried
     beside the tree)."""
     from experiments.campaign import Run, queue
 
@@ -230,7 +230,7 @@ def run_training(folder: Path, deadline: float | None, note: str | None) -> dict
 def write_record(folder: Path) -> dict[str, Any] | None:
     """The campaign's fold record of the fold run in `folder` once it reached its last epoch
     (folder/RECORD; None before, or for a step of no arm), its paths named as the campaign's
-    are: the run folder as runs/NAME, the uploaded CamVid relative to the tree."""
+    are: the run folder as runs/NAME, the carried CamVid relative to the tree."""
     from experiments.campaign import queue, write_fold_record
 
     (step,) = queue(folder / FOLD_RUN)
@@ -238,9 +238,9 @@ def write_record(folder: Path) -> dict[str, Any] | None:
         return None
     named = {"out": f"{RUNS}/{folder.name}"}
     if data := step.overrides.get("data"):
-        uploaded = Path(data).resolve()
-        named["data"] = str(uploaded.relative_to(REPO) if uploaded.is_relative_to(REPO)
-                            else uploaded)
+        carried = Path(data).resolve()
+        named["data"] = str(carried.relative_to(REPO) if carried.is_relative_to(REPO)
+                            else carried)
     write_fold_record(step, folder / RECORD, step._replace(overrides={**step.overrides, **named}))
     return json.loads((folder / RECORD).read_text())
 
