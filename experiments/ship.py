@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ShipConfig.load(args.config)
     path = ship(cfg, args.best, assembled=f"python -m experiments.ship {args.config.as_posix()}")
     metrics = read_checkpoint(path)["metrics"]
-    print(f"{path}: {100 * metrics['val_miou']:.2f} % val, {len(cfg.runs)} runs")
+    runs = f"{len(cfg.runs)} run" + ("s" if len(cfg.runs) != 1 else "")
+    print(f"{path}: {100 * metrics['val_miou']:.2f} % val, {runs}")
     return 0
 
 

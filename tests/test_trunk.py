@@ -30,7 +30,7 @@ from lgcnet_research.latency.lut import (
     library_versions,
 )
 
-TRUNK = "lite0_s16_lean"  # the shipped trunk genotype: 2 cells at stride 8, 1 at 16
+TRUNK = "lite0_s16_lean"  # the trunk genotype: 2 cells at stride 8, 1 at 16
 
 
 def _trunk(**changes) -> Genotype:

@@ -16,7 +16,7 @@ from lgcnet_deploy.core.errors import BadInputError, MissingFileError
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # short name -> file stem in weights/ (STEM.pt and STEM.onnx)
 SHIPPED_MODELS = {
-    "lgcnet-camvid": "lgcnet_camvid",  # the default: random-search genotype, CamVid, 11 classes
+    "lgcnet-camvid": "lgcnet_camvid",  # the default: ImageNet trunk under random-0 cells, CamVid
     "lgcnet-camvid-searched": "lgcnet_camvid_searched",  # the gradient search's genotype
     "lgcnet-camvid-handwritten": "lgcnet_camvid_handwritten",  # paper-like widths
 }

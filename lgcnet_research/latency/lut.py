@@ -352,8 +352,9 @@ def measure_table(widths: Widths, reductions: tuple[int, ...], input_size: tuple
 
 
 def trunk_reference(table: LatencyTable, stem: str) -> Genotype:
-    """The genotype a trunk's frame cost is measured on: the shipped trunk genotype
-    (`genotypes/lite0_s16_lean.json`) with the table's cell and fusion widths."""
+    """The genotype a trunk's frame cost is measured on: the trunk genotype
+    (`genotypes/lite0_s16_lean.json`, whose cells the shipped `lite0_s16_lean16` keeps at a
+    narrower fusion cell) with the table's cell and fusion widths."""
     from lgcnet_deploy.model.genotype import load_genotype
 
     shipped = load_genotype("lite0_s16_lean")
