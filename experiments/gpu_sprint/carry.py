@@ -76,7 +76,8 @@ def check_travel(sizes: dict[str, int], limit: int = TRAVEL_LIMIT) -> str:
     """A table of the payload; raises CarryError naming the largest part when over `limit`."""
     total = sum(sizes.values())
     rows = [f"{name:<28} {size / 2**20:7.1f} MiB" for name, size in sizes.items()]
-    table = "\n".join([*rows, f"{'total (budget 64 MiB)':<28} {total / 2**20:7.1f} MiB"])
+    budget = f"total (budget {limit / 2**20:g} MiB)"
+    table = "\n".join([*rows, f"{budget:<28} {total / 2**20:7.1f} MiB"])
     if total > limit:
         largest = max(sizes, key=sizes.get)
         raise CarryError(f"{table}\nthe payload is {(total - limit) / 2**20:.1f} MiB over "

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments.gpu_sprint import trainings
-from experiments.gpu_sprint.carry import CARRY, CarryError, check_travel, travel_bytes
+from experiments.gpu_sprint.carry import (
+    CARRY,
+    TRAVEL_LIMIT,
+    CarryError,
+    check_travel,
+    travel_bytes,
+)
 from experiments.gpu_sprint.config import STAGES, SprintConfig
 from experiments.gpu_sprint.context import REPO
 from experiments.gpu_sprint.runner import GRACE_S, Summary, camvid_for_sprint, stage_groups
@@ -162,6 +168,7 @@ def report(plan: dict[str, Any]) -> str:
         lines.append(f"  {name:<7} {stage['status']:<8} {extra}")
     payload = head["payload"]
     if "total_mib" in payload:
-        lines.append(f"  payload (tree and .carry/): {payload['total_mib']:.1f} MiB of 64")
+        lines.append(f"  payload (tree and .carry/): {payload['total_mib']:.1f} MiB of "
+                     f"{TRAVEL_LIMIT / 2**20:.0f}")
     lines += [f"  problem: {p}" for p in head["problems"]] or ["  no problems found"]
     return "\n".join(lines)
