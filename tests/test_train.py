@@ -557,6 +557,48 @@ def test_detail_target_marks_both_sides_of_a_boundary_and_leaves_void_out():
     assert torch.isfinite(loss(right, torch.full_like(labels, 255)))  # all void: no NaN
 
 
+def _lovasz_by_the_paper(logits, target, ignore_index):
+    """Berman et al.'s reference form: per present class, void pixels removed, one sort each."""
+    probs = logits.softmax(1).movedim(1, -1).reshape(-1, logits.shape[1])
+    labels = target.reshape(-1)
+    probs, labels = probs[labels != ignore_index], labels[labels != ignore_index]
+    losses = []
+    for c in labels.unique().tolist():
+        fg = (labels == c).float()
+        errors, order = (fg - probs[:, c]).abs().sort(descending=True)
+        gt = fg[order]
+        jaccard = 1 - (gt.sum() - gt.cumsum(0)) / (gt.sum() + (1 - gt).cumsum(0))
+        jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+        losses.append(errors @ jaccard)
+    return torch.stack(losses).mean()
+
+
+def test_lovasz_softmax_matches_the_paper_and_leaves_void_out():
+    from lgcnet_research.train.losses import lovasz_softmax
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 6, 7, generator=gen, requires_grad=True)
+    target = torch.randint(0, 4, (2, 6, 7), generator=gen)  # class 4 absent: not averaged
+    target[0, :2] = 255
+    loss = lovasz_softmax(logits, target, 255)
+    assert torch.allclose(loss, _lovasz_by_the_paper(logits, target, 255), atol=1e-6)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[0, :, :2].abs().sum() == 0
+    right = 30 * torch.nn.functional.one_hot(target.clamp(max=4), 5).movedim(-1, 1).float()
+    assert lovasz_softmax(right, target, 255) < 1e-6 < 0.5 < lovasz_softmax(-right, target, 255)
+    assert lovasz_softmax(right, torch.full_like(target, 255), 255) == 0  # all void: no NaN
+
+
+def test_lovasz_weight_joins_the_loss_and_the_recipe(tmp_path, camvid_val):
+    cfg = TrainConfig(out=str(tmp_path / "run"), batch=2, crop=(64, 64), threads=1,
+                      limit=(2, 1), epochs=1, lovasz_weight=0.5, eval_every=1)
+    trainer = Trainer(cfg)
+    trainer.fit()
+    saved = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert np.isfinite(saved["train_state"]["history"][-1]["loss"])
+    assert saved["provenance"]["recipe"]["lovasz_weight"] == 0.5
+
+
 _FAULTS = """
 import resource, sys, torch
 from lgcnet_research.base.machine import keep_freed_memory

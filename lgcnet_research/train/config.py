@@ -76,6 +76,9 @@ class TrainConfig(Settings):
         "detail_weight": "detail guidance (STDC, Fan et al., CVPR 2021): a head on the fusion "
                          "cell's stride-4 input predicts the label's boundaries, BCE + Dice "
                          "with this weight in the loss (training only; 0: none)",
+        "lovasz_weight": "the Lovász-softmax loss (Berman et al., CVPR 2018), a surrogate of "
+                         "each class's 1 - IoU over the batch (every second row and column "
+                         "of the crop), added to the cross-entropy with this weight (0: none)",
         "ema": "keep an EMA of the weights with this decay (e.g. 0.999); checkpoints then "
                "hold the EMA weights (what is evaluated and shipped)",
         "eval_every": "val mIoU every N epochs (and at the last one)",
@@ -118,6 +121,7 @@ class TrainConfig(Settings):
     ema: float | None = None
     aux_weight: float = 0.0
     detail_weight: float = 0.0
+    lovasz_weight: float = 0.0
     teacher: str | None = None
     teacher_targets: str | None = None
     distill: float = 0.5
