@@ -14,9 +14,10 @@ from lgcnet_deploy.model.ops import conv_bn_relu
 from lgcnet_research.train.config import DISTILL_KINDS
 
 DETAIL_CHANNELS = 32  # the detail head's hidden width (STDC's is 64, on wider features)
-# the Lovász-softmax loss sorts every pixel once per class, which on a CPU costs about half a
-# training step at 256x320; every second row and column of the crop keeps each class's pixels in
-# proportion (labels unresampled, thin objects included) and sorts a quarter as many
+# the Lovász-softmax loss sorts every pixel once per class: for 8 crops of 256x320 on a 2-core
+# CPU that took longer than the rest of the training step; every second row and column of the
+# crop keeps each class's pixels in proportion (labels unresampled, thin objects included) and
+# sorts a quarter as many
 LOVASZ_STRIDE = 2
 
 
@@ -152,7 +153,7 @@ def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor,
     fg_sorted = fg.gather(0, order)
     total = fg_sorted.sum(0)
     jaccard = 1 - (total - fg_sorted.cumsum(0)) / (total + (1 - fg_sorted).cumsum(0))
-    grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])  # the Lovász extension's
+    grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])  # the extension's weights
     per_class, present = (errors * grad).sum(0), total > 0
     return (per_class * present).sum() / present.sum().clamp(min=1)
 
