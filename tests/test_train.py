@@ -580,12 +580,16 @@ def test_lovasz_softmax_matches_the_paper_and_leaves_void_out():
     logits = torch.randn(2, 5, 6, 7, generator=gen, requires_grad=True)
     target = torch.randint(0, 4, (2, 6, 7), generator=gen)  # class 4 absent: not averaged
     target[0, :2] = 255
-    loss = lovasz_softmax(logits, target, 255)
+    loss = lovasz_softmax(logits, target, 255, stride=1)
     assert torch.allclose(loss, _lovasz_by_the_paper(logits, target, 255), atol=1e-6)
+    on_grid = lovasz_softmax(logits, target, 255, stride=2)
+    assert torch.allclose(on_grid, _lovasz_by_the_paper(logits[..., ::2, ::2],
+                                                        target[..., ::2, ::2], 255), atol=1e-6)
     loss.backward()
     assert torch.isfinite(logits.grad).all() and logits.grad[0, :, :2].abs().sum() == 0
     right = 30 * torch.nn.functional.one_hot(target.clamp(max=4), 5).movedim(-1, 1).float()
-    assert lovasz_softmax(right, target, 255) < 1e-6 < 0.5 < lovasz_softmax(-right, target, 255)
+    assert lovasz_softmax(right, target, 255, stride=1) < 1e-6 < 0.5 < lovasz_softmax(
+        -right, target, 255, stride=1)
     assert lovasz_softmax(right, torch.full_like(target, 255), 255) == 0  # all void: no NaN
 
 

@@ -135,16 +135,18 @@ class DistillationLoss(nn.Module):
         return (1 - self.alpha) * self.hard(logits, target) + self.alpha * (kl * t * t)
 
 
-def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor,
-                   ignore_index: int) -> torch.Tensor:
+def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
+                   stride: int = LOVASZ_STRIDE) -> torch.Tensor:
     """The Lovász-softmax loss (Berman et al., CVPR 2018): a convex surrogate of 1 − IoU per
-    class, from the batch's pixels taken together, averaged over the classes present in
-    `target`. Cross-entropy counts pixels, so a thin class's few pixels weigh little in it;
-    this loss counts each class's IoU, the quantity mIoU averages, whatever its size.
+    class, from the batch's pixels taken together (every `stride`-th row and column),
+    averaged over the classes present in `target`. Cross-entropy counts pixels, so a thin
+    class's few pixels weigh little in it; this loss counts each class's IoU, the quantity
+    mIoU averages, whatever its size.
 
     Vectorised over the classes (one sort of the (pixels, classes) error matrix), without
     data-dependent shapes: void pixels get error 0, which sorts them last and adds nothing,
     as if they were left out."""
+    logits, target = logits[..., ::stride, ::stride], target[..., ::stride, ::stride]
     probs = logits.float().softmax(1).movedim(1, -1).reshape(-1, logits.shape[1])
     labels = target.reshape(-1)
     valid = (labels != ignore_index).unsqueeze(1)

@@ -50,7 +50,6 @@ from lgcnet_research.train.data import CamVidTorch, DeviceBatches, DeviceCamVid,
 from lgcnet_research.train.ema import WeightEma
 from lgcnet_research.train.folds import class_frequencies, fold_frames, inverse_log_weights
 from lgcnet_research.train.losses import (
-    LOVASZ_STRIDE,
     DeeplySupervised,
     DetailLoss,
     DistillationLoss,
@@ -423,9 +422,8 @@ class Trainer:
                 loss, logits = 0.0, out
             loss = loss + self.criterion(logits, y, *cached)
             if self.cfg.lovasz_weight:
-                grid = (..., slice(None, None, LOVASZ_STRIDE), slice(None, None, LOVASZ_STRIDE))
-                loss = loss + self.cfg.lovasz_weight * lovasz_softmax(
-                    logits[grid], y[grid], CAMVID.ignore_index)
+                loss = loss + self.cfg.lovasz_weight * lovasz_softmax(logits, y,
+                                                                      CAMVID.ignore_index)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
