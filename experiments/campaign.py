@@ -12,8 +12,9 @@ training whose `last.pt` holds its last epoch is skipped, one that stopped part-
 continued with `--resume` (bit-exact: batches are a function of seed, epoch and frame). A
 targets step, {"targets": {"teacher": ckpt, "fold": "A", "out": folder}}, caches a trained
 teacher's soft targets for a fold's training frames (frames already cached are kept). Each
-step writes its log in its output folder (log.txt). The queue is read afresh before each step,
-so an edit takes effect when the running step ends.
+step writes its log in its output folder (log.txt). Between steps the campaign goes on in a
+fresh interpreter and reads the queue afresh, so an edit to the queue or to the code (a new
+training setting, say) takes effect when the running step ends.
 
 What outlives the run folders, to be committed: a finished fold run named by an "arm" is scored
 on the drive its fold held out, and its report (per-class IoU, confusion matrix, the commands
@@ -32,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -276,9 +279,10 @@ def status(path: Path = QUEUE) -> list[str]:
     return [f"{step}: {step.state()}" for step in queue(path)]
 
 
-def run(path: Path = QUEUE) -> int:
+def run(path: Path = QUEUE, between_steps: Callable[[], None] | None = None) -> int:
     """Run the queue's unfinished steps in order, reading the queue afresh before each (an
-    edit takes effect when the running step ends); stop at the first that fails."""
+    edit takes effect when the running step ends); stop at the first that fails.
+    `between_steps` runs after each finished step (`main` passes `restart_with_new_code`)."""
     while (step := next_step(path)) is not None:
         step.out.mkdir(parents=True, exist_ok=True)
         print(f"campaign: {step}: {step.state()}", flush=True)
@@ -294,8 +298,21 @@ def run(path: Path = QUEUE) -> int:
                   flush=True)
             return code
         _keep(step)
+        if between_steps is not None:
+            between_steps()
     print("campaign: every step of the queue is done", flush=True)
     return 0
+
+
+def restart_with_new_code() -> None:
+    """Go on in a fresh interpreter with the same command line: the next step is then checked
+    against the code as it stands now (a training setting added while a step ran is known),
+    not against what this process imported when it started. Does not return."""
+    print("campaign: going on in a fresh interpreter, with the code as it stands now",
+          flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
 
 
 def next_step(path: Path = QUEUE) -> Run | Targets | None:
@@ -339,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(f"campaign: wrote {p}" for p in snapshot(args.queue))
                   or "campaign: no run stands part-way")
             return 0
-        return run(args.queue)
+        return run(args.queue, between_steps=restart_with_new_code)
     except (LgcnetError, FileNotFoundError) as e:  # a config the queue names may be missing
         print(f"campaign: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", EXIT_USER_INPUT)

@@ -201,3 +201,26 @@ def test_the_campaign_reads_its_queue_afresh_before_each_step(tmp_path, monkeypa
     steps.append(_Step("c", tmp_path, stalls=True))  # exits 0 but stays unfinished
     assert campaign.run() == 3 and ran == ["a", "b", "c"]  # run once, not again and again
     assert "c exited without finishing" in capsys.readouterr().out
+
+
+def test_the_campaign_goes_on_in_a_fresh_interpreter_between_steps(tmp_path, monkeypatch):
+    # a training setting added while a step runs must be known to the next step's check, so
+    # the queue is walked by a process that imported the code as it stands after each step
+    steps = [_Step("a", tmp_path), _Step("b", tmp_path)]
+    ran, restarts = [], []
+
+    def call(args, stdout, stderr):
+        step = next(s for s in steps if s.name == args[-1])
+        ran.append(step.name)
+        step.finished = True
+        return 0
+
+    monkeypatch.setattr(campaign, "queue", lambda path: list(steps))
+    monkeypatch.setattr(campaign.subprocess, "call", call)
+    assert campaign.run(between_steps=lambda: restarts.append(list(ran))) == 0
+    assert restarts == [["a"], ["a", "b"]]
+    execs = []
+    monkeypatch.setattr(campaign.os, "execv", lambda exe, argv: execs.append((exe, argv)))
+    monkeypatch.setattr(campaign.sys, "orig_argv", ["python", "-m", "experiments.campaign"])
+    campaign.restart_with_new_code()
+    assert execs == [(campaign.sys.executable, ["python", "-m", "experiments.campaign"])]

@@ -63,8 +63,8 @@ def test_travel_counts_tracked_and_unignored_files_and_the_carried_paths(tmp_pat
     (repo / ".carry" / "w.pt").write_bytes(b"w" * 30)
     sizes = carry.travel_bytes(repo, [repo / ".carry" / "camvid", repo / ".carry" / "w.pt"])
     assert sizes == {"tree": 166, ".carry/camvid": 200, ".carry/w.pt": 30}
-    assert "total (budget 64 MiB)" in carry.check_travel(sizes)
-    assert "total (budget 0.000377655 MiB)" in carry.check_travel(sizes, limit=396)
+    assert "MiB of the 64 MiB budget" in carry.check_travel(sizes)
+    assert "of the 0.000377655 MiB budget" in carry.check_travel(sizes, limit=396)
     with pytest.raises(carry.CarryError, match=r"over the budget.*drop part of \.carry/camvid"):
         carry.check_travel(sizes, limit=395)
 

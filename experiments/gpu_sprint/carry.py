@@ -72,12 +72,16 @@ def travel_bytes(repo: Path, carried: list[Path]) -> dict[str, int]:
     return sizes
 
 
+def payload_total(sizes: dict[str, int], limit: int = TRAVEL_LIMIT) -> str:
+    """The payload's size against the budget, e.g. "12.3 MiB of the 64 MiB budget"."""
+    return f"{sum(sizes.values()) / 2**20:.1f} MiB of the {limit / 2**20:g} MiB budget"
+
+
 def check_travel(sizes: dict[str, int], limit: int = TRAVEL_LIMIT) -> str:
     """A table of the payload; raises CarryError naming the largest part when over `limit`."""
     total = sum(sizes.values())
     rows = [f"{name:<28} {size / 2**20:7.1f} MiB" for name, size in sizes.items()]
-    budget = f"total (budget {limit / 2**20:g} MiB)"
-    table = "\n".join([*rows, f"{budget:<28} {total / 2**20:7.1f} MiB"])
+    table = "\n".join([*rows, f"{'total':<28} {payload_total(sizes, limit)}"])
     if total > limit:
         largest = max(sizes, key=sizes.get)
         raise CarryError(f"{table}\nthe payload is {(total - limit) / 2**20:.1f} MiB over "

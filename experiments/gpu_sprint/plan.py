@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from experiments.gpu_sprint import trainings
 from experiments.gpu_sprint.carry import (
     CARRY,
-    TRAVEL_LIMIT,
     CarryError,
     check_travel,
+    payload_total,
     travel_bytes,
 )
 from experiments.gpu_sprint.config import STAGES, SprintConfig
@@ -124,7 +124,8 @@ def _payload(problems: list[str]) -> dict[str, Any]:
         check_travel(sizes)
     except CarryError as e:
         problems.append(f"payload: {str(e).splitlines()[-1]}")
-    return {"bytes": sizes, "total_mib": round(sum(sizes.values()) / 2**20, 1)}
+    return {"bytes": sizes, "total_mib": round(sum(sizes.values()) / 2**20, 1),
+            "against_budget": payload_total(sizes)}
 
 
 def plan_sprint(cfg: SprintConfig, header: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -167,8 +168,7 @@ def report(plan: dict[str, Any]) -> str:
             f"seeds {stage['seeds']} of {stage['config']}" if "seeds" in stage else "")
         lines.append(f"  {name:<7} {stage['status']:<8} {extra}")
     payload = head["payload"]
-    if "total_mib" in payload:
-        lines.append(f"  payload (tree and .carry/): {payload['total_mib']:.1f} MiB of "
-                     f"{TRAVEL_LIMIT / 2**20:.0f}")
+    if "against_budget" in payload:
+        lines.append(f"  payload (tree and .carry/): {payload['against_budget']}")
     lines += [f"  problem: {p}" for p in head["problems"]] or ["  no problems found"]
     return "\n".join(lines)
