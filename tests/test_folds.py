@@ -13,6 +13,7 @@ import torch
 
 from lgcnet_deploy.cli import main as lgcnet
 from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_research.train import fold_eval
 from lgcnet_research.train.config import TrainConfig
 from lgcnet_research.train.data import CamVidTorch, _blur, photometric_batch
 from lgcnet_research.train.ema import WeightEma
@@ -184,6 +185,28 @@ def test_fold_eval_scores_the_final_ema_weights_and_refuses_a_leak(tiny_camvid: 
     assert json.loads((tmp_path / "fold_a.json").read_text())["confusion"] == report.confusion
     with pytest.raises(FoldError, match="trained on fold A's frames, including drive 0001TP"):
         evaluate_fold(tmp_path / "run" / "last.pt", "B", str(tiny_camvid))
+
+
+def test_a_run_at_twice_the_frame_size_is_evaluated_as_its_export_runs(
+        tiny_camvid: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the net sees frames at the run's input_size (the exported model's), in training's
+    # validation and in the fold evaluation alike; labels are scored at the frame's size
+    seen: list[tuple[int, ...]] = []
+    record = lambda module, args: seen.append(tuple(args[0].shape[-2:]))  # noqa: E731
+    Trainer(_config(tiny_camvid, tmp_path / "run", epochs=1, input_size=(44, 64))).fit()
+    payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert tuple(payload["meta"]["input_size"]) == (44, 64)
+    assert tuple(payload["provenance"]["recipe"]["input_size"]) == (44, 64)
+    real_load = fold_eval.load_net
+
+    def load_and_watch(path: Path):
+        net, loaded = real_load(path)
+        net.register_forward_pre_hook(record)
+        return net, loaded
+
+    monkeypatch.setattr(fold_eval, "load_net", load_and_watch)
+    report = evaluate_fold(tmp_path / "run" / "last.pt", "A", str(tiny_camvid))
+    assert set(seen) == {(44, 64)} and np.array(report.confusion).sum() == 4 * 22 * 32
 
 
 def test_camvid_torch_draws_depend_on_seed_epoch_and_frame_only(tiny_camvid: Path) -> None:

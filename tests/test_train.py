@@ -19,6 +19,7 @@ from lgcnet_research.train.data import DeviceBatches, augment_batch, normalize, 
 from lgcnet_research.train.losses import OhemCrossEntropy
 from lgcnet_research.train.trainer import (
     Trainer,
+    at_input_size,
     main,
     parameter_groups,
     poly_lr,
@@ -591,6 +592,16 @@ def test_lovasz_softmax_matches_the_paper_and_leaves_void_out():
     assert lovasz_softmax(right, target, 255, stride=1) < 1e-6 < 0.5 < lovasz_softmax(
         -right, target, 255, stride=1)
     assert lovasz_softmax(right, torch.full_like(target, 255), 255) == 0  # all void: no NaN
+
+
+def test_at_input_size_runs_the_net_at_the_models_size_and_scores_at_the_frames():
+    seen = []
+    net = torch.nn.Conv2d(3, 11, 1)
+    net.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    x = torch.rand(2, 3, 24, 32)
+    assert torch.equal(at_input_size(net, (24, 32))(x), net(x))  # the same size: net itself
+    assert at_input_size(net, (48, 64))(x).shape == (2, 11, 24, 32)
+    assert seen == [(24, 32), (24, 32), (48, 64)]
 
 
 def test_lovasz_weight_joins_the_loss_and_the_recipe(tmp_path, camvid_val):

@@ -12,6 +12,7 @@ import argparse
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lgcnet_deploy.core.classes import DEFAULT_INPUT_SIZE
 from lgcnet_research.base.settings import Settings
 from lgcnet_research.train.folds import FOLD_CHOICES
 
@@ -56,6 +57,11 @@ class TrainConfig(Settings):
         "finish_crop": "crop H W of the finishing epochs",
         "finish_scale_range": "random scale range of the finishing epochs",
         "scale_range": "random scale range of the crops",
+        "input_size": "H W the net sees a frame at, in evaluation and in the exported model "
+                      "(its metadata's input size; the Segmenter resizes frames to it): "
+                      "CamVid's frames are 360 480; 720 960 is the paper's CamVid setting, "
+                      "where thin classes span twice the pixels (train it with crops from "
+                      "frames scaled about 2x: scale_range, finish_scale_range)",
         "class_weights": "none, or inverse_log: weight each class 1/ln(1.10 + p) by its pixel "
                          "share p in the training frames (CGNet's CamVid rule)",
         "photometric": "random brightness, contrast, saturation, hue, gamma, blur and noise",
@@ -116,6 +122,7 @@ class TrainConfig(Settings):
     finish_epochs: int = 0
     finish_crop: tuple[int, int] = (360, 480)
     finish_scale_range: tuple[float, float] = (1.0, 1.25)
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     class_weights: str = "none"
     photometric: bool = False
     ema: float | None = None

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.classes import CAMVID, DEFAULT_INPUT_SIZE
 from lgcnet_deploy.measure.evaluate import iou_table
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint
 from lgcnet_research.train.data import CamVidTorch
 from lgcnet_research.train.folds import ALL, FOLDS, FoldError, fold_frames
 from lgcnet_research.train.peer import load_peer
-from lgcnet_research.train.trainer import validate
+from lgcnet_research.train.trainer import at_input_size, validate
 
 
 @dataclass
@@ -104,7 +104,8 @@ def score_fold(net: torch.nn.Module, payload: dict[str, Any], path: str | Path, 
         torch.set_num_threads(threads)
     _, held_out = fold_frames(fold, root)
     loader = DataLoader(CamVidTorch(held_out, crop=None, train=False), batch_size=4)
-    cm = validate(net, loader, torch.device("cpu"))
+    input_size = (payload.get("meta") or {}).get("input_size", DEFAULT_INPUT_SIZE)
+    cm = validate(net, loader, torch.device("cpu"), at_input_size(net, input_size))
     recipe = provenance.get("recipe") or {}
     return FoldReport(
         checkpoint=str(path), fold=fold, held_out_drive=FOLDS[fold], frames=len(held_out),

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.classes import CAMVID, DEFAULT_INPUT_SIZE
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.measure.bench import LRASPP_NAME, lraspp_net
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_payload, save_payload
@@ -44,7 +44,8 @@ def research_net(name: str, num_classes: int, from_imagenet: bool = True) -> nn.
     return RESEARCH_NETS[name](num_classes, from_imagenet)
 
 
-def peer_meta(input_size: tuple[int, int] = (360, 480), name: str = LRASPP_NAME) -> ModelMeta:
+def peer_meta(input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+              name: str = LRASPP_NAME) -> ModelMeta:
     return ModelMeta.for_dataset(CAMVID, input_size=input_size, genotype_hash=name)
 
 

@@ -95,6 +95,20 @@ def parameter_groups(net: torch.nn.Module, wd: float) -> list[dict[str, Any]]:
 
 
 @torch.no_grad()
+def at_input_size(net: torch.nn.Module,
+                  input_size: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """net(x) as the exported model runs it: frames resized (bilinear) to the model's input
+    size, its logits resized back to the frames' size; net itself where the two agree."""
+    size = tuple(input_size)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == size:
+            return net(x)
+        logits = net(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return forward
+
+
 def validate(net: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
              device: torch.device,
              forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ConfusionMatrix:
@@ -228,14 +242,14 @@ class Trainer:
             net: torch.nn.Module = LGCNet(self.genotype, CAMVID.num_classes)
             if cfg.imagenet_stem:
                 load_imagenet_stem(net)
-            self.meta = ModelMeta.for_dataset(CAMVID, input_size=(360, 480))
+            self.meta = ModelMeta.for_dataset(CAMVID, input_size=tuple(cfg.input_size))
             self.save_checkpoint: Callable[..., Path] = save_checkpoint
         else:
             if cfg.imagenet_stem:
                 raise ValueError(f"imagenet_stem is for model lgcnet (an \"mbconv\" stem), "
                                  f"not {cfg.model}")
             self.genotype, net = None, research_net(cfg.model, CAMVID.num_classes)
-            self.meta = peer_meta(name=cfg.model)
+            self.meta = peer_meta(tuple(cfg.input_size), name=cfg.model)
             self.save_checkpoint = save_peer_checkpoint
         self.net = net.to(self.info.device)
         if cfg.channels_last:
@@ -487,7 +501,8 @@ class Trainer:
         due = (time.time() - self.last_eval >= every_s) if every_s else (
             epoch % self.cfg.eval_every == 0)
         if final or self._agree(due):
-            cm = validate(self.evaluated_net, self.val_loader, self.info.device)
+            cm = validate(self.evaluated_net, self.val_loader, self.info.device,
+                          at_input_size(self.evaluated_net, self.meta.input_size))
             record.update(val_miou=cm.miou(), val_iou=[float(v) for v in cm.iou()])
             self.last_eval = time.time()
         self.history.append(record)
