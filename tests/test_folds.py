@@ -193,7 +193,11 @@ def test_a_run_at_twice_the_frame_size_is_evaluated_as_its_export_runs(
     # validation and in the fold evaluation alike; labels are scored at the frame's size
     seen: list[tuple[int, ...]] = []
     record = lambda module, args: seen.append(tuple(args[0].shape[-2:]))  # noqa: E731
-    Trainer(_config(tiny_camvid, tmp_path / "run", epochs=1, input_size=(44, 64))).fit()
+    trainer = Trainer(_config(tiny_camvid, tmp_path / "run", epochs=1, input_size=(44, 64)))
+    trainer.evaluated_net.register_forward_pre_hook(record)  # the EMA net: validation only
+    trainer.fit()
+    assert set(seen) == {(44, 64)}
+    seen.clear()
     payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert tuple(payload["meta"]["input_size"]) == (44, 64)
     assert tuple(payload["provenance"]["recipe"]["input_size"]) == (44, 64)
