@@ -310,8 +310,7 @@ def restart_with_new_code() -> None:
     not against what this process imported when it started. Does not return."""
     print("campaign: going on in a fresh interpreter, with the code as it stands now",
           flush=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    sys.stderr.flush()  # execv drops what Python still buffers
     os.execv(sys.executable, sys.orig_argv)
 
 

@@ -124,8 +124,7 @@ def _payload(problems: list[str]) -> dict[str, Any]:
         check_travel(sizes)
     except CarryError as e:
         problems.append(f"payload: {str(e).splitlines()[-1]}")
-    return {"bytes": sizes, "total_mib": round(sum(sizes.values()) / 2**20, 1),
-            "against_budget": payload_total(sizes)}
+    return {"bytes": sizes, "total_mib": round(sum(sizes.values()) / 2**20, 1)}
 
 
 def plan_sprint(cfg: SprintConfig, header: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -168,7 +167,7 @@ def report(plan: dict[str, Any]) -> str:
             f"seeds {stage['seeds']} of {stage['config']}" if "seeds" in stage else "")
         lines.append(f"  {name:<7} {stage['status']:<8} {extra}")
     payload = head["payload"]
-    if "against_budget" in payload:
-        lines.append(f"  payload (tree and .carry/): {payload['against_budget']}")
+    if "bytes" in payload:
+        lines.append(f"  payload (tree and .carry/): {payload_total(payload['bytes'])}")
     lines += [f"  problem: {p}" for p in head["problems"]] or ["  no problems found"]
     return "\n".join(lines)
