@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments import ensemble
 from lgcnet_deploy.cli import main as lgcnet
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_research.train import fold_eval
@@ -264,3 +265,23 @@ def test_a_config_written_whole_loads_again() -> None:
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
     with pytest.raises(ValueError, match="fold='C': choose one of A, B, all"):
         TrainConfig.from_dict({"fold": "C"})
+
+
+def test_an_ensemble_of_one_run_twice_scores_as_the_run(tiny_camvid: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    Trainer(_config(tiny_camvid, tmp_path / "run", epochs=1)).fit()
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes((tmp_path / "run" / "last.pt").read_bytes())
+    matrices = ensemble.score([tmp_path / "run" / "last.pt", copy], "A", views=False,
+                              root=str(tiny_camvid))
+    alone = evaluate_fold(tmp_path / "run" / "last.pt", "A", str(tiny_camvid)).confusion
+    assert matrices["ensemble"].matrix.tolist() == matrices[str(copy)].matrix.tolist() == alone
+    out = tmp_path / "ensemble.json"
+    argv = ["--fold", "A", str(tmp_path / "run" / "last.pt"), str(copy), "--data",
+            str(tiny_camvid), "--views"]
+    assert ensemble.main([*argv, "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["views"] and set(record["iou"]) == {str(tmp_path / "run" / "last.pt"),
+                                                      str(copy), "ensemble"}
+    assert ensemble.main([*argv[:1], "B", *argv[2:]]) == 3  # the run saw drive 0001TP
+    assert "trained on fold A's frames, including drive 0001TP" in capsys.readouterr().err
