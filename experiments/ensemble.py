@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lgcnet_deploy.core.classes import CAMVID, DEFAULT_INPUT_SIZE
+from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, LgcnetError
 from lgcnet_deploy.core.metrics import ConfusionMatrix
-from lgcnet_research.train.fold_eval import check_unseen, load_net
+from lgcnet_research.train.fold_eval import as_exported, check_unseen, load_net
 from lgcnet_research.train.folds import FOLDS, fold_frames
 from lgcnet_research.train.targets import teacher_logits
-from lgcnet_research.train.trainer import at_input_size
 
 TEACHER_VIEWS = (0.75, 1.0, 1.25)  # train.targets' default views (with mirrors)
 
@@ -40,8 +39,7 @@ def member(path: Path, fold: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """Checkpoint `path` as a function of a normalised frame batch, at its input size."""
     net, payload = load_net(path)
     check_unseen(fold, payload.get("provenance") or {}, path)
-    net.eval()
-    return at_input_size(net, (payload.get("meta") or {}).get("input_size", DEFAULT_INPUT_SIZE))
+    return as_exported(net.eval(), payload)
 
 
 @torch.no_grad()

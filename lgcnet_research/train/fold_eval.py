@@ -12,6 +12,7 @@ matrix, so folds can be pooled (`python -m experiments.fold_table` sums A's and 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,13 @@ def load_net(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return net, payload
 
 
+def as_exported(net: torch.nn.Module,
+                payload: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`net` as its export runs it: at the input size its checkpoint's metadata names
+    (`trainer.at_input_size`)."""
+    return at_input_size(net, (payload.get("meta") or {}).get("input_size", DEFAULT_INPUT_SIZE))
+
+
 def evaluate_fold(path: str | Path, fold: str, root: str | None = None,
                   threads: int | None = None) -> FoldReport:
     """Score checkpoint `path` on the drive `fold` holds out."""
@@ -104,8 +112,7 @@ def score_fold(net: torch.nn.Module, payload: dict[str, Any], path: str | Path, 
         torch.set_num_threads(threads)
     _, held_out = fold_frames(fold, root)
     loader = DataLoader(CamVidTorch(held_out, crop=None, train=False), batch_size=4)
-    input_size = (payload.get("meta") or {}).get("input_size", DEFAULT_INPUT_SIZE)
-    cm = validate(net, loader, torch.device("cpu"), at_input_size(net, input_size))
+    cm = validate(net, loader, torch.device("cpu"), as_exported(net, payload))
     recipe = provenance.get("recipe") or {}
     return FoldReport(
         checkpoint=str(path), fold=fold, held_out_drive=FOLDS[fold], frames=len(held_out),
