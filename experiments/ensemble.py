@@ -27,6 +27,8 @@ from tqdm import tqdm
 
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, LgcnetError
+from lgcnet_deploy.core.exposure import normalise_exposure
+from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_research.train.fold_eval import as_exported, check_unseen, load_net
 from lgcnet_research.train.folds import FOLDS, fold_frames
@@ -35,11 +37,13 @@ from lgcnet_research.train.targets import teacher_logits
 TEACHER_VIEWS = (0.75, 1.0, 1.25)  # train.targets' default views (with mirrors)
 
 
-def member(path: Path, fold: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Checkpoint `path` as a function of a normalised frame batch, at its input size."""
+def member(path: Path, fold: str) -> tuple[Callable[[torch.Tensor], torch.Tensor], float | None]:
+    """Checkpoint `path` as a function of a normalised frame batch, at its input size, and
+    the exposure target its frames are brightened to (`core.exposure`)."""
     net, payload = load_net(path)
     check_unseen(fold, payload.get("provenance") or {}, path)
-    return as_exported(net.eval(), payload)
+    exposure = ModelMeta.from_dict(payload["meta"], path).exposure_target
+    return as_exported(net.eval(), payload), exposure
 
 
 @torch.no_grad()
@@ -54,8 +58,9 @@ def score(paths: list[Path], fold: str, views: bool, root: str | None = None
     held_out = fold_frames(fold, root)[1]
     for i in tqdm(range(len(held_out)), desc=f"fold {fold}"):
         bgr, label = held_out[i]
-        probs = {name: teacher_logits(forward, bgr, scales, views).softmax(0)
-                 for name, forward in members.items()}
+        probs = {name: teacher_logits(forward, normalise_exposure(bgr, exposure), scales,
+                                      views).softmax(0)
+                 for name, (forward, exposure) in members.items()}
         probs["ensemble"] = sum(probs.values()) / len(members)
         for name, p in probs.items():
             matrices[name].update(p.argmax(0).numpy(), label)

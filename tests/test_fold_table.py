@@ -230,3 +230,33 @@ def test_a_trade_arm_is_judged_by_what_it_costs(tmp_path: Path,
     write(tmp_path, "trunk+w16", "A", 1, confusion(), trade="speed")
     assert main(["--results", str(tmp_path), "--out", str(tmp_path / "table")]) == 3
     assert "arm trunk+w16: its records name different trades" in capsys.readouterr().err
+
+
+def test_the_exposure_table_pools_the_brightened_folds_against_the_runs_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import exposure
+    from lgcnet_research.train.fold_eval import FoldReport
+
+    results, out = tmp_path / "results", tmp_path / "out"
+    results.mkdir()
+    write_both(results, "today", 0, errors=40)
+    write(results, "trunk", "A", 0, confusion(10))  # fold B missing: not in the table
+    evaluated: list[tuple[str, str, float]] = []
+
+    def brightened(checkpoint: Path, fold: str, threads: int | None = None,
+                   exposure_target: float | None = None) -> FoldReport:
+        evaluated.append((str(checkpoint), fold, exposure_target))
+        return FoldReport(str(checkpoint), fold, "drive", 2, 60, 60, True, 0.0, {},
+                          confusion(0 if fold == "B" else 20).tolist(), exposure_target)
+
+    monkeypatch.setattr(exposure, "evaluate_fold", brightened)
+    argv = ["--results", str(results), "--out", str(out), "--target", "0.45"]
+    assert exposure.main(argv) == 0
+    assert evaluated == [("runs/fold_a_today_s0/last.pt", "A", 0.45),
+                         ("runs/fold_b_today_s0/last.pt", "B", 0.45)]
+    (row,) = json.loads((out / "exposure.json").read_text())["rows"]
+    assert row["as_run"]["miou"] == pytest.approx(100 * pooled_miou(40))
+    assert row["exposed"]["miou"] == pytest.approx(100 * pooled_miou(20))
+    assert "| `today` | 0 |" in (out / "exposure.md").read_text()
+    assert exposure.main(argv) == 0 and len(evaluated) == 2  # the reports in --out are read
+    assert exposure.main([*argv[:-1], "1.5"]) == 3

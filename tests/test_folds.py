@@ -14,6 +14,7 @@ import torch
 from experiments import ensemble
 from lgcnet_deploy.cli import main as lgcnet
 from lgcnet_deploy.core.classes import CAMVID
+from lgcnet_deploy.core.exposure import ExposureError
 from lgcnet_research.train import fold_eval
 from lgcnet_research.train.config import TrainConfig
 from lgcnet_research.train.data import CamVidTorch, _blur, photometric_batch
@@ -186,6 +187,30 @@ def test_fold_eval_scores_the_final_ema_weights_and_refuses_a_leak(tiny_camvid: 
     assert json.loads((tmp_path / "fold_a.json").read_text())["confusion"] == report.confusion
     with pytest.raises(FoldError, match="trained on fold A's frames, including drive 0001TP"):
         evaluate_fold(tmp_path / "run" / "last.pt", "B", str(tiny_camvid))
+
+
+def test_a_run_with_an_exposure_target_learns_and_is_scored_on_brightened_frames(
+        tiny_camvid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    held_out = fold_frames("A", str(tiny_camvid))[1]
+    plain = CamVidTorch(held_out, crop=None, train=False)[0][0]
+    lifted = CamVidTorch(held_out, crop=None, train=False, exposure_target=0.9)[0][0]
+    assert lifted.mean() > plain.mean() + 0.5  # normalised units: the frame much brighter
+    Trainer(_config(tiny_camvid, tmp_path / "run", epochs=1, exposure_target=0.9)).fit()
+    payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert payload["meta"]["exposure_target"] == 0.9  # the exported model's, from the recipe
+    report = evaluate_fold(tmp_path / "run" / "last.pt", "A", str(tiny_camvid))
+    assert report.exposure_target == 0.9
+    assert "frames brightened to mean luminance 0.9" in report.table()
+    # another target in its place: what the normalisation does for a net trained without it
+    assert lgcnet(["folds", "eval", str(tmp_path / "run" / "last.pt"), "--fold", "A", "--data",
+                   str(tiny_camvid), "--exposure-target", "0.7", "--json",
+                   str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["exposure_target"] == 0.7
+    assert lgcnet(["folds", "eval", str(tmp_path / "run" / "last.pt"), "--fold", "A", "--data",
+                   str(tiny_camvid), "--exposure-target", "1.2"]) == 3
+    assert "exposure target 1.2: give a mean luminance between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(ExposureError, match="exposure target 0"):
+        Trainer(_config(tiny_camvid, tmp_path / "bad", exposure_target=0.0))
 
 
 def test_a_run_at_twice_the_frame_size_is_evaluated_as_its_export_runs(

@@ -10,6 +10,7 @@ from typing import Any
 
 from lgcnet_deploy.core.classes import DATASETS, DEFAULT_INPUT_SIZE, MEAN_RGB, STD_RGB, Dataset
 from lgcnet_deploy.core.errors import BadInputError
+from lgcnet_deploy.core.exposure import ExposureError, check_target
 
 # Input formats a model can take; the Segmenter prepares frames for either.
 INPUT_UINT8_NHWC_BGR = "uint8_nhwc_bgr"  # an OpenCV frame as is; normalisation in the graph
@@ -80,6 +81,7 @@ class ModelMeta:
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE  # (H, W) the model expects
     mean_rgb: tuple[float, float, float] = MEAN_RGB
     std_rgb: tuple[float, float, float] = STD_RGB
+    exposure_target: float | None = None  # core.exposure: dark frames brightened to this
     genotype_hash: str = ""
     genotype: dict[str, Any] = field(default_factory=dict, compare=False)
     input_format: str = INPUT_FLOAT_NCHW_RGB
@@ -176,9 +178,17 @@ def _of_type(kind: type) -> Any:
     return check
 
 
+def _exposure(v: Any) -> float | None:
+    try:
+        return None if v is None else check_target(v)
+    except ExposureError:
+        raise TypeError("null or a mean luminance between 0 and 1") from None
+
+
 _FIELD_CHECKS = {
     "classes": _strings, "palette_rgb": _palette, "input_size": _number_tuple(2, int),
     "mean_rgb": _number_tuple(3, float), "std_rgb": _number_tuple(3, float),
+    "exposure_target": _exposure,
     "genotype_hash": _of_type(str), "genotype": _of_type(dict), "input_format": _of_type(str),
     "output_kind": _of_type(str), "precision": _of_type(str), "dataset": _of_type(str),
     "extra": _of_type(dict)}

@@ -23,6 +23,7 @@ import numpy as np
 
 from lgcnet_deploy.artifact.integrity import IntegrityError
 from lgcnet_deploy.core.errors import BadInputError
+from lgcnet_deploy.core.exposure import apply_gamma, exposure_gamma
 from lgcnet_deploy.core.metadata import INPUT_UINT8_NHWC_BGR, OUTPUT_LOGITS
 from lgcnet_deploy.model.shipped import DEFAULT_MODEL
 from lgcnet_deploy.runtime.backends import Backend, load_backend
@@ -323,7 +324,8 @@ class Segmenter:
             f"resize='stretch' stretches without this warning", GeometryWarning, stacklevel=2)
 
     def preprocess(self, frames: list[np.ndarray]) -> np.ndarray:
-        """Fit each frame into the model's input size (`resize`) and lay out as the model
+        """Fit each frame into the model's input size (`resize`), brightened as the model
+        learnt (its metadata's `exposure_target`, `core.exposure`), and lay out as the model
         wants."""
         x = np.stack([self._fit(f) for f in frames])
         if self.meta.input_format == INPUT_UINT8_NHWC_BGR:
@@ -335,8 +337,13 @@ class Segmenter:
 
     def _fit(self, frame: np.ndarray) -> np.ndarray:
         top, left, fh, fw = self.placement(frame.shape[:2])
+        # the gamma is read on the whole frame, as training reads it, and applied after the
+        # resize, where there are fewer pixels to map
+        target = self.meta.exposure_target
+        gamma = 1.0 if target is None else exposure_gamma(frame, target)
         if frame.shape[:2] != (fh, fw):
             frame = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_LINEAR)
+        frame = apply_gamma(frame, gamma)
         if (fh, fw) == self.input_size:
             return frame
         canvas = np.empty((*self.input_size, 3), np.uint8)

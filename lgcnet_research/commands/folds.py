@@ -17,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="CamVid root (with train/ and val/)")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--exposure-target", type=float, default=None, metavar="LUMINANCE",
+                   help="brighten the held-out frames darker than this mean luminance (0-1), "
+                        "in place of the checkpoint's own setting: what normalising the "
+                        "exposure does for a net trained without it (e.g. 0.45)")
     return p
 
 
@@ -45,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("lgcnet folds eval needs a CHECKPOINT and --fold A|B")
     from lgcnet_research.train.fold_eval import evaluate_fold, write_report
 
-    report = evaluate_fold(args.checkpoint, args.fold, args.data, args.threads)
+    report = evaluate_fold(args.checkpoint, args.fold, args.data, args.threads,
+                           args.exposure_target)
     print(report.table())
     if args.json:
         write_report(report, args.json)

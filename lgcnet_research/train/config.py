@@ -62,6 +62,11 @@ class TrainConfig(Settings):
                       "CamVid's frames are 360 480; 720 960 is the paper's CamVid setting, "
                       "where thin classes span twice the pixels (train it with crops from "
                       "frames scaled about 2x: scale_range, finish_scale_range)",
+        "exposure_target": "brighten each frame darker than this mean luminance (0-1) to it "
+                           "by a gamma, in training, in evaluation and in the exported model "
+                           "(its metadata: the Segmenter applies it; lgcnet_deploy.core."
+                           "exposure); e.g. 0.45, for drives at dusk; default: frames as they "
+                           "come",
         "class_weights": "none, or inverse_log: weight each class 1/ln(1.10 + p) by its pixel "
                          "share p in the training frames (CGNet's CamVid rule)",
         "photometric": "random brightness, contrast, saturation, hue, gamma, blur and noise",
@@ -123,6 +128,7 @@ class TrainConfig(Settings):
     finish_crop: tuple[int, int] = (360, 480)
     finish_scale_range: tuple[float, float] = (1.0, 1.25)
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
+    exposure_target: float | None = None
     class_weights: str = "none"
     photometric: bool = False
     ema: float | None = None

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from lgcnet_deploy.core.classes import MEAN_RGB, STD_RGB
 from lgcnet_deploy.core.data import CamVid
+from lgcnet_deploy.core.exposure import normalise_exposure
 from lgcnet_research.train.folds import Frames
 
 _MEAN = np.asarray(MEAN_RGB, np.float32)
@@ -122,17 +123,20 @@ class CamVidTorch(Dataset):
 
     Training: random scale in `scale_range`, random crop of `crop` (H, W) padded with void
     where the scaled image is smaller, horizontal flip, and `photometric_batch` when
-    `photometric`. Evaluation: frames as they are. The draws for frame i in epoch e depend on
-    (seed, e, i) only: call `set_epoch` before each epoch.
+    `photometric`. Evaluation: frames as they are. With `exposure_target`, every frame is
+    first brightened as the deployed model's are (`core.exposure`). The draws for frame i in
+    epoch e depend on (seed, e, i) only: call `set_epoch` before each epoch.
     """
 
     def __init__(self, split: str | Frames = "train", crop: tuple[int, int] | None = (360, 480),
                  scale_range: tuple[float, float] = (0.5, 2.0), train: bool = True,
                  root: str | None = None, seed: int = 0, photometric: bool = False,
-                 targets: Sequence[torch.Tensor] | None = None) -> None:
+                 targets: Sequence[torch.Tensor] | None = None,
+                 exposure_target: float | None = None) -> None:
         self.data = frames_of(split, root)
         self.crop, self.scale_range, self.train = crop, scale_range, train
         self.photometric, self.targets = photometric, targets
+        self.exposure_target = exposure_target
         self.ignore = self.data.dataset.ignore_index
         self.seed, self.epoch = seed, 0
 
@@ -146,6 +150,7 @@ class CamVidTorch(Dataset):
         """(image, label), and with `targets` (a teacher's logits per frame, in frame order)
         the teacher's logits warped to the same view."""
         img, label = self.data[i]
+        img = normalise_exposure(img, self.exposure_target)
         if not self.train:
             return normalize(img), torch.from_numpy(label.astype(np.int64))
         rng = np.random.default_rng([self.seed, self.epoch, i])
@@ -272,15 +277,20 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
 class DeviceCamVid:
     """One CamVid split held as uint8 tensors on `device`: `images` (N, H, W, 3) BGR and
     `labels` (N, H, W); all frames must share one size (CamVid's are 360x480). `targets`, when
-    given, holds a teacher's cached logits per frame (N, C, h, w), in frame order."""
+    given, holds a teacher's cached logits per frame (N, C, h, w), in frame order; with
+    `exposure_target` the frames are held brightened (`core.exposure`)."""
 
     def __init__(self, split: str | Frames, device: torch.device | str, root: str | None = None,
-                 limit: int | None = None,
-                 targets: Sequence[torch.Tensor] | None = None) -> None:
+                 limit: int | None = None, targets: Sequence[torch.Tensor] | None = None,
+                 exposure_target: float | None = None) -> None:
         data = frames_of(split, root)
         n = min(len(data), limit) if limit else len(data)
+
+        def frame(i: int) -> tuple[np.ndarray, np.ndarray]:
+            img, label = data[i]
+            return normalise_exposure(img, exposure_target), label
         with ThreadPoolExecutor(max_workers=8) as pool:  # cv2 decodes outside the GIL
-            frames = list(pool.map(data.__getitem__, range(n)))
+            frames = list(pool.map(frame, range(n)))
         sizes = sorted({label.shape for _, label in frames})
         if len(sizes) != 1:
             raise ValueError(f"CamVid {split}: frames of several sizes {sizes}; device_data "

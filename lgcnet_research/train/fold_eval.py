@@ -22,6 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lgcnet_deploy.core.classes import CAMVID, DEFAULT_INPUT_SIZE
+from lgcnet_deploy.core.exposure import check_target
+from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.measure.evaluate import iou_table
 from lgcnet_deploy.model.checkpoint import CheckpointError, load_checkpoint
 from lgcnet_research.train.data import CamVidTorch
@@ -44,12 +46,16 @@ class FoldReport:
     # held-out pixels, rows the label's class, columns the prediction's (CAMVID.classes
     # order, void left out): what pooling folds sums
     confusion: list[list[int]]
+    # the exposure normalisation the held-out frames went through (core.exposure); None: none
+    exposure_target: float | None = None
 
     def table(self) -> str:
         epoch = f"epoch {self.epoch} of {self.epochs_planned}" if self.epoch else "epoch ?"
+        exposure = "" if self.exposure_target is None else \
+            f"; frames brightened to mean luminance {self.exposure_target:g}"
         return "\n".join([
             f"fold {self.fold}: held-out drive {self.held_out_drive}, {self.frames} frames; "
-            f"{epoch}, {'EMA' if self.ema else 'raw'} weights",
+            f"{epoch}, {'EMA' if self.ema else 'raw'} weights{exposure}",
             *iou_table(self.per_class_iou, self.miou)])
 
 
@@ -93,16 +99,19 @@ def as_exported(net: torch.nn.Module,
 
 
 def evaluate_fold(path: str | Path, fold: str, root: str | None = None,
-                  threads: int | None = None) -> FoldReport:
-    """Score checkpoint `path` on the drive `fold` holds out."""
+                  threads: int | None = None, exposure_target: float | None = None
+                  ) -> FoldReport:
+    """Score checkpoint `path` on the drive `fold` holds out (`score_fold`)."""
     net, payload = load_net(Path(path))
-    return score_fold(net, payload, path, fold, root, threads)
+    return score_fold(net, payload, path, fold, root, threads, exposure_target)
 
 
 def score_fold(net: torch.nn.Module, payload: dict[str, Any], path: str | Path, fold: str,
-               root: str | None = None, threads: int | None = None) -> FoldReport:
+               root: str | None = None, threads: int | None = None,
+               exposure_target: float | None = None) -> FoldReport:
     """Score `net`, loaded with its `payload` from checkpoint `path` (`load_net`), on the
-    drive `fold` holds out."""
+    drive `fold` holds out, its frames brightened as its metadata says (`exposure_target`
+    in its place: what normalising the exposure would do for a net trained without it)."""
     if fold not in FOLDS:
         raise FoldError(f"fold {fold!r}: choose one of {', '.join(FOLDS)} (fold 'all' holds "
                         f"nothing out)")
@@ -110,14 +119,17 @@ def score_fold(net: torch.nn.Module, payload: dict[str, Any], path: str | Path, 
     check_unseen(fold, provenance, Path(path))
     if threads:
         torch.set_num_threads(threads)
+    exposure = ModelMeta.from_dict(payload["meta"], path).exposure_target \
+        if exposure_target is None else check_target(exposure_target)
     _, held_out = fold_frames(fold, root)
-    loader = DataLoader(CamVidTorch(held_out, crop=None, train=False), batch_size=4)
+    loader = DataLoader(CamVidTorch(held_out, crop=None, train=False, exposure_target=exposure),
+                        batch_size=4)
     cm = validate(net, loader, torch.device("cpu"), as_exported(net, payload))
     recipe = provenance.get("recipe") or {}
     return FoldReport(
         checkpoint=str(path), fold=fold, held_out_drive=FOLDS[fold], frames=len(held_out),
         epoch=provenance.get("epochs_run"), epochs_planned=recipe.get("epochs"),
-        ema=bool(recipe.get("ema")), miou=cm.miou(),
+        ema=bool(recipe.get("ema")), exposure_target=exposure, miou=cm.miou(),
         per_class_iou={c: float(np.nan_to_num(v)) for c, v in zip(CAMVID.classes, cm.iou())},
         confusion=cm.matrix.tolist())
 

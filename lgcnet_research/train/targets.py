@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lgcnet_deploy.core.exposure import normalise_exposure
+from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_research.train.data import frames_of, normalize
 from lgcnet_research.train.folds import FOLD_CHOICES, Frames, fold_frames
 from lgcnet_research.train.peer import load_peer
@@ -71,6 +73,7 @@ def cache_targets(teacher_path: Path, frames: Frames, out: Path,
 
     teacher, payload = load_peer(teacher_path)
     teacher.eval()
+    exposure = ModelMeta.from_dict(payload["meta"], teacher_path).exposure_target
     identity = {"format": TARGETS_FORMAT, "teacher": teacher_path.name,
                 "teacher_digest": file_digest(teacher_path), "size": list(size),
                 "scales": list(scales), "flip": flip, "dtype": "float16"}
@@ -90,7 +93,8 @@ def cache_targets(teacher_path: Path, frames: Frames, out: Path,
         dest = out / f"{Path(image).stem}.npy"
         if dest.is_file():
             continue
-        logits = teacher_logits(teacher, frames[i][0], scales, flip)
+        logits = teacher_logits(teacher, normalise_exposure(frames[i][0], exposure), scales,
+                                flip)
         small = F.interpolate(logits[None], size=tuple(size), mode="bilinear",
                               align_corners=False)[0]
         tmp = dest.with_suffix(".partial.npy")

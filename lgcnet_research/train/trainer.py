@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.data import read_label
+from lgcnet_deploy.core.exposure import check_target
 from lgcnet_deploy.core.metadata import ModelMeta
 from lgcnet_deploy.core.metrics import ConfusionMatrix
 from lgcnet_deploy.model.checkpoint import cpu_state_dict, load_checkpoint, save_checkpoint
@@ -237,19 +238,22 @@ class Trainer:
     def _build_net(self) -> None:
         """The net of `cfg.model`, its metadata and its checkpoint writer."""
         cfg = self.cfg
+        exposure = None if cfg.exposure_target is None else check_target(cfg.exposure_target)
         if cfg.model == "lgcnet":
             self.genotype: Genotype | None = load_genotype(cfg.genotype)
             net: torch.nn.Module = LGCNet(self.genotype, CAMVID.num_classes)
             if cfg.imagenet_stem:
                 load_imagenet_stem(net)
-            self.meta = ModelMeta.for_dataset(CAMVID, input_size=tuple(cfg.input_size))
+            self.meta = ModelMeta.for_dataset(CAMVID, input_size=tuple(cfg.input_size),
+                                              exposure_target=exposure)
             self.save_checkpoint: Callable[..., Path] = save_checkpoint
         else:
             if cfg.imagenet_stem:
                 raise ValueError(f"imagenet_stem is for model lgcnet (an \"mbconv\" stem), "
                                  f"not {cfg.model}")
             self.genotype, net = None, research_net(cfg.model, CAMVID.num_classes)
-            self.meta = peer_meta(tuple(cfg.input_size), name=cfg.model)
+            self.meta = peer_meta(tuple(cfg.input_size), name=cfg.model).replace(
+                exposure_target=exposure)
             self.save_checkpoint = save_peer_checkpoint
         self.net = net.to(self.info.device)
         if cfg.channels_last:
@@ -303,8 +307,9 @@ class Trainer:
         targets = self._load_targets(train_frames)
         if cfg.device_data:
             self.train_set = DeviceCamVid(train_frames, info.device, cfg.data, train_limit,
-                                          targets)
-            val_set = DeviceCamVid(self.val_frames, info.device, cfg.data, val_limit)
+                                          targets, cfg.exposure_target)
+            val_set = DeviceCamVid(self.val_frames, info.device, cfg.data, val_limit,
+                                   exposure_target=cfg.exposure_target)
             self.loader = DeviceBatches(self.train_set, cfg.batch, tuple(cfg.crop),
                                         tuple(cfg.scale_range), shuffle=True, drop_last=True,
                                         seed=cfg.seed, rank=info.rank, world_size=info.world_size,
@@ -315,9 +320,10 @@ class Trainer:
             return
         self.dataset = CamVidTorch(train_frames, tuple(cfg.crop), tuple(cfg.scale_range),
                                    root=cfg.data, seed=cfg.seed, photometric=cfg.photometric,
-                                   targets=targets)
+                                   targets=targets, exposure_target=cfg.exposure_target)
         self.train_set = self.dataset
-        val_set = CamVidTorch(self.val_frames, crop=None, train=False, root=cfg.data)
+        val_set = CamVidTorch(self.val_frames, crop=None, train=False, root=cfg.data,
+                              exposure_target=cfg.exposure_target)
         if cfg.limit:
             self.train_set = Subset(self.train_set, range(train_limit))
             val_set = Subset(val_set, range(val_limit))
