@@ -39,8 +39,8 @@ def check_target(target: float) -> float:
 def mean_luminance(bgr: np.ndarray) -> float:
     """Mean Rec. 601 luminance in [0, 1] of a uint8 BGR frame (H, W, 3)."""
     step = max(1, round((bgr.shape[0] * bgr.shape[1] / MEAN_PIXELS) ** 0.5))
-    grid = bgr[::step, ::step].reshape(-1, 3).astype(np.float32)
-    return float(grid.mean(0) @ np.asarray(LUMA_BGR, np.float32)) / 255.0
+    channel_means = cv2.mean(np.ascontiguousarray(bgr[::step, ::step]))[:3]
+    return sum(w * m for w, m in zip(LUMA_BGR, channel_means)) / 255.0
 
 
 def exposure_gamma(bgr: np.ndarray, target: float) -> float:
