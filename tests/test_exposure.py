@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lgcnet_deploy import Segmenter
+from lgcnet_deploy.cli import main as lgcnet
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.exposure import (
     MIN_GAMMA,
@@ -72,7 +73,7 @@ def test_the_target_travels_in_the_metadata_and_a_bad_one_is_named() -> None:
     meta = ModelMeta.for_dataset(CAMVID, exposure_target=0.45)
     assert ModelMeta.from_props(meta.to_props()).exposure_target == 0.45
     assert ModelMeta.from_props(ModelMeta.for_dataset(CAMVID).to_props()).exposure_target is None
-    with pytest.raises(MetadataError, match="exposure_target.*mean luminance between 0 and 1"):
+    with pytest.raises(MetadataError, match=r"exposure_target.*mean luminance between 0 and 1"):
         ModelMeta.from_dict({**meta.to_dict(), "exposure_target": 2})
 
 
@@ -106,3 +107,8 @@ def test_a_large_frame_is_brightened_after_its_resize_by_its_own_gamma(exposed_m
         large = np.repeat(np.repeat(_frame(40, 3), 4, 0), 4, 1)  # 360x480 into a 90x120 model
         x = seg.preprocess([large])[0]
         assert mean_luminance(x) == pytest.approx(0.45, abs=0.04)
+
+
+def test_lgcnet_info_says_the_model_brightens_dark_frames(exposed_models, capsys) -> None:
+    assert lgcnet(["info", str(exposed_models["onnx"])]) == 0
+    assert "frames of mean luminance under 0.45 brightened to it" in capsys.readouterr().out

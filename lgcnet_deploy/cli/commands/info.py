@@ -117,6 +117,9 @@ def summary(path: Path, info: dict[str, Any]) -> list[tuple[str, str]]:
     input_text = f"{h}x{w}, {INPUT_WORDS.get(meta.get('input_format'), meta.get('input_format'))}"
     if io_in[2] is not None:
         input_text += f" ({io_in[1]} {_shape(io_in[2])})"
+    if meta.get("exposure_target") is not None:
+        input_text += (f"; frames of mean luminance under {meta['exposure_target']:g} "
+                       f"brightened to it (exposure normalisation)")
     output_text = OUTPUT_WORDS.get(meta.get("output_kind"), str(meta.get("output_kind")))
     if io_out[2] is not None:
         output_text += f" ({io_out[1]} {_shape(io_out[2])})"
