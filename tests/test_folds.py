@@ -14,10 +14,10 @@ import torch
 from experiments import ensemble
 from lgcnet_deploy.cli import main as lgcnet
 from lgcnet_deploy.core.classes import CAMVID
-from lgcnet_deploy.core.exposure import ExposureError
+from lgcnet_deploy.core.exposure import ExposureError, normalise_exposure
 from lgcnet_research.train import fold_eval
 from lgcnet_research.train.config import TrainConfig
-from lgcnet_research.train.data import CamVidTorch, _blur, photometric_batch
+from lgcnet_research.train.data import CamVidTorch, DeviceCamVid, _blur, photometric_batch
 from lgcnet_research.train.ema import WeightEma
 from lgcnet_research.train.fold_eval import check_unseen, evaluate_fold
 from lgcnet_research.train.folds import (
@@ -195,6 +195,8 @@ def test_a_run_with_an_exposure_target_learns_and_is_scored_on_brightened_frames
     plain = CamVidTorch(held_out, crop=None, train=False)[0][0]
     lifted = CamVidTorch(held_out, crop=None, train=False, exposure_target=0.9)[0][0]
     assert lifted.mean() > plain.mean() + 0.5  # normalised units: the frame much brighter
+    on_device = DeviceCamVid(held_out, "cpu", exposure_target=0.9).images  # the GPU path
+    assert torch.equal(on_device[0], torch.from_numpy(normalise_exposure(held_out[0][0], 0.9)))
     Trainer(_config(tiny_camvid, tmp_path / "run", epochs=1, exposure_target=0.9)).fit()
     payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert payload["meta"]["exposure_target"] == 0.9  # the exported model's, from the recipe
