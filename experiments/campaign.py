@@ -23,10 +23,11 @@ experiments.fold_table` pools (an arm that gives up accuracy for something else,
 step's "trade", e.g. "latency", is judged by what it costs, not by what it gains); a step
 marked "milestone" (a teacher, the shipped run) leaves its finished weights in
 experiments/milestones/OUT.pt (fp16, no optimizer state), from which a new checkout
-restores the step instead of training it again. A run stopped part-way outlives its folder
-through `--snapshot`: its whole last.pt (optimizer state and raw weights too, so the resume is
-bit-exact) copied to experiments/milestones/OUT.resume.pt, which a new checkout resumes from
-and which is deleted when the run finishes.
+restores the step instead of training it again; a fold run whose record is there counts as
+done, so a new checkout starts with the runs that have no result yet. A run stopped part-way
+outlives its folder through `--snapshot`: its whole last.pt (optimizer state and raw weights
+too, so the resume is bit-exact) copied to experiments/milestones/OUT.resume.pt, which a new
+checkout resumes from and which is deleted when the run finishes.
 """
 
 from __future__ import annotations
@@ -102,9 +103,18 @@ class Run(NamedTuple):
     def out(self) -> Path:
         return Path(self.settings().out)
 
+    @property
+    def record_path(self) -> Path:
+        return RESULTS / f"{self.out.name}.json"
+
+    def recorded(self) -> bool:
+        """A fold run whose record is committed is finished, even where its folder is not on
+        this machine: a new checkout goes on with the runs that have no result yet."""
+        return self.arm is not None and self.record_path.is_file()
+
     def done(self) -> bool:
         cfg = self.settings()
-        return progress(history(cfg))[0] >= cfg.epochs
+        return self.recorded() or progress(history(cfg))[0] >= cfg.epochs
 
     def entry(self) -> dict[str, Any]:
         """The step as an entry of a queue file (what `queue` reads back as this step)."""
@@ -149,14 +159,15 @@ class Run(NamedTuple):
         tmp.replace(self.snapshot_path)
         return self.snapshot_path
 
-    def keep(self, results: Path = RESULTS) -> list[Path]:
+    def keep(self, results: Path | None = None) -> list[Path]:
         """Write what outlives the run folder (its fold report, its milestone) where missing."""
         written = []
         self.snapshot_path.unlink(missing_ok=True)  # the finished run needs no resume point
-        if self.milestone and not self.milestone_path.is_file():
-            write_milestone(self.out / "last.pt", self.milestone_path)
+        last = self.out / "last.pt"
+        if self.milestone and not self.milestone_path.is_file() and last.is_file():
+            write_milestone(last, self.milestone_path)
             written.append(self.milestone_path)
-        report = results / f"{self.out.name}.json"
+        report = (results or RESULTS) / f"{self.out.name}.json"
         if self.arm and not report.is_file():
             write_fold_record(self, report)
             written.append(report)
@@ -164,6 +175,8 @@ class Run(NamedTuple):
 
     def state(self) -> str:
         cfg = self.settings()
+        if self.recorded() and not (self.out / "last.pt").is_file():
+            return f"done, recorded in {self.record_path} (its run folder is not here)"
         epochs = history(cfg)  # one read of last.pt
         done, miou = progress(epochs)
         said = "-" if miou is None else f"{100 * miou:.2f} %"

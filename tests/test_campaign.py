@@ -104,6 +104,24 @@ def test_a_run_stopped_part_way_is_snapshot_whole_and_resumed_from_it(tmp_path, 
     assert not step.snapshot_path.exists()  # deleted once the run finished
 
 
+def test_a_fold_run_with_a_committed_record_is_done_without_its_folder(tmp_path, monkeypatch):
+    # a new checkout has the records but no run folders: it must not train those arms again
+    monkeypatch.setattr(campaign, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
+    arm = Run(Path("configs/train/fold_a_trunk.json"), {"out": str(tmp_path / "r")}, "trunk")
+    unnamed = Run(Path("configs/train/fold_a_trunk.json"), {"out": str(tmp_path / "u")})
+    (tmp_path / "results").mkdir()
+    for step in (arm, unnamed):
+        (tmp_path / "results" / f"{step.out.name}.json").write_text("{}")
+    assert arm.done() and arm.state() == (f"done, recorded in {tmp_path / 'results' / 'r.json'}"
+                                          " (its run folder is not here)")
+    assert not unnamed.done()  # a record counts for the arm it was written for only
+    assert arm.keep() == [] and not arm.out.exists()  # nothing to write, nothing trained
+    path = tmp_path / "queue.json"
+    path.write_text(json.dumps({"runs": [arm.entry(), unnamed.entry()]}))
+    assert campaign.next_step(path) == unnamed
+
+
 def test_a_fold_runs_record_names_its_arm_seed_and_commands(tmp_path, monkeypatch):
     report = FoldReport("x", "A", "0006R0", 2, 80, 80, True, 0.5, {c: 0.5 for c in "ab"},
                         [[1, 1], [1, 1]])
