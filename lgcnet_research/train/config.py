@@ -69,10 +69,6 @@ class TrainConfig(Settings):
                            "come",
         "class_weights": "none, or inverse_log: weight each class 1/ln(1.10 + p) by its pixel "
                          "share p in the training frames (CGNet's CamVid rule)",
-        "rare_class_crops": "share (0-1) of the training crops placed so that they hold a pixel "
-                            "of a class drawn rarest-first among the frame's classes (each "
-                            "class's chance 1 / its pixel share of the training frames), at a "
-                            "random place in the crop; the rest lie anywhere (0: all of them)",
         "photometric": "random brightness, contrast, saturation, hue, gamma, blur and noise",
         "teacher": "distil from this research checkpoint (the teacher: train/teacher.py; "
                    "trained on frames of the same fold): its soft labels join the loss",
@@ -134,7 +130,6 @@ class TrainConfig(Settings):
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
     exposure_target: float | None = None
     class_weights: str = "none"
-    rare_class_crops: float = 0.0
     photometric: bool = False
     ema: float | None = None
     aux_weight: float = 0.0

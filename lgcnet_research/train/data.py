@@ -1,7 +1,6 @@
 """CamVid as torch tensors with the paper's augmentation (flip, random scale, random crop)
 and, optionally, photometric augmentation (`photometric_batch`: brightness, contrast,
-saturation, hue, gamma, blur, noise: the held-out drives include a dusk drive) and
-rare-class crops (`RareCrops`: a share of the crops placed on a pixel of a rare class).
+saturation, hue, gamma, blur, noise: the held-out drives include a dusk drive).
 
 `CamVidTorch` decodes and augments frame by frame on the CPU (for a DataLoader);
 `DeviceCamVid` + `DeviceBatches` hold a split on the training device and augment whole
@@ -17,7 +16,7 @@ import functools
 import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 
 import cv2
 import numpy as np
@@ -102,36 +101,6 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return y.reshape(x.shape)
 
 
-class RareCrops(NamedTuple):
-    """Crops placed on rare classes: with probability `share` a frame's crop holds a pixel of
-    one of the classes in the frame, drawn with probability proportional to `class_weights`
-    (`rare_class_weights`), at a uniformly random place in the crop; otherwise the crop lies
-    anywhere. Thin classes (pole, sign, bicyclist) then fill more of the batches."""
-
-    share: float
-    class_weights: np.ndarray  # (num_classes,)
-
-
-def rare_class_weights(frequencies: np.ndarray) -> np.ndarray:
-    """1 / a class's pixel share of the training frames (0 for a class never seen): a frame's
-    anchor class is then drawn about as a class-uniform sampler of pixels would draw it."""
-    return np.where(frequencies > 0, 1.0 / np.maximum(frequencies, 1e-12), 0.0)
-
-
-def rare_anchor(label: np.ndarray, rare: RareCrops,
-                rng: np.random.Generator) -> tuple[int, int] | None:
-    """A pixel (y, x) of `label` of a class drawn by `rare.class_weights` among the classes
-    present; None where none is (a frame of void only)."""
-    counts = np.bincount(label.ravel(), minlength=256)[:len(rare.class_weights)]
-    weights = rare.class_weights * (counts > 0)
-    if weights.sum() <= 0:
-        return None
-    chosen = rng.choice(len(weights), p=weights / weights.sum())
-    ys, xs = np.nonzero(label == chosen)
-    k = rng.integers(len(ys))
-    return int(ys[k]), int(xs[k])
-
-
 def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a label map to `size` (H, W), centre-aligned as cv2's
     INTER_LINEAR resizes the image: output pixel y reads source floor((y + 0.5)·h/H), the
@@ -155,21 +124,19 @@ class CamVidTorch(Dataset):
     Training: random scale in `scale_range`, random crop of `crop` (H, W) padded with void
     where the scaled image is smaller, horizontal flip, and `photometric_batch` when
     `photometric`. Evaluation: frames as they are. With `exposure_target`, every frame is
-    first brightened as the deployed model's are (`core.exposure`); with `rare_crops`, a share
-    of the crops lies on a rare class. The draws for frame i in epoch e depend on (seed, e, i)
-    only: call `set_epoch` before each epoch.
+    first brightened as the deployed model's are (`core.exposure`). The draws for frame i in
+    epoch e depend on (seed, e, i) only: call `set_epoch` before each epoch.
     """
 
     def __init__(self, split: str | Frames = "train", crop: tuple[int, int] | None = (360, 480),
                  scale_range: tuple[float, float] = (0.5, 2.0), train: bool = True,
                  root: str | None = None, seed: int = 0, photometric: bool = False,
                  targets: Sequence[torch.Tensor] | None = None,
-                 exposure_target: float | None = None,
-                 rare_crops: RareCrops | None = None) -> None:
+                 exposure_target: float | None = None) -> None:
         self.data = frames_of(split, root)
         self.crop, self.scale_range, self.train = crop, scale_range, train
         self.photometric, self.targets = photometric, targets
-        self.exposure_target, self.rare_crops = exposure_target, rare_crops
+        self.exposure_target = exposure_target
         self.ignore = self.data.dataset.ignore_index
         self.seed, self.epoch = seed, 0
 
@@ -214,25 +181,13 @@ class CamVidTorch(Dataset):
                 img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
                 label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT,
                                            value=self.ignore)
-            y, x = self._corner(label, rng)
+            y = rng.integers(0, label.shape[0] - ch + 1)
+            x = rng.integers(0, label.shape[1] - cw + 1)
             img, label = img[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
         flipped = bool(rng.random() < 0.5)
         if flipped:
             img, label = img[:, ::-1], label[:, ::-1]
         return np.ascontiguousarray(img), np.ascontiguousarray(label), (y, x, flipped, size)
-
-    def _corner(self, label: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
-        """The crop's top-left corner in the (padded) scaled label: anywhere, or with
-        `rare_crops` (and its share's luck) so that a rare class's pixel lies in the crop."""
-        (ch, cw), (h, w) = self.crop, label.shape
-        anchor = None
-        if self.rare_crops is not None and rng.random() < self.rare_crops.share:
-            anchor = rare_anchor(label, self.rare_crops, rng)
-        if anchor is None:
-            return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        (ay, ax) = anchor
-        return (int(np.clip(ay - rng.integers(0, ch), 0, h - ch)),
-                int(np.clip(ax - rng.integers(0, cw), 0, w - cw)))
 
 
 def _view_grid(view: tuple[int, int, bool, tuple[int, int]],
@@ -281,16 +236,14 @@ def warp_targets(targets: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, int],
                   scale_range: tuple[float, float], ignore: int,
                   generator: torch.Generator | None = None, photometric: bool = False,
-                  targets: torch.Tensor | None = None,
-                  rare_crops: RareCrops | None = None) -> tuple[torch.Tensor, ...]:
+                  targets: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """CamVidTorch's augmentation for a batch, on the batch's device.
 
     Per frame: scale s ~ U(scale_range) (sizes rounded as cv2.resize gets them), a random
     `crop` (H, W) of the scaled frame padded bottom/right with black and void where it is
     smaller, then a horizontal flip with p = 0.5. Images are sampled bilinearly at cv2's pixel
     centres (`crop_grid`), labels at `source_index` (as `resize_label` picks them on the
-    CPU); then `photometric_batch` when `photometric`. With `rare_crops`, a share of the crops
-    lies on a rare class (`rare_corners`).
+    CPU); then `photometric_batch` when `photometric`.
     `images` (N, H, W, 3) BGR uint8, `labels` (N, H, W); returns normalised RGB NCHW float and
     int64 labels, and with `targets` (a teacher's logits per frame, N x C x h x w) those
     warped to the same crops.
@@ -302,8 +255,6 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
     hs, ws = (h * s).round().clamp(min=1), (w * s).round().clamp(min=1)
     y0 = (r[:, 1] * ((hs - ch).clamp(min=0) + 1)).floor()
     x0 = (r[:, 2] * ((ws - cw).clamp(min=0) + 1)).floor()
-    if rare_crops is not None:
-        y0, x0 = rare_corners(labels, (hs, ws), crop, (y0, x0), rare_crops, generator)
     cols = torch.arange(cw, device=dev, dtype=torch.float32)
     cols = torch.where((r[:, 3] < 0.5)[:, None], cw - 1 - cols, cols)  # flip after the crop
     ys = y0[:, None] + torch.arange(ch, device=dev, dtype=torch.float32)  # in the scaled frame
@@ -321,32 +272,6 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
         img = photometric_batch(img, generator)
     out = (normalize_batch(img), torch.where(inside, lab.long(), ignore))
     return out if targets is None else (*out, warp_targets(targets, grid))
-
-
-def rare_corners(labels: torch.Tensor, scaled: tuple[torch.Tensor, torch.Tensor],
-                 crop: tuple[int, int], corners: tuple[torch.Tensor, torch.Tensor],
-                 rare: RareCrops, generator: torch.Generator | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`augment_batch`'s crop corners (y0, x0) with `rare`: per frame, with probability
-    `rare.share`, the corner that puts a pixel of a drawn class (`RareCrops`) at a uniformly
-    random place in the crop; `scaled` = (hs, ws), each frame's scaled size."""
-    n, h, w = labels.shape
-    (hs, ws), (ch, cw), dev = scaled, crop, labels.device
-    weights = torch.as_tensor(rare.class_weights, dtype=torch.float32, device=dev)
-    flat = labels.reshape(n, -1).long()
-    present = torch.zeros(n, 256, device=dev).scatter_(1, flat, 1.0)[:, :len(weights)]
-    class_p = present * weights
-    r = torch.rand(n, 3, generator=generator, device=dev)
-    on = (r[:, 0] < rare.share) & (class_p.sum(1) > 0)
-    # frames off the draw get a dummy class and any pixel (multinomial refuses all-zero rows)
-    chosen = torch.multinomial(class_p + (~on)[:, None], 1, generator=generator)
-    pixel = torch.multinomial(((flat == chosen) | ~on[:, None]).float(), 1,
-                              generator=generator)[:, 0]
-    ay = ((pixel // w + 0.5) * hs / h).floor()  # the scaled pixel that shows the anchor
-    ax = ((pixel % w + 0.5) * ws / w).floor()
-    ay = torch.minimum((ay - (r[:, 1] * ch).floor()).clamp(min=0), (hs - ch).clamp(min=0))
-    ax = torch.minimum((ax - (r[:, 2] * cw).floor()).clamp(min=0), (ws - cw).clamp(min=0))
-    return torch.where(on, ay, corners[0]), torch.where(on, ax, corners[1])
 
 
 class DeviceCamVid:
@@ -389,10 +314,9 @@ class DeviceBatches:
     def __init__(self, data: DeviceCamVid, batch: int, crop: tuple[int, int] | None = None,
                  scale_range: tuple[float, float] = (0.5, 2.0), shuffle: bool = False,
                  drop_last: bool = False, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, photometric: bool = False,
-                 rare_crops: RareCrops | None = None) -> None:
+                 world_size: int = 1, photometric: bool = False) -> None:
         self.data, self.batch, self.crop, self.scale_range = data, batch, crop, scale_range
-        self.photometric, self.rare_crops = photometric, rare_crops
+        self.photometric = photometric
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
 
@@ -423,5 +347,4 @@ class DeviceBatches:
             else:
                 targets = None if self.data.targets is None else self.data.targets[sel]
                 yield augment_batch(images, labels, self.crop, self.scale_range,
-                                    self.data.ignore, gen, self.photometric, targets,
-                                    self.rare_crops)
+                                    self.data.ignore, gen, self.photometric, targets)

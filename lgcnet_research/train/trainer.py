@@ -47,14 +47,7 @@ from lgcnet_research.base import distributed as dist
 from lgcnet_research.base.machine import device_name, keep_freed_memory
 from lgcnet_research.base.plots import plot_curves
 from lgcnet_research.train.config import TrainConfig, add_arguments
-from lgcnet_research.train.data import (
-    CamVidTorch,
-    DeviceBatches,
-    DeviceCamVid,
-    RareCrops,
-    frames_of,
-    rare_class_weights,
-)
+from lgcnet_research.train.data import CamVidTorch, DeviceBatches, DeviceCamVid, frames_of
 from lgcnet_research.train.ema import WeightEma
 from lgcnet_research.train.folds import class_frequencies, fold_frames, inverse_log_weights
 from lgcnet_research.train.losses import (
@@ -312,7 +305,6 @@ class Trainer:
                                          else ("train", "val"))
         self.train_name = getattr(train_frames, "name", train_frames)  # "all", "fold A train"
         targets = self._load_targets(train_frames)
-        rare_crops = self._rare_crops(train_frames)
         if cfg.device_data:
             self.train_set = DeviceCamVid(train_frames, info.device, cfg.data, train_limit,
                                           targets, cfg.exposure_target)
@@ -321,15 +313,14 @@ class Trainer:
             self.loader = DeviceBatches(self.train_set, cfg.batch, tuple(cfg.crop),
                                         tuple(cfg.scale_range), shuffle=True, drop_last=True,
                                         seed=cfg.seed, rank=info.rank, world_size=info.world_size,
-                                        photometric=cfg.photometric, rare_crops=rare_crops)
+                                        photometric=cfg.photometric)
             self.sampler = self.loader  # reshuffles per epoch, as a DistributedSampler does
             self.val_loader = DeviceBatches(val_set, 4, rank=info.rank,
                                             world_size=info.world_size)
             return
         self.dataset = CamVidTorch(train_frames, tuple(cfg.crop), tuple(cfg.scale_range),
                                    root=cfg.data, seed=cfg.seed, photometric=cfg.photometric,
-                                   targets=targets, exposure_target=cfg.exposure_target,
-                                   rare_crops=rare_crops)
+                                   targets=targets, exposure_target=cfg.exposure_target)
         self.train_set = self.dataset
         val_set = CamVidTorch(self.val_frames, crop=None, train=False, root=cfg.data,
                               exposure_target=cfg.exposure_target)
@@ -345,19 +336,6 @@ class Trainer:
                                  generator=self.shuffle)
         val_sampler = DistributedSampler(val_set, shuffle=False) if info.enabled else None
         self.val_loader = DataLoader(val_set, 4, sampler=val_sampler, num_workers=cfg.workers)
-
-    def _rare_crops(self, train_frames: Any) -> RareCrops | None:
-        """The rare-class crops of `rare_class_crops`, weighted by the training frames' pixel
-        shares (None when the recipe has none: the crops' draws are then as they were)."""
-        share, limit = self.cfg.rare_class_crops, self.cfg.limit[0] if self.cfg.limit else None
-        if not 0 <= share <= 1:
-            raise ValueError(f"rare_class_crops is a share of the crops, in 0..1; got {share}")
-        if share == 0:
-            return None
-        labels = frames_of(train_frames, self.cfg.data).labels[:limit]
-        freq = class_frequencies(map(read_label, labels), CAMVID.num_classes,
-                                 CAMVID.ignore_index)
-        return RareCrops(share, rare_class_weights(freq))
 
     def _load_targets(self, train_frames: Any) -> list[torch.Tensor] | None:
         """A teacher's cached logits of the training frames, when the recipe names them."""
