@@ -19,7 +19,10 @@ over at least 2 paired seeds; drop when a 1-seed screen gains under +2 points; n
 when confirmed seeds do not clear the bar; otherwise undecided. An arm whose records name a
 "trade" gives accuracy up for something else (a faster genotype: "latency"): it is judged by
 what it costs, kept while its mean paired loss is under 1 point. The teacher's arm is shown,
-not paired. Writes fold_table.md and fold_table.json to --out and prints the markdown; and per
+not paired. Beside the pooled verdicts, each paired arm's gain on each fold at every epoch
+both runs were evaluated (the records' curves): whether a gain is still moving when the
+80-epoch proxy stops. Writes fold_table.md and fold_table.json to --out and prints the
+markdown; and per
 fold, from the records' curves, fold_curves_<fold>.png (held-out mIoU by epoch) and
 fold_class_curves_<fold>.png (held-out IoU by epoch, a panel per class).
 """
@@ -273,7 +276,29 @@ def build(runs: list[FoldRun], baseline: str) -> dict[str, Any]:
         notes.append("paired arms ran different lengths (epochs: " + ", ".join(unequal)
                      + "): compare at equal length")
     return {"baseline": baseline, "classes": list(CAMVID.classes), "rule": RULE,
-            "arms": list(arms.values()), "notes": notes}
+            "arms": list(arms.values()), "gain_curves": gain_curves(runs, arms), "notes": notes}
+
+
+def gain_curves(runs: list[FoldRun], arms: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per paired arm, seed and fold: its held-out mIoU minus its reference's, same seed and
+    fold, at each epoch both runs were evaluated ([epoch, gain]; the records' curves)."""
+    curves = {r.key: dict(r.record.get("curve") or []) for r in runs}
+    rows = []
+    for (name, seed, fold), points in sorted(curves.items()):
+        against = arms[name]["against"]
+        base = curves.get((against, seed, fold), {})
+        shared = sorted(set(points) & set(base))
+        if shared:
+            rows.append({"arm": name, "against": against, "seed": seed, "fold": fold,
+                         "gain": [[e, points[e] - base[e]] for e in shared]})
+    return rows
+
+
+def gain_curve_row(row: dict[str, Any]) -> str:
+    """A row of the gain-by-epoch table."""
+    said = ", ".join(f"{e}: {pct(g, 1, '+')}" for e, g in row["gain"])
+    return (f"| `{row['arm']}` | `{row['against']}` | {row['seed']} | {row['fold']} "
+            f"| {said} |")
 
 
 def pct(value: float | None, digits: int = 1, sign: str = "") -> str:
@@ -343,6 +368,10 @@ def markdown(table: dict[str, Any]) -> str:
         "training | evaluation |",
         "|---|---:|---|---:|---:|---:|---:|---|---|",
         *(row for arm in arms for row in run_rows(arm))]
+    if table["gain_curves"]:
+        lines += ["", "## Paired gain by epoch (one fold, one seed; points)", "",
+                  "| arm | against | seed | fold | gain at each epoch both runs were evaluated |",
+                  "|---|---|---:|---|---|", *map(gain_curve_row, table["gain_curves"])]
     if table["notes"]:
         lines += ["", *(f"Note: {n}." for n in table["notes"])]
     return "\n".join(lines)

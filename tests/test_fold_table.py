@@ -198,6 +198,21 @@ def test_the_records_curves_are_drawn_per_fold(tmp_path: Path) -> None:
         "fold_class_curves_a.png", "fold_curves_a.png"]
 
 
+def test_a_paired_gain_is_shown_at_every_epoch_both_runs_were_evaluated(tmp_path: Path) -> None:
+    write(tmp_path, "today", "B", 0, confusion(), curve=[[10, 0.40], [20, 0.42], [30, 0.41]])
+    write(tmp_path, "trunk", "B", 0, confusion(), curve=[[10, 0.41], [30, 0.45], [40, 0.46]])
+    write(tmp_path, "trunk", "A", 0, confusion(), curve=[[10, 0.41]])  # today has no fold A
+    write(tmp_path, "today", "A", 1, confusion(), curve=[[10, 0.40]])  # trunk has no seed 1
+    table = build(load_results(tmp_path), "today")
+    [row] = table["gain_curves"]
+    assert (row["arm"], row["against"], row["seed"], row["fold"]) == ("trunk", "today", 0, "B")
+    assert [e for e, _ in row["gain"]] == [10, 30]  # the epochs both were evaluated at
+    assert [round(100 * g, 6) for _, g in row["gain"]] == [1.0, 4.0]
+    main(["--results", str(tmp_path), "--out", str(tmp_path / "t")])
+    text = (tmp_path / "t" / "fold_table.md").read_text()
+    assert "| `trunk` | `today` | 0 | B | 10: +1.0, 30: +4.0 |" in text
+
+
 def test_the_class_curves_have_a_panel_per_class(tmp_path: Path, monkeypatch) -> None:
     import lgcnet_research.base.plots as plots
 
