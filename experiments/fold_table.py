@@ -22,9 +22,8 @@ what it costs, kept while its mean paired loss is under 1 point. The teacher's a
 not paired. Beside the pooled verdicts, each paired arm's gain on each fold at every epoch
 both runs were evaluated (the records' curves): whether a gain is still moving when the
 80-epoch proxy stops. Writes fold_table.md and fold_table.json to --out and prints the
-markdown; and per
-fold, from the records' curves, fold_curves_<fold>.png (held-out mIoU by epoch) and
-fold_class_curves_<fold>.png (held-out IoU by epoch, a panel per class).
+markdown; and per fold, from the records' curves, fold_curves_<fold>.png (held-out mIoU by
+epoch) and fold_class_curves_<fold>.png (held-out IoU by epoch, a panel per class).
 """
 
 from __future__ import annotations
