@@ -159,7 +159,7 @@ class Run(NamedTuple):
         tmp.replace(self.snapshot_path)
         return self.snapshot_path
 
-    def keep(self, results: Path | None = None) -> list[Path]:
+    def keep(self) -> list[Path]:
         """Write what outlives the run folder (its fold report, its milestone) where missing."""
         written = []
         self.snapshot_path.unlink(missing_ok=True)  # the finished run needs no resume point
@@ -167,10 +167,9 @@ class Run(NamedTuple):
         if self.milestone and not self.milestone_path.is_file() and last.is_file():
             write_milestone(last, self.milestone_path)
             written.append(self.milestone_path)
-        report = (results or RESULTS) / f"{self.out.name}.json"
-        if self.arm and not report.is_file():
-            write_fold_record(self, report)
-            written.append(report)
+        if self.arm and not self.record_path.is_file():
+            write_fold_record(self, self.record_path)
+            written.append(self.record_path)
         return written
 
     def state(self) -> str:

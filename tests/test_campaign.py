@@ -68,25 +68,28 @@ def _finished_teacher(path, epochs):
 
 def test_a_teachers_milestone_is_kept_and_restores_its_step(tmp_path, monkeypatch):
     monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
+    monkeypatch.setattr(campaign, "RESULTS", tmp_path / "results")
     step = Run(Path("configs/train/teacher_fold_a.json"), {"out": str(tmp_path / "t"),
                                                            "epochs": 3}, "teacher", True)
     step.out.mkdir()
     _finished_teacher(step.out / "last.pt", 3)
     monkeypatch.setattr(campaign, "write_fold_record", lambda run, dest: dest.write_text("{}"))
     (tmp_path / "results").mkdir()
-    written = step.keep(tmp_path / "results")
+    written = step.keep()
     assert written == [tmp_path / "milestones" / "t.pt", tmp_path / "results" / "t.json"]
     kept = torch.load(written[0], weights_only=True)
     assert kept["state_dict"]["w"].dtype == torch.float16 and kept["state_dict"]["n"] == 7
     assert "optimizer" not in kept["train_state"] and "raw_state_dict" not in kept["train_state"]
-    assert step.keep(tmp_path / "results") == []  # written once
-    (step.out / "last.pt").unlink()  # a new checkout: no run folder
-    assert not step.done() and step.restore() == written[0] and step.done()
+    assert step.keep() == []  # written once
+    (step.out / "last.pt").unlink()  # a new checkout: the record, no run folder
+    assert step.done()  # its record says so, but the targets step still needs its weights:
+    assert step.restore() == written[0] and (step.out / "last.pt").is_file()
     assert step.restore() is None  # the run folder is there now
 
 
 def test_a_run_stopped_part_way_is_snapshot_whole_and_resumed_from_it(tmp_path, monkeypatch):
     monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
+    monkeypatch.setattr(campaign, "RESULTS", tmp_path)
     step = Run(Path("configs/train/teacher_fold_a.json"), {"out": str(tmp_path / "t"),
                                                            "epochs": 3}, "teacher")
     assert step.snapshot() is None  # not started: nothing to keep
@@ -100,7 +103,7 @@ def test_a_run_stopped_part_way_is_snapshot_whole_and_resumed_from_it(tmp_path, 
     _finished_teacher(step.out / "last.pt", 3)
     assert step.snapshot() is None  # finished: a milestone's business, not a snapshot's
     monkeypatch.setattr(campaign, "write_fold_record", lambda run, dest: dest.write_text("{}"))
-    step.keep(tmp_path)
+    step.keep()
     assert not step.snapshot_path.exists()  # deleted once the run finished
 
 
