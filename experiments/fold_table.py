@@ -15,8 +15,10 @@ paired against `X`, so the verdict is on Y; any other arm against the baseline. 
 proxy's ranking): they form their own group, paired within it (`trunk@250` against
 `today@250`) and expected to have that group's seeds. The rule:
 adopt when the mean paired gain exceeds twice the seed spread (the larger of the two arms')
-over at least 2 paired seeds; drop when a 1-seed screen gains under +2 points; not adopted
-when confirmed seeds do not clear the bar; otherwise undecided. An arm whose records name a
+over at least 2 paired seeds; drop when a 1-seed screen gains under +2 points, unless its
+idea passed its screen on another recipe (`trunk+w16+lovasz` for `trunk+w16+exposure+lovasz`):
+then the arm is that idea's confirmation on a later recipe, judged by the 2-seed rule; not
+adopted when confirmed seeds do not clear the bar; otherwise undecided. An arm whose records name a
 "trade" gives accuracy up for something else (a faster genotype: "latency"): it is judged by
 what it costs, kept while its mean paired loss is under 1 point. The teacher's arm is shown,
 not paired. Beside the pooled verdicts, each paired arm's gain on each fold at every epoch
@@ -52,9 +54,10 @@ SCREEN_DROP = 0.02  # a 1-seed screen that gains less than this (2 points) is dr
 CONFIRM_SEEDS = 2  # paired seeds needed before an arm is adopted
 COST_TOLERANCE = 0.01  # an arm that trades accuracy for something else may cost up to 1 point
 RULE = (f"adopt: mean paired gain > 2 × the larger seed spread over ≥ {CONFIRM_SEEDS} paired "
-        f"seeds, else not adopted; drop: a 1-seed screen gains < +{100 * SCREEN_DROP:g} points; "
-        f"otherwise undecided; an arm that trades accuracy for something else: keep while the "
-        f"mean paired loss is < {100 * COST_TOLERANCE:g} point, else costs")
+        f"seeds, else not adopted; drop: a 1-seed screen gains < +{100 * SCREEN_DROP:g} points, "
+        f"unless its idea (Y of X+Y) passed its screen on another recipe, which it then "
+        f"confirms; otherwise undecided; an arm that trades accuracy for something else: keep "
+        f"while the mean paired loss is < {100 * COST_TOLERANCE:g} point, else costs")
 
 
 @dataclass
@@ -247,6 +250,24 @@ def pair(arm: dict[str, Any], base: dict[str, Any] | None) -> None:
         gains, max(spreads) if spreads else None)
 
 
+def idea(arm: str) -> str | None:
+    """The idea an `X+Y` arm adds (Y), None for an arm that adds none."""
+    name = arm.removesuffix(group(arm))
+    return name.rsplit("+", 1)[1] if "+" in name else None
+
+
+def screen_passed_as(arm: str, arms: dict[str, dict[str, Any]]) -> str | None:
+    """Another arm of the same length group that added `arm`'s idea to another recipe and
+    passed its screen (or was adopted): then `arm`, the idea on a later recipe, is that idea's
+    confirmation, not a screen of its own. None when there is no such arm."""
+    for name, other in arms.items():
+        if (name != arm and idea(name) == idea(arm) is not None and group(name) == group(arm)
+                and not other["trade"] and (other["verdict"] == "adopt" or (
+                    other["verdict"] == "undecided" and other["reason"] == "1 seed"))):
+            return name
+    return None
+
+
 def length(arm: dict[str, Any]) -> str:
     """The epochs an arm's runs reached ("60", or "60/40" when they differ)."""
     return "/".join(map(str, arm["epochs"])) or "?"
@@ -265,6 +286,10 @@ def build(runs: list[FoldRun], baseline: str) -> dict[str, Any]:
         if name != TEACHER and reference(name, baseline) != name:
             arm["against"] = reference(name, baseline)
             pair(arm, arms.get(arm["against"]))
+    for name, arm in arms.items():
+        passed = screen_passed_as(name, arms)
+        if arm["verdict"] == "drop" and passed:
+            arm["verdict"], arm["reason"] = "undecided", f"1 seed; confirms `{passed}`'s screen"
     notes = [] if baseline in arms else [
         f"no result of the baseline arm {baseline!r} (arms: {', '.join(names)}): nothing "
         f"is paired"]

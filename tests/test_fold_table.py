@@ -122,6 +122,24 @@ def test_gains_are_paired_by_seed_and_judged(tmp_path: Path, capsys: pytest.Capt
     assert "`lgcnet folds eval runs/fold_b_trunk+kd_s1/last.pt --fold B`" in text
 
 
+def test_an_idea_that_passed_its_screen_is_confirmed_on_a_later_recipe(tmp_path: Path) -> None:
+    """`trunk+loss` passed its screen (+2 or more); `trunk+exp+loss`, the idea on the recipe
+    adopted since, gaining under +2 on one seed, is its confirmation, not a failed screen;
+    `trunk+exp+other`, whose idea passed nowhere, is dropped."""
+    write_both(tmp_path, "today", 0, 300)
+    write_both(tmp_path, "trunk", 0, 300)
+    write_both(tmp_path, "trunk+loss", 0, 0)  # +10.9 points: passes its screen
+    write_both(tmp_path, "trunk+exp", 0, 100)
+    write_both(tmp_path, "trunk+exp+loss", 0, 90)  # +0.4: under +2
+    write_both(tmp_path, "trunk+exp+other", 0, 90)
+    arms = {arm["arm"]: arm for arm in build(load_results(tmp_path), "today")["arms"]}
+    assert (arms["trunk+loss"]["verdict"], arms["trunk+loss"]["reason"]) == ("undecided",
+                                                                             "1 seed")
+    assert (arms["trunk+exp+loss"]["verdict"], arms["trunk+exp+loss"]["reason"]) == (
+        "undecided", "1 seed; confirms `trunk+loss`'s screen")
+    assert arms["trunk+exp+other"]["verdict"] == "drop"
+
+
 def test_an_arm_missing_a_fold_shows_what_it_has(tmp_path: Path) -> None:
     write_both(tmp_path, "today", 0, 100)
     write(tmp_path, "trunk", "A", 0, confusion(), epoch=40)
