@@ -11,8 +11,12 @@ for the same recipe with scalar fields changed (another seed and its own `out`, 
 training whose `last.pt` holds its last epoch is skipped, one that stopped part-way is
 continued with `--resume` (bit-exact: batches are a function of seed, epoch and frame). A
 targets step, {"targets": {"teacher": ckpt, "fold": "A", "out": folder}}, caches a trained
-teacher's soft targets for a fold's training frames (frames already cached are kept). Each
-step writes its log in its output folder (log.txt). Between steps the campaign goes on in a
+teacher's soft targets for a fold's training frames (frames already cached are kept). A
+training step may wait on the pooled-fold table's verdict on an arm: with "if_adopted": ARM it
+runs only once ARM is adopted, with "unless_adopted": ARM only once ARM is judged and not
+adopted (or dropped), and while the verdict is not in, the steps after it go first (the shipped
+run that takes an idea only if its confirmation adopts it). Each step writes its log in its
+output folder (log.txt). Between steps the campaign goes on in a
 fresh interpreter and reads the queue afresh, so an edit to the queue or to the code (a new
 training setting, say) takes effect when the running step ends.
 
@@ -45,6 +49,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from experiments.fold_table import BASELINE, build, load_results
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, BadInputError, LgcnetError
 from lgcnet_deploy.model.checkpoint import read_checkpoint
 from lgcnet_research.train.config import TrainConfig
@@ -55,6 +60,15 @@ from lgcnet_research.train.peer import read_peer_checkpoint
 QUEUE = Path(__file__).parent / "configs" / "campaign.json"
 RESULTS = Path("results/campaign")
 MILESTONES = Path(__file__).parent / "milestones"
+DECIDED = {"adopt": True, "not adopted": False, "drop": False}  # verdicts a gate can act on
+
+
+def verdict_of(arm: str) -> str | None:
+    """The pooled-fold table's verdict on `arm`, from the records in RESULTS (None: no
+    record of it yet)."""
+    runs = load_results(RESULTS) if RESULTS.is_dir() else []
+    arms = {a["arm"]: a for a in build(runs, BASELINE)["arms"]}
+    return arms[arm]["verdict"] if arm in arms else None
 
 
 def history(cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -87,14 +101,26 @@ def time_left(epochs: list[dict[str, Any]], planned: int, recent: int = 10) -> s
 
 class Run(NamedTuple):
     """A training step: a config file, the scalar fields it changes, the arm of the fold table
-    it is a run of (None: not a fold run), whether its weights are kept as a milestone and what
-    the arm gives accuracy up for (None: it is meant to gain accuracy)."""
+    it is a run of (None: not a fold run), whether its weights are kept as a milestone, what
+    the arm gives accuracy up for (None: it is meant to gain accuracy) and the verdict it
+    waits on ((arm, True): it runs only if that arm is adopted; (arm, False): only if it is
+    judged and not adopted; None: it always runs)."""
 
     config: Path
     overrides: dict[str, Any]
     arm: str | None = None
     milestone: bool = False
     trade: str | None = None
+    condition: tuple[str, bool] | None = None
+
+    def gate(self) -> bool | None:
+        """Whether the step's condition holds (True for a step without one); None while the
+        verdict it waits on is not in."""
+        if self.condition is None:
+            return True
+        arm, adopted = self.condition
+        said = verdict_of(arm)
+        return None if said not in DECIDED else DECIDED[said] == adopted
 
     def settings(self) -> TrainConfig:
         return TrainConfig.load(self.config, **self.overrides)
@@ -113,12 +139,16 @@ class Run(NamedTuple):
         return self.arm is not None and self.record_path.is_file()
 
     def done(self) -> bool:
+        """Finished, or passed over for good (its condition judged false)."""
         cfg = self.settings()
-        return self.recorded() or progress(history(cfg))[0] >= cfg.epochs
+        return (self.recorded() or progress(history(cfg))[0] >= cfg.epochs
+                or self.gate() is False)
 
     def entry(self) -> dict[str, Any]:
         """The step as an entry of a queue file (what `queue` reads back as this step)."""
-        marks = {"arm": self.arm, "milestone": self.milestone or None, "trade": self.trade}
+        arm, adopted = self.condition or (None, True)
+        marks = {"arm": self.arm, "milestone": self.milestone or None, "trade": self.trade,
+                 "if_adopted" if adopted else "unless_adopted": arm}
         return {"config": str(self.config), **{k: v for k, v in marks.items() if v},
                 **self.overrides}
 
@@ -174,6 +204,12 @@ class Run(NamedTuple):
 
     def state(self) -> str:
         cfg = self.settings()
+        gate = self.gate()
+        if gate is not True:
+            arm = self.condition[0]  # a condition is what makes gate() other than True
+            return (f"passed over: the verdict on {arm} is {verdict_of(arm)}" if gate is False
+                    else f"waits for a verdict on {arm} (now: {verdict_of(arm)}); later steps "
+                    f"go first")
         if self.recorded() and not (self.out / "last.pt").is_file():
             return f"done, recorded in {self.record_path} (its run folder is not here)"
         epochs = history(cfg)  # one read of last.pt
@@ -184,7 +220,9 @@ class Run(NamedTuple):
 
     def __str__(self) -> str:
         said = " ".join(f"{k}={v}" for k, v in self.overrides.items())
-        return f"{self.config}{' ' + said if said else ''}"
+        arm, adopted = self.condition or (None, True)
+        when = f" (if {arm} is {'' if adopted else 'not '}adopted)" if arm else ""
+        return f"{self.config}{' ' + said if said else ''}{when}"
 
 
 def flag(field: str, value: Any) -> list[str]:
@@ -282,8 +320,19 @@ def queue(path: Path = QUEUE) -> list[Run | Targets]:
             continue
         entry = dict(entry) if isinstance(entry, dict) else {"config": entry}
         steps.append(Run(Path(entry.pop("config")), entry, entry.pop("arm", None),
-                         bool(entry.pop("milestone", False)), entry.pop("trade", None)))
+                         bool(entry.pop("milestone", False)), entry.pop("trade", None),
+                         condition(entry)))
     return steps
+
+
+def condition(entry: dict[str, Any]) -> tuple[str, bool] | None:
+    """A queue entry's gate, popped from it: "if_adopted": ARM or "unless_adopted": ARM."""
+    gates = [(entry.pop(key), key == "if_adopted") for key in ("if_adopted", "unless_adopted")
+             if key in entry]
+    if len(gates) > 1:
+        raise CampaignError(f"a step waits on {gates[0][0]!r} and {gates[1][0]!r}; give it "
+                            f"if_adopted or unless_adopted, not both")
+    return gates[0] if gates else None
 
 
 def status(path: Path = QUEUE) -> list[str]:
@@ -335,6 +384,8 @@ def next_step(path: Path = QUEUE) -> Run | Targets | None:
         if restored:
             print(f"campaign: {step}: restored from {restored}", flush=True)
         if not step.done():
+            if isinstance(step, Run) and step.gate() is None:
+                continue  # the verdict it waits on is not in: the steps after it go first
             return step
         _keep(step)
     return None

@@ -245,3 +245,54 @@ def test_the_campaign_goes_on_in_a_fresh_interpreter_between_steps(tmp_path, mon
     monkeypatch.setattr(campaign.sys, "orig_argv", ["python", "-m", "experiments.campaign"])
     campaign.restart_with_new_code()
     assert execs == [(campaign.sys.executable, ["python", "-m", "experiments.campaign"])]
+
+
+def _record(folder: Path, arm: str, fold: str, seed: int, errors: int) -> None:
+    """A fold record as the campaign writes it: 100 right pixels per class and `errors` sky
+    pixels taken for building."""
+    matrix = torch.eye(11, dtype=torch.int64) * 100
+    matrix[0, 1] = errors
+    out = f"runs/{arm}_{fold}_{seed}"
+    (folder / f"{arm}_{fold}_{seed}.json").write_text(json.dumps({
+        "arm": arm, "fold": fold, "seed": seed, "run": out, "config": "c.json",
+        "overrides": {}, "command": "python -m lgcnet_research.train", "eval_command": "lgcnet",
+        "report": {"fold": fold, "epoch": 80, "epochs_planned": 80, "miou": 0.0,
+                   "confusion": matrix.tolist()}}))
+
+
+def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, monkeypatch):
+    """The shipped run takes an idea only if the pooled table adopts it: of two steps gated on
+    the same arm one runs, the other is passed over, and while the verdict is not in both wait
+    and the steps after them go first."""
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(campaign, "RESULTS", results)
+    for fold in FOLDS:
+        _record(results, BASELINE, fold, 0, 100)
+        _record(results, "idea", fold, 0, 0)  # one seed: the verdict on it is not in
+    path = tmp_path / "queue.json"
+    step = {"config": "configs/train/ship_trunk.json"}
+    path.write_text(json.dumps({"runs": [
+        {**step, "if_adopted": "idea", "out": str(tmp_path / "with")},
+        {**step, "unless_adopted": "idea", "out": str(tmp_path / "without")},
+        {**step, "out": str(tmp_path / "after")}]}))
+    taken, passed, after = queue(path)
+    assert taken.condition == ("idea", True) and passed.condition == ("idea", False)
+    assert str(taken).endswith("(if idea is adopted)")
+    assert campaign.next_step(path) == after
+    assert status(path)[0].endswith("waits for a verdict on idea (now: undecided); later "
+                                    "steps go first")
+    for fold in FOLDS:
+        _record(results, BASELINE, fold, 1, 80)
+        _record(results, "idea", fold, 1, 0)  # two seeds, each far ahead: adopted
+    assert campaign.verdict_of("idea") == "adopt"
+    assert campaign.next_step(path) == taken and passed.done() and not taken.done()
+    assert status(path)[1].endswith("passed over: the verdict on idea is adopt")
+    for fold in FOLDS:  # a second seed far behind: judged, not adopted
+        _record(results, "idea", fold, 1, 400)
+    assert campaign.verdict_of("idea") == "not adopted"
+    assert campaign.next_step(path) == passed and taken.done()
+    path.write_text(json.dumps({"runs": [{**step, "if_adopted": "idea",
+                                          "unless_adopted": "idea"}]}))
+    with pytest.raises(campaign.CampaignError, match="not both"):
+        queue(path)
