@@ -182,8 +182,8 @@ def trade(arm: str, runs: list[FoldRun]) -> str | None:
 
 def arm_summary(arm: str, runs: list[FoldRun], expected: set[int]) -> dict[str, Any]:
     """An arm over its seeds: mean pooled mIoU and per-class IoU, the seed spread (max - min
-    pooled mIoU, from 2 seeds on), the epochs its runs reached, what is missing (a fold, or a
-    seed of `expected`), its trade."""
+    pooled mIoU, from 2 seeds on), each fold's mean mIoU over the seeds that ran it, the epochs
+    its runs reached, what is missing (a fold, or a seed of `expected`), its trade."""
     seeds = sorted({r.key[1] for r in runs})
     rows = [seed_row(s, {r.key[2]: r for r in runs if r.key[1] == s}) for s in seeds]
     pooled = [r for r in rows if r["miou"] is not None]
@@ -191,6 +191,8 @@ def arm_summary(arm: str, runs: list[FoldRun], expected: set[int]) -> dict[str, 
     return {
         "arm": arm, "trade": trade(arm, runs), "seeds_pooled": len(pooled),
         "miou": mean(mious), "spread": max(mious) - min(mious) if len(mious) > 1 else None,
+        "fold_miou": {f: mean([r["folds"][f]["miou"] for r in rows if f in r["folds"]])
+                      for f in FOLDS},
         "per_class_iou": {c: mean([r["per_class_iou"][c] for r in pooled])
                           for c in CAMVID.classes} if pooled else None,
         "epochs": sorted({e["epoch"] for r in rows for e in r["folds"].values()
@@ -342,6 +344,7 @@ def main_row(arm: dict[str, Any], baseline: str) -> str:
         gain = f"{pct(arm['mean_gain'], 2, '+')} vs `{arm['against']}` ({paired} paired)"
         said = f"{arm['verdict']} ({arm['trade'] + ': ' if arm['trade'] else ''}{arm['reason']})"
     cells = [f"`{arm['arm']}`", length(arm), pct(arm["miou"], 2), spread,
+             *(pct(arm["fold_miou"][f], 2) for f in FOLDS),
              *(pct(iou.get(c)) for c in SHOWN), gain, said, "; ".join(arm["missing"])]
     return "| " + " | ".join(cells) + " |"
 
@@ -376,12 +379,13 @@ def markdown(table: dict[str, Any]) -> str:
     lines = [
         "# Pooled folds A+B", "",
         f"Per run, the held-out confusion matrices of folds A and B summed, IoU from the sum; "
-        f"per arm the mean over seeds, spread = max − min pooled mIoU over seeds; gain = "
+        f"per arm the mean over seeds (fold A, fold B: each fold's mean mIoU), spread = max − "
+        f"min pooled mIoU over seeds; gain = "
         f"pooled mIoU minus that of the arm it is paired against, same seed, in points (`X+Y` "
         f"against `X`, the others against `{base}`). Rule: {table['rule']}.", "",
-        f"| arm | epochs | mIoU % | spread | {' | '.join(SHOWN)} | paired gain | "
-        f"verdict | missing |",
-        "|---|---:|---:|---:|" + "---:|" * len(SHOWN) + "---:|---|---|",
+        f"| arm | epochs | mIoU % | spread | {' | '.join(f'fold {f}' for f in FOLDS)} | "
+        f"{' | '.join(SHOWN)} | paired gain | verdict | missing |",
+        "|---|---:|---:|---:|" + "---:|" * (len(FOLDS) + len(SHOWN)) + "---:|---|---|",
         *(main_row(arm, base) for arm in arms), "",
         "## Every class (pooled IoU %, mean over seeds)", "",
         f"| arm | {' | '.join(CAMVID.classes)} | mIoU |",

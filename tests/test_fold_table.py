@@ -106,6 +106,8 @@ def test_gains_are_paired_by_seed_and_judged(tmp_path: Path, capsys: pytest.Capt
     assert [a["arm"] for a in table["arms"]] == ["today", "trunk", "trunk+kd", "wide", "teacher"]
     today = [pooled_miou(100), pooled_miou(80)]
     assert arms["today"]["spread"] == pytest.approx(today[1] - today[0])
+    fold_a = [(N - 2 + 2 * 100 / (100 + e // 2)) / N for e in (100, 80)]  # each seed's A
+    assert arms["today"]["fold_miou"]["A"] == pytest.approx(sum(fold_a) / 2)
     assert [r["gain"] for r in arms["trunk"]["seeds"]] == pytest.approx([1 - t for t in today])
     assert (arms["trunk"]["verdict"], arms["trunk+kd"]["verdict"]) == ("adopt", "not adopted")
     # the idea kd is judged against the arm it was added to, not against today
