@@ -181,8 +181,8 @@ class Run(NamedTuple):
         path; the path if it wrote one."""
         cfg = self.settings()
         epochs_done = progress(history(cfg))[0]
-        if epochs_done == 0 or epochs_done >= cfg.epochs:  # not started, or done()
-            return None
+        if epochs_done == 0 or epochs_done >= cfg.epochs or self.gate() is False:
+            return None  # not started, finished, or passed over: nothing to resume
         self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.snapshot_path.with_suffix(".partial")
         shutil.copyfile(self.out / "last.pt", tmp)  # last.pt is replaced atomically, never torn

@@ -287,6 +287,9 @@ def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, mo
         _record(results, "idea", fold, 1, 0)  # two seeds, each far ahead: adopted
     assert campaign.verdict_of("idea") == "adopt"
     assert campaign.next_step(path) == taken and passed.done() and not taken.done()
+    monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
+    monkeypatch.setattr(campaign, "history", lambda cfg: [{"epoch": 1}])  # begun, then judged
+    assert passed.snapshot() is None  # passed over: nothing to resume, nothing to commit
     assert status(path)[1].endswith("passed over: the verdict on idea is adopt")
     for fold in FOLDS:  # a second seed far behind: judged, not adopted
         _record(results, "idea", fold, 1, 400)
