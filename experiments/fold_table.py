@@ -289,8 +289,7 @@ def build(runs: list[FoldRun], baseline: str) -> dict[str, Any]:
             arm["against"] = reference(name, baseline)
             pair(arm, arms.get(arm["against"]))
     for name, arm in arms.items():
-        passed = screen_passed_as(name, arms)
-        if arm["verdict"] == "drop" and passed:
+        if arm["verdict"] == "drop" and (passed := screen_passed_as(name, arms)):
             arm["verdict"], arm["reason"] = "undecided", f"1 seed; confirms `{passed}`'s screen"
     notes = [] if baseline in arms else [
         f"no result of the baseline arm {baseline!r} (arms: {', '.join(names)}): nothing "
