@@ -637,3 +637,70 @@ def test_freed_tensors_stay_in_the_heap_instead_of_faulting_in_again():
 
     (applied, kept), (_, fresh) = faults("keep"), faults("fresh")
     assert applied == "True" and fresh > 30 * 16384 and kept < fresh / 3
+
+
+def _pole_by_the_road() -> np.ndarray:
+    """A 360x480 label: road, a 6x6 pole, a void band along the top."""
+    label = np.full((360, 480), 3, np.uint8)
+    label[100:106, 300:306] = 2
+    label[:10] = 11
+    return label
+
+
+def test_rare_crops_hold_the_rare_class_on_cpu_and_device(camvid_val):
+    from lgcnet_research.train.data import CamVidTorch, RareCrop
+    from lgcnet_research.train.folds import Frames, class_frequencies
+
+    label = _pole_by_the_road()
+    rare = RareCrop(1.0, class_frequencies([label], 11, 11))
+    data = CamVidTorch(Frames("one", ((camvid_val, 0),)), (64, 64), (1.0, 1.0))
+
+    def cpu_hits(rare_crop: RareCrop | None) -> list[int]:
+        data.rare_crop, rows = rare_crop, []
+        for seed in range(40):
+            y, x = data._crop_corner(label, np.random.default_rng(seed))
+            if (label[y:y + 64, x:x + 64] == 2).any():
+                rows.append(100 - y)
+        return rows
+
+    placed = cpu_hits(rare)
+    assert len(placed) >= 38 and len(set(placed)) > 10  # the pole, anywhere in the crop
+    assert len(cpu_hits(None)) <= 8  # uniform crops find it ~3 % of the time
+    images = torch.zeros(40, 360, 480, 3, dtype=torch.uint8)
+    labels = torch.from_numpy(label)[None].repeat(40, 1, 1)
+    for chance, low, high in ((1.0, 38, 40), (0.5, 12, 30)):
+        _, y = augment_batch(images, labels, (64, 64), (1.0, 1.0), 11,
+                             torch.Generator().manual_seed(0),
+                             rare_crop=RareCrop(chance, rare.share))
+        assert low <= int((y == 2).flatten(1).any(1).sum()) <= high
+
+
+def test_crops_without_rare_crop_draw_as_before_and_bad_chances_are_refused(camvid_val):
+    from lgcnet_research.train.data import CamVidTorch, RareCrop, rare_pixel
+    from lgcnet_research.train.folds import Frames
+
+    data = CamVidTorch(Frames("one", ((camvid_val, 0),)), (64, 96), (1.0, 1.0))
+    label = _pole_by_the_road()
+    for seed in range(5):  # a run without rare crops keeps the crops (and draws) it had
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert data._crop_corner(label, a) == (b.integers(0, 297), b.integers(0, 385))
+        assert a.random() == b.random()
+    share = np.full(11, 1 / 11)
+    assert rare_pixel(np.full((4, 4), 11, np.uint8), share, 11, np.random.default_rng()) is None
+    assert rare_pixel(label, share, 11, np.random.default_rng(0))[0] >= 10  # never the void
+    with pytest.raises(ValueError, match=r"rare_crop is a chance in 0\.\.1"):
+        RareCrop(1.5, share)
+
+
+@pytest.mark.parametrize("device_data", [False, True])
+def test_rare_crop_trains_and_joins_the_recipe(tmp_path, camvid_val, device_data):
+    cfg = TrainConfig(out=str(tmp_path / "run"), batch=2, crop=(64, 64), threads=1,
+                      limit=(2, 1), epochs=1, rare_crop=0.5, eval_every=1,
+                      device_data=device_data)
+    trainer = Trainer(cfg)
+    assert trainer._augmenter().rare_crop.chance == 0.5
+    assert trainer.pixel_share.sum() == pytest.approx(1.0)
+    trainer.fit()
+    saved = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert np.isfinite(saved["train_state"]["history"][-1]["loss"])
+    assert saved["provenance"]["recipe"]["rare_crop"] == 0.5

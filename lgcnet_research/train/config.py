@@ -69,6 +69,10 @@ class TrainConfig(Settings):
                            "come",
         "class_weights": "none, or inverse_log: weight each class 1/ln(1.10 + p) by its pixel "
                          "share p in the training frames (CGNet's CamVid rule)",
+        "rare_crop": "chance (0-1) that a training crop is placed on a rare class: a class of "
+                     "the frame drawn with weight 1/its pixel share, then one of its pixels, "
+                     "put at a random place in the crop (poles, signs, riders in more crops; "
+                     "0: crops anywhere)",
         "photometric": "random brightness, contrast, saturation, hue, gamma, blur and noise",
         "teacher": "distil from this research checkpoint (the teacher: train/teacher.py; "
                    "trained on frames of the same fold): its soft labels join the loss",
@@ -131,6 +135,7 @@ class TrainConfig(Settings):
     exposure_target: float | None = None
     class_weights: str = "none"
     photometric: bool = False
+    rare_crop: float = 0.0
     ema: float | None = None
     aux_weight: float = 0.0
     detail_weight: float = 0.0

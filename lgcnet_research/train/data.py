@@ -12,6 +12,7 @@ run would have.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Iterator, Sequence
@@ -123,9 +124,11 @@ class CamVidTorch(Dataset):
 
     Training: random scale in `scale_range`, random crop of `crop` (H, W) padded with void
     where the scaled image is smaller, horizontal flip, and `photometric_batch` when
-    `photometric`. Evaluation: frames as they are. With `exposure_target`, every frame is
-    first brightened as the deployed model's are (`core.exposure`). The draws for frame i in
-    epoch e depend on (seed, e, i) only: call `set_epoch` before each epoch.
+    `photometric`. With `rare_crop` set (a `RareCrop`), that share of the crops is placed on a
+    pixel of a class drawn by its rarity (`rare_pixel`). Evaluation: frames as they are. With
+    `exposure_target`, every frame is first brightened as the deployed model's are
+    (`core.exposure`). The draws for frame i in epoch e depend on (seed, e, i) only: call
+    `set_epoch` before each epoch.
     """
 
     def __init__(self, split: str | Frames = "train", crop: tuple[int, int] | None = (360, 480),
@@ -139,6 +142,7 @@ class CamVidTorch(Dataset):
         self.exposure_target = exposure_target
         self.ignore = self.data.dataset.ignore_index
         self.seed, self.epoch = seed, 0
+        self.rare_crop: RareCrop | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -181,13 +185,60 @@ class CamVidTorch(Dataset):
                 img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
                 label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT,
                                            value=self.ignore)
-            y = rng.integers(0, label.shape[0] - ch + 1)
-            x = rng.integers(0, label.shape[1] - cw + 1)
+            y, x = self._crop_corner(label, rng)
             img, label = img[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
         flipped = bool(rng.random() < 0.5)
         if flipped:
             img, label = img[:, ::-1], label[:, ::-1]
         return np.ascontiguousarray(img), np.ascontiguousarray(label), (y, x, flipped, size)
+
+
+    def _crop_corner(self, label: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+        """The corner (y, x) of a `crop` of `label` (scaled, padded to at least the crop):
+        uniform, or with `rare_crop` by its chance one that puts a `rare_pixel` at a uniform
+        place in the crop. (No extra draw without `rare_crop`: runs without it keep their
+        crops.)"""
+        ch, cw = self.crop
+        free_y, free_x = label.shape[0] - ch, label.shape[1] - cw
+        rare = self.rare_crop
+        if rare is not None and rng.random() < rare.chance:
+            pixel = rare_pixel(label, rare.share, self.ignore, rng)
+            if pixel is not None:
+                y = np.clip(pixel[0] - rng.integers(0, ch), 0, free_y)
+                x = np.clip(pixel[1] - rng.integers(0, cw), 0, free_x)
+                return int(y), int(x)
+        return int(rng.integers(0, free_y + 1)), int(rng.integers(0, free_x + 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class RareCrop:
+    """Crops placed on rare classes (`TrainConfig.rare_crop`): `chance` of a crop being
+    placed, `share` each class's share of the training frames' labelled pixels
+    (`folds.class_frequencies`), which sets how often a class is drawn (∝ 1/share)."""
+
+    chance: float
+    share: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.chance <= 1.0:
+            raise ValueError(f"rare_crop is a chance in 0..1, got {self.chance}")
+
+
+def rare_pixel(label: np.ndarray, share: np.ndarray, ignore: int,
+               rng: np.random.Generator) -> tuple[int, int] | None:
+    """A pixel (y, x) of a class of `label` drawn with weight 1/share among the classes it
+    holds, then uniformly among that class's pixels; None for a frame with no labelled
+    pixel. A pole (1 % of CamVid's pixels) is drawn ~30× as often as the road it stands by."""
+    k = len(share)
+    counts = np.bincount(label[label != ignore].ravel(), minlength=k)[:k]
+    present = np.flatnonzero(counts)
+    if not present.size:
+        return None
+    weight = 1.0 / np.maximum(share[present], 1e-6)  # a class the shares never saw: rarest
+    cls = rng.choice(present, p=weight / weight.sum())
+    ys, xs = np.nonzero(label == cls)
+    pick = rng.integers(len(ys))
+    return int(ys[pick]), int(xs[pick])
 
 
 def _view_grid(view: tuple[int, int, bool, tuple[int, int]],
@@ -236,14 +287,16 @@ def warp_targets(targets: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, int],
                   scale_range: tuple[float, float], ignore: int,
                   generator: torch.Generator | None = None, photometric: bool = False,
-                  targets: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                  targets: torch.Tensor | None = None,
+                  rare_crop: RareCrop | None = None) -> tuple[torch.Tensor, ...]:
     """CamVidTorch's augmentation for a batch, on the batch's device.
 
     Per frame: scale s ~ U(scale_range) (sizes rounded as cv2.resize gets them), a random
     `crop` (H, W) of the scaled frame padded bottom/right with black and void where it is
     smaller, then a horizontal flip with p = 0.5. Images are sampled bilinearly at cv2's pixel
     centres (`crop_grid`), labels at `source_index` (as `resize_label` picks them on the
-    CPU); then `photometric_batch` when `photometric`.
+    CPU); then `photometric_batch` when `photometric`. With `rare_crop`, crops are placed
+    on rare classes as `CamVidTorch` places them (`_rare_corners`).
     `images` (N, H, W, 3) BGR uint8, `labels` (N, H, W); returns normalised RGB NCHW float and
     int64 labels, and with `targets` (a teacher's logits per frame, N x C x h x w) those
     warped to the same crops.
@@ -255,6 +308,8 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
     hs, ws = (h * s).round().clamp(min=1), (w * s).round().clamp(min=1)
     y0 = (r[:, 1] * ((hs - ch).clamp(min=0) + 1)).floor()
     x0 = (r[:, 2] * ((ws - cw).clamp(min=0) + 1)).floor()
+    if rare_crop is not None:
+        y0, x0 = _rare_corners(labels, (hs, ws), crop, (y0, x0), ignore, rare_crop, generator)
     cols = torch.arange(cw, device=dev, dtype=torch.float32)
     cols = torch.where((r[:, 3] < 0.5)[:, None], cw - 1 - cols, cols)  # flip after the crop
     ys = y0[:, None] + torch.arange(ch, device=dev, dtype=torch.float32)  # in the scaled frame
@@ -272,6 +327,36 @@ def augment_batch(images: torch.Tensor, labels: torch.Tensor, crop: tuple[int, i
         img = photometric_batch(img, generator)
     out = (normalize_batch(img), torch.where(inside, lab.long(), ignore))
     return out if targets is None else (*out, warp_targets(targets, grid))
+
+
+def _rare_corners(labels: torch.Tensor, scaled: tuple[torch.Tensor, torch.Tensor],
+                  crop: tuple[int, int], corners: tuple[torch.Tensor, torch.Tensor],
+                  ignore: int, rare_crop: RareCrop, generator: torch.Generator | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rare_pixel` for a batch: per frame, by `rare_crop.chance`, the crop corners (y0, x0)
+    in the scaled frames (sizes `scaled`) that put a pixel of a class drawn ∝ 1/share at a
+    uniform place in the crop; the other frames (and those with no labelled pixel) keep
+    `corners`."""
+    n, h, w = labels.shape
+    dev, k = labels.device, len(rare_crop.share)
+    lab = torch.where(labels == ignore, k, labels.long())
+    present = torch.zeros(n, k + 1, device=dev).scatter_(1, lab.reshape(n, -1), 1.0)[:, :k]
+    share = torch.as_tensor(rare_crop.share, dtype=torch.float32, device=dev).clamp(min=1e-6)
+    labelled = present.any(1)
+    weight = torch.where(labelled[:, None], present / share, 1.0)  # unlabelled: any, unused
+    cls = torch.multinomial(weight, 1, generator=generator)
+    score = torch.rand(n, h, w, generator=generator, device=dev)
+    flat = score.masked_fill(lab != cls[:, :, None], -1.0).view(n, -1).argmax(1)
+    u = torch.rand(n, 3, generator=generator, device=dev)
+    placed = []
+    for src, size, extent, side, corner, offset in zip(
+            (flat // w, flat % w), scaled, (h, w), crop, corners, (u[:, 0], u[:, 1])):
+        at = ((src + 0.5) * size / extent).floor()  # the pixel in the scaled frame
+        free = (size - side).clamp(min=0)
+        placed.append(torch.where(labelled & (u[:, 2] < rare_crop.chance),
+                                  (at - (offset * side).floor()).clamp(min=0).minimum(free),
+                                  corner))
+    return placed[0], placed[1]
 
 
 class DeviceCamVid:
@@ -317,6 +402,7 @@ class DeviceBatches:
                  world_size: int = 1, photometric: bool = False) -> None:
         self.data, self.batch, self.crop, self.scale_range = data, batch, crop, scale_range
         self.photometric = photometric
+        self.rare_crop: RareCrop | None = None
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
 
@@ -347,4 +433,5 @@ class DeviceBatches:
             else:
                 targets = None if self.data.targets is None else self.data.targets[sel]
                 yield augment_batch(images, labels, self.crop, self.scale_range,
-                                    self.data.ignore, gen, self.photometric, targets)
+                                    self.data.ignore, gen, self.photometric, targets,
+                                    self.rare_crop)

@@ -20,6 +20,7 @@ resident on the GPU, augmented there), `--eval-every-s 60`, `--time-limit SECOND
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -47,7 +48,13 @@ from lgcnet_research.base import distributed as dist
 from lgcnet_research.base.machine import device_name, keep_freed_memory
 from lgcnet_research.base.plots import plot_curves
 from lgcnet_research.train.config import TrainConfig, add_arguments
-from lgcnet_research.train.data import CamVidTorch, DeviceBatches, DeviceCamVid, frames_of
+from lgcnet_research.train.data import (
+    CamVidTorch,
+    DeviceBatches,
+    DeviceCamVid,
+    RareCrop,
+    frames_of,
+)
 from lgcnet_research.train.ema import WeightEma
 from lgcnet_research.train.folds import class_frequencies, fold_frames, inverse_log_weights
 from lgcnet_research.train.losses import (
@@ -228,6 +235,8 @@ class Trainer:
         self.model = DistributedDataParallel(self.trained) if self.info.enabled \
             else self.trained
         self._build_data()
+        if cfg.rare_crop:
+            self._augmenter().rare_crop = RareCrop(cfg.rare_crop, self.pixel_share)
         self.criterion = self._build_criterion()
         self.teacher = self._build_teacher()
         self.total_steps = cfg.epochs * len(self.loader)
@@ -369,14 +378,19 @@ class Trainer:
         """OHEM CE, class-weighted by the training frames' pixel shares when asked."""
         cfg, weight = self.cfg, None
         if cfg.class_weights == "inverse_log":
-            freq = class_frequencies(training_labels(self.train_set),
-                                     CAMVID.num_classes, CAMVID.ignore_index)
-            weight = torch.tensor(inverse_log_weights(freq), dtype=torch.float32)
+            weight = torch.tensor(inverse_log_weights(self.pixel_share), dtype=torch.float32)
             self.class_weight_record = dict(zip(CAMVID.classes, weight.tolist()))
         self.hard_criterion = OhemCrossEntropy(CAMVID.ignore_index, cfg.ohem_thresh,
                                                cfg.ohem_min_kept, weight).to(self.info.device)
         self.detail_criterion = DetailLoss(CAMVID.ignore_index)
         return self.hard_criterion
+
+    @functools.cached_property
+    def pixel_share(self) -> np.ndarray:
+        """Each class's share of the training frames' labelled pixels (class weights and
+        rare-class crops)."""
+        return class_frequencies(training_labels(self.train_set), CAMVID.num_classes,
+                                 CAMVID.ignore_index)
 
     def _provenance(self) -> dict[str, Any]:
         device, recipe = self.info.device, self.cfg.to_dict()
@@ -419,8 +433,12 @@ class Trainer:
         finishing = epoch >= cfg.epochs - cfg.finish_epochs
         crop = tuple(cfg.finish_crop if finishing else cfg.crop)
         scales = tuple(cfg.finish_scale_range if finishing else cfg.scale_range)
-        target = self.loader if isinstance(self.loader, DeviceBatches) else self.dataset
-        target.crop, target.scale_range = crop, scales
+        augmenter = self._augmenter()
+        augmenter.crop, augmenter.scale_range = crop, scales
+
+    def _augmenter(self) -> CamVidTorch | DeviceBatches:
+        """What augments the training frames: the dataset, or on the device its batches."""
+        return self.loader if isinstance(self.loader, DeviceBatches) else self.dataset
 
     def _step(self, batch: Sequence[torch.Tensor], lr: float) -> torch.Tensor:
         """One SGD step on a batch (images, labels[, cached teacher logits]); returns the loss
