@@ -26,8 +26,10 @@ from lgcnet_research.latency.lut import LatencyTable
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
-# the default plan: the campaign's queue's `trunk` and `today` runs of seed 0, in its order
-DEFAULT_RUNS = ["fold_a_trunk", "fold_a_today", "fold_b_trunk", "fold_b_today"]
+# the default plan: the campaign's adopted recipe and its rare-crop screen, seed 0, in its order
+ADOPTED, SCREEN = "trunk+w16+exposure+lovasz", "trunk+w16+exposure+lovasz+rare"
+DEFAULT_RUNS = ["fold_a_trunk_w16_exposure_lovasz", "fold_b_trunk_w16_exposure_lovasz",
+                "fold_a_trunk_w16_exposure_lovasz_rare", "fold_b_trunk_w16_exposure_lovasz_rare"]
 
 
 def _sprint_configs() -> list[str]:
@@ -57,7 +59,7 @@ def test_plan_checks_every_config_and_the_payload_without_running_a_stage(
     assert list(runs) == [*DEFAULT_RUNS, *peer, "gpu_sprint", "sanity-searched",
                           *(f"sanity-random-{i}" for i in range(3))]
     assert [(runs[n]["arm"], runs[n]["fold"], runs[n]["seed"]) for n in DEFAULT_RUNS] == [
-        ("trunk", "A", 0), ("today", "A", 0), ("trunk", "B", 0), ("today", "B", 0)]
+        (ADOPTED, "A", 0), (ADOPTED, "B", 0), (SCREEN, "A", 0), (SCREEN, "B", 0)]
     assert stages["search"]["seeds"] == [0, 1] and stages["search"]["config"].endswith(
         "camvid_gpu_soft.json")
     # the default plan fits its budget; a plan naming targets not carried or one run folder
@@ -157,22 +159,22 @@ def _check_fold_records(train: dict, runs: dict, out: Path) -> None:
     """The fold records and their pooled table came back in one tar, as the campaign's are."""
     from experiments.fold_table import load_results
 
-    assert [runs[n]["fold_record"]["arm"] for n in DEFAULT_RUNS] == ["trunk", "today"] * 2
+    assert [runs[n]["fold_record"]["arm"] for n in DEFAULT_RUNS] == [ADOPTED] * 2 + [SCREEN] * 2
     assert train["fold_table"]["records"] == DEFAULT_RUNS
-    assert "vs `today` (1 paired)" in train["fold_table"]["markdown"]
+    assert f"vs `{ADOPTED}` (1 paired)" in train["fold_table"]["markdown"]
     with tarfile.open(out / train["fold_table"]["file"]) as tar:
         assert sorted(tar.getnames()) == sorted([
             "fold_runs", *(f"fold_runs/{n}.json" for n in DEFAULT_RUNS), "fold_table",
             "fold_table/fold_table.md", "fold_table/fold_table.json"])
         tar.extractall(out / "y", filter="data")
     results = load_results(out / "y" / "fold_runs")  # what fold_table --results reads
-    assert {r.key for r in results} == {(a, 0, f) for a in ("today", "trunk") for f in "AB"}
-    record = json.loads((out / "y" / "fold_runs" / "fold_b_trunk.json").read_text())
-    assert record["run"] == "runs/fold_b_trunk" and record["report"]["epoch"] == 2
+    assert {r.key for r in results} == {(a, 0, f) for a in (ADOPTED, SCREEN) for f in "AB"}
+    record = json.loads((out / "y" / "fold_runs" / f"{DEFAULT_RUNS[3]}.json").read_text())
+    assert record["run"] == f"runs/{DEFAULT_RUNS[3]}" and record["report"]["epoch"] == 2
     assert record["command"].startswith(
         "python -m lgcnet_research.train --config configs/train/fold_b_trunk.json "
         "--device-data --amp=bf16 --channels-last ")
-    assert record["eval_command"].startswith("lgcnet folds eval runs/fold_b_trunk/last.pt "
+    assert record["eval_command"].startswith(f"lgcnet folds eval runs/{DEFAULT_RUNS[3]}/last.pt "
                                              "--fold B --data ")
     assert "lgcnet_sprint_" not in json.dumps(record)  # no trace of the sprint's scratch
 
@@ -325,8 +327,10 @@ def test_fold_records_and_their_pooled_table_come_back_in_one_tar(tmp_path):
 
 
 def test_default_plan_is_the_campaigns_recipe_with_the_gpu_switches():
-    """Trunk against today on folds A and B, seed 0; `--train-seeds 1` is its paired seed.
-    Each run is the CPU campaign's config as it is but for the GPU switches."""
+    """The adopted recipe against its rare-crop screen on folds A and B, seed 0; `--train-seeds
+    1` takes the seed-1 steps the queue has (the adopted recipe's: a screen gets its second
+    seed once it passes). Each run is the CPU campaign's config as it is but for the GPU
+    switches."""
     from experiments.campaign import QUEUE
     from experiments.gpu_sprint.trainings import GPU_SWITCHES, gpu_step, plan_steps
     from lgcnet_research.train.config import TrainConfig
@@ -343,6 +347,6 @@ def test_default_plan_is_the_campaigns_recipe_with_the_gpu_switches():
         assert {k for k in gpu if gpu[k] != cpu[k]} <= set(GPU_SWITCHES)
         assert gpu["device_data"] and gpu["amp"] == "bf16" and gpu["epochs"] == 80
     second = plan_steps(SprintConfig(train_seeds=(1,)))
-    assert [s.out.name for s in second] == [f"{n}_s1" for n in DEFAULT_RUNS]
-    assert [(s.config, s.arm) for s in second] == [(s.config, s.arm) for s in steps]
+    assert [s.out.name for s in second] == [f"{n}_s1" for n in DEFAULT_RUNS[:2]]
+    assert [(s.config, s.arm) for s in second] == [(s.config, s.arm) for s in steps[:2]]
     assert {s.settings().seed for s in second} == {1}

@@ -198,3 +198,31 @@ def test_eval_on_frames_the_lineage_saw_says_so(camvid_val, capsys):
     assert "was trained on frames of CamVid val" in capsys.readouterr().out
     assert main(["eval", "lgcnet-camvid-handwritten", "--limit", "2"]) == 0
     assert "was trained on frames" not in capsys.readouterr().out
+
+
+def _warm_starts_from_shipped_weights() -> list[tuple[str, str, str]]:
+    """(config, the shipped checkpoint its `init` names, its genotype) of every training
+    config that continues a shipped model (`init`: same genotype; `init_matching` may differ)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    configs = [*root.glob("configs/**/*.json"), *root.glob("experiments/configs/**/*.json")]
+    for path in sorted(configs):
+        cfg = json.loads(path.read_text())
+        init = cfg.get("init") if isinstance(cfg, dict) else None
+        if isinstance(init, str) and init.startswith("lgcnet_deploy/model/weights/"):
+            found.append((str(path.relative_to(root)), init, cfg.get("genotype", "default")))
+    return found
+
+
+@pytest.mark.parametrize("config, checkpoint, genotype", _warm_starts_from_shipped_weights())
+def test_a_config_that_continues_a_shipped_model_names_its_genotype(config, checkpoint, genotype):
+    """Shipping a new default must carry such configs along (the GPU sprint's warm start)."""
+    from pathlib import Path
+
+    from lgcnet_deploy.model.checkpoint import load_checkpoint
+
+    root = Path(__file__).resolve().parent.parent
+    load_checkpoint(root / checkpoint, genotype=load_genotype(genotype))  # else CheckpointError

@@ -7,16 +7,16 @@ seconds to the next ones and the last ones get only what is left. The stages of 
 (default: train and search) start at the same moment, each under its own box: their small
 nets leave a launch-bound GPU mostly idle, so they share it at little cost.
 
-The default is what the next sprint should answer: env, then the accuracy campaign's decisive
-comparison, its `today` and `trunk` arms on folds A and B (`--train-plan`: the campaign's
-queue, `--train-arms`, `--train-seeds`), seed 0, four runs side by side, each with the
-campaign's recipe to its fixed final epoch (80) and only the GPU switches added; each finished
-run is scored on its held-out drive into the campaign's fold record, and the pooled-fold table
-is made from them. `--train-seeds 1` is the next call (the paired second seed): eight runs at
-their fixed epochs do not fit one box (README.md). `--stages env tests speed lut train search`
-runs every stage; `--train-configs FILE...` adds plain TrainConfig runs (`--train-plan ''`:
-those alone) and `--sanity-config experiments/configs/sanity/camvid_gpu.json` the NAS sanity
-check's genotypes to stage train.
+The default is what the next sprint should answer: env, then the accuracy campaign's open
+screen, its adopted recipe `trunk+w16+exposure+lovasz` against rare-class crops
+(`trunk+w16+exposure+lovasz+rare`) on folds A and B (`--train-plan`: the campaign's queue,
+`--train-arms`, `--train-seeds`), seed 0, four runs side by side, each with the campaign's
+recipe to its fixed final epoch (80) and only the GPU switches added; each finished run is
+scored on its held-out drive into the campaign's fold record, and the pooled-fold table is made
+from them. Eight runs at their fixed epochs do not fit one box (README.md). `--stages env tests
+speed lut train search` runs every stage; `--train-configs FILE...` adds plain TrainConfig runs
+(`--train-plan ''`: those alone) and `--sanity-config
+experiments/configs/sanity/camvid_gpu.json` the NAS sanity check's genotypes to stage train.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class SprintConfig(Settings):
     device: str = "auto"
     data: str | None = None
     train_plan: str | None = "experiments/configs/campaign.json"
-    train_arms: tuple[str, ...] = ("today", "trunk")
+    train_arms: tuple[str, ...] = ("trunk+w16+exposure+lovasz", "trunk+w16+exposure+lovasz+rare")
     train_seeds: tuple[int, ...] = (0,)
     train_configs: tuple[str, ...] = ()
     sanity_config: str | None = None
