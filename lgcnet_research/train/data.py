@@ -192,7 +192,6 @@ class CamVidTorch(Dataset):
             img, label = img[:, ::-1], label[:, ::-1]
         return np.ascontiguousarray(img), np.ascontiguousarray(label), (y, x, flipped, size)
 
-
     def _crop_corner(self, label: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         """The corner (y, x) of a `crop` of `label` (scaled, padded to at least the crop):
         uniform, or with `rare_crop` by its chance one that puts a `rare_pixel` at a uniform
@@ -228,7 +227,7 @@ def rare_pixel(label: np.ndarray, share: np.ndarray, ignore: int,
                rng: np.random.Generator) -> tuple[int, int] | None:
     """A pixel (y, x) of a class of `label` drawn with weight 1/share among the classes it
     holds, then uniformly among that class's pixels; None for a frame with no labelled
-    pixel. A pole (1 % of CamVid's pixels) is drawn ~30× as often as the road it stands by."""
+    pixel. A pole (0.9 % of CamVid's labelled pixels) is drawn ~35× as often as the road (31 %)."""
     k = len(share)
     counts = np.bincount(label[label != ignore].ravel(), minlength=k)[:k]
     present = np.flatnonzero(counts)
