@@ -3,12 +3,15 @@ the decision record of every searched genotype that ships."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from lgcnet_deploy.measure.evaluate import evaluate
 from lgcnet_deploy.measure.lineage import runs_of
-from lgcnet_deploy.model.checkpoint import read_checkpoint
+from lgcnet_deploy.model.checkpoint import load_checkpoint, read_checkpoint
 from lgcnet_deploy.model.genotype import GENOTYPE_DIR, load_genotype
 from lgcnet_deploy.model.shipped import (
     DEFAULT_MODEL,
@@ -18,6 +21,8 @@ from lgcnet_deploy.model.shipped import (
 )
 from lgcnet_deploy.runtime.segmenter import Segmenter
 from lgcnet_research.base.plots import plot_lineage
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_shipped_default_measures_what_it_records(camvid_val):
@@ -203,26 +208,17 @@ def test_eval_on_frames_the_lineage_saw_says_so(camvid_val, capsys):
 def _warm_starts_from_shipped_weights() -> list[tuple[str, str, str]]:
     """(config, the shipped checkpoint its `init` names, its genotype) of every training
     config that continues a shipped model (`init`: same genotype; `init_matching` may differ)."""
-    import json
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
     found = []
-    configs = [*root.glob("configs/**/*.json"), *root.glob("experiments/configs/**/*.json")]
+    configs = [*ROOT.glob("configs/**/*.json"), *ROOT.glob("experiments/configs/**/*.json")]
     for path in sorted(configs):
         cfg = json.loads(path.read_text())
         init = cfg.get("init") if isinstance(cfg, dict) else None
         if isinstance(init, str) and init.startswith("lgcnet_deploy/model/weights/"):
-            found.append((str(path.relative_to(root)), init, cfg.get("genotype", "default")))
+            found.append((str(path.relative_to(ROOT)), init, cfg.get("genotype", "default")))
     return found
 
 
 @pytest.mark.parametrize("config, checkpoint, genotype", _warm_starts_from_shipped_weights())
 def test_a_config_that_continues_a_shipped_model_names_its_genotype(config, checkpoint, genotype):
     """Shipping a new default must carry such configs along (the GPU sprint's warm start)."""
-    from pathlib import Path
-
-    from lgcnet_deploy.model.checkpoint import load_checkpoint
-
-    root = Path(__file__).resolve().parent.parent
-    load_checkpoint(root / checkpoint, genotype=load_genotype(genotype))  # else CheckpointError
+    load_checkpoint(ROOT / checkpoint, genotype=load_genotype(genotype))  # else CheckpointError
