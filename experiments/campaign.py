@@ -138,11 +138,14 @@ class Run(NamedTuple):
         this machine: a new checkout goes on with the runs that have no result yet."""
         return self.arm is not None and self.record_path.is_file()
 
+    def finished(self) -> bool:
+        """Trained to its last epoch (or recorded as such)."""
+        cfg = self.settings()
+        return self.recorded() or progress(history(cfg))[0] >= cfg.epochs
+
     def done(self) -> bool:
         """Finished, or passed over for good (its condition judged false)."""
-        cfg = self.settings()
-        return (self.recorded() or progress(history(cfg))[0] >= cfg.epochs
-                or self.gate() is False)
+        return self.finished() or self.gate() is False
 
     def entry(self) -> dict[str, Any]:
         """The step as an entry of a queue file (what `queue` reads back as this step)."""
@@ -190,9 +193,12 @@ class Run(NamedTuple):
         return self.snapshot_path
 
     def keep(self) -> list[Path]:
-        """Write what outlives the run folder (its fold report, its milestone) where missing."""
+        """Write what outlives the run folder (its fold report, its milestone) where missing;
+        nothing for a step passed over, whatever its folder holds."""
         written = []
-        self.snapshot_path.unlink(missing_ok=True)  # the finished run needs no resume point
+        self.snapshot_path.unlink(missing_ok=True)  # finished or passed over: nothing to resume
+        if not self.finished():  # a run begun before its verdict came in is no result
+            return written
         last = self.out / "last.pt"
         if self.milestone and not self.milestone_path.is_file() and last.is_file():
             write_milestone(last, self.milestone_path)

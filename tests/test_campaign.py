@@ -274,7 +274,7 @@ def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, mo
     step = {"config": "configs/train/ship_trunk.json"}
     path.write_text(json.dumps({"runs": [
         {**step, "if_adopted": "idea", "out": str(tmp_path / "with")},
-        {**step, "unless_adopted": "idea", "out": str(tmp_path / "without")},
+        {**step, "unless_adopted": "idea", "out": str(tmp_path / "without"), "milestone": True},
         {**step, "out": str(tmp_path / "after")}]}))
     taken, passed, after = queue(path)
     assert taken.condition == ("idea", True) and passed.condition == ("idea", False)
@@ -289,7 +289,10 @@ def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, mo
     assert campaign.next_step(path) == taken and passed.done() and not taken.done()
     monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
     monkeypatch.setattr(campaign, "history", lambda cfg: [{"epoch": 1}])  # begun, then judged
+    (tmp_path / "without").mkdir()
+    (tmp_path / "without" / "last.pt").write_bytes(b"epoch 1 of 250")
     assert passed.snapshot() is None  # passed over: nothing to resume, nothing to commit
+    assert passed.keep() == [] and not (tmp_path / "milestones").exists()  # nor a milestone
     assert status(path)[1].endswith("passed over: the verdict on idea is adopt")
     for fold in FOLDS:  # a second seed far behind: judged, not adopted
         _record(results, "idea", fold, 1, 400)
