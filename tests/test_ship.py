@@ -1,8 +1,9 @@
 """The shipped default's path, rehearsed on tiny data: the shipped recipe (the recipe of the
-campaign's trunk+w16 arm at its shipped length) trains on two frames, ships through
-its own ship config into a scratch folder, exports, passes `lgcnet check-trt`, shows its lineage
-in `lgcnet info`, segments a frame from its ONNX and warns in `lgcnet eval` that its lineage
-saw val. What runs when the real run has finished (docs/training.md, "Shipping the default")."""
+campaign's trunk+w16+exposure+lovasz arm at its shipped length) trains on two frames, ships
+through its own ship config into a scratch folder, exports, passes `lgcnet check-trt`, shows
+its lineage and exposure target in `lgcnet info`, segments a frame from its ONNX and warns in
+`lgcnet eval` that its lineage saw val. What runs when the real run has finished
+(docs/training.md, "Shipping the default")."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from lgcnet_research.train.trainer import Trainer
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_CONFIG = ROOT / "configs" / "train" / "ship_trunk.json"
 SHIP_CONFIG = ROOT / "experiments" / "configs" / "ship" / "lgcnet-camvid-trunk.json"
-SHIPPED_ARM = "trunk+w16"  # the campaign's arm whose recipe ships
+SHIPPED_ARM = "trunk+w16+exposure+lovasz"  # the campaign's arm whose recipe ships
 
 
 def test_the_shipped_recipe_is_the_screened_arms_recipe_at_its_shipped_length():
@@ -101,10 +102,10 @@ def test_shipping_rehearsal_on_tiny_data(tmp_path, camvid_val, capsys):
     assert cli_main(["info", str(tmp_path / "m.pt")]) == 0
     info = " ".join(capsys.readouterr().out.split())
     assert "lineage 1 run, 1 epochs; the last on CamVid all (2 frames)" in info
-    assert "distilled" not in info
+    assert "distilled" not in info and "brightened to it (exposure normalisation)" in info
     frame = camvid_val[0][0]
     with Segmenter(onnx) as a, Segmenter(tmp_path / "m.pt") as b:
-        assert a.meta.genotype_hash == "4dc143e5b35a"
+        assert a.meta.genotype_hash == "4dc143e5b35a" and a.meta.exposure_target == 0.45
         assert (a.predict(frame).mask == b.predict(frame).mask).mean() > 0.99
     assert cli_main(["eval", str(tmp_path / "m.pt"), "--limit", "1"]) == 0
     assert "was trained on frames of CamVid val" in capsys.readouterr().out

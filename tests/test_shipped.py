@@ -49,13 +49,16 @@ def test_lineage_walks_warm_starts_oldest_first(tmp_path):
 def test_shipped_default_lineage_is_complete():
     checkpoint = read_checkpoint(shipped_file(DEFAULT_MODEL))
     runs = runs_of(checkpoint["provenance"])
-    # one history: 250 epochs on train + val from the ImageNet trunk, the last 10 on full frames
+    # one history: 250 epochs on train + val from the ImageNet trunk, the last 10 on full frames,
+    # with the adopted exposure normalisation and Lovász loss
     assert len(runs) == 1 and runs[0]["val_history"] and runs[0]["command"]
     run = runs[0]
     assert run["genotype_hash"] == "4dc143e5b35a" and run["epochs_run"] == 250
     recipe = run["recipe"]
     assert recipe["fold"] == "all" and recipe["ema"] and recipe["imagenet_stem"]
     assert not recipe.get("teacher_targets")
+    assert recipe["exposure_target"] == 0.45 and recipe["lovasz_weight"] == 1.0
+    assert checkpoint["meta"]["exposure_target"] == 0.45  # the Segmenter brightens as trained
     assert checkpoint["genotype"]["name"] == "lite0-s16-lean16-camvid"
     assert "random search" in checkpoint["genotype"]["provenance"]["cells_selection"]
 
