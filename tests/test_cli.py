@@ -3,6 +3,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -293,9 +294,14 @@ def test_interrupted_live_stream_keeps_its_recording(small_onnx, tmp_path):
         proc = subprocess.Popen([str(LGCNET), "predict", "--model", str(small_onnx), url,
                                  "-o", str(out)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, preexec_fn=ctrl_c_reaches_python)
-        _interrupt_when(proc, lambda: (out / "stream_cam_overlay.partial.mp4").exists())
-    stdout = proc.stdout.read().decode()
+        lines = []  # read as they come: it says "recording" once its first frame is in
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        _interrupt_when(proc, lambda: any(b"recording" in line for line in lines))
+    reader.join(timeout=30)
+    stdout = b"".join(lines).decode()
     assert proc.returncode == 0, proc.stderr.read().decode()
+    assert "Ctrl-C stops it and keeps the recording" in stdout
     assert "stopped by Ctrl-C after" in stdout
     assert (out / "stream_cam_overlay.mp4").is_file()
 

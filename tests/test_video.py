@@ -100,6 +100,31 @@ def test_loopback_stream_that_drops_ends_cleanly_with_its_frame_count(seg, tmp_p
     cap.release()
 
 
+class _CtrlCAfter:
+    """The Segmenter `seg`, its stream stopped by Ctrl-C once `frames` results are out."""
+
+    def __init__(self, seg: Segmenter, frames: int) -> None:
+        self.seg, self.frames = seg, frames
+
+    def stream(self, src):
+        for i, result in enumerate(self.seg.stream(src)):
+            if i == self.frames:
+                raise KeyboardInterrupt
+            yield result
+
+
+def test_ctrl_c_keeps_a_live_recording_once_it_has_a_frame(seg, tmp_path):
+    recording = []
+    with mjpeg_stream(frames=50) as url:
+        run = segment_video(_CtrlCAfter(seg, 3), FrameSource(url, timeout_s=5),
+                            tmp_path / "cam.mp4", on_recording=recording.append)
+        assert run.interrupted and run.frames == 3 and recording == [run.path]
+        with pytest.raises(KeyboardInterrupt):  # nothing recorded yet: nothing to keep
+            segment_video(_CtrlCAfter(seg, 0), FrameSource(url, timeout_s=5),
+                          tmp_path / "early.mp4", on_recording=recording.append)
+    assert recording == [run.path] and not list(tmp_path.glob("early*"))
+
+
 def test_dead_stream_is_a_clear_error(monkeypatch):
     url = closed_port_url()
     opened = []

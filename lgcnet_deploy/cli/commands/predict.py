@@ -8,6 +8,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +173,8 @@ def _video_name(src) -> str:
 def _predict_video(args: argparse.Namespace, src) -> int:
     with _segmenter(args) as seg:
         run = segment_video(seg, src, args.output / f"{_video_name(src)}_overlay.mp4",
-                            args.alpha, progress=True)
+                            args.alpha, progress=True, on_recording=_say_recording
+                            if src.live else None)
     if run.interrupted:
         how = f"stopped by Ctrl-C after {run.frames} frames"
     elif src.live and (args.max_frames is None or run.frames < args.max_frames):
@@ -181,6 +183,10 @@ def _predict_video(args: argparse.Namespace, src) -> int:
         how = f"{run.frames} frames"
     print(f"wrote {run.path} ({how}, {run.fps:.1f} FPS)")
     return 0
+
+
+def _say_recording(path: Path) -> None:
+    print(f"recording {path}; Ctrl-C stops it and keeps the recording", flush=True)
 
 
 @dataclass
@@ -197,13 +203,15 @@ class VideoRun:
 
 def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
                   alpha: float = 0.5, max_frames: int | None = None,
-                  progress: bool = False) -> VideoRun:
+                  progress: bool = False,
+                  on_recording: Callable[[Path], None] | None = None) -> VideoRun:
     """Overlay + legend + FPS (over the last 30 frames, `FpsMeter`) for every frame of
-    `source`, written to an MP4.
+    `source`, written to an MP4; `on_recording(out)` is called once its first frame is in.
 
     A file or folder that fails midway leaves no MP4 at `out`. A camera or stream runs until
     it ends or drops, or until Ctrl-C, which for a live source means "stop recording": the
-    frames so far are kept and the run returns normally.
+    frames so far are kept and the run returns normally. A Ctrl-C before the first frame is
+    recorded has nothing to keep: it stays a KeyboardInterrupt.
     """
     src = source if isinstance(source, FrameSource) else FrameSource(source)
     src.max_frames = max_frames if max_frames is not None else src.max_frames
@@ -222,8 +230,10 @@ def segment_video(seg, source: str | Path | int | FrameSource, out: str | Path,
                 start = now if start is None else start
                 writer.write(r.plot(alpha, fps=meter.tick(now)))
                 bar.update()
+                if writer.frames == 1 and on_recording is not None:
+                    on_recording(writer.path)
         except KeyboardInterrupt:
-            if not src.live:
+            if not src.live or writer.frames == 0:
                 raise
             interrupted = True
     if writer.frames == 0:
