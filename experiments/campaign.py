@@ -197,7 +197,9 @@ class Run(NamedTuple):
         nothing for a step passed over, whatever its folder holds."""
         written = []
         self.snapshot_path.unlink(missing_ok=True)  # finished or passed over: nothing to resume
-        if not self.finished():  # a run begun before its verdict came in is no result
+        # A step passed over part-way (begun before its verdict came in) is no result. Only
+        # such a step can be done unfinished, so the others skip a second read of last.pt.
+        if self.gate() is False and not self.finished():
             return written
         last = self.out / "last.pt"
         if self.milestone and not self.milestone_path.is_file() and last.is_file():
