@@ -20,12 +20,13 @@ idea passed its screen on another recipe (`trunk+w16+lovasz` for `trunk+w16+expo
 then the arm is that idea's confirmation on a later recipe, judged by the 2-seed rule; not
 adopted when confirmed seeds do not clear the bar; otherwise undecided. An arm whose records name a
 "trade" gives accuracy up for something else (a faster genotype: "latency"): it is judged by
-what it costs, kept while its mean paired loss is under 1 point. The teacher's arm is shown,
-not paired. Beside the pooled verdicts, each paired arm's gain on each fold at every epoch
-both runs were evaluated (the records' curves): whether a gain is still moving when the
-80-epoch proxy stops. Writes fold_table.md and fold_table.json to --out and prints the
-markdown; and per fold, from the records' curves, fold_curves_<fold>.png (held-out mIoU by
-epoch) and fold_class_curves_<fold>.png (held-out IoU by epoch, a panel per class).
+what it costs, kept while its mean paired loss is under 1 point. The teachers' arms (`teacher`,
+`teacher-NAME`) are shown, not paired. Beside the pooled verdicts, each paired arm's gain on
+each fold at every epoch both runs were evaluated (the records' curves): whether a gain is
+still moving when the 80-epoch proxy stops. Writes fold_table.md and fold_table.json to --out
+and prints the markdown; and per fold, from the records' curves, fold_curves_<fold>.png
+(held-out mIoU by epoch) and fold_class_curves_<fold>.png (held-out IoU by epoch, a panel per
+class).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from lgcnet_research.train.folds import FOLDS
 KEYS = ("arm", "fold", "seed", "run", "config", "overrides", "command", "eval_command", "report")
 SHOWN = ("pole", "sign", "fence", "pedestrian", "bicyclist")  # the classes the campaign watches
 BASELINE = "today"  # the arm the others are paired against, unless X+Y (against X)
-TEACHER = "teacher"  # shown beside the students, compared with none
+TEACHER = "teacher"  # shown beside the students, compared with none (so is "teacher-NAME")
 SCREEN_DROP = 0.02  # a 1-seed screen that gains less than this (2 points) is dropped
 CONFIRM_SEEDS = 2  # paired seeds needed before an arm is adopted
 COST_TOLERANCE = 0.01  # an arm that trades accuracy for something else may cost up to 1 point
@@ -270,6 +271,11 @@ def screen_passed_as(arm: str, arms: dict[str, dict[str, Any]]) -> str | None:
     return None
 
 
+def is_teacher(arm: str) -> bool:
+    """Whether `arm` is a teacher's: `teacher`, or a named one such as `teacher-lite2`."""
+    return arm == TEACHER or arm.startswith(TEACHER + "-")
+
+
 def length(arm: dict[str, Any]) -> str:
     """The epochs an arm's runs reached ("60", or "60/40" when they differ)."""
     return "/".join(map(str, arm["epochs"])) or "?"
@@ -279,13 +285,13 @@ def build(runs: list[FoldRun], baseline: str) -> dict[str, Any]:
     """The whole table: every arm (the baseline first, the teacher last), each other arm
     paired against its reference."""
     names = sorted({r.key[0] for r in runs},
-                   key=lambda a: (group(a), a.removesuffix(group(a)) != baseline, a == TEACHER, a))
-    seeds = {g: {r.key[1] for r in runs if r.key[0] != TEACHER and group(r.key[0]) == g}
+                   key=lambda a: (group(a), a.removesuffix(group(a)) != baseline, is_teacher(a), a))
+    seeds = {g: {r.key[1] for r in runs if not is_teacher(r.key[0]) and group(r.key[0]) == g}
              for g in map(group, names)}  # what every student arm of a group should have
     arms = {a: arm_summary(a, [r for r in runs if r.key[0] == a],
-                           seeds[group(a)] if a != TEACHER else set()) for a in names}
+                           set() if is_teacher(a) else seeds[group(a)]) for a in names}
     for name, arm in arms.items():
-        if name != TEACHER and reference(name, baseline) != name:
+        if not is_teacher(name) and reference(name, baseline) != name:
             arm["against"] = reference(name, baseline)
             pair(arm, arms.get(arm["against"]))
     for name, arm in arms.items():
@@ -336,7 +342,7 @@ def main_row(arm: dict[str, Any], baseline: str) -> str:
     n = arm["seeds_pooled"]
     spread = f"{pct(arm['spread'], 2)} ({n} seed{'s' * (n != 1)})"
     iou = arm["per_class_iou"] or {}
-    if arm["arm"] in (baseline, TEACHER):
+    if arm["arm"] == baseline or is_teacher(arm["arm"]):
         gain, said = "–", "baseline" if arm["arm"] == baseline else "not paired"
     else:
         paired = sum(r["gain"] is not None for r in arm["seeds"])

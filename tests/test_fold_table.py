@@ -100,10 +100,12 @@ def test_gains_are_paired_by_seed_and_judged(tmp_path: Path, capsys: pytest.Capt
     write_both(tmp_path, "trunk+kd", 1, 400)  # a spread wider than its gain
     write_both(tmp_path, "wide", 0, 90)  # one seed, a little over today's seed 0
     write_both(tmp_path, "teacher", 0, 0)
+    write_both(tmp_path, "teacher-lite2", 0, 0)  # a second teacher: also shown, not paired
     assert main(["--results", str(tmp_path), "--out", str(tmp_path / "table")]) == 0
     table = json.loads((tmp_path / "table" / "fold_table.json").read_text())
     arms = {arm["arm"]: arm for arm in table["arms"]}
-    assert [a["arm"] for a in table["arms"]] == ["today", "trunk", "trunk+kd", "wide", "teacher"]
+    assert [a["arm"] for a in table["arms"]] == ["today", "trunk", "trunk+kd", "wide", "teacher",
+                                                  "teacher-lite2"]
     today = [pooled_miou(100), pooled_miou(80)]
     assert arms["today"]["spread"] == pytest.approx(today[1] - today[0])
     fold_a = [(N - 2 + 2 * 100 / (100 + e // 2)) / N for e in (100, 80)]  # each seed's A
@@ -117,10 +119,13 @@ def test_gains_are_paired_by_seed_and_judged(tmp_path: Path, capsys: pytest.Capt
     assert arms["trunk+kd"]["reason"] == "gain ≤ 2×spread"
     assert arms["wide"]["mean_gain"] == pytest.approx(pooled_miou(90) - today[0])
     assert (arms["wide"]["verdict"], arms["wide"]["missing"]) == ("drop", ["seed 1 missing"])
-    assert arms["teacher"]["verdict"] is None and arms["teacher"]["miou"] == 1.0
+    for teacher in ("teacher", "teacher-lite2"):
+        assert arms[teacher]["verdict"] is None and arms[teacher]["miou"] == 1.0
+        assert arms[teacher]["against"] is None and arms[teacher]["missing"] == []
     text = capsys.readouterr().out
     assert text.strip() == (tmp_path / "table" / "fold_table.md").read_text().strip()
     assert "| `trunk` | 60 | 100.00 | 0.00 (2 seeds) |" in text
+    assert "| – | not paired |" in text.split("`teacher-lite2`")[1].splitlines()[0]
     assert "`lgcnet folds eval runs/fold_b_trunk+kd_s1/last.pt --fold B`" in text
 
 
