@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.fold_table import TEACHER, FoldRun, check_confusion, load_results, scores
+from experiments.fold_table import FoldRun, check_confusion, is_teacher, load_results, scores
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, LgcnetError
 from lgcnet_deploy.core.exposure import check_target
@@ -88,7 +88,7 @@ def markdown(rows: list[dict[str, Any]], target: float) -> str:
         folds = [f"{r['fold_as_run'][f]:.2f} → {r['fold_exposed'][f]:.2f}" for f in "AB"]
         gain = r["exposed"]["miou"] - r["as_run"]["miou"]
         classes = [f"{r['exposed'][c] - r['as_run'][c]:+.1f}" for c in SHOWN]
-        arm = f"`{r['arm']}`" + (" (teacher)" if r["arm"] == TEACHER else "")
+        arm = f"`{r['arm']}`" + (" (teacher)" if is_teacher(r["arm"]) else "")
         lines.append(f"| {arm} | {r['seed']} | {' | '.join(folds)} | {r['as_run']['miou']:.2f} | "
                      f"{r['exposed']['miou']:.2f} | {gain:+.2f} | {' | '.join(classes)} |")
     return "\n".join(lines) + "\n"
