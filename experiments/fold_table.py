@@ -282,7 +282,7 @@ def length(arm: dict[str, Any]) -> str:
 
 
 def build(runs: list[FoldRun], baseline: str) -> dict[str, Any]:
-    """The whole table: every arm (the baseline first, the teacher last), each other arm
+    """The whole table: every arm (the baseline first, the teachers last), each other arm
     paired against its reference."""
     names = sorted({r.key[0] for r in runs},
                    key=lambda a: (group(a), a.removesuffix(group(a)) != baseline, is_teacher(a), a))
