@@ -337,13 +337,13 @@ def pct(value: float | None, digits: int = 1, sign: str = "") -> str:
     return "–" if value is None else f"{100 * value:{sign}.{digits}f}"
 
 
-def main_row(arm: dict[str, Any], baseline: str) -> str:
+def main_row(arm: dict[str, Any]) -> str:
     """An arm's row of the main table."""
     n = arm["seeds_pooled"]
     spread = f"{pct(arm['spread'], 2)} ({n} seed{'s' * (n != 1)})"
     iou = arm["per_class_iou"] or {}
-    if arm["arm"] == baseline or is_teacher(arm["arm"]):
-        gain, said = "–", "baseline" if arm["arm"] == baseline else "not paired"
+    if arm["against"] is None:  # its group's baseline, or a teacher
+        gain, said = "–", "not paired" if is_teacher(arm["arm"]) else "baseline"
     else:
         paired = sum(r["gain"] is not None for r in arm["seeds"])
         gain = f"{pct(arm['mean_gain'], 2, '+')} vs `{arm['against']}` ({paired} paired)"
@@ -391,7 +391,7 @@ def markdown(table: dict[str, Any]) -> str:
         f"| arm | epochs | mIoU % | spread | {' | '.join(f'fold {f}' for f in FOLDS)} | "
         f"{' | '.join(SHOWN)} | paired gain | verdict | missing |",
         "|---|---:|---:|---:|" + "---:|" * (len(FOLDS) + len(SHOWN)) + "---:|---|---|",
-        *(main_row(arm, base) for arm in arms), "",
+        *(main_row(arm) for arm in arms), "",
         "## Every class (pooled IoU %, mean over seeds)", "",
         f"| arm | {' | '.join(CAMVID.classes)} | mIoU |",
         "|---|" + "---:|" * (len(CAMVID.classes) + 1),

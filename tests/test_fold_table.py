@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.fold_table import build, cost_verdict, load_results, main, verdict
+from experiments.fold_table import build, cost_verdict, load_results, main, main_row, verdict
 from lgcnet_deploy.core.classes import CAMVID
 
 N = CAMVID.num_classes
@@ -176,6 +176,7 @@ def test_arms_run_to_another_length_are_paired_within_their_group(tmp_path: Path
     assert arms["trunk@250"]["mean_gain"] == pytest.approx(1 - pooled_miou(50))
     assert arms["trunk@250"]["missing"] == [] and arms["trunk@250"]["verdict"] == "undecided"
     assert table["notes"] == []
+    assert "| – | baseline |" in main_row(arms["today@250"])
 
 
 def test_a_second_file_of_one_run_is_refused(tmp_path: Path,
