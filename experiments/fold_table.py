@@ -387,7 +387,8 @@ def markdown(table: dict[str, Any]) -> str:
         f"per arm the mean over seeds (fold A, fold B: each fold's mean mIoU), spread = max − "
         f"min pooled mIoU over seeds; gain = "
         f"pooled mIoU minus that of the arm it is paired against, same seed, in points (`X+Y` "
-        f"against `X`, the others against `{base}`). Rule: {table['rule']}.", "",
+        f"against `X`, the others against `{base}`; in a length group `NAME@L`, the same within "
+        f"the group). Rule: {table['rule']}.", "",
         f"| arm | epochs | mIoU % | spread | {' | '.join(f'fold {f}' for f in FOLDS)} | "
         f"{' | '.join(SHOWN)} | paired gain | verdict | missing |",
         "|---|---:|---:|---:|" + "---:|" * (len(FOLDS) + len(SHOWN)) + "---:|---|---|",
