@@ -349,14 +349,16 @@ def test_cached_targets_are_warped_with_the_crop_on_cpu_and_device(camvid_val):
 
 
 def _tiny_teacher(path: Path, provenance: dict | None = None, metrics: dict | None = None,
-                  name: str = "effnet_lite0_seg") -> Path:
+                  name: str = "effnet_lite0_seg", exposure_target: float | None = None) -> Path:
     """An untrained teacher checkpoint (no ImageNet download), seeded: the same every time."""
+    from dataclasses import replace
+
     from lgcnet_research.train.peer import peer_meta, research_net, save_peer_checkpoint
 
     torch.manual_seed(0)
-    return save_peer_checkpoint(path, research_net(name, 11, from_imagenet=False),
-                                peer_meta(name=name), provenance=provenance or {},
-                                metrics=metrics or {})
+    meta = replace(peer_meta(name=name), exposure_target=exposure_target)
+    return save_peer_checkpoint(path, research_net(name, 11, from_imagenet=False), meta,
+                                provenance=provenance or {}, metrics=metrics or {})
 
 
 def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val):
@@ -371,6 +373,7 @@ def test_teacher_targets_are_cached_once_and_distilled_from(tmp_path, camvid_val
     targets, manifest = load_targets(out, frames.images)
     assert [t.shape for t in targets] == [(11, 45, 60)] * 2 and targets[0].dtype == torch.float16
     assert manifest["scales"] == [1.0] and manifest["flip"] is True
+    assert manifest["exposure_target"] is None
     with pytest.raises(TargetsError, match="another teacher or views"):
         cache_targets(teacher, frames, out, size=(45, 60), scales=(0.5,), progress=False)
     more = Frames("three", tuple((camvid_val, i) for i in range(3)))
@@ -420,6 +423,34 @@ def test_a_students_lineage_reaches_the_teacher_behind_its_cached_targets(tmp_pa
     assert "distilled pixel-wise from the cached logits of effnet_lite2_seg" in _lineage(provenance)
     with pytest.raises(FoldError, match="or teacher it learnt from"):
         check_unseen("A", provenance, tmp_path / "run" / "last.pt")
+
+
+def test_a_student_brightens_its_frames_as_its_teachers_targets_did(tmp_path, camvid_val):
+    """Targets of a teacher that saw frames brightened to 0.45 teach only a student that
+    brightens them so too; a manifest from before it said so is refused until re-cached, which
+    keeps the frames and rewrites the manifest."""
+    from lgcnet_research.train.folds import Frames
+    from lgcnet_research.train.targets import MANIFEST, TargetsError, cache_targets, load_targets
+
+    teacher = _tiny_teacher(tmp_path / "teacher.pt", exposure_target=0.45)
+    frames = Frames("one", ((camvid_val, 0),))
+    out = cache_targets(teacher, frames, tmp_path / "targets", size=(45, 60), scales=(1.0,),
+                        flip=False, progress=False)
+    assert load_targets(out, frames.images, 0.45)[1]["exposure_target"] == 0.45
+    for student in (None, 0.4):
+        with pytest.raises(TargetsError, match=f"exposure target 0.45; this run uses {student}"):
+            load_targets(out, frames.images, student)
+    manifest = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items()
+                                            if k != "exposure_target"}))
+    with pytest.raises(TargetsError, match="does not say how the teacher's frames were"):
+        load_targets(out, frames.images, 0.45)
+    frame_file = out / f"{Path(frames.images[0]).stem}.npy"
+    cached = frame_file.stat().st_mtime_ns
+    cache_targets(teacher, frames, out, size=(45, 60), scales=(1.0,), flip=False,
+                  progress=False)
+    assert json.loads((out / MANIFEST).read_text()) == manifest
+    assert frame_file.stat().st_mtime_ns == cached
 
 
 def test_channel_wise_kl_compares_where_each_class_lies():

@@ -4,11 +4,13 @@ Running the teacher beside the student costs a second network's forward pass at 
 a CPU that doubles a run. `cache_targets` runs it once per frame instead: logits averaged over
 scales and horizontal flips (a better teacher than one view), stored at a reduced resolution
 (e.g. 180x240) in fp16, one `.npy` per frame named by the frame's file stem, with a manifest
-naming the teacher's file, model and weights' digest and the views, and holding the teacher's
-provenance and metrics (a student's lineage then reaches its teacher's). Training warps each
-frame's cached logits through the crop's own geometry (`data.crop_grid`), so the target always
-matches the view the student sees (replaying fixed whole-frame targets overfits: Beyer et al.,
-"Knowledge distillation: a good teacher is patient and consistent", CVPR 2022).
+naming the teacher's file, model and weights' digest, the views and the exposure target its
+frames were brightened to, and holding the teacher's provenance and metrics (a student's
+lineage then reaches its teacher's). Training warps each frame's cached logits through the
+crop's own geometry (`data.crop_grid`), so the target always matches the view the student sees
+(replaying fixed whole-frame targets overfits: Beyer et al., "Knowledge distillation: a good
+teacher is patient and consistent", CVPR 2022); for the same reason a student must brighten
+its frames as the teacher did.
 
     python -m lgcnet_research.train.targets TEACHER.pt --fold A -o runs/targets_fold_a
 """
@@ -85,7 +87,7 @@ def cache_targets(teacher_path: Path, frames: Frames, out: Path,
                            f"to a new folder")
     # the teacher's own record travels with its targets into every student's provenance, so a
     # student's lineage names the frames its teacher learnt from (fold_eval.check_unseen)
-    manifest = {**identity, "model": payload.get("model"),
+    manifest = {**identity, "model": payload.get("model"), "exposure_target": exposure,
                 "metrics": payload.get("metrics") or {},
                 "provenance": payload.get("provenance") or {}}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -116,12 +118,32 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_targets(folder: str | Path, images: Sequence[str | Path]
+def check_exposure(manifest: dict[str, Any], exposure_target: float | None,
+                   folder: Path) -> None:
+    """Refuse targets whose teacher saw each frame brightened otherwise than the student will
+    (`exposure_target`): its soft labels would describe another view than the student's."""
+    if "exposure_target" not in manifest:
+        raise TargetsError(f"{folder}: its manifest does not say how the teacher's frames were "
+                           f"brightened; cache them again with `python -m "
+                           f"lgcnet_research.train.targets TEACHER.pt --fold F -o {folder}` "
+                           f"(the frames already cached are kept, the manifest is rewritten)")
+    if manifest["exposure_target"] != exposure_target:
+        raise TargetsError(f"{folder} holds the targets of a teacher that saw frames with "
+                           f"exposure target {manifest['exposure_target']}; this run uses "
+                           f"{exposure_target}: train with --exposure-target="
+                           f"{manifest['exposure_target']}, or cache targets of a teacher "
+                           f"trained with {exposure_target}")
+
+
+def load_targets(folder: str | Path, images: Sequence[str | Path],
+                 exposure_target: float | None = None
                  ) -> tuple[list[torch.Tensor], dict[str, Any]]:
     """The cached logits of the frames `images` (fp16 tensors, in that order) and the
-    manifest; every frame must be there."""
+    manifest; every frame must be there, and the teacher's exposure target must be the
+    student's (`exposure_target`)."""
     folder = Path(folder)
     manifest = _read_manifest(folder)
+    check_exposure(manifest, exposure_target, folder)
     stems = [Path(p).stem for p in images]
     missing = [s for s in stems if not (folder / f"{s}.npy").is_file()]
     if missing:

@@ -352,7 +352,8 @@ class Trainer:
             return None
         limit = self.cfg.limit[0] if self.cfg.limit else None
         images = frames_of(train_frames, self.cfg.data).images[:limit]
-        targets, manifest = load_targets(self.cfg.teacher_targets, images)
+        targets, manifest = load_targets(self.cfg.teacher_targets, images,
+                                         self.cfg.exposure_target)
         self.teacher_record = {"targets": portable_path(self.cfg.teacher_targets), **manifest}
         return targets
 
