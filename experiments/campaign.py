@@ -56,6 +56,7 @@ from lgcnet_research.train.config import TrainConfig
 from lgcnet_research.train.fold_eval import load_net, score_fold
 from lgcnet_research.train.folds import FOLDS, fold_frames
 from lgcnet_research.train.peer import read_peer_checkpoint
+from lgcnet_research.train.targets import manifest_current
 
 QUEUE = Path(__file__).parent / "configs" / "campaign.json"
 RESULTS = Path("results/campaign")
@@ -258,7 +259,8 @@ class Targets(NamedTuple):
         return len(list(self.out.glob("*.npy"))) if self.out.is_dir() else 0
 
     def done(self) -> bool:
-        return (self.out / "targets.json").is_file() and self.cached() >= self.expected()
+        """Every frame cached under a current manifest (caching again keeps the frames)."""
+        return manifest_current(self.out) and self.cached() >= self.expected()
 
     def command(self) -> list[str]:
         return ["lgcnet_research.train.targets", str(self.teacher), "--fold", self.fold,

@@ -56,6 +56,24 @@ def test_steps_command_resume_and_report_their_state(tmp_path, camvid_val):
                         f"({tmp_path / 'targets'})")
 
 
+def test_a_targets_step_is_done_only_under_a_current_manifest(tmp_path, monkeypatch):
+    """Every frame cached is not enough: a manifest that does not record the teacher's
+    exposure (what a student checks) sends the step back to its command, which keeps the
+    frames and rewrites the manifest."""
+    from lgcnet_research.train.targets import MANIFEST
+
+    step = Targets(tmp_path / "t.pt", "A", tmp_path / "targets")
+    monkeypatch.setattr(Targets, "expected", lambda self: 2)
+    step.out.mkdir()
+    for name in ("f1", "f2"):
+        (step.out / f"{name}.npy").write_bytes(b"")
+    manifest = {"format": "lgcnet-teacher-targets/1", "teacher": "t.pt"}
+    (step.out / MANIFEST).write_text(json.dumps(manifest))
+    assert not step.done()
+    (step.out / MANIFEST).write_text(json.dumps({**manifest, "exposure_target": None}))
+    assert step.done()
+
+
 def _finished_teacher(path, epochs):
     """A checkpoint shaped like a finished teacher run's last.pt (tiny tensors)."""
     torch.save({"format": PEER_FORMAT, "model": "effnet_lite0_seg",

@@ -118,6 +118,13 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def manifest_current(folder: Path) -> bool:
+    """Whether `folder`'s manifest records all a student checks; one written before it
+    recorded the teacher's exposure is brought up to date by caching the folder again."""
+    path = folder / MANIFEST
+    return path.is_file() and "exposure_target" in json.loads(path.read_text())
+
+
 def check_exposure(manifest: dict[str, Any], exposure_target: float | None,
                    folder: Path) -> None:
     """Refuse targets whose teacher saw each frame brightened otherwise than the student will
