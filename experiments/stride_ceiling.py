@@ -2,7 +2,8 @@
 stride s and are upsampled bilinearly to the frame, as LGCNet's and the teachers' heads do
 (stride 4) and LR-ASPP's (stride 8): each held-out label map's one-hot averaged over s×s cells
 (the best such a logit map can hold), upsampled bilinearly, its argmax scored against the
-full-resolution labels. Folds A and B are pooled into one confusion matrix, as the fold table pools runs.
+full-resolution labels. Folds A and B are pooled into one confusion matrix, as the fold table
+pools runs.
 
     python -m experiments.stride_ceiling --strides 2 4 8 --out results/stride_ceiling
 
