@@ -28,9 +28,7 @@ from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.data import read_label
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, LgcnetError
 from lgcnet_deploy.core.metrics import ConfusionMatrix
-from lgcnet_research.train.folds import fold_frames
-
-FOLDS = ("A", "B")
+from lgcnet_research.train.folds import FOLDS, fold_frames
 
 
 def ceiling_prediction(label: np.ndarray, stride: int, num_classes: int) -> np.ndarray:
