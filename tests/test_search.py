@@ -778,7 +778,7 @@ TRUNK_FRAME_US = 400.0
 @pytest.fixture(scope="module")
 def trunk_lut(tmp_path_factory) -> Path:
     """The tiny frame's synthetic table, enumerated over the paper's cells as `lgcnet lut`
-    measures one, with a trunk frame cost: a trunk's cells are normal cells at strides 8
+    measures one, with a trunk frame cost: a trunk's cells are normal cells at strides 4, 8
     and 16, whose keys the paper's cells already have."""
     table = synthetic_table(SMALL, load_genotype().reductions, LUT_HW)
     table.stem_frame_us["lite0_s16"] = TRUNK_FRAME_US
@@ -822,8 +822,8 @@ def test_trunk_search_settings_say_what_is_wrong(small_lut, trunk_lut):
 
     with pytest.raises(ValueError, match=r"cell_strides \[\]: after trunk 'lite0_s16'"):
         _trunk_space(cell_strides=())
-    with pytest.raises(ValueError, match=r"cell_strides \[8, 4\].*stride 8 or 16"):
-        _trunk_space(cell_strides=(8, 4))
+    with pytest.raises(ValueError, match=r"cell_strides \[8, 32\].*strides 4, 8, 16"):
+        _trunk_space(cell_strides=(8, 32))
     with pytest.raises(ValueError, match=r"widths\.stem \[4, 8, 8\].*\[24, 40, 112\]"):
         _trunk_space(widths=SMALL)
     with pytest.raises(ValueError, match="cell_strides are for a trunk"):
@@ -853,6 +853,9 @@ def test_trunk_cpu_config_finds_every_edge_in_its_latency_table():
     assert net.lat_frame.item() == pytest.approx(table.stem_frame_us["lite0_s16"])
     assert (net.lat_cells.sum(-1) > 0).all()
     assert table.predict_ms(net.derive()) * 1000 > table.stem_frame_us["lite0_s16"]
+    fine = Supernet(replace(space_of(cfg), cell_strides=(4, 8, 16)), 11)
+    fine.set_latency_table(table)  # a stride-4 cell has the shapes of the paper's first cell
+    assert (fine.lat_cells.sum(-1) > 0).all()
 
 
 def test_trunk_search_trains_the_trunk_moves_alpha_and_writes_a_trunk_genotype(

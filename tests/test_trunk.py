@@ -50,7 +50,7 @@ def test_trunk_genotype_has_its_own_schema_and_round_trips() -> None:
 
 
 @pytest.mark.parametrize("mutate,field", [
-    (lambda d: d["cells"][0].update(stride=4), r"cells\[0\]\.stride"),
+    (lambda d: d["cells"][0].update(stride=32), r"cells\[0\]\.stride.*4, 8, 16"),
     (lambda d: d["cells"][1].update(stride=True), r"cells\[1\]\.stride"),
     (lambda d: d["cells"][2].pop("stride"), r"cells\[2\]\.stride"),
     (lambda d: d["cells"][0].update(reduction=True), "none is a reduction cell"),
@@ -70,7 +70,7 @@ def test_paper_genotype_refuses_cell_strides() -> None:
         dataclasses.replace(load_genotype("default"), trunk_strides=(8,) * 14)
 
 
-@pytest.mark.parametrize("strides", [(8, 8, 16), (8,), (16, 8), ()])
+@pytest.mark.parametrize("strides", [(8, 8, 16), (4, 8, 8, 16), (8,), (16, 8), (4,), ()])
 def test_trunk_network_segments_folds_and_exports_for_tensorrt(tmp_path, strides) -> None:
     base = load_genotype(TRUNK)
     g = _trunk(cells=tuple(base.cells[i % 3] for i in range(len(strides))),
@@ -83,7 +83,7 @@ def test_trunk_network_segments_folds_and_exports_for_tensorrt(tmp_path, strides
         y = net(x)
         assert y.shape == (1, CAMVID.num_classes, 97, 131)
         assert torch.allclose(fold_batchnorm(net)(x), y, atol=1e-4)
-    if strides == (8, 8, 16):
+    if strides in ((8, 8, 16), (4, 8, 8, 16)):
         meta = ModelMeta.for_dataset(CAMVID, input_size=(64, 96), genotype_hash=g.hash)
         path = export_onnx(net, meta, tmp_path / "trunk.onnx")
         assert check_onnx(onnx.load(str(path))) == []
@@ -97,6 +97,24 @@ def test_trunk_cells_chain_per_stride_from_the_trunk_features() -> None:
     assert second8.pre1[0].in_channels == first8.out_channels  # the chain at stride 8
     assert [r[0].in_channels for r in net.fusion.reduce] == [c4, second8.out_channels,
                                                               first16.out_channels]
+
+
+S4 = "lite0_s16_lean16_s4"  # the shipped cells after a stride-4 cell of two live edges
+
+
+def test_a_stride_4_cell_refines_the_trunks_finest_features() -> None:
+    g = load_genotype(S4)
+    assert g.strides == [4, 8, 8, 16]
+    net = LGCNet(g, CAMVID.num_classes)
+    c4 = TRUNKS["lite0_s16"].channels[0]
+    fine = net.cells[0]
+    # only x1 = edge 0 (i1) and x2 = edge 4 (x1) are live: i2 gets no pre-processing conv
+    assert fine.pre0[0].in_channels == c4 and fine.pre1 is None
+    assert fine.node_edges == [[0], [4]]
+    assert net.fusion_inputs == (0, 2, 3)
+    assert net.fusion.reduce[0][0].in_channels == fine.out_channels == 2 * g.widths.cell(4)
+    specs = genotype_edge_specs(g, (97, 131))
+    assert {(s.c_in, s.in_hw) for s in specs[:5]} == {(g.widths.cell(4), (25, 33))}
 
 
 def test_imagenet_weights_fill_the_whole_trunk() -> None:

@@ -58,7 +58,7 @@ class Widths:
 class Genotype:
     """The paper's frame: 14 independent cells (5 edge ops each), the reduction cells and the
     fusion cell's choices. With a trunk stem (`space.TRUNKS`): the cells after the trunk, each
-    at its `trunk_strides` entry (8 or 16), no reduction cells, and the fusion cell reading
+    at its `trunk_strides` entry (4, 8 or 16), no reduction cells, and the fusion cell reading
     each stride's last cell (its `fusion_inputs` are then implied and left empty)."""
 
     cells: tuple[tuple[str, ...], ...]
@@ -194,7 +194,7 @@ def _validate_paper_frame(g: Genotype) -> None:
 
 
 def _validate_trunk_frame(g: Genotype) -> None:
-    """Up to MAX_TRUNK_CELLS cells, each at stride 8 or 16; no reduction cell; the fusion
+    """Up to MAX_TRUNK_CELLS cells, each at stride 4, 8 or 16; no reduction cell; the fusion
     inputs implied; the stem widths are the trunk's."""
     if len(g.cells) > MAX_TRUNK_CELLS:
         raise GenotypeError(f"field 'cells': a trunk feeds at most {MAX_TRUNK_CELLS} cells, "
@@ -205,7 +205,7 @@ def _validate_trunk_frame(g: Genotype) -> None:
                                 f"{', '.join(map(str, TRUNK_CELL_STRIDES))} after a trunk, "
                                 f"got {stride!r}")
     if len(g.trunk_strides) != len(g.cells) or g.reductions:
-        raise GenotypeError("field 'cells': after a trunk every cell has a \"stride\" (8 or 16) "
+        raise GenotypeError("field 'cells': after a trunk every cell has a \"stride\" (4, 8 or 16) "
                             "and none is a reduction cell")
     if g.fusion_inputs:
         raise GenotypeError(f"field 'fusion.inputs': after a trunk the fusion cell reads each "

@@ -69,7 +69,8 @@ TRUNKS: dict[str, Trunk] = {
 }
 STEMS: tuple[str, ...] = ("conv", "mbconv", *TRUNKS)
 DEFAULT_STEM = "conv"
-TRUNK_CELL_STRIDES: tuple[int, ...] = (8, 16)  # where a trunk's cells may work
+# where a trunk's cells may work: 4 too, so a cell can refine the finest, thin-structure features
+TRUNK_CELL_STRIDES: tuple[int, ...] = (4, 8, 16)
 MAX_TRUNK_CELLS = 8
 
 NUM_CELLS = 14

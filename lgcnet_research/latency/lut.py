@@ -193,7 +193,7 @@ class LatencyTable:
     def check_matches(self, widths: Widths, reductions: tuple[int, ...],
                       stem: str = DEFAULT_STEM) -> None:
         """Whether a search space's edges are this table's. After a trunk (`space.TRUNKS`)
-        the cells are normal cells at strides 8 and 16 and the stem widths and reductions
+        the cells are normal cells at their strides (4, 8, 16) and the stem widths and reductions
         play no part: the cell and fusion widths must match, and the trunk's frame be
         measured."""
         if stem in TRUNKS:

@@ -89,15 +89,15 @@ class SpaceConfig:
                              f" the paper's cells take their strides from the reductions")
 
     def _check_trunk(self) -> None:
-        """The trunk genotype's frame: 1 to MAX_TRUNK_CELLS cells at strides 8 or 16, stem
+        """The trunk genotype's frame: 1 to MAX_TRUNK_CELLS cells at strides 4, 8 or 16, stem
         widths the trunk's; no reduction cell and the fusion cell reading each stride's last
         cell, so `reductions` and `fusion_inputs` become () as a trunk genotype has them."""
         strides = self.cell_strides
         if not 0 < len(strides) <= MAX_TRUNK_CELLS or any(
                 isinstance(s, bool) or s not in TRUNK_CELL_STRIDES for s in strides):
             raise ValueError(f"cell_strides {list(strides)}: after trunk {self.stem!r} give 1 "
-                             f"to {MAX_TRUNK_CELLS} cells, each at stride "
-                             f"{' or '.join(map(str, TRUNK_CELL_STRIDES))} (e.g. [8, 8, 16])")
+                             f"to {MAX_TRUNK_CELLS} cells, each at one of the strides "
+                             f"{', '.join(map(str, TRUNK_CELL_STRIDES))} (e.g. [8, 8, 16])")
         channels = TRUNKS[self.stem].channels
         if tuple(self.widths.stem) != channels:
             raise ValueError(f"widths.stem {list(self.widths.stem)}: trunk {self.stem!r} hands "
