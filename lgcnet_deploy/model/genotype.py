@@ -205,8 +205,9 @@ def _validate_trunk_frame(g: Genotype) -> None:
                                 f"{', '.join(map(str, TRUNK_CELL_STRIDES))} after a trunk, "
                                 f"got {stride!r}")
     if len(g.trunk_strides) != len(g.cells) or g.reductions:
-        raise GenotypeError("field 'cells': after a trunk every cell has a \"stride\" (4, 8 or 16) "
-                            "and none is a reduction cell")
+        raise GenotypeError(f"field 'cells': after a trunk every cell has a \"stride\" "
+                            f"({', '.join(map(str, TRUNK_CELL_STRIDES))}) and none is a "
+                            f"reduction cell")
     if g.fusion_inputs:
         raise GenotypeError(f"field 'fusion.inputs': after a trunk the fusion cell reads each "
                             f"stride's last cell; give [] (got {list(g.fusion_inputs)})")

@@ -16,6 +16,7 @@ from lgcnet_deploy.model.space import (
     DEFAULT_FUSION_INPUTS,
     DEFAULT_REDUCTIONS,
     DEFAULT_STEM,
+    TRUNK_CELL_STRIDES,
     TRUNKS,
 )
 from lgcnet_research.base.settings import Settings
@@ -50,9 +51,10 @@ class SearchConfig(Settings):
                   '(after a trunk, stem: the trunk\'s channels, e.g. [24, 40, 112])',
         "stem": "the layers before the searched cells: the paper's stem (conv) or a pretrained "
                 "trunk to stride 16 (lite0_s16), whose cells then work at cell_strides",
-        "cell_strides": "after a trunk: the stride each searched cell works at, 4, 8 or "
-                        "16 (e.g. 8 8 16); no reduction cells, and the fusion cell reads each "
-                        "stride's last cell (reductions and fusion_inputs do not apply)",
+        "cell_strides": f"after a trunk: the stride each searched cell works at, one of "
+                        f"{', '.join(map(str, TRUNK_CELL_STRIDES))} (e.g. 8 8 16); no reduction "
+                        f"cells, and the fusion cell reads each stride's last cell (reductions "
+                        f"and fusion_inputs do not apply)",
         "imagenet_stem": "start the trunk from EfficientNet-Lite0's ImageNet weights (trained "
                          "with the network's weights, not searched)",
         "data": "CamVid root",
