@@ -24,6 +24,7 @@ from lgcnet_deploy.model.space import (
     NUM_CELLS,
     STEMS,
     TRUNK_CELL_STRIDES,
+    TRUNK_CELL_STRIDES_TEXT,
     TRUNKS,
     cell_strides,
     edge_choices,
@@ -202,11 +203,11 @@ def _validate_trunk_frame(g: Genotype) -> None:
     for k, stride in enumerate(g.trunk_strides):
         if isinstance(stride, bool) or stride not in TRUNK_CELL_STRIDES:
             raise GenotypeError(f"field 'cells[{k}].stride': expected one of "
-                                f"{', '.join(map(str, TRUNK_CELL_STRIDES))} after a trunk, "
+                                f"{TRUNK_CELL_STRIDES_TEXT} after a trunk, "
                                 f"got {stride!r}")
     if len(g.trunk_strides) != len(g.cells) or g.reductions:
         raise GenotypeError(f"field 'cells': after a trunk every cell has a \"stride\" "
-                            f"({', '.join(map(str, TRUNK_CELL_STRIDES))}) and none is a "
+                            f"({TRUNK_CELL_STRIDES_TEXT}) and none is a "
                             f"reduction cell")
     if g.fusion_inputs:
         raise GenotypeError(f"field 'fusion.inputs': after a trunk the fusion cell reads each "

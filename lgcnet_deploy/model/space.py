@@ -71,6 +71,7 @@ STEMS: tuple[str, ...] = ("conv", "mbconv", *TRUNKS)
 DEFAULT_STEM = "conv"
 # where a trunk's cells may work: 4 too, so a cell can refine the finest, thin-structure features
 TRUNK_CELL_STRIDES: tuple[int, ...] = (4, 8, 16)
+TRUNK_CELL_STRIDES_TEXT = ", ".join(map(str, TRUNK_CELL_STRIDES))  # for messages and help
 MAX_TRUNK_CELLS = 8
 
 NUM_CELLS = 14

@@ -16,7 +16,7 @@ from lgcnet_deploy.model.space import (
     DEFAULT_FUSION_INPUTS,
     DEFAULT_REDUCTIONS,
     DEFAULT_STEM,
-    TRUNK_CELL_STRIDES,
+    TRUNK_CELL_STRIDES_TEXT,
     TRUNKS,
 )
 from lgcnet_research.base.settings import Settings
@@ -52,7 +52,7 @@ class SearchConfig(Settings):
         "stem": "the layers before the searched cells: the paper's stem (conv) or a pretrained "
                 "trunk to stride 16 (lite0_s16), whose cells then work at cell_strides",
         "cell_strides": f"after a trunk: the stride each searched cell works at, one of "
-                        f"{', '.join(map(str, TRUNK_CELL_STRIDES))} (e.g. 8 8 16); no reduction "
+                        f"{TRUNK_CELL_STRIDES_TEXT} (e.g. 8 8 16); no reduction "
                         f"cells, and the fusion cell reads each stride's last cell (reductions "
                         f"and fusion_inputs do not apply)",
         "imagenet_stem": "start the trunk from EfficientNet-Lite0's ImageNet weights (trained "

@@ -39,6 +39,7 @@ from lgcnet_deploy.model.space import (
     MAX_TRUNK_CELLS,
     NUM_CELLS,
     TRUNK_CELL_STRIDES,
+    TRUNK_CELL_STRIDES_TEXT,
     TRUNKS,
     UP_OPS,
     cell_strides,
@@ -97,7 +98,7 @@ class SpaceConfig:
                 isinstance(s, bool) or s not in TRUNK_CELL_STRIDES for s in strides):
             raise ValueError(f"cell_strides {list(strides)}: after trunk {self.stem!r} give 1 "
                              f"to {MAX_TRUNK_CELLS} cells, each at one of the strides "
-                             f"{', '.join(map(str, TRUNK_CELL_STRIDES))} (e.g. [8, 8, 16])")
+                             f"{TRUNK_CELL_STRIDES_TEXT} (e.g. [8, 8, 16])")
         channels = TRUNKS[self.stem].channels
         if tuple(self.widths.stem) != channels:
             raise ValueError(f"widths.stem {list(self.widths.stem)}: trunk {self.stem!r} hands "
