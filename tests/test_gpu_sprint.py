@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import tarfile
 import time
 from pathlib import Path
@@ -26,9 +27,11 @@ from lgcnet_research.latency.lut import LatencyTable
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
-# the default plan: the campaign's adopted recipe and its rare-crop screen, seed 0, in its order
+# a plan of the campaign's queue that stays whatever its records: the adopted recipe and its
+# rare-crop screen, seed 0, in its order (the default, `next`, moves on as records come in)
 ADOPTED, SCREEN = "trunk+w16+exposure+lovasz", "trunk+w16+exposure+lovasz+rare"
-DEFAULT_RUNS = ["fold_a_trunk_w16_exposure_lovasz", "fold_b_trunk_w16_exposure_lovasz",
+PAIR = ["--train-arms", ADOPTED, SCREEN]
+PAIR_RUNS = ["fold_a_trunk_w16_exposure_lovasz", "fold_b_trunk_w16_exposure_lovasz",
                 "fold_a_trunk_w16_exposure_lovasz_rare", "fold_b_trunk_w16_exposure_lovasz_rare"]
 
 
@@ -46,7 +49,7 @@ def test_plan_checks_every_config_and_the_payload_without_running_a_stage(
     out = tmp_path / "out"
     base = ["--out", str(out), "--plan", "--stages", *STAGES,
             "--sanity-config", "experiments/configs/sanity/camvid_gpu.json"]
-    assert main([*base, "--train-configs", *_sprint_configs()]) == 0
+    assert main([*base, *PAIR, "--train-configs", *_sprint_configs()]) == 0
     assert [f.name for f in out.iterdir()] == ["summary.json"]  # nothing ran
     summary = json.loads((out / "summary.json").read_text())
     head, stages = summary["sprint"], summary["stages"]
@@ -56,15 +59,15 @@ def test_plan_checks_every_config_and_the_payload_without_running_a_stage(
     assert {k: v["status"] for k, v in stages.items()} == dict.fromkeys(STAGES, "planned")
     peer = ["peer_gpu"] if HAS_TORCHVISION else []
     runs = stages["train"]["runs"]
-    assert list(runs) == [*DEFAULT_RUNS, *peer, "gpu_sprint", "sanity-searched",
+    assert list(runs) == [*PAIR_RUNS, *peer, "gpu_sprint", "sanity-searched",
                           *(f"sanity-random-{i}" for i in range(3))]
-    assert [(runs[n]["arm"], runs[n]["fold"], runs[n]["seed"]) for n in DEFAULT_RUNS] == [
+    assert [(runs[n]["arm"], runs[n]["fold"], runs[n]["seed"]) for n in PAIR_RUNS] == [
         (ADOPTED, "A", 0), (ADOPTED, "B", 0), (SCREEN, "A", 0), (SCREEN, "B", 0)]
     assert stages["search"]["seeds"] == [0, 1] and stages["search"]["config"].endswith(
         "camvid_gpu_soft.json")
-    # the default plan fits its budget; a plan naming targets not carried or one run folder
+    # the pair alone fits its budget; a plan naming targets not carried or one run folder
     # twice, ImageNet weights missing and a payload over its budget are problems, named
-    assert main(["--out", str(out), "--plan"]) == 0
+    assert main(["--out", str(out), "--plan", *PAIR]) == 0
     assert json.loads((out / "summary.json").read_text())["sprint"]["fits_budget"]
     queue = tmp_path / "plan.json"
     queue.write_text(json.dumps({"runs": [
@@ -90,7 +93,7 @@ def test_dry_run_runs_every_stage_and_returns_at_most_8_files(tmp_path, camvid_v
     monkeypatch.chdir(ROOT)  # the configs name the shipped weights relative to the root
     out = tmp_path / "out"
     assert main(["--out", str(out), "--dry-run", "--device", "cpu", "--note", "ci",
-                 "--stages", *STAGES, "--train-configs", *_sprint_configs(),
+                 "--stages", *STAGES, *PAIR, "--train-configs", *_sprint_configs(),
                  "--sanity-config", "experiments/configs/sanity/camvid_gpu.json",
                  "--train-schedule", "time"]) == 0
     files = list(out.iterdir())
@@ -125,13 +128,13 @@ def _check_trainings(train: dict, out: Path) -> None:
     to their last epoch whatever the schedule, each scored into the campaign's record."""
     runs = train["runs"]
     peer = ["peer_gpu"] if HAS_TORCHVISION else []  # the image has it; CI's venv does not
-    assert list(runs) == [*DEFAULT_RUNS, *peer, "gpu_sprint", "sanity-searched",
+    assert list(runs) == [*PAIR_RUNS, *peer, "gpu_sprint", "sanity-searched",
                           "sanity-random-0"]
     assert all(r["status"] == "done" and r["epochs"] == 2 for r in runs.values())
     assert not peer or runs["peer_gpu"]["model"] == "lraspp_mbv3_large"
     assert 0 < runs["gpu_sprint"]["init_val_miou"] <= 1  # the warm start, validated first
     assert runs["gpu_sprint"]["recipe"]["time_limit"]  # --train-schedule time ...
-    assert all(runs[n]["recipe"]["time_limit"] is None for n in DEFAULT_RUNS)  # ... not these
+    assert all(runs[n]["recipe"]["time_limit"] is None for n in PAIR_RUNS)  # ... not these
     assert set(runs["sanity-searched"]["best_val_iou"]) >= {"pole", "bicyclist"}
     own = ("genotype", "out", "time_limit")  # time_limit: each to the one deadline
     recipes = [{k: v for k, v in runs[n]["recipe"].items() if k not in own}
@@ -159,22 +162,22 @@ def _check_fold_records(train: dict, runs: dict, out: Path) -> None:
     """The fold records and their pooled table came back in one tar, as the campaign's are."""
     from experiments.fold_table import load_results
 
-    assert [runs[n]["fold_record"]["arm"] for n in DEFAULT_RUNS] == [ADOPTED] * 2 + [SCREEN] * 2
-    assert train["fold_table"]["records"] == DEFAULT_RUNS
+    assert [runs[n]["fold_record"]["arm"] for n in PAIR_RUNS] == [ADOPTED] * 2 + [SCREEN] * 2
+    assert train["fold_table"]["records"] == PAIR_RUNS
     assert f"vs `{ADOPTED}` (1 paired)" in train["fold_table"]["markdown"]
     with tarfile.open(out / train["fold_table"]["file"]) as tar:
         assert sorted(tar.getnames()) == sorted([
-            "fold_runs", *(f"fold_runs/{n}.json" for n in DEFAULT_RUNS), "fold_table",
+            "fold_runs", *(f"fold_runs/{n}.json" for n in PAIR_RUNS), "fold_table",
             "fold_table/fold_table.md", "fold_table/fold_table.json"])
         tar.extractall(out / "y", filter="data")
     results = load_results(out / "y" / "fold_runs")  # what fold_table --results reads
     assert {r.key for r in results} == {(a, 0, f) for a in (ADOPTED, SCREEN) for f in "AB"}
-    record = json.loads((out / "y" / "fold_runs" / f"{DEFAULT_RUNS[3]}.json").read_text())
-    assert record["run"] == f"runs/{DEFAULT_RUNS[3]}" and record["report"]["epoch"] == 2
+    record = json.loads((out / "y" / "fold_runs" / f"{PAIR_RUNS[3]}.json").read_text())
+    assert record["run"] == f"runs/{PAIR_RUNS[3]}" and record["report"]["epoch"] == 2
     assert record["command"].startswith(
         "python -m lgcnet_research.train --config configs/train/fold_b_trunk.json "
         "--device-data --amp=bf16 --channels-last ")
-    assert record["eval_command"].startswith(f"lgcnet folds eval runs/{DEFAULT_RUNS[3]}/last.pt "
+    assert record["eval_command"].startswith(f"lgcnet folds eval runs/{PAIR_RUNS[3]}/last.pt "
                                              "--fold B --data ")
     assert "lgcnet_sprint_" not in json.dumps(record)  # no trace of the sprint's scratch
 
@@ -326,7 +329,7 @@ def test_fold_records_and_their_pooled_table_come_back_in_one_tar(tmp_path):
     assert trainings.collect_records(tmp_path, out, ["stopped_at_the_box"]) == {}
 
 
-def test_default_plan_is_the_campaigns_recipe_with_the_gpu_switches():
+def test_a_plans_runs_are_the_campaigns_recipe_with_the_gpu_switches():
     """The adopted recipe against its rare-crop screen on folds A and B, seed 0; `--train-seeds
     1` takes the seed-1 steps the queue has (the adopted recipe's: a screen gets its second
     seed once it passes). Each run is the CPU campaign's config as it is but for the GPU
@@ -335,18 +338,59 @@ def test_default_plan_is_the_campaigns_recipe_with_the_gpu_switches():
     from experiments.gpu_sprint.trainings import GPU_SWITCHES, gpu_step, plan_steps
     from lgcnet_research.train.config import TrainConfig
 
-    cfg = SprintConfig()
+    cfg = SprintConfig(train_arms=(ADOPTED, SCREEN))
     assert cfg.train_plan == str(QUEUE.relative_to(ROOT)) and cfg.train_configs == ()
     assert cfg.train_schedule == "epochs" and cfg.sanity_config is None
     assert "search" not in cfg.selected()  # the GPU is the trainings' alone
     steps = plan_steps(cfg)
-    assert [s.out.name for s in steps] == DEFAULT_RUNS
+    assert [s.out.name for s in steps] == PAIR_RUNS
     for step in steps:
         gpu = gpu_step(step).settings().to_dict()
         cpu = TrainConfig.load(step.config, **step.overrides).to_dict()
         assert {k for k in gpu if gpu[k] != cpu[k]} <= set(GPU_SWITCHES)
         assert gpu["device_data"] and gpu["amp"] == "bf16" and gpu["epochs"] == 80
-    second = plan_steps(SprintConfig(train_seeds=(1,)))
-    assert [s.out.name for s in second] == [f"{n}_s1" for n in DEFAULT_RUNS[:2]]
+    second = plan_steps(SprintConfig(train_arms=(ADOPTED, SCREEN), train_seeds=(1,)))
+    assert [s.out.name for s in second] == [f"{n}_s1" for n in PAIR_RUNS[:2]]
     assert [(s.config, s.arm) for s in second] == [(s.config, s.arm) for s in steps[:2]]
     assert {s.settings().seed for s in second} == {1}
+
+
+def test_default_plan_is_the_queues_next_open_screen_beside_its_pair(tmp_path, monkeypatch):
+    """`--train-arms next` (the default) skips a screen with its fold records committed, one
+    that distils from cached targets and one whose gate is not open, and takes the next screen's
+    seed-0 runs beside those of the arm it is paired with; with no screen open the plan is a
+    problem that says what to do."""
+    from experiments import campaign
+    from experiments.gpu_sprint.config import NEXT_SCREEN
+    from experiments.gpu_sprint.trainings import plan_steps
+
+    assert SprintConfig().train_arms == (NEXT_SCREEN,)
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("fold_a_trunk_w16_detail", "fold_b_trunk_w16_detail"):  # a dropped screen
+        shutil.copy(ROOT / "results" / "campaign" / f"{name}.json", results)
+    monkeypatch.setattr(campaign, "RESULTS", results)
+    folds = {"a": "configs/train/fold_a_trunk.json", "b": "configs/train/fold_b_trunk.json"}
+
+    def steps(arm: str, name: str, **fields: object) -> list[dict]:
+        return [{"config": str(ROOT / config), "arm": arm, "out": f"runs/fold_{f}_{name}",
+                 **fields} for f, config in folds.items()]
+
+    queue = tmp_path / "queue.json"
+    runs = [*steps("trunk", "trunk"), *steps("trunk", "trunk_s1", seed=1),
+            *steps("trunk+w16+detail", "trunk_w16_detail"),
+            *steps("trunk+kd", "trunk_kd", teacher_targets="runs/targets"),
+            *steps("trunk+late", "trunk_late", if_adopted="trunk+w16+detail"),
+            *steps("trunk+open", "trunk_open"), *steps("trunk+open", "trunk_open_s1", seed=1),
+            *steps("trunk+after", "trunk_after")]
+    queue.write_text(json.dumps({"runs": runs}))
+    planned = plan_steps(SprintConfig(train_plan=str(queue)))
+    assert [s.out.name for s in planned] == [
+        "fold_a_trunk", "fold_b_trunk", "fold_a_trunk_open", "fold_b_trunk_open"]
+    queue.write_text(json.dumps({"runs": runs[:8]}))  # no open screen left
+    assert plan_steps(SprintConfig(train_plan=str(queue))) == []
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--plan", "--train-plan", str(queue)]) == 1
+    problems = json.loads((out / "summary.json").read_text())["sprint"]["problems"]
+    assert any("no open screen a GPU run can carry" in p and "--train-arms" in p
+               for p in problems)

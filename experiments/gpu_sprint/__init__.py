@@ -9,8 +9,8 @@ PyTorch-CUDA: eager, CUDA graphs, torch.compile; mask parity GPU vs CPU), lut (t
 latency table, Spearman rho), train (every run of the plan side by side: the fold runs of
 --train-plan, the accuracy campaign's queue, scored into its fold records and pooled table;
 --train-configs; the NAS sanity check's genotypes), search (--search-seeds side by side, their
-agreement; with --together beside train). Default: env, then train: the campaign's adopted
-recipe against its rare-class-crop screen on folds A and B, seed 0. OUT gets at most 8 files,
+agreement; with --together beside train). Default: env, then train: the campaign's next open
+screen beside the arm it is paired with, on folds A and B, seed 0. OUT gets at most 8 files,
 no subfolders: summary.json (rewritten after every result), sprint.log, the LUT,
 train_runs_<i>.tar + train_curves.png + fold_runs.tar (the fold records and their pooled
 table), search.json + search_curves.png.

@@ -7,16 +7,17 @@ seconds to the next ones and the last ones get only what is left. The stages of 
 (default: train and search) start at the same moment, each under its own box: their small
 nets leave a launch-bound GPU mostly idle, so they share it at little cost.
 
-The default is what the next sprint should answer: env, then the accuracy campaign's open
-screen, its adopted recipe `trunk+w16+exposure+lovasz` against rare-class crops
-(`trunk+w16+exposure+lovasz+rare`) on folds A and B (`--train-plan`: the campaign's queue,
-`--train-arms`, `--train-seeds`), seed 0, four runs side by side, each with the campaign's
-recipe to its fixed final epoch (80) and only the GPU switches added; each finished run is
-scored on its held-out drive into the campaign's fold record, and the pooled-fold table is made
-from them. Eight runs at their fixed epochs do not fit one box (README.md). `--stages env tests
-speed lut train search` runs every stage; `--train-configs FILE...` adds plain TrainConfig runs
-(`--train-plan ''`: those alone) and `--sanity-config
-experiments/configs/sanity/camvid_gpu.json` the NAS sanity check's genotypes to stage train.
+The default is what the next sprint should answer: env, then the accuracy campaign's next
+open screen, the first idea `X+Y` in its queue with no committed fold record that needs no
+cached teacher targets, against the arm `X` it is paired with, on folds A and B
+(`--train-plan`: the campaign's queue, `--train-arms next`, `--train-seeds`), seed 0, four runs
+side by side, each with the campaign's recipe to its fixed final epoch and only the GPU
+switches added; each finished run is scored on its held-out drive into the campaign's fold
+record, and the pooled-fold table is made from them. Eight runs at their fixed epochs do not
+fit one box (README.md). `--stages env tests speed lut train search` runs every stage;
+`--train-configs FILE...` adds plain TrainConfig runs (`--train-plan ''`: those alone) and
+`--sanity-config experiments/configs/sanity/camvid_gpu.json` the NAS sanity check's genotypes
+to stage train.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lgcnet_research.base.settings import Settings
 STAGES = ("env", "tests", "speed", "lut", "train", "search")
 SPEED_MODES = ("eager", "graph", "compile")
 TRAIN_SCHEDULES = ("time", "epochs")
+NEXT_SCREEN = "next"  # --train-arms' default: the campaign's next open screen and its pair
 
 
 @dataclass
@@ -57,7 +59,9 @@ class SprintConfig(Settings):
         "train_plan": "stage train's fold runs: a queue in experiments.campaign's format "
                       "(its training steps; '': none), each to its final epoch with the GPU "
                       "switches, scored into the campaign's fold record and the pooled table",
-        "train_arms": "only the plan's runs of these arms (none given: every training step)",
+        "train_arms": f"only the plan's runs of these arms ({NEXT_SCREEN}: the queue's next "
+                      f"open screen without cached targets, and the arm it is paired with, "
+                      f"from the committed fold records; none given: every training step)",
         "train_seeds": "only the plan's runs of these seeds (none given: every seed)",
         "train_configs": "TrainConfig JSONs that stage train also runs, one process each (none: "
                          "no flag values)",
@@ -96,7 +100,7 @@ class SprintConfig(Settings):
     device: str = "auto"
     data: str | None = None
     train_plan: str | None = "experiments/configs/campaign.json"
-    train_arms: tuple[str, ...] = ("trunk+w16+exposure+lovasz", "trunk+w16+exposure+lovasz+rare")
+    train_arms: tuple[str, ...] = (NEXT_SCREEN,)
     train_seeds: tuple[int, ...] = (0,)
     train_configs: tuple[str, ...] = ()
     sanity_config: str | None = None

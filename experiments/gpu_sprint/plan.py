@@ -23,7 +23,7 @@ from experiments.gpu_sprint.carry import (
     payload_total,
     travel_bytes,
 )
-from experiments.gpu_sprint.config import STAGES, SprintConfig
+from experiments.gpu_sprint.config import NEXT_SCREEN, STAGES, SprintConfig
 from experiments.gpu_sprint.context import REPO
 from experiments.gpu_sprint.runner import GRACE_S, Summary, camvid_for_sprint, stage_groups
 from lgcnet_deploy.core.errors import LgcnetError
@@ -77,7 +77,11 @@ def _plan_steps(cfg: SprintConfig, problems: list[str]
         return []
     if len({name for name, _, _ in steps}) < len(steps):
         problems.append(f"train plan {cfg.train_plan}: two of its steps write one run folder")
-    if cfg.train_plan and not steps:
+    if cfg.train_plan and not steps and cfg.train_arms == (NEXT_SCREEN,):
+        problems.append(f"train plan {cfg.train_plan}: no open screen a GPU run can carry "
+                        f"(every idea has its fold records, waits for a verdict or distils "
+                        f"from cached targets); name the arms with --train-arms")
+    elif cfg.train_plan and not steps:
         problems.append(f"train plan {cfg.train_plan}: no training step of arms "
                         f"{list(cfg.train_arms) or 'any'} and seeds "
                         f"{list(cfg.train_seeds) or 'any'}")

@@ -2,7 +2,8 @@
 GPU, each under the stage's deadline.
 
 The plan, in this order: the fold runs of `--train-plan` (a queue in experiments.campaign's
-format, by default the campaign's own, its training steps of `--train-arms` and
+format, by default the campaign's own, its training steps of `--train-arms` (by default
+`next`: the queue's next open screen that travels, and the arm it is paired with) and
 `--train-seeds`, each named by its `out` folder's name: `fold_a_today`, `fold_a_trunk_s1`),
 one run per `--train-configs` file (named by its stem) and, with `--sanity-config`, the NAS
 sanity check's genotypes (`sanity.candidates`: the searched one and `n_random` random ones
@@ -41,7 +42,7 @@ from statistics import median
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from experiments.gpu_sprint import jobs
-from experiments.gpu_sprint.config import SprintConfig
+from experiments.gpu_sprint.config import NEXT_SCREEN, SprintConfig
 from experiments.gpu_sprint.context import REPO, StageContext, StageSkipped, write_json
 
 if TYPE_CHECKING:
@@ -73,16 +74,35 @@ class TrainPlan(NamedTuple):
 
 
 def plan_steps(cfg: SprintConfig) -> list[Run]:
-    """The training steps of `--train-plan` of `--train-arms` and `--train-seeds`, in the
-    queue's order (its targets steps are not run: a step that distils names targets carried
-    beside the tree)."""
+    """The training steps of `--train-plan` of `--train-arms` (`next`: those of
+    `next_screen`) and `--train-seeds`, in the queue's order (its targets steps are not run:
+    a step that distils names targets carried beside the tree)."""
     from experiments.campaign import Run, queue
 
     if not cfg.train_plan:
         return []
-    return [s for s in queue(Path(cfg.train_plan)) if isinstance(s, Run)
-            and (not cfg.train_arms or s.arm in cfg.train_arms)
+    steps = [s for s in queue(Path(cfg.train_plan)) if isinstance(s, Run)]
+    arms = cfg.train_arms
+    if arms == (NEXT_SCREEN,):
+        arms = next_screen(steps)
+        if not arms:
+            return []
+    return [s for s in steps if (not arms or s.arm in arms)
             and (not cfg.train_seeds or s.settings().seed in cfg.train_seeds)]
+
+
+def next_screen(steps: list[Run]) -> tuple[str, ...]:
+    """The arm the queue's next open screen is paired with, and that screen's arm: the first
+    step of an idea `X+Y` that has no committed record, whose gate holds and that distils from
+    no cached targets (they do not travel); () when no screen is open. A GPU run trains the
+    pair side by side, since its runs see other pixels and never pool with the CPU's."""
+    from experiments.fold_table import BASELINE, reference
+
+    for step in steps:
+        if (step.arm and "+" in step.arm and not step.recorded() and step.gate()
+                and not step.overrides.get("teacher_targets")):
+            return reference(step.arm, BASELINE), step.arm
+    return ()
 
 
 def gpu_step(step: Run, **overrides: Any) -> Run:
