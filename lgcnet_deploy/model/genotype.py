@@ -195,8 +195,8 @@ def _validate_paper_frame(g: Genotype) -> None:
 
 
 def _validate_trunk_frame(g: Genotype) -> None:
-    """Up to MAX_TRUNK_CELLS cells, each at stride 4, 8 or 16; no reduction cell; the fusion
-    inputs implied; the stem widths are the trunk's."""
+    """Up to MAX_TRUNK_CELLS cells, each at one of TRUNK_CELL_STRIDES; no reduction cell; the
+    fusion inputs implied; the stem widths are the trunk's."""
     if len(g.cells) > MAX_TRUNK_CELLS:
         raise GenotypeError(f"field 'cells': a trunk feeds at most {MAX_TRUNK_CELLS} cells, "
                             f"got {len(g.cells)}")
