@@ -21,6 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, BadInputError
 from lgcnet_deploy.model.genotype import load_genotype
 from lgcnet_deploy.model.network import LGCNet
@@ -28,7 +29,7 @@ from lgcnet_research.base.machine import keep_freed_memory
 from lgcnet_research.train.pretrained import VARIANTS
 from lgcnet_research.train.teacher import teacher_net
 
-NUM_CLASSES = 11  # CamVid's; the step's cost, not its labels, is what is measured
+NUM_CLASSES = CAMVID.num_classes  # the step's cost, not its labels, is what is measured
 
 
 class Arm:
@@ -71,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, nargs=2, default=[256, 320], metavar=("H", "W"))
     args = p.parse_args(argv)
+    if len(set(args.arms)) < len(args.arms):
+        p.error("each arm once: a repeated arm would be timed against itself")
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     torch.manual_seed(0)
-    if len(set(args.arms)) < len(args.arms):
-        p.error("each arm once: a repeated arm would be timed against itself")
     try:
         arms = {spec: Arm(spec) for spec in args.arms}
     except BadInputError as e:
