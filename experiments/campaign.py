@@ -14,8 +14,10 @@ targets step, {"targets": {"teacher": ckpt, "fold": "A", "out": folder}}, caches
 teacher's soft targets for a fold's training frames (frames already cached are kept). A
 training step may wait on the pooled-fold table's verdict on an arm: with "if_adopted": ARM it
 runs only once ARM is adopted, with "unless_adopted": ARM only once ARM is judged and not
-adopted (or dropped), and while the verdict is not in, the steps after it go first (the shipped
-run that takes an idea only if its confirmation adopts it). Each step writes its log in its
+adopted (or dropped), with "if_screened": ARM only once ARM's one-seed screen on both folds has
+passed (a confirmation's second seed, queued with the screen), and while the verdict is not
+in, the steps after it go first (the shipped run that takes an idea only if its confirmation
+adopts it). Each step writes its log in its
 output folder (log.txt). Between steps the campaign goes on in a
 fresh interpreter and reads the queue afresh, so an edit to the queue or to the code (a new
 training setting, say) takes effect when the running step ends.
@@ -64,12 +66,43 @@ MILESTONES = Path(__file__).parent / "milestones"
 DECIDED = {"adopt": True, "not adopted": False, "drop": False}  # verdicts a gate can act on
 
 
-def verdict_of(arm: str) -> str | None:
-    """The pooled-fold table's verdict on `arm`, from the records in RESULTS (None: no
-    record of it yet)."""
-    runs = load_results(RESULTS) if RESULTS.is_dir() else []
+def verdict_of(arm: str) -> tuple[str, str] | None:
+    """The pooled-fold table's verdict on `arm` and its reason, from the records in RESULTS
+    (None: no record of it yet)."""
+    runs = load_results(RESULTS) if any(RESULTS.glob("*.json")) else []  # none yet: no verdict
     arms = {a["arm"]: a for a in build(runs, BASELINE)["arms"]}
-    return arms[arm]["verdict"] if arm in arms else None
+    return (arms[arm]["verdict"], arms[arm]["reason"]) if arm in arms else None
+
+
+def adopted(verdict: str, reason: str) -> bool | None:
+    """Whether an arm with this verdict is adopted; None while that is not decided."""
+    return DECIDED.get(verdict)
+
+
+def not_adopted(verdict: str, reason: str) -> bool | None:
+    """Whether an arm with this verdict was judged and not adopted (or dropped)."""
+    return None if verdict not in DECIDED else not DECIDED[verdict]
+
+
+def screened(verdict: str, reason: str) -> bool | None:
+    """Whether an arm passed its one-seed screen: False once it is dropped (or, giving accuracy
+    up for something else, costs too much), None before both folds of a seed are in."""
+    if verdict in ("drop", "costs"):
+        return False
+    return None if reason == "no paired seed" else True
+
+
+class Gate(NamedTuple):
+    """A condition a step may wait on: how it reads after the arm's name, and its rule on the
+    arm's verdict and reason (True: run, False: pass over, None: not decided yet)."""
+
+    said: str
+    rule: Callable[[str, str], bool | None]
+
+
+GATES = {"if_adopted": Gate("is adopted", adopted),
+         "unless_adopted": Gate("is not adopted", not_adopted),
+         "if_screened": Gate("passes its screen", screened)}
 
 
 def history(cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -104,24 +137,24 @@ class Run(NamedTuple):
     """A training step: a config file, the scalar fields it changes, the arm of the fold table
     it is a run of (None: not a fold run), whether its weights are kept as a milestone, what
     the arm gives accuracy up for (None: it is meant to gain accuracy) and the verdict it
-    waits on ((arm, True): it runs only if that arm is adopted; (arm, False): only if it is
-    judged and not adopted; None: it always runs)."""
+    waits on ((arm, key of GATES), e.g. ("x", "if_adopted"): it runs only if arm x is
+    adopted; None: it always runs)."""
 
     config: Path
     overrides: dict[str, Any]
     arm: str | None = None
     milestone: bool = False
     trade: str | None = None
-    condition: tuple[str, bool] | None = None
+    condition: tuple[str, str] | None = None
 
     def gate(self) -> bool | None:
         """Whether the step's condition holds (True for a step without one); None while the
         verdict it waits on is not in."""
         if self.condition is None:
             return True
-        arm, adopted = self.condition
+        arm, key = self.condition
         said = verdict_of(arm)
-        return None if said not in DECIDED else DECIDED[said] == adopted
+        return None if said is None else GATES[key].rule(*said)
 
     def settings(self) -> TrainConfig:
         return TrainConfig.load(self.config, **self.overrides)
@@ -150,9 +183,9 @@ class Run(NamedTuple):
 
     def entry(self) -> dict[str, Any]:
         """The step as an entry of a queue file (what `queue` reads back as this step)."""
-        arm, adopted = self.condition or (None, True)
+        arm, key = self.condition or (None, "if_adopted")
         marks = {"arm": self.arm, "milestone": self.milestone or None, "trade": self.trade,
-                 "if_adopted" if adopted else "unless_adopted": arm}
+                 key: arm}
         return {"config": str(self.config), **{k: v for k, v in marks.items() if v},
                 **self.overrides}
 
@@ -216,9 +249,10 @@ class Run(NamedTuple):
         gate = self.gate()
         if gate is not True:
             arm = self.condition[0]  # a condition is what makes gate() other than True
-            return (f"passed over: the verdict on {arm} is {verdict_of(arm)}" if gate is False
-                    else f"waits for a verdict on {arm} (now: {verdict_of(arm)}); later steps "
-                    f"go first")
+            said = verdict_of(arm)
+            now = "no record" if said is None else f"{said[0]}, {said[1]}"
+            return (f"passed over: the verdict on {arm} is {now}" if gate is False
+                    else f"waits for a verdict on {arm} (now: {now}); later steps go first")
         if self.recorded() and not (self.out / "last.pt").is_file():
             return f"done, recorded in {self.record_path} (its run folder is not here)"
         epochs = history(cfg)  # one read of last.pt
@@ -229,8 +263,8 @@ class Run(NamedTuple):
 
     def __str__(self) -> str:
         said = " ".join(f"{k}={v}" for k, v in self.overrides.items())
-        arm, adopted = self.condition or (None, True)
-        when = f" (if {arm} is {'' if adopted else 'not '}adopted)" if arm else ""
+        arm, key = self.condition or (None, "if_adopted")
+        when = f" (if {arm} {GATES[key].said})" if arm else ""
         return f"{self.config}{' ' + said if said else ''}{when}"
 
 
@@ -335,13 +369,12 @@ def queue(path: Path = QUEUE) -> list[Run | Targets]:
     return steps
 
 
-def condition(entry: dict[str, Any]) -> tuple[str, bool] | None:
-    """A queue entry's gate, popped from it: "if_adopted": ARM or "unless_adopted": ARM."""
-    gates = [(entry.pop(key), key == "if_adopted") for key in ("if_adopted", "unless_adopted")
-             if key in entry]
+def condition(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """A queue entry's gate, popped from it: (ARM, KEY) for "KEY": ARM, KEY one of GATES."""
+    gates = [(entry.pop(key), key) for key in GATES if key in entry]
     if len(gates) > 1:
-        raise CampaignError(f"a step waits on {gates[0][0]!r} and {gates[1][0]!r}; give it "
-                            f"if_adopted or unless_adopted, not both")
+        raise CampaignError(f"a step waits on {', '.join(f'{k}: {a!r}' for a, k in gates)}; "
+                            f"give it one of {', '.join(GATES)}, not several")
     return gates[0] if gates else None
 
 

@@ -295,15 +295,16 @@ def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, mo
         {**step, "unless_adopted": "idea", "out": str(tmp_path / "without"), "milestone": True},
         {**step, "out": str(tmp_path / "after")}]}))
     taken, passed, after = queue(path)
-    assert taken.condition == ("idea", True) and passed.condition == ("idea", False)
+    assert taken.condition == ("idea", "if_adopted")
+    assert passed.condition == ("idea", "unless_adopted")
     assert str(taken).endswith("(if idea is adopted)")
     assert campaign.next_step(path) == after
-    assert status(path)[0].endswith("waits for a verdict on idea (now: undecided); later "
-                                    "steps go first")
+    assert status(path)[0].endswith("waits for a verdict on idea (now: undecided, 1 seed); "
+                                    "later steps go first")
     for fold in FOLDS:
         _record(results, BASELINE, fold, 1, 80)
         _record(results, "idea", fold, 1, 0)  # two seeds, each far ahead: adopted
-    assert campaign.verdict_of("idea") == "adopt"
+    assert campaign.verdict_of("idea") == ("adopt", "gain > 2×spread")
     assert campaign.next_step(path) == taken and passed.done() and not taken.done()
     monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
     monkeypatch.setattr(campaign, "history", lambda cfg: [{"epoch": 1}])  # begun, then judged
@@ -311,12 +312,42 @@ def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, mo
     (tmp_path / "without" / "last.pt").write_bytes(b"epoch 1 of 250")
     assert passed.snapshot() is None  # passed over: nothing to resume, nothing to commit
     assert passed.keep() == [] and not (tmp_path / "milestones").exists()  # nor a milestone
-    assert status(path)[1].endswith("passed over: the verdict on idea is adopt")
+    assert status(path)[1].endswith("passed over: the verdict on idea is adopt, gain > 2×spread")
     for fold in FOLDS:  # a second seed far behind: judged, not adopted
         _record(results, "idea", fold, 1, 400)
-    assert campaign.verdict_of("idea") == "not adopted"
+    assert campaign.verdict_of("idea")[0] == "not adopted"
     assert campaign.next_step(path) == passed and taken.done()
     path.write_text(json.dumps({"runs": [{**step, "if_adopted": "idea",
                                           "unless_adopted": "idea"}]}))
-    with pytest.raises(campaign.CampaignError, match="not both"):
+    with pytest.raises(campaign.CampaignError, match="not several"):
         queue(path)
+
+
+def test_a_confirmation_seed_waits_on_the_screen_and_is_passed_over_once_it_drops(
+        tmp_path, monkeypatch):
+    """A second seed queued beside a screen ("if_screened") waits while the screen has one fold,
+    runs once both folds passed it (whatever the later verdict) and is passed over once the
+    screen drops the idea."""
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(campaign, "RESULTS", results)
+    path = tmp_path / "queue.json"
+    path.write_text(json.dumps({"runs": [
+        {"config": "configs/train/fold_a_trunk.json", "if_screened": "idea", "seed": 1,
+         "out": str(tmp_path / "idea_s1")},
+        {"config": "configs/train/ship_trunk.json", "out": str(tmp_path / "after")}]}))
+    confirm, after = queue(path)
+    assert str(confirm).endswith("(if idea passes its screen)")
+    assert confirm.entry()["if_screened"] == "idea"
+    assert confirm.gate() is None and campaign.next_step(path) == after  # no record yet
+    _record(results, BASELINE, "A", 0, 100)
+    _record(results, "idea", "A", 0, 0)
+    assert confirm.gate() is None  # one fold of the seed: no pooled gain yet
+    _record(results, BASELINE, "B", 0, 100)
+    _record(results, "idea", "B", 0, 0)
+    assert campaign.verdict_of("idea") == ("undecided", "1 seed")
+    assert confirm.gate() is True and campaign.next_step(path) == confirm
+    _record(results, "idea", "B", 0, 400)  # the same seed far behind instead: dropped
+    assert campaign.verdict_of("idea")[0] == "drop"
+    assert confirm.gate() is False and confirm.done()
+    assert status(path)[0].endswith("passed over: the verdict on idea is drop, 1 seed, < +2")
