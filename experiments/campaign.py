@@ -17,10 +17,9 @@ runs only once ARM is adopted, with "unless_adopted": ARM only once ARM is judge
 adopted (or dropped), with "if_screened": ARM only once ARM's one-seed screen on both folds has
 passed (a confirmation's second seed, queued with the screen), and while the verdict is not
 in, the steps after it go first (the shipped run that takes an idea only if its confirmation
-adopts it). Each step writes its log in its
-output folder (log.txt). Between steps the campaign goes on in a
-fresh interpreter and reads the queue afresh, so an edit to the queue or to the code (a new
-training setting, say) takes effect when the running step ends.
+adopts it). Each step writes its log in its output folder (log.txt). Between steps the
+campaign goes on in a fresh interpreter and reads the queue afresh, so an edit to the queue or
+to the code (a new training setting, say) takes effect when the running step ends.
 
 What outlives the run folders, to be committed: a finished fold run named by an "arm" is scored
 on the drive its fold held out, and its report (per-class IoU, confusion matrix, the commands
