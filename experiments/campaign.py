@@ -29,10 +29,11 @@ step's "trade", e.g. "latency", is judged by what it costs, not by what it gains
 marked "milestone" (a teacher, the shipped run) leaves its finished weights in
 experiments/milestones/OUT.pt (fp16, no optimizer state), from which a new checkout
 restores the step instead of training it again; a fold run whose record is there counts as
-done, so a new checkout starts with the runs that have no result yet. A run stopped part-way
-outlives its folder through `--snapshot`: its whole last.pt (optimizer state and raw weights
-too, so the resume is bit-exact) copied to experiments/milestones/OUT.resume.pt, which a new
-checkout resumes from and which is deleted when the run finishes.
+done, so a new checkout starts with the runs that have no result yet (and caches no targets
+that only such recorded runs read). A run stopped part-way outlives its folder through
+`--snapshot`: its whole last.pt (optimizer state and raw weights too, so the resume is
+bit-exact) copied to experiments/milestones/OUT.resume.pt, which a new checkout resumes from
+and which is deleted when the run finishes.
 """
 
 from __future__ import annotations
@@ -377,9 +378,23 @@ def condition(entry: dict[str, Any]) -> tuple[str, str] | None:
     return gates[0] if gates else None
 
 
+def unread(step: Run | Targets, steps: list[Run | Targets]) -> bool:
+    """Whether `step` is targets that no unfinished training of `steps` reads: every run
+    distilling from them is done (recorded, say, on a new checkout without the cache), so
+    caching them again would feed nothing. Targets no step reads stay wanted."""
+    if not isinstance(step, Targets):
+        return False
+    readers = [s for s in steps if isinstance(s, Run) and s.settings().teacher_targets
+               and Path(s.settings().teacher_targets) == step.out]
+    return bool(readers) and all(s.done() for s in readers)
+
+
 def status(path: Path = QUEUE) -> list[str]:
     """One line per step: what it is and where it stands."""
-    return [f"{step}: {step.state()}" for step in queue(path)]
+    steps = queue(path)
+    return [f"{step}: " + ("not needed: every run that reads them is done"
+                           if unread(step, steps) and not step.done() else step.state())
+            for step in steps]
 
 
 def run(path: Path = QUEUE, between_steps: Callable[[], None] | None = None) -> int:
@@ -418,14 +433,16 @@ def restart_with_new_code() -> None:
 
 
 def next_step(path: Path = QUEUE) -> Run | Targets | None:
-    """The queue's first unfinished step (None: all done); on the way, each training is
-    restored from its milestone or snapshot where its folder is missing, and each finished
-    step's record and milestone written where missing."""
-    for step in queue(path):
+    """The queue's first unfinished step (None: all done; targets that no unfinished
+    training reads are passed over); on the way, each training is restored from its
+    milestone or snapshot where its folder is missing, and each finished step's record and
+    milestone written where missing."""
+    steps = queue(path)
+    for step in steps:
         restored = step.restore() if isinstance(step, Run) else None
         if restored:
             print(f"campaign: {step}: restored from {restored}", flush=True)
-        if not step.done():
+        if not step.done() and not unread(step, steps):
             if isinstance(step, Run) and step.gate() is None:
                 continue  # the verdict it waits on is not in: the steps after it go first
             return step

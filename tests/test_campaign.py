@@ -84,6 +84,30 @@ def _finished_teacher(path, epochs):
                                             for e in range(epochs)]}}, path)
 
 
+def test_targets_whose_readers_are_all_recorded_are_not_cached_again(tmp_path, monkeypatch):
+    # a new checkout has the students' records but no cache: caching would feed nothing
+    monkeypatch.setattr(campaign, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
+    targets = Targets(tmp_path / "t.pt", "A", tmp_path / "targets")
+    monkeypatch.setattr(Targets, "expected", lambda self: 2)
+    fold_a = Path("configs/train/fold_a_trunk.json")
+    student = Run(fold_a, {"teacher_targets": str(targets.out), "out": str(tmp_path / "kd")},
+                  "kd")
+    later = Run(fold_a, {"out": str(tmp_path / "later")})
+    path = tmp_path / "queue.json"
+    entries = [{"targets": {"teacher": str(targets.teacher), "fold": "A",
+                            "out": str(targets.out)}}, student.entry(), later.entry()]
+    path.write_text(json.dumps({"runs": entries}))
+    assert campaign.next_step(path) == targets  # its student still has to train
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "kd.json").write_text("{}")
+    assert campaign.next_step(path) == later and not targets.done()
+    assert status(path)[0].endswith(": not needed: every run that reads them is done")
+    alone = tmp_path / "alone.json"  # targets no step reads are cached as asked
+    alone.write_text(json.dumps({"runs": entries[:1]}))
+    assert campaign.next_step(alone) == targets
+
+
 def test_a_teachers_milestone_is_kept_and_restores_its_step(tmp_path, monkeypatch):
     monkeypatch.setattr(campaign, "MILESTONES", tmp_path / "milestones")
     monkeypatch.setattr(campaign, "RESULTS", tmp_path / "results")
