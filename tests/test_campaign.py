@@ -12,6 +12,7 @@ import torch
 from experiments import campaign
 from experiments.campaign import QUEUE, Run, Targets, queue, status
 from experiments.fold_table import BASELINE, reference
+from lgcnet_research.train.config import TrainConfig
 from lgcnet_research.train.fold_eval import FoldReport
 from lgcnet_research.train.folds import FOLDS
 from lgcnet_research.train.peer import PEER_FORMAT
@@ -147,6 +148,18 @@ def test_a_run_stopped_part_way_is_snapshot_whole_and_resumed_from_it(tmp_path, 
     monkeypatch.setattr(campaign, "write_fold_record", lambda run, dest: dest.write_text("{}"))
     step.keep()
     assert not step.snapshot_path.exists()  # deleted once the run finished
+
+
+def test_time_left_prices_the_full_frame_finish_at_its_pixels_then_at_its_own_epochs():
+    cfg = TrainConfig(epochs=10, finish_epochs=2, crop=(256, 320), finish_crop=(512, 640))
+    crop_epochs = [{"epoch": e, "seconds": 100.0} for e in range(1, 5)]
+    # 4 crop epochs left at 100 s, then 2 on 4x the pixels, at 400 s: 1200 s
+    assert campaign.time_left(crop_epochs, cfg) == ", about 20 min left at 100 s an epoch"
+    finishing = [*crop_epochs, *({"epoch": e, "seconds": 100.0} for e in range(5, 9)),
+                 {"epoch": 9, "seconds": 300.0}]  # its own finish epoch, once measured
+    assert campaign.time_left(finishing, cfg) == ", about 5 min left at 300 s an epoch"
+    assert campaign.time_left([{"epoch": 1}], cfg) == ""  # no epoch timed
+    assert campaign.time_left([{"epoch": 10, "seconds": 1.0}], cfg) == ""  # finished
 
 
 def test_a_fold_run_with_a_committed_record_is_done_without_its_folder(tmp_path, monkeypatch):
