@@ -400,8 +400,8 @@ def unread(step: Run | Targets, steps: list[Run | Targets]) -> bool:
     caching them again would feed nothing. Targets no step reads stay wanted."""
     if not isinstance(step, Targets):
         return False
-    readers = [s for s in steps if isinstance(s, Run) and s.settings().teacher_targets
-               and Path(s.settings().teacher_targets) == step.out]
+    readers = [s for s in steps if isinstance(s, Run)
+               and (read := s.settings().teacher_targets) and Path(read) == step.out]
     return bool(readers) and all(s.done() for s in readers)
 
 
