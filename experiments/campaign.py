@@ -43,6 +43,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -145,8 +146,8 @@ def time_left(epochs: list[dict[str, Any]], cfg: TrainConfig, recent: int = 10) 
 
 
 def _median_seconds(epochs: list[dict[str, Any]], recent: int) -> float | None:
-    timed = sorted(h["seconds"] for h in epochs[-recent:] if "seconds" in h)
-    return timed[len(timed) // 2] if timed else None
+    timed = [h["seconds"] for h in epochs[-recent:] if "seconds" in h]
+    return statistics.median_high(timed) if timed else None
 
 
 class Run(NamedTuple):
@@ -395,10 +396,10 @@ def condition(entry: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def unread(step: Run | Targets, steps: list[Run | Targets]) -> bool:
-    """Whether `step` is targets that no unfinished training of `steps` reads: every run
-    distilling from them is done (recorded, say, on a new checkout without the cache), so
-    caching them again would feed nothing. Targets no step reads stay wanted."""
-    if not isinstance(step, Targets):
+    """Whether `step` is targets not all cached that no unfinished training of `steps` reads:
+    every run distilling from them is done (recorded, say, on a new checkout without the
+    cache), so caching them again would feed nothing. Targets no step reads stay wanted."""
+    if not isinstance(step, Targets) or step.done():
         return False
     readers = [s for s in steps if isinstance(s, Run)
                and (read := s.settings().teacher_targets) and Path(read) == step.out]
@@ -409,8 +410,7 @@ def status(path: Path = QUEUE) -> list[str]:
     """One line per step: what it is and where it stands."""
     steps = queue(path)
     return [f"{step}: " + ("not needed: every run that reads them is done"
-                           if unread(step, steps) and not step.done() else step.state())
-            for step in steps]
+                           if unread(step, steps) else step.state()) for step in steps]
 
 
 def run(path: Path = QUEUE, between_steps: Callable[[], None] | None = None) -> int:
@@ -458,7 +458,7 @@ def next_step(path: Path = QUEUE) -> Run | Targets | None:
         restored = step.restore() if isinstance(step, Run) else None
         if restored:
             print(f"campaign: {step}: restored from {restored}", flush=True)
-        if not step.done() and not unread(step, steps):
+        if not (step.done() or unread(step, steps)):
             if isinstance(step, Run) and step.gate() is None:
                 continue  # the verdict it waits on is not in: the steps after it go first
             return step
