@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import ensemble
+from experiments import ensemble, input_probe
 from lgcnet_deploy.cli import main as lgcnet
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.exposure import ExposureError, normalise_exposure
@@ -312,3 +312,25 @@ def test_an_ensemble_of_one_run_twice_scores_as_the_run(tiny_camvid: Path, tmp_p
                                                       str(copy), "ensemble"}
     assert ensemble.main([*argv[:1], "B", *argv[2:]]) == 3  # the run saw drive 0001TP
     assert "trained on fold A's frames, including drive 0001TP" in capsys.readouterr().err
+
+
+def test_the_input_probe_scores_the_exported_variant_as_folds_eval(
+        tiny_camvid: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    Trainer(_config(tiny_camvid, tmp_path / "run", epochs=1)).fit()
+    run = tmp_path / "run" / "last.pt"
+    matrices = input_probe.score(run, "A", [(48, 64)], root=str(tiny_camvid))
+    assert list(matrices) == ["as exported (360x480)", "detail halved", "blur σ=1", "at 48x64"]
+    alone = evaluate_fold(run, "A", str(tiny_camvid)).confusion
+    assert matrices["as exported (360x480)"].matrix.tolist() == alone
+    held_out_pixels = sum(sum(row) for row in alone)
+    assert all(cm.matrix.sum() == held_out_pixels for cm in matrices.values())
+    out = tmp_path / "probe.json"
+    argv = [str(run), "--fold", "A", "--sizes", "48x64", "--data", str(tiny_camvid)]
+    assert input_probe.main([*argv, "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert set(record["iou"]) == set(record["confusion"]) == set(matrices)
+    assert input_probe.main([str(run), "--fold", "B", "--data", str(tiny_camvid)]) == 3
+    assert "including drive 0001TP" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        input_probe.main([*argv[:3], "--sizes", "540by720"])
+    assert "write HxW, e.g. 540x720" in capsys.readouterr().err
