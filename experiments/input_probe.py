@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from experiments.ensemble import report
+from lgcnet_deploy.cli.args import image_size
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, LgcnetError
 from lgcnet_deploy.core.exposure import normalise_exposure
@@ -55,17 +56,6 @@ def detail_halved(bgr: np.ndarray) -> np.ndarray:
 
 def blurred(sigma: float) -> Degrade:
     return lambda bgr: cv2.GaussianBlur(bgr, (0, 0), sigma)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"540x720" -> (540, 720)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: write HxW, e.g. 540x720") from None
-    if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"size {text!r}: both sides must be at least 32")
-    return h, w
 
 
 def variants(net: torch.nn.Module, input_size: tuple[int, int], sizes: list[tuple[int, int]],
@@ -108,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a fold run's checkpoint")
     p.add_argument("--fold", choices=sorted(FOLDS), required=True)
-    p.add_argument("--sizes", type=parse_size, nargs="*", default=[],
+    p.add_argument("--sizes", type=image_size, nargs="*", default=[],
                    help="other input sizes to run the net at (HxW)")
     p.add_argument("--blur", type=float, default=1.0, help="the blur variant's σ in pixels")
     p.add_argument("--data", help="CamVid root (default: $LGCNET_CAMVID)")

@@ -333,4 +333,4 @@ def test_the_input_probe_scores_the_exported_variant_as_folds_eval(
     assert "including drive 0001TP" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         input_probe.main([*argv[:3], "--sizes", "540by720"])
-    assert "write HxW, e.g. 540x720" in capsys.readouterr().err
+    assert "expected HxW like 360x480, got '540by720'" in capsys.readouterr().err
