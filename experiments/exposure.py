@@ -28,6 +28,7 @@ from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, LgcnetError
 from lgcnet_deploy.core.exposure import check_target
 from lgcnet_research.train.fold_eval import evaluate_fold
+from lgcnet_research.train.folds import POOLED_FOLDS
 
 SHOWN = ("sky", "building", "tree", "pole", "sign", "fence", "pedestrian", "bicyclist")
 
@@ -58,8 +59,9 @@ def pooled_rows(runs: list[FoldRun], target: float, out: Path, threads: int | No
         arm, seed, fold = run.key
         by_key.setdefault((arm, seed), {})[fold] = run
     rows = []
-    for (arm, seed), folds in sorted(by_key.items()):
-        if set(folds) != {"A", "B"}:
+    for (arm, seed), every_fold in sorted(by_key.items()):
+        folds = {f: every_fold[f] for f in POOLED_FOLDS if f in every_fold}
+        if len(folds) < len(POOLED_FOLDS):
             continue
         as_run = sum(r.confusion for r in folds.values())
         exposed = {f: exposed_confusion(r, target, out, threads) for f, r in sorted(folds.items())}

@@ -9,7 +9,10 @@ Input: one JSON file per finished fold run in --results (the campaign writes the
 fold, seed, run folder, training config, overrides and command, the `lgcnet folds eval`
 command, and that evaluation's report with its held-out confusion matrix. Pooling sums A's and
 B's matrices before IoU is taken: A has bicyclists in 14 frames, B fence in 13, so one fold's
-IoU of such a class is noise. An arm named `X+Y` (an idea Y added to arm X: `trunk+kd`) is
+IoU of such a class is noise. Fold C (the later half of 0001TP, as CamVid's test split continues
+that drive after its training frames) is shown in its own column and left out of the pool: it
+overlaps fold B, and it checks whether what fold B costs an arm is the unseen dusk drive or
+dusk itself. An arm named `X+Y` (an idea Y added to arm X: `trunk+kd`) is
 paired against `X`, so the verdict is on Y; any other arm against the baseline. Arms named
 `NAME@L` are the same recipes run to another length L (`trunk@250`, the check of the 80-epoch
 proxy's ranking): they form their own group, paired within it (`trunk@250` against
@@ -45,7 +48,7 @@ import numpy as np
 from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.errors import BadInputError, LgcnetError, MissingFileError, damaged
 from lgcnet_deploy.core.metrics import ConfusionMatrix
-from lgcnet_research.train.folds import FOLDS
+from lgcnet_research.train.folds import FOLDS, POOLED_FOLDS
 
 KEYS = ("arm", "fold", "seed", "run", "config", "overrides", "command", "eval_command", "report")
 SHOWN = ("pole", "sign", "fence", "pedestrian", "bicyclist")  # the classes the campaign watches
@@ -160,13 +163,13 @@ def fold_entry(run: FoldRun) -> dict[str, Any]:
 
 
 def seed_row(seed: int, folds: dict[str, FoldRun]) -> dict[str, Any]:
-    """One seed of an arm: its folds' runs and, when it has every fold, the pooled IoU."""
-    missing = [f"fold {f} missing" for f in FOLDS if f not in folds]
+    """One seed of an arm: its folds' runs and, when it has folds A and B, the pooled IoU."""
+    missing = [f"fold {f} missing" for f in POOLED_FOLDS if f not in folds]
     row: dict[str, Any] = {"seed": seed, "missing": missing, "miou": None,
                            "per_class_iou": None, "gain": None,
                            "folds": {f: fold_entry(folds[f]) for f in FOLDS if f in folds}}
     if not missing:
-        miou, iou = scores(sum(folds[f].confusion for f in FOLDS))
+        miou, iou = scores(sum(folds[f].confusion for f in POOLED_FOLDS))
         row.update(miou=miou, per_class_iou=dict(zip(CAMVID.classes, iou)))
     return row
 
@@ -384,7 +387,8 @@ def markdown(table: dict[str, Any]) -> str:
     lines = [
         "# Pooled folds A+B", "",
         f"Per run, the held-out confusion matrices of folds A and B summed, IoU from the sum; "
-        f"per arm the mean over seeds (fold A, fold B: each fold's mean mIoU), spread = max − "
+        f"per arm the mean over seeds (fold A, B, C: each fold's mean mIoU; C, a check, is not "
+        f"pooled), spread = max − "
         f"min pooled mIoU over seeds; gain = "
         f"pooled mIoU minus that of the arm it is paired against, same seed, in points (`X+Y` "
         f"against `X`, the others against `{base}`; in a length group `NAME@L`, the same within "
@@ -449,7 +453,7 @@ def plot_fold_curves(runs: list[FoldRun], out: Path) -> list[Path]:
         if lines:
             written.append(plot_val_lines(
                 lines, out / f"fold_curves_{fold.lower()}.png", xlabel="epoch", size=(7, 4),
-                ylabel="held-out mIoU %", title=f"fold {fold}: the held-out drive {FOLDS[fold]}"))
+                ylabel="held-out mIoU %", title=f"fold {fold}, holding out {FOLDS[fold]}"))
     return written
 
 
@@ -469,7 +473,7 @@ def plot_class_curves(runs: list[FoldRun], out: Path) -> list[Path]:
         panels["mIoU"] = [curve_line(r, "curve") for r in shown]
         written.append(plot_val_grid(
             panels, out / f"fold_class_curves_{fold.lower()}.png", xlabel="epoch",
-            title=f"fold {fold}: held-out IoU % per class, the drive {FOLDS[fold]}"))
+            title=f"fold {fold}: held-out IoU % per class, holding out {FOLDS[fold]}"))
     return written
 
 

@@ -28,7 +28,7 @@ from lgcnet_deploy.core.classes import CAMVID
 from lgcnet_deploy.core.data import read_label
 from lgcnet_deploy.core.errors import EXIT_USER_INPUT, LgcnetError
 from lgcnet_deploy.core.metrics import ConfusionMatrix
-from lgcnet_research.train.folds import FOLDS, fold_frames
+from lgcnet_research.train.folds import POOLED_FOLDS, fold_frames
 
 
 def ceiling_prediction(label: np.ndarray, stride: int, num_classes: int) -> np.ndarray:
@@ -47,7 +47,7 @@ def ceilings(strides: list[int], root: str | None = None) -> dict[int, Confusion
     """Per stride, the confusion matrix of the ceiling predictions over both folds' held-out
     frames."""
     matrices = {s: ConfusionMatrix(CAMVID.num_classes, CAMVID.ignore_index) for s in strides}
-    for fold in FOLDS:
+    for fold in POOLED_FOLDS:
         held_out = fold_frames(fold, root)[1]
         for split, i in held_out.refs:
             label = read_label(split.labels[i])
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     iou = {s: [0.0 if math.isnan(x) else float(x) for x in m.iou()] for s, m in matrices.items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "stride_ceiling.json").write_text(json.dumps(
-        {"folds": list(FOLDS), "classes": list(CAMVID.classes),
+        {"folds": list(POOLED_FOLDS), "classes": list(CAMVID.classes),
          "iou": {str(s): v for s, v in iou.items()}}, indent=1) + "\n")
     table = markdown(iou)
     (args.out / "stride_ceiling.md").write_text(table)

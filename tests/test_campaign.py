@@ -14,7 +14,7 @@ from experiments.campaign import QUEUE, Run, Targets, queue, status
 from experiments.fold_table import BASELINE, reference
 from lgcnet_research.train.config import TrainConfig
 from lgcnet_research.train.fold_eval import FoldReport
-from lgcnet_research.train.folds import FOLDS
+from lgcnet_research.train.folds import FOLDS, POOLED_FOLDS
 from lgcnet_research.train.peer import PEER_FORMAT
 
 
@@ -322,7 +322,7 @@ def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, mo
     results = tmp_path / "results"
     results.mkdir()
     monkeypatch.setattr(campaign, "RESULTS", results)
-    for fold in FOLDS:
+    for fold in POOLED_FOLDS:
         _record(results, BASELINE, fold, 0, 100)
         _record(results, "idea", fold, 0, 0)  # one seed: the verdict on it is not in
     path = tmp_path / "queue.json"
@@ -338,7 +338,7 @@ def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, mo
     assert campaign.next_step(path) == after
     assert status(path)[0].endswith("waits for a verdict on idea (now: undecided, 1 seed); "
                                     "later steps go first")
-    for fold in FOLDS:
+    for fold in POOLED_FOLDS:
         _record(results, BASELINE, fold, 1, 80)
         _record(results, "idea", fold, 1, 0)  # two seeds, each far ahead: adopted
     assert campaign.verdict_of("idea") == ("adopt", "gain > 2×spread")
@@ -350,7 +350,7 @@ def test_a_step_waits_on_a_verdict_and_runs_only_if_it_goes_its_way(tmp_path, mo
     assert passed.snapshot() is None  # passed over: nothing to resume, nothing to commit
     assert passed.keep() == [] and not (tmp_path / "milestones").exists()  # nor a milestone
     assert status(path)[1].endswith("passed over: the verdict on idea is adopt, gain > 2×spread")
-    for fold in FOLDS:  # a second seed far behind: judged, not adopted
+    for fold in POOLED_FOLDS:  # a second seed far behind: judged, not adopted
         _record(results, "idea", fold, 1, 400)
     assert campaign.verdict_of("idea")[0] == "not adopted"
     assert campaign.next_step(path) == passed and taken.done()

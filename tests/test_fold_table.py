@@ -160,6 +160,17 @@ def test_an_arm_missing_a_fold_shows_what_it_has(tmp_path: Path) -> None:
                               "today 60): compare at equal length"]
 
 
+def test_fold_c_is_shown_beside_the_pool_and_left_out_of_it(tmp_path: Path) -> None:
+    write_both(tmp_path, "today", 0, 100)
+    write(tmp_path, "today", "C", 0, confusion(400))  # overlaps fold B: never pooled
+    write(tmp_path, "trunk", "C", 0, confusion())  # a check alone is no pooled run
+    arms = {a["arm"]: a for a in build(load_results(tmp_path), "today")["arms"]}
+    assert arms["today"]["miou"] == pytest.approx(pooled_miou(100))
+    assert arms["today"]["fold_miou"]["C"] == pytest.approx((N - 2 + 2 * 100 / 500) / N)
+    assert arms["trunk"]["missing"] == ["seed 0: fold A missing", "seed 0: fold B missing"]
+    assert main_row(arms["today"]).split(" | ")[4:7] == ["93.94", "93.94", "85.45"]
+
+
 def test_arms_run_to_another_length_are_paired_within_their_group(tmp_path: Path) -> None:
     """`NAME@250` checks the 80-epoch proxy's ranking: trunk@250 against today@250, with the
     seeds of its own group only, and no note (each pair ran one length)."""
@@ -193,7 +204,7 @@ def test_a_second_file_of_one_run_is_refused(tmp_path: Path,
     (lambda r: r.pop("eval_command"), "missing key(s) eval_command"),
     (lambda r: r["report"].update(confusion=[[1] * N] * (N - 1)), "must be 11x11 pixel counts"),
     (lambda r: r["report"].pop("confusion"), "report has no confusion matrix"),
-    (lambda r: r.update(fold="C"), "fold 'C', expected one of A, B"),
+    (lambda r: r.update(fold="D"), "fold 'D', expected one of A, B, C"),
     (lambda r: r["report"].update(fold="B"), "fold A but its report is fold B"),
 ])
 def test_a_malformed_file_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,

@@ -68,9 +68,22 @@ def test_a_fold_holds_out_one_whole_drive(tiny_camvid: Path, fold: str, train: i
     assert image.shape == (24, 32, 3) and label.shape == (24, 32)
 
 
+def test_fold_c_holds_out_the_later_half_of_0001tp_and_trains_on_the_earlier(
+        tiny_camvid: Path) -> None:
+    """As CamVid's test split continues 0001TP after its training frames: the drive's later
+    frames are held out, its earlier ones trained on, the rest in the pool's order (batches
+    are drawn by index)."""
+    train, held_out = fold_frames("C", tiny_camvid)
+    of_drive = sorted(p.name for p in fold_frames("B", tiny_camvid)[1].images)
+    held = sorted(p.name for p in held_out.images)
+    assert held == of_drive[1:] and held_out.name.endswith("the later half of 0001TP")
+    every = [p.name for p in fold_frames("all", tiny_camvid)[0].images]
+    assert [p.name for p in train.images] == [name for name in every if name not in held]
+
+
 def test_unknown_fold_names_the_choices(tiny_camvid: Path) -> None:
-    with pytest.raises(FoldError, match="choose one of A, B, all"):
-        fold_frames("C", tiny_camvid)
+    with pytest.raises(FoldError, match="choose one of A, B, C, all"):
+        fold_frames("D", tiny_camvid)
 
 
 def test_inverse_log_weights_favour_rare_classes() -> None:
@@ -175,7 +188,7 @@ def test_fold_eval_scores_the_final_ema_weights_and_refuses_a_leak(tiny_camvid: 
     assert (report.frames, report.held_out_drive, report.epoch, report.ema) == (
         4, "0006R0", 3, True)
     assert 0.0 <= report.miou <= 1.0 and set(report.per_class_iou) == set(CAMVID.classes)
-    assert "fold A: held-out drive 0006R0, 4 frames; epoch 3 of 3, EMA" in report.table()
+    assert "fold A: held out 0006R0, 4 frames; epoch 3 of 3, EMA" in report.table()
     confusion = np.array(report.confusion)  # every labelled held-out pixel, void left out
     assert confusion.shape == (CAMVID.num_classes,) * 2 and confusion.sum() == 4 * 22 * 32
     tp = np.diag(confusion)
@@ -185,7 +198,7 @@ def test_fold_eval_scores_the_final_ema_weights_and_refuses_a_leak(tiny_camvid: 
     assert lgcnet(["folds", "eval", str(tmp_path / "run" / "last.pt"), "--fold", "A",
                    "--data", str(tiny_camvid), "--json", str(tmp_path / "fold_a.json")]) == 0
     assert json.loads((tmp_path / "fold_a.json").read_text())["confusion"] == report.confusion
-    with pytest.raises(FoldError, match="trained on fold A's frames, including drive 0001TP"):
+    with pytest.raises(FoldError, match="trained on fold A's frames, not on fold B's"):
         evaluate_fold(tmp_path / "run" / "last.pt", "B", str(tiny_camvid))
 
 
@@ -267,7 +280,7 @@ def test_distillation_mixes_hard_and_soft_targets() -> None:
 def test_a_student_is_refused_on_a_fold_its_teacher_saw() -> None:
     teacher = {"recipe": {"fold": "all"}}
     student = {"recipe": {"fold": "A"}, "teacher": {"provenance": teacher}}
-    with pytest.raises(FoldError, match="every labelled drive, including drive 0006R0"):
+    with pytest.raises(FoldError, match="every labelled drive, not on fold A's"):
         check_unseen("A", student, Path("student.pt"))
     check_unseen("A", {**student, "teacher": {"provenance": {"recipe": {"fold": "A"}}}},
                  Path("student.pt"))
@@ -290,8 +303,8 @@ def test_a_fold_run_distils_from_a_teacher_of_the_same_fold(tiny_camvid: Path,
 def test_a_config_written_whole_loads_again() -> None:
     """The GPU sprint writes every field of a config, `fold: null` included."""
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
-    with pytest.raises(ValueError, match="fold='C': choose one of A, B, all"):
-        TrainConfig.from_dict({"fold": "C"})
+    with pytest.raises(ValueError, match="fold='D': choose one of A, B, C, all"):
+        TrainConfig.from_dict({"fold": "D"})
 
 
 def test_an_ensemble_of_one_run_twice_scores_as_the_run(tiny_camvid: Path, tmp_path: Path,
@@ -311,7 +324,7 @@ def test_an_ensemble_of_one_run_twice_scores_as_the_run(tiny_camvid: Path, tmp_p
     assert record["views"] and set(record["iou"]) == {str(tmp_path / "run" / "last.pt"),
                                                       str(copy), "ensemble"}
     assert ensemble.main([*argv[:1], "B", *argv[2:]]) == 3  # the run saw drive 0001TP
-    assert "trained on fold A's frames, including drive 0001TP" in capsys.readouterr().err
+    assert "trained on fold A's frames, not on fold B's" in capsys.readouterr().err
 
 
 def test_the_input_probe_scores_the_exported_variant_as_folds_eval(
@@ -330,7 +343,7 @@ def test_the_input_probe_scores_the_exported_variant_as_folds_eval(
     record = json.loads(out.read_text())
     assert set(record["iou"]) == set(record["confusion"]) == set(matrices)
     assert input_probe.main([str(run), "--fold", "B", "--data", str(tiny_camvid)]) == 3
-    assert "including drive 0001TP" in capsys.readouterr().err
+    assert "generalisation to 0001TP" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         input_probe.main([*argv[:3], "--sizes", "540by720"])
     assert "expected HxW like 360x480, got '540by720'" in capsys.readouterr().err

@@ -356,10 +356,11 @@ def test_a_plans_runs_are_the_campaigns_recipe_with_the_gpu_switches():
 
 
 def test_default_plan_is_the_queues_next_open_screen_beside_its_pair(tmp_path, monkeypatch):
-    """`--train-arms next` (the default) skips a screen with its fold records committed, one
-    that distils from cached targets and one whose gate is not open, and takes the next screen's
-    seed-0 runs beside those of the arm it is paired with; with no screen open the plan is a
-    problem that says what to do."""
+    """`--train-arms next` (the default) skips a screen with its fold records committed (a
+    fold-C check of it left to run opens none), one that distils from cached targets and one
+    whose gate is not open, and takes the next screen's seed-0 runs on the pooled folds beside
+    those of the arm it is paired with; with no screen open the plan is a problem that says
+    what to do."""
     from experiments import campaign
     from experiments.gpu_sprint.config import NEXT_SCREEN
     from experiments.gpu_sprint.trainings import plan_steps
@@ -376,18 +377,23 @@ def test_default_plan_is_the_queues_next_open_screen_beside_its_pair(tmp_path, m
         return [{"config": str(ROOT / config), "arm": arm, "out": f"runs/fold_{f}_{name}",
                  **fields} for f, config in folds.items()]
 
+    def check(arm: str, name: str) -> dict:
+        return {"config": str(ROOT / "configs/train/fold_c_trunk.json"), "arm": arm,
+                "out": f"runs/fold_c_{name}"}
+
     queue = tmp_path / "queue.json"
     runs = [*steps("trunk", "trunk"), *steps("trunk", "trunk_s1", seed=1),
             *steps("trunk+w16+detail", "trunk_w16_detail"),
             *steps("trunk+kd", "trunk_kd", teacher_targets="runs/targets"),
+            check("trunk+w16+detail", "trunk_w16_detail"),
             *steps("trunk+late", "trunk_late", if_adopted="trunk+w16+detail"),
             *steps("trunk+open", "trunk_open"), *steps("trunk+open", "trunk_open_s1", seed=1),
-            *steps("trunk+after", "trunk_after")]
+            check("trunk+open", "trunk_open"), *steps("trunk+after", "trunk_after")]
     queue.write_text(json.dumps({"runs": runs}))
     planned = plan_steps(SprintConfig(train_plan=str(queue)))
     assert [s.out.name for s in planned] == [
         "fold_a_trunk", "fold_b_trunk", "fold_a_trunk_open", "fold_b_trunk_open"]
-    queue.write_text(json.dumps({"runs": runs[:8]}))  # no open screen left
+    queue.write_text(json.dumps({"runs": runs[:9]}))  # no open screen left
     assert plan_steps(SprintConfig(train_plan=str(queue))) == []
     out = tmp_path / "out"
     assert main(["--out", str(out), "--plan", "--train-plan", str(queue)]) == 1

@@ -76,8 +76,10 @@ class TrainPlan(NamedTuple):
 def plan_steps(cfg: SprintConfig) -> list[Run]:
     """The training steps of `--train-plan` of `--train-arms` (`next`: those of
     `next_screen`) and `--train-seeds`, in the queue's order (its targets steps are not run:
-    a step that distils names targets carried beside the tree)."""
+    a step that distils names targets carried beside the tree; nor are fold C's checks, which
+    pair with the campaign's own runs)."""
     from experiments.campaign import Run, queue
+    from lgcnet_research.train.folds import FOLDS, POOLED_FOLDS
 
     if not cfg.train_plan:
         return []
@@ -88,18 +90,22 @@ def plan_steps(cfg: SprintConfig) -> list[Run]:
         if not arms:
             return []
     return [s for s in steps if (not arms or s.arm in arms)
-            and (not cfg.train_seeds or s.settings().seed in cfg.train_seeds)]
+            and (not cfg.train_seeds or s.settings().seed in cfg.train_seeds)
+            and s.settings().fold not in set(FOLDS) - set(POOLED_FOLDS)]
 
 
 def next_screen(steps: list[Run]) -> tuple[str, ...]:
     """The arm the queue's next open screen is paired with, and that screen's arm: the first
-    step of an idea `X+Y` that has no committed record, whose gate holds and that distils from
-    no cached targets (they do not travel); () when no screen is open. A GPU run trains the
-    pair side by side, since its runs see other pixels and never pool with the CPU's."""
+    step of an idea `X+Y` on a pooled fold that has no committed record, whose gate holds and
+    that distils from no cached targets (they do not travel); () when no screen is open. A GPU
+    run trains the pair side by side, since its runs see other pixels and never pool with the
+    CPU's."""
     from experiments.fold_table import BASELINE, reference
+    from lgcnet_research.train.folds import POOLED_FOLDS
 
     for step in steps:
         if (step.arm and "+" in step.arm and not step.recorded() and step.gate()
+                and step.settings().fold in POOLED_FOLDS
                 and not step.overrides.get("teacher_targets")):
             return reference(step.arm, BASELINE), step.arm
     return ()

@@ -36,7 +36,8 @@ class TrainConfig(Settings):
                          "(stem lite0_s16) from EfficientNet-Lite0's ImageNet weights "
                          "(lgcnet_research.train.pretrained)",
         "fold": "train on a sequence-held-out fold of the 468 labelled frames and evaluate on "
-                "its held-out drive: A holds out 0006R0, B 0001TP; all = every labelled frame "
+                "what it holds out: A the drive 0006R0, B the drive 0001TP, C the later half of "
+                "0001TP; all = every labelled frame "
                 "(evaluated on val, which it then contains). Default: CamVid train, val",
         "out": "run folder: last.pt, best.pt, curves.png",
         "init": "start from these weights (a checkpoint of the same genotype) with a fresh "

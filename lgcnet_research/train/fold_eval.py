@@ -54,7 +54,7 @@ class FoldReport:
         exposure = "" if self.exposure_target is None else \
             f"; frames brightened to mean luminance {self.exposure_target:g}"
         return "\n".join([
-            f"fold {self.fold}: held-out drive {self.held_out_drive}, {self.frames} frames; "
+            f"fold {self.fold}: held out {self.held_out_drive}, {self.frames} frames; "
             f"{epoch}, {'EMA' if self.ema else 'raw'} weights{exposure}",
             *iou_table(self.per_class_iou, self.miou)])
 
@@ -74,9 +74,9 @@ def check_unseen(fold: str, provenance: dict[str, Any], path: Path) -> None:
         if seen != fold:
             what = "every labelled drive" if seen in (None, ALL) else f"fold {seen}'s frames"
             raise FoldError(f"{path} (or a run or teacher it learnt from) was trained on "
-                            f"{what}, including drive {FOLDS[fold]}: its fold {fold} number "
-                            f"would not measure generalisation; evaluate a run trained with "
-                            f"--fold {fold}")
+                            f"{what}, not on fold {fold}'s training frames alone: its fold "
+                            f"{fold} number would not measure generalisation to "
+                            f"{FOLDS[fold]}; evaluate a run trained with --fold {fold}")
         for earlier in ("init", "teacher"):
             if (record.get(earlier) or {}).get("provenance"):
                 pending.append(record[earlier]["provenance"])
@@ -127,7 +127,7 @@ def score_fold(net: torch.nn.Module, payload: dict[str, Any], path: str | Path, 
     cm = validate(net, loader, torch.device("cpu"), as_exported(net, payload))
     recipe = provenance.get("recipe") or {}
     return FoldReport(
-        checkpoint=str(path), fold=fold, held_out_drive=FOLDS[fold], frames=len(held_out),
+        checkpoint=str(path), fold=fold, held_out_drive=str(FOLDS[fold]), frames=len(held_out),
         epoch=provenance.get("epochs_run"), epochs_planned=recipe.get("epochs"),
         ema=bool(recipe.get("ema")), exposure_target=exposure, miou=cm.miou(),
         per_class_iou={c: float(np.nan_to_num(v)) for c, v in zip(CAMVID.classes, cm.iou())},

@@ -3,14 +3,21 @@ generalises like CamVid's test split.
 
 CamVid's val is a clip cut from the middle of drive 0016E5, whose other frames are in train:
 its frames are neighbours of training frames, so val mIoU measures memory, not
-generalisation. A fold instead holds out one whole drive and trains on the rest:
+generalisation. A fold instead holds out one whole drive (fold C: half of one) and trains
+on the rest:
 
     fold A: hold out drive 0006R0 (101 frames), train on 0001TP + 0016E5 (367 frames)
     fold B: hold out drive 0001TP (62 frames, dusk), train on 0006R0 + 0016E5 (406 frames)
+    fold C: hold out the later half of 0001TP (31 frames), train on the rest (437 frames)
     all:    train on all 468 frames (what a shipped model is trained on); evaluated on val,
             which it contains, so its number is a sanity check and nothing more
 
-A frame's drive is its file name's prefix (`0006R0_f01230.jpg` -> `0006R0`).
+A recipe is judged on folds A and B pooled. Fold C checks what fold B leaves out: CamVid's
+test split holds 0001TP's next 62 frames, which follow the drive's training frames, so a
+shipped model has seen the dusk drive's first half; fold B has not.
+
+A frame's drive is its file name's prefix (`0006R0_f01230.jpg` -> `0006R0`); within a drive,
+name order is frame order.
 """
 
 from __future__ import annotations
@@ -24,7 +31,21 @@ import numpy as np
 from lgcnet_deploy.core.classes import CAMVID, Dataset
 from lgcnet_deploy.core.data import CamVid
 
-FOLDS: dict[str, str] = {"A": "0006R0", "B": "0001TP"}  # fold -> the drive it holds out
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The frames a fold holds out: drive `drive`'s, or only their later half in frame order."""
+
+    drive: str
+    later_half: bool = False
+
+    def __str__(self) -> str:
+        return f"the later half of {self.drive}" if self.later_half else self.drive
+
+
+FOLDS: dict[str, HeldOut] = {"A": HeldOut("0006R0"), "B": HeldOut("0001TP"),
+                             "C": HeldOut("0001TP", later_half=True)}
+POOLED_FOLDS: tuple[str, ...] = ("A", "B")  # the folds a recipe's pooled mIoU sums
 ALL = "all"
 FOLD_CHOICES: tuple[str, ...] = (*FOLDS, ALL)
 LABELLED_SPLITS = ("train", "val")
@@ -86,11 +107,14 @@ def fold_frames(fold: str, root: str | Path | None = None) -> tuple[Frames, Fram
         val = tuple(ref for ref in pool if ref[0].split == "val")
         return Frames("all", tuple(pool)), Frames("val (inside the training frames)", val)
     held = FOLDS[fold]
-    train = tuple(ref for ref in pool if drive_of(ref[0].images[ref[1]]) != held)
-    test = tuple(ref for ref in pool if drive_of(ref[0].images[ref[1]]) == held)
-    if not test:
-        raise FoldError(f"fold {fold}: no frame of drive {held} under {pool[0][0].root}; the "
-                        f"folds need CamVid's train and val frames with their original names")
+    of_drive = sorted((ref for ref in pool if drive_of(ref[0].images[ref[1]]) == held.drive),
+                      key=lambda ref: ref[0].images[ref[1]].name)
+    if not of_drive:
+        raise FoldError(f"fold {fold}: no frame of drive {held.drive} under {pool[0][0].root}; "
+                        f"the folds need CamVid's train and val frames with their original names")
+    chosen = set(of_drive[len(of_drive) // 2:] if held.later_half else of_drive)
+    train = tuple(ref for ref in pool if ref not in chosen)  # pool order: batches stay as they were
+    test = tuple(ref for ref in pool if ref in chosen)
     return Frames(f"fold {fold} train", train), Frames(f"fold {fold} held-out {held}", test)
 
 
