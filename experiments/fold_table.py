@@ -12,8 +12,8 @@ B's matrices before IoU is taken: A has bicyclists in 14 frames, B fence in 13, 
 IoU of such a class is noise. Fold C (the later half of 0001TP, as CamVid's test split continues
 that drive after its training frames) is shown in its own column and left out of the pool: it
 overlaps fold B, and it checks whether what fold B costs an arm is the unseen dusk drive or
-dusk itself. An arm named `X+Y` (an idea Y added to arm X: `trunk+kd`) is
-paired against `X`, so the verdict is on Y; any other arm against the baseline. Arms named
+dusk itself. An arm named `X+Y` (an idea Y added to arm X: `trunk+kd`) is paired against `X`,
+so the verdict is on Y; any other arm against the baseline. Arms named
 `NAME@L` are the same recipes run to another length L (`trunk@250`, the check of the 80-epoch
 proxy's ranking): they form their own group, paired within it (`trunk@250` against
 `today@250`) and expected to have that group's seeds. The rule:
@@ -388,11 +388,10 @@ def markdown(table: dict[str, Any]) -> str:
         "# Pooled folds A+B", "",
         f"Per run, the held-out confusion matrices of folds A and B summed, IoU from the sum; "
         f"per arm the mean over seeds (fold A, B, C: each fold's mean mIoU; C, a check, is not "
-        f"pooled), spread = max − "
-        f"min pooled mIoU over seeds; gain = "
-        f"pooled mIoU minus that of the arm it is paired against, same seed, in points (`X+Y` "
-        f"against `X`, the others against `{base}`; in a length group `NAME@L`, the same within "
-        f"the group). Rule: {table['rule']}.", "",
+        f"pooled), spread = max − min pooled mIoU over seeds; gain = pooled mIoU minus that of "
+        f"the arm it is paired against, same seed, in points (`X+Y` against `X`, the others "
+        f"against `{base}`; in a length group `NAME@L`, the same within the group). Rule: "
+        f"{table['rule']}.", "",
         f"| arm | epochs | mIoU % | spread | {' | '.join(f'fold {f}' for f in FOLDS)} | "
         f"{' | '.join(SHOWN)} | paired gain | verdict | missing |",
         "|---|---:|---:|---:|" + "---:|" * (len(FOLDS) + len(SHOWN)) + "---:|---|---|",

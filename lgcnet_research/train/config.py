@@ -37,8 +37,8 @@ class TrainConfig(Settings):
                          "(lgcnet_research.train.pretrained)",
         "fold": "train on a sequence-held-out fold of the 468 labelled frames and evaluate on "
                 "what it holds out: A the drive 0006R0, B the drive 0001TP, C the later half of "
-                "0001TP; all = every labelled frame "
-                "(evaluated on val, which it then contains). Default: CamVid train, val",
+                "0001TP; all = every labelled frame (evaluated on val, which it then contains). "
+                "Default: CamVid train, val",
         "out": "run folder: last.pt, best.pt, curves.png",
         "init": "start from these weights (a checkpoint of the same genotype) with a fresh "
                 "optimizer and schedule (fine-tuning)",
