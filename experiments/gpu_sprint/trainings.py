@@ -79,7 +79,7 @@ def plan_steps(cfg: SprintConfig) -> list[Run]:
     a step that distils names targets carried beside the tree; nor are fold C's checks, which
     pair with the campaign's own runs)."""
     from experiments.campaign import Run, queue
-    from lgcnet_research.train.folds import FOLDS, POOLED_FOLDS
+    from lgcnet_research.train.folds import CHECK_FOLDS
 
     if not cfg.train_plan:
         return []
@@ -89,9 +89,11 @@ def plan_steps(cfg: SprintConfig) -> list[Run]:
         arms = next_screen(steps)
         if not arms:
             return []
-    return [s for s in steps if (not arms or s.arm in arms)
-            and (not cfg.train_seeds or s.settings().seed in cfg.train_seeds)
-            and s.settings().fold not in set(FOLDS) - set(POOLED_FOLDS)]
+    chosen = [s for s in steps if not arms or s.arm in arms]
+    settings = [s.settings() for s in chosen]
+    return [s for s, run in zip(chosen, settings)
+            if (not cfg.train_seeds or run.seed in cfg.train_seeds)
+            and run.fold not in CHECK_FOLDS]
 
 
 def next_screen(steps: list[Run]) -> tuple[str, ...]:
@@ -101,11 +103,11 @@ def next_screen(steps: list[Run]) -> tuple[str, ...]:
     run trains the pair side by side, since its runs see other pixels and never pool with the
     CPU's."""
     from experiments.fold_table import BASELINE, reference
-    from lgcnet_research.train.folds import POOLED_FOLDS
+    from lgcnet_research.train.folds import CHECK_FOLDS
 
     for step in steps:
         if (step.arm and "+" in step.arm and not step.recorded() and step.gate()
-                and step.settings().fold in POOLED_FOLDS
+                and step.settings().fold not in CHECK_FOLDS
                 and not step.overrides.get("teacher_targets")):
             return reference(step.arm, BASELINE), step.arm
     return ()

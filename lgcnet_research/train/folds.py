@@ -46,6 +46,7 @@ class HeldOut:
 FOLDS: dict[str, HeldOut] = {"A": HeldOut("0006R0"), "B": HeldOut("0001TP"),
                              "C": HeldOut("0001TP", later_half=True)}
 POOLED_FOLDS: tuple[str, ...] = ("A", "B")  # the folds a recipe's pooled mIoU sums
+CHECK_FOLDS: tuple[str, ...] = tuple(f for f in FOLDS if f not in POOLED_FOLDS)  # shown apart
 ALL = "all"
 FOLD_CHOICES: tuple[str, ...] = (*FOLDS, ALL)
 LABELLED_SPLITS = ("train", "val")
@@ -99,7 +100,7 @@ def _pool(root: str | Path | None) -> Iterator[tuple[CamVid, int]]:
 
 
 def fold_frames(fold: str, root: str | Path | None = None) -> tuple[Frames, Frames]:
-    """(training frames, evaluation frames) of `fold` ("A", "B" or "all")."""
+    """(training frames, evaluation frames) of `fold` (one of FOLD_CHOICES)."""
     if fold not in FOLD_CHOICES:
         raise FoldError(f"unknown fold {fold!r}: choose one of {', '.join(FOLD_CHOICES)}")
     pool = list(_pool(root))
